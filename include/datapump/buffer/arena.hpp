@@ -1,0 +1,146 @@
+// File: datapump/buffer/arena.hpp
+//
+// The buffer arena: one memfd, cut into `count` buffers of `buffer_size` bytes, mapped read-write
+// once and pre-faulted at creation, never grown. Each buffer has a descriptor, kept apart from the
+// data so that scanning descriptors never touches buffer pages:
+//
+//   memfd   [ buf 0 | buf 1 | ... | buf n-1 ]   buffer_size each, page aligned (O_DIRECT-safe)
+//   descs   [ d0 ][ d1 ] ... [ dn-1 ]          one cache line each
+//
+//   descriptor: state word (atomic u64) = generation:32 | state:8 | pins:24
+//               key (file, block), valid bytes, chain link, referenced bit
+//
+// The state word is changed only by compare-and-swap (or by its exclusive owner, see below).
+// States and who may move a buffer between them:
+//
+//   free --claim (CAS, the claimer)--> filling --publish (owner)--> valid
+//   valid --pin/unpin (CAS, anyone)--> valid
+//   valid, 0 pins --reclaim (CAS, the evictor)--> reclaiming --release (owner)--> free
+//   filling --abandon (owner)--> free
+//
+// `filling` and `reclaiming` are exclusive: the one thread that won the CAS owns the buffer and is
+// the only one that writes its key, data and valid count. A `valid` buffer's bytes below its
+// valid count never change while it is pinned; a load-and-play writer appends above the count and
+// publishes each step with a release store (see cache/loans.hpp).
+//
+// Thread-safety: every member function may be called from any thread unless it says otherwise.
+#pragma once
+
+#include "datapump/base/cacheline.hpp"
+#include "datapump/base/error.hpp"
+#include "datapump/base/unique_fd.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+namespace datapump::buffer {
+
+enum class state : std::uint8_t { free = 0, filling = 1, valid = 2, reclaiming = 3 };
+
+// The packed state word. Plain value helpers; the atomic lives in the descriptor.
+struct state_word {
+    static constexpr std::uint64_t pin_bits = 24;
+    static constexpr std::uint64_t pin_mask = (std::uint64_t{1} << pin_bits) - 1;
+    static constexpr std::uint64_t max_pins = pin_mask;
+
+    [[nodiscard]] static constexpr std::uint64_t make(std::uint32_t gen, state s, std::uint32_t pins) {
+        return (std::uint64_t{gen} << 32) | (std::uint64_t{static_cast<std::uint8_t>(s)} << pin_bits) |
+               (pins & pin_mask);
+    }
+    [[nodiscard]] static constexpr std::uint32_t pins(std::uint64_t w) {
+        return static_cast<std::uint32_t>(w & pin_mask);
+    }
+    [[nodiscard]] static constexpr state get_state(std::uint64_t w) {
+        return static_cast<state>((w >> pin_bits) & 0xff);
+    }
+    [[nodiscard]] static constexpr std::uint32_t generation(std::uint64_t w) {
+        return static_cast<std::uint32_t>(w >> 32);
+    }
+};
+
+inline constexpr std::uint32_t no_index = 0xffffffffU;
+
+struct alignas(cacheline_size) descriptor {
+    std::atomic<std::uint64_t> word{state_word::make(0, state::free, 0)};
+    // Key. Written only by the exclusive owner (filling/reclaiming); read by lock-free lookups,
+    // which re-check it after pinning (the pin's acquire pairs with the owner's release publish).
+    std::atomic<std::uint64_t> file{0};
+    std::atomic<std::uint64_t> block{0};
+    // Bytes of the buffer that hold data. Release-stored by the owner or the load-and-play
+    // writer; acquire-loaded by readers before they touch the bytes.
+    std::atomic<std::uint32_t> valid{0};
+    // Next descriptor in the hash chain (no_index ends it). See cache/buffer_cache.hpp.
+    std::atomic<std::uint32_t> next{no_index};
+    // CLOCK reference bit: set on every hit, cleared by the sweeping hand. Relaxed on both sides:
+    // a lost update only changes which unpinned buffer is evicted first, never correctness.
+    std::atomic<std::uint8_t> referenced{0};
+};
+static_assert(sizeof(descriptor) == cacheline_size);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+struct arena_config {
+    std::size_t buffer_size = 256 * 1024;  // bytes; a multiple of 4096
+    std::size_t buffer_count = 1024;
+    bool prefault = true;                  // touch every page now, not on the data path
+};
+
+class arena {
+public:
+    // Creates the memfd, sizes it, maps it and (by default) pre-faults it.
+    // Errors: invalid_argument (size not a multiple of 4096, zero count, more than 2^32-1
+    // buffers), no_buffers (memfd/mmap failed for lack of memory), io_error otherwise.
+    [[nodiscard]] static result<std::unique_ptr<arena>> create(const arena_config& config);
+
+    arena(const arena&) = delete;
+    arena& operator=(const arena&) = delete;
+    ~arena();
+
+    [[nodiscard]] std::size_t buffer_size() const { return buffer_size_; }
+    [[nodiscard]] std::uint32_t count() const { return count_; }
+    [[nodiscard]] std::size_t bytes() const { return buffer_size_ * count_; }
+    // The memfd, for mapping elsewhere (read-only by clients) or registering with io_uring.
+    [[nodiscard]] int fd() const { return fd_.get(); }
+    [[nodiscard]] std::byte* base() const { return base_; }
+
+    [[nodiscard]] descriptor& desc(std::uint32_t index) { return descs_[index]; }
+    [[nodiscard]] const descriptor& desc(std::uint32_t index) const { return descs_[index]; }
+    [[nodiscard]] std::span<std::byte> data(std::uint32_t index) const {
+        return {base_ + static_cast<std::size_t>(index) * buffer_size_, buffer_size_};
+    }
+    // Index of the buffer holding `p`, or no_index when `p` is outside the arena.
+    [[nodiscard]] std::uint32_t index_of(const void* p) const;
+
+    // --- state transitions (see the diagram above) -------------------------------------------
+
+    // Takes one pin on a valid buffer. Never blocks: fails when the buffer is not valid or the pin
+    // count is saturated.
+    [[nodiscard]] bool try_pin(std::uint32_t index);
+    void unpin(std::uint32_t index);
+    // free -> filling under a new generation, one pin held by the claimer. Fails when not free.
+    [[nodiscard]] bool try_claim_free(std::uint32_t index);
+    // valid with no pins -> reclaiming. Fails fast when pinned or not valid.
+    [[nodiscard]] bool try_reclaim(std::uint32_t index);
+    // reclaiming -> filling under a new generation, one pin held (the evictor reuses it at once).
+    void reuse_reclaimed(std::uint32_t index);
+    // filling -> valid with `pins` pins held by the caller; wakes threads waiting on the word.
+    void publish(std::uint32_t index, std::uint32_t pins);
+    // filling or reclaiming -> free; wakes waiters.
+    void release_to_free(std::uint32_t index);
+    // Blocks while the buffer's state word equals `seen` (futex-backed atomic wait).
+    void wait_change(std::uint32_t index, std::uint64_t seen) const;
+
+private:
+    arena(unique_fd fd, std::byte* base, std::size_t buffer_size, std::uint32_t count);
+
+    unique_fd fd_;
+    std::byte* base_;
+    std::size_t buffer_size_;
+    std::uint32_t count_;
+    std::unique_ptr<descriptor[]> descs_;
+};
+
+}  // namespace datapump::buffer

@@ -1,0 +1,61 @@
+// Internal to src/cache: the parts of file_cache that readers and writers share.
+#pragma once
+
+#include "datapump/cache/file_cache.hpp"
+#include "datapump/cache/internal/prefetch_mailbox.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace datapump::cache {
+
+struct file_cache::impl {
+    explicit impl(file_cache& owner);
+
+    // Slow path for a run of blocks of one file: each either pinned from the cache (waiting
+    // for another filler if needed) or read from the source in one batch. May block.
+    enum class fill_reason { demand, prefetch };
+    [[nodiscard]] std::vector<result<buffer::buffer_ref>> fill(const cached_file& file,
+                                                               std::span<const std::uint64_t> blocks,
+                                                               fill_reason reason);
+    // Bytes block `block` must hold for a reader who sees `size` as the end of file.
+    [[nodiscard]] std::uint32_t expected_bytes(std::uint64_t block, std::uint64_t size) const;
+    // Loans for [offset, end) from per-block buffers (index 0 = first block of the range).
+    [[nodiscard]] result<std::vector<read_loan>> make_loans(std::uint64_t offset, std::uint64_t end,
+                                                            std::vector<buffer::buffer_ref> refs);
+    // Waits while `offset` is at the frontier of a file being written. Returns the end of file
+    // the read may use, or the writer's error.
+    [[nodiscard]] result<std::uint64_t> wait_for_data(const cached_file& file, std::uint64_t offset);
+
+    void prefetch_loop(prefetch_mailbox::consumer consumer);
+    void handle_note(const prefetch_note& note);
+    void worker_loop();
+    void post_job(std::move_only_function<void()> job);
+
+    file_cache& owner;
+    buffer_cache& buffers;
+    const std::size_t block_size;
+
+    // Open files by id, for the prefetch thread (notes carry ids, not pointers).
+    std::mutex files_mutex;
+    std::unordered_map<std::uint64_t, std::weak_ptr<cached_file>> files;  // guarded by files_mutex
+    std::atomic<std::uint64_t> next_file_id{1};  // relaxed: only uniqueness matters
+
+    prefetch_mailbox mailbox;
+    std::atomic<std::uint64_t> notes_posted{0};   // relaxed counters for quiesce()
+    std::atomic<std::uint64_t> notes_handled{0};
+    std::thread prefetcher;
+
+    std::mutex jobs_mutex;
+    std::condition_variable jobs_cv;
+    std::deque<std::move_only_function<void()>> jobs;  // guarded by jobs_mutex
+    std::size_t jobs_running = 0;            // guarded by jobs_mutex
+    bool stopping = false;                   // guarded by jobs_mutex
+    std::vector<std::thread> workers;
+};
+
+}  // namespace datapump::cache

@@ -1,0 +1,74 @@
+#include "datapump/buffer/arena.hpp"
+#include "datapump/buffer/buffer_ref.hpp"
+
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+namespace datapump::buffer {
+namespace {
+
+std::unique_ptr<arena> make(std::size_t size = 8192, std::size_t count = 4) {
+    auto a = arena::create({.buffer_size = size, .buffer_count = count});
+    EXPECT_TRUE(a.has_value());
+    return std::move(*a);
+}
+
+TEST(arena, rejects_unaligned_sizes_and_empty_arenas) {
+    EXPECT_EQ(arena::create({.buffer_size = 1000, .buffer_count = 4}).error().code, errc::invalid_argument);
+    EXPECT_EQ(arena::create({.buffer_size = 0, .buffer_count = 4}).error().code, errc::invalid_argument);
+    EXPECT_EQ(arena::create({.buffer_size = 4096, .buffer_count = 0}).error().code, errc::invalid_argument);
+}
+
+TEST(arena, memfd_is_sized_and_buffers_are_page_aligned) {
+    auto a = make(8192, 5);
+    struct stat st {};
+    ASSERT_EQ(::fstat(a->fd(), &st), 0);
+    EXPECT_EQ(static_cast<std::size_t>(st.st_size), 8192U * 5);
+    for (std::uint32_t i = 0; i < a->count(); ++i) {
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a->data(i).data()) % 4096, 0U);
+        EXPECT_EQ(a->index_of(a->data(i).data() + 100), i);
+    }
+    EXPECT_EQ(a->index_of(&st), no_index);
+}
+
+TEST(arena, state_machine) {
+    auto a = make();
+    EXPECT_FALSE(a->try_pin(0));  // free buffers cannot be pinned
+    ASSERT_TRUE(a->try_claim_free(0));
+    EXPECT_FALSE(a->try_claim_free(0));  // exclusive
+    EXPECT_FALSE(a->try_pin(0));         // filling cannot be pinned
+    const auto gen = state_word::generation(a->desc(0).word.load());
+    fill_ref f(a.get(), 0);
+    f.data()[0] = std::byte{42};
+    buffer_ref r = std::move(f).publish(1);
+    EXPECT_TRUE(f.empty());
+    EXPECT_EQ(r.bytes().size(), 1U);
+    EXPECT_EQ(r.bytes()[0], std::byte{42});
+    EXPECT_FALSE(a->try_reclaim(0));  // pinned
+    {
+        buffer_ref second = r.share();
+        EXPECT_EQ(state_word::pins(a->desc(0).word.load()), 2U);
+    }
+    r.reset();
+    EXPECT_EQ(state_word::pins(a->desc(0).word.load()), 0U);
+    ASSERT_TRUE(a->try_reclaim(0));
+    EXPECT_FALSE(a->try_pin(0));
+    a->reuse_reclaimed(0);
+    EXPECT_EQ(state_word::generation(a->desc(0).word.load()), gen + 1);
+    fill_ref again(a.get(), 0);
+    again.reset();  // abandoned: back to free
+    EXPECT_EQ(state_word::get_state(a->desc(0).word.load()), state::free);
+    EXPECT_EQ(a->desc(0).valid.load(), 0U);
+}
+
+TEST(arena, dropped_fill_ref_frees_the_buffer) {
+    auto a = make();
+    ASSERT_TRUE(a->try_claim_free(1));
+    { fill_ref f(a.get(), 1); }
+    EXPECT_EQ(state_word::get_state(a->desc(1).word.load()), state::free);
+    EXPECT_TRUE(a->try_claim_free(1));
+}
+
+}  // namespace
+}  // namespace datapump::buffer
