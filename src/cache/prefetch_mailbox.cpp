@@ -34,12 +34,12 @@ bool prefetch_mailbox::try_post(const prefetch_note& note) noexcept {
         }
     }
     c->note = note;
-    // SYNC POINT: release pairs with the consumer's acquire load of seq in try_pop().
-    c->seq.store(pos + 1, std::memory_order_release);
-    // Dekker with consumer::wait(): our seq store and its sleeping_ store are both followed by a
-    // seq_cst fence, so either it sees our note or we see it sleeping.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleeping_.load(std::memory_order_relaxed)) {
+    // SYNC POINT: pairs with the consumer's acquire load of seq in try_pop() (seq_cst includes
+    // release). seq_cst also for the Dekker handshake with consumer::wait(): our seq store and
+    // sleeping_ load, its sleeping_ store and seq load, are all in one total order, so either it
+    // sees our note or we see it sleeping. (Written without fences, which TSan cannot check.)
+    c->seq.store(pos + 1, std::memory_order_seq_cst);
+    if (sleeping_.load(std::memory_order_seq_cst)) {
         doorbell_.fetch_add(1, std::memory_order_relaxed);
         doorbell_.notify_one();
     }
@@ -77,9 +77,9 @@ std::optional<prefetch_note> prefetch_mailbox::consumer::try_pop() {
 bool prefetch_mailbox::consumer::wait() {
     auto& box = *box_;
     const std::uint32_t bell = box.doorbell_.load(std::memory_order_relaxed);
-    box.sleeping_.store(true, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in try_post()
-    const bool ready = box.cells_[box.head_ & box.mask_].seq.load(std::memory_order_acquire) == box.head_ + 1;
+    // seq_cst store then seq_cst load: the other half of try_post()'s handshake.
+    box.sleeping_.store(true, std::memory_order_seq_cst);
+    const bool ready = box.cells_[box.head_ & box.mask_].seq.load(std::memory_order_seq_cst) == box.head_ + 1;
     if (!ready && !box.stopped_.load(std::memory_order_relaxed)) {
         box.doorbell_.wait(bell, std::memory_order_relaxed);
     }

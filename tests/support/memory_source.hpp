@@ -87,6 +87,7 @@ public:
     void read_blocks(std::span<cache::block_read> reads) override {
         const std::lock_guard lock(mutex_);
         for (auto& r : reads) {
+            ++reads_;
             const std::uint64_t size = bytes_.size();
             const std::uint64_t n = r.offset >= size ? 0 : std::min<std::uint64_t>(r.dst.size(), size - r.offset);
             std::memcpy(r.dst.data(), bytes_.data() + r.offset, n);
@@ -127,6 +128,10 @@ public:
         const std::lock_guard lock(mutex_);
         return writes_;
     }
+    [[nodiscard]] std::uint64_t reads() const {
+        const std::lock_guard lock(mutex_);
+        return reads_;
+    }
 
 private:
     mutable std::mutex mutex_;
@@ -134,6 +139,7 @@ private:
     bool fail_writes_ = false;
     bool finished_ = false;
     int writes_ = 0;
+    std::uint64_t reads_ = 0;
 };
 
 }  // namespace datapump::testing

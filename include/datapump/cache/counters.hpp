@@ -1,10 +1,22 @@
 // File: datapump/cache/counters.hpp
 //
-// One counter per path the cache takes, readable by later parts (metrics) at any time. Every
-// increment is relaxed: counters order nothing, and a reader of a snapshot accepts that fields
-// were read at slightly different instants.
+// One counter per path the cache takes, readable by later parts (metrics) at any time.
+//
+// The hit path must not pay for its own bookkeeping, so counters are sharded by thread:
+//
+//   shards_[0 .. thread_shards-1]  one per live thread (a slot taken on first use, given back
+//                                  when the thread exits), each written by that thread only:
+//                                  a relaxed load + store, no locked instruction
+//   shards_[thread_shards]         shared overflow for threads beyond that: relaxed fetch_add
+//
+// snapshot() sums the shards with relaxed loads: a reader accepts that fields were read at
+// slightly different instants. Gauges (loans out) are incremented on one thread and decremented
+// on another; each shard may wrap below zero, and the sum modulo 2^64 is still right.
 #pragma once
 
+#include "datapump/base/cacheline.hpp"
+
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -31,48 +43,47 @@ struct counters_snapshot {
 
 class counters {
 public:
-    void add_hit() { hits_.fetch_add(1, std::memory_order_relaxed); }
-    void add_miss() { misses_.fetch_add(1, std::memory_order_relaxed); }
-    void add_collision() { collisions_.fetch_add(1, std::memory_order_relaxed); }
-    void add_fallback() { fallbacks_.fetch_add(1, std::memory_order_relaxed); }
+    enum class id : std::uint8_t {
+        hits, misses, collisions, fallbacks, disk_reads, disk_read_bytes, disk_writes, disk_write_bytes,
+        evictions, waits, no_buffers, prefetch_posted, prefetch_dropped, prefetch_reads, loans_out,
+        write_loans_out, count_
+    };
+
+    void add(id which, std::uint64_t n = 1) noexcept;
+
+    void add_hit() { add(id::hits); }
+    void add_miss() { add(id::misses); }
+    void add_collision() { add(id::collisions); }
+    void add_fallback() { add(id::fallbacks); }
     void add_disk_read(std::uint64_t bytes) {
-        disk_reads_.fetch_add(1, std::memory_order_relaxed);
-        disk_read_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        add(id::disk_reads);
+        add(id::disk_read_bytes, bytes);
     }
     void add_disk_write(std::uint64_t bytes) {
-        disk_writes_.fetch_add(1, std::memory_order_relaxed);
-        disk_write_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        add(id::disk_writes);
+        add(id::disk_write_bytes, bytes);
     }
-    void add_eviction() { evictions_.fetch_add(1, std::memory_order_relaxed); }
-    void add_wait() { waits_.fetch_add(1, std::memory_order_relaxed); }
-    void add_no_buffers() { no_buffers_.fetch_add(1, std::memory_order_relaxed); }
-    void add_prefetch_posted() { prefetch_posted_.fetch_add(1, std::memory_order_relaxed); }
-    void add_prefetch_dropped() { prefetch_dropped_.fetch_add(1, std::memory_order_relaxed); }
-    void add_prefetch_read() { prefetch_reads_.fetch_add(1, std::memory_order_relaxed); }
-    void loan_taken() { loans_out_.fetch_add(1, std::memory_order_relaxed); }
-    void loan_returned() { loans_out_.fetch_sub(1, std::memory_order_relaxed); }
-    void write_loan_taken() { write_loans_out_.fetch_add(1, std::memory_order_relaxed); }
-    void write_loan_returned() { write_loans_out_.fetch_sub(1, std::memory_order_relaxed); }
+    void add_eviction() { add(id::evictions); }
+    void add_wait() { add(id::waits); }
+    void add_no_buffers() { add(id::no_buffers); }
+    void add_prefetch_posted() { add(id::prefetch_posted); }
+    void add_prefetch_dropped() { add(id::prefetch_dropped); }
+    void add_prefetch_read() { add(id::prefetch_reads); }
+    void loan_taken() { add(id::loans_out); }
+    void loan_returned() { add(id::loans_out, ~std::uint64_t{0}); }  // -1 modulo 2^64
+    void write_loan_taken() { add(id::write_loans_out); }
+    void write_loan_returned() { add(id::write_loans_out, ~std::uint64_t{0}); }
 
     [[nodiscard]] counters_snapshot snapshot() const;
 
+    static constexpr std::uint32_t thread_shards = 32;
+
 private:
-    std::atomic<std::uint64_t> hits_{0};
-    std::atomic<std::uint64_t> misses_{0};
-    std::atomic<std::uint64_t> collisions_{0};
-    std::atomic<std::uint64_t> fallbacks_{0};
-    std::atomic<std::uint64_t> disk_reads_{0};
-    std::atomic<std::uint64_t> disk_read_bytes_{0};
-    std::atomic<std::uint64_t> disk_writes_{0};
-    std::atomic<std::uint64_t> disk_write_bytes_{0};
-    std::atomic<std::uint64_t> evictions_{0};
-    std::atomic<std::uint64_t> waits_{0};
-    std::atomic<std::uint64_t> no_buffers_{0};
-    std::atomic<std::uint64_t> prefetch_posted_{0};
-    std::atomic<std::uint64_t> prefetch_dropped_{0};
-    std::atomic<std::uint64_t> prefetch_reads_{0};
-    std::atomic<std::uint64_t> loans_out_{0};
-    std::atomic<std::uint64_t> write_loans_out_{0};
+    static constexpr std::size_t fields = static_cast<std::size_t>(id::count_);
+    struct alignas(cacheline_size) shard {
+        std::array<std::atomic<std::uint64_t>, fields> v{};
+    };
+    std::array<shard, thread_shards + 1> shards_{};
 };
 
 }  // namespace datapump::cache

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the debug build (all tests), the
+# ASan+UBSan build (all tests), the TSan build (the concurrent tests), and a clang-16 build.
+# Exit code 0 only if every build and every test passed. This is what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh build test
+
+jobs=$(nproc)
+summary=()
+status=0
+run_preset() {
+  local preset=$1
+  echo "=== ${preset}: configure and build"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  echo "=== ${preset}: test"
+  local log
+  log=$(mktemp)
+  if ctest --preset "$preset" -j "$jobs" 2>&1 | tee "$log"; then
+    summary+=("${preset}: $(grep -E 'tests passed' "$log" | tail -n 1)")
+  else
+    summary+=("${preset}: FAILED $(grep -E 'tests passed' "$log" | tail -n 1)")
+    status=1
+  fi
+  # ctest's closing line: "NN% tests passed, F tests failed out of T"
+  local counts f t
+  counts=$(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$log" | tail -n 1)
+  if [ -n "$counts" ]; then
+    read -r f t <<<"$counts"
+    passed=$((passed + t - f))
+    failed=$((failed + f))
+  else
+    failed=$((failed + 1))  # the preset did not even report: count it as a failure
+    status=1
+  fi
+  rm -f "$log"
+}
+
+passed=0
+failed=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+for preset in ${DATAPUMP_PRESETS:-debug asan tsan clang}; do
+  run_preset "$preset"
+done
+
+echo
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+echo "${passed} passed, ${failed} failed"
+exit "$status"
