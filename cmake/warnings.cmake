@@ -2,7 +2,7 @@
 function(datapump_target_defaults target)
   target_compile_options(${target} PRIVATE
     -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
-    -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Wnull-dereference
+    -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
     -Wimplicit-fallthrough)
   if(DATAPUMP_WERROR)
     target_compile_options(${target} PRIVATE -Werror)

@@ -229,26 +229,48 @@ result<buffer_cache::lock_or_fill> buffer_cache::lock_or_claim(key k) {
             }
             continue;
         }
-        const std::uint32_t idx = allocate();
-        if (idx == no_index) {
-            return fail(errc::no_buffers, "cache: no unpinned buffer to read into");
+        auto claimed = claim_new(k);
+        if (!claimed) {
+            return std::unexpected(claimed.error());
         }
-        auto& d = arena_->desc(idx);
-        // We own the buffer exclusively (filling, unlinked): plain relaxed key writes, published
-        // by the release store of the link.
-        d.file.store(k.file, std::memory_order_relaxed);
-        d.block.store(k.block, std::memory_order_relaxed);
-        d.valid.store(0, std::memory_order_relaxed);
-        d.referenced.store(1, std::memory_order_relaxed);
+        if (*claimed) {
+            return lock_or_fill{std::move(**claimed)};
+        }
+        // Lost the race to another filler: go round again (and most likely wait for it).
+    }
+}
+
+result<std::optional<fill_ticket>> buffer_cache::claim_new(key k) {
+    const std::uint32_t idx = allocate();
+    if (idx == no_index) {
+        return fail(errc::no_buffers, "cache: no unpinned buffer to read into");
+    }
+    auto& d = arena_->desc(idx);
+    // We own the buffer exclusively (filling, unlinked): relaxed key writes, published by the
+    // release store of the link.
+    d.file.store(k.file, std::memory_order_relaxed);
+    d.block.store(k.block, std::memory_order_relaxed);
+    d.valid.store(0, std::memory_order_relaxed);
+    d.referenced.store(1, std::memory_order_relaxed);
+    const std::uint32_t b = bucket_of(k);
+    const std::lock_guard lock(stripe(b));
+    if (find_locked(b, k) != no_index) {
+        arena_->release_to_free(idx);
+        return std::optional<fill_ticket>{};
+    }
+    link_locked(b, idx);
+    return std::optional<fill_ticket>{fill_ticket(this, buffer::fill_ref(arena_.get(), idx), k)};
+}
+
+result<std::optional<fill_ticket>> buffer_cache::claim_if_absent(key k) {
+    const std::uint32_t b = bucket_of(k);
+    {
         const std::lock_guard lock(stripe(b));
         if (find_locked(b, k) != no_index) {
-            // Lost the race to another filler: give ours back and go round again.
-            arena_->release_to_free(idx);
-            continue;
+            return std::optional<fill_ticket>{};
         }
-        link_locked(b, idx);
-        return lock_or_fill{fill_ticket(this, buffer::fill_ref(arena_.get(), idx), k)};
     }
+    return claim_new(k);
 }
 
 void buffer_cache::release_hint(key k) noexcept {

@@ -59,6 +59,18 @@ std::vector<result<buffer::buffer_ref>> file_cache::impl::fill(const cached_file
         tickets.push_back(std::get<fill_ticket>(std::move(*got)));
         out.emplace_back(fail(errc::io_error, "cache fill: not read"));
     }
+    auto read = read_into(file, std::move(tickets), reason);
+    for (std::size_t i = 0; i < read.size(); ++i) {
+        out[ticket_slot[i]] = std::move(read[i]);
+    }
+    return out;
+}
+
+std::vector<result<buffer::buffer_ref>> file_cache::impl::read_into(const cached_file& file,
+                                                                    std::vector<fill_ticket> tickets,
+                                                                    fill_reason reason) {
+    std::vector<result<buffer::buffer_ref>> out;
+    out.reserve(tickets.size());
     if (tickets.empty()) {
         return out;
     }
@@ -73,22 +85,21 @@ std::vector<result<buffer::buffer_ref>> file_cache::impl::fill(const cached_file
     // below the frontier are full (the writer only unpins full, written blocks).
     const std::uint64_t size = file.size();
     for (std::size_t i = 0; i < tickets.size(); ++i) {
-        auto& slot = out[ticket_slot[i]];
         if (!reads[i].outcome) {
-            slot = std::unexpected(reads[i].outcome.error());
+            out.emplace_back(std::unexpected(reads[i].outcome.error()));
             continue;  // the ticket's destructor unlinks and frees the buffer, waking waiters
         }
         const std::uint32_t got = *reads[i].outcome;
         const std::uint32_t want = expected_bytes(tickets[i].key().block, size);
         if (got < want) {
-            slot = fail(errc::file_changed, "cache fill: file shorter than when opened");
+            out.emplace_back(fail(errc::file_changed, "cache fill: file shorter than when opened"));
             continue;
         }
         buffers.counters().add_disk_read(got);
         if (reason == fill_reason::prefetch) {
             buffers.counters().add_prefetch_read();
         }
-        slot = std::move(tickets[i]).publish(std::min(got, static_cast<std::uint32_t>(block_size)));
+        out.emplace_back(std::move(tickets[i]).publish(std::min(got, static_cast<std::uint32_t>(block_size))));
     }
     return out;
 }
@@ -159,23 +170,29 @@ void file_cache::impl::handle_note(const prefetch_note& note) {
         return;
     }
     const std::uint64_t size = file->size();
-    std::vector<std::uint64_t> batch;
+    std::vector<fill_ticket> batch;
     const std::uint32_t batch_size = std::max<std::uint32_t>(1, owner.config_.prefetch_batch);
     for (std::uint64_t b = note.first_block; b < note.first_block + note.count; ++b) {
         if (b * block_size >= size) {
             break;  // past the end (or the writer's frontier): nothing to read yet
         }
-        if (auto hit = buffers.try_lock(key{file->id(), b})) {
-            continue;  // already cached; dropping the pin leaves it there
+        // Skip what is cached or already being read by someone else: read-ahead never waits
+        // behind a reader, it goes past it.
+        auto claimed = buffers.claim_if_absent(key{file->id(), b});
+        if (!claimed) {
+            break;  // every buffer pinned: read-ahead is a hint, give up on this note
         }
-        batch.push_back(b);
+        if (!*claimed) {
+            continue;
+        }
+        batch.push_back(std::move(**claimed));
         if (batch.size() == batch_size) {
-            (void)fill(*file, batch, fill_reason::prefetch);  // pins dropped: blocks stay cached
+            (void)read_into(*file, std::move(batch), fill_reason::prefetch);  // pins dropped: stay cached
             batch.clear();
         }
     }
     if (!batch.empty()) {
-        (void)fill(*file, batch, fill_reason::prefetch);
+        (void)read_into(*file, std::move(batch), fill_reason::prefetch);
     }
 }
 

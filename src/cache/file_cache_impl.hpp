@@ -19,6 +19,10 @@ struct file_cache::impl {
     // Slow path for a run of blocks of one file: each either pinned from the cache (waiting
     // for another filler if needed) or read from the source in one batch. May block.
     enum class fill_reason { demand, prefetch };
+    // Reads tickets' blocks in one batch and publishes them; results in ticket order.
+    [[nodiscard]] std::vector<result<buffer::buffer_ref>> read_into(const cached_file& file,
+                                                                    std::vector<fill_ticket> tickets,
+                                                                    fill_reason reason);
     [[nodiscard]] std::vector<result<buffer::buffer_ref>> fill(const cached_file& file,
                                                                std::span<const std::uint64_t> blocks,
                                                                fill_reason reason);

@@ -25,9 +25,11 @@ void reader::plan_readahead() {
     const std::uint32_t speed = std::max<std::uint32_t>(1, pattern_.speed);
     std::uint64_t next = std::max(planned_until_, current);
     if (speed == 1) {
-        // One note for the whole run ahead: the prefetcher batches it into parallel reads.
+        // Top up only when half the window is used, with one note for the whole run: the
+        // prefetcher reads a run of at least window/2 blocks with that many in flight.
         const std::uint64_t target = std::min(current + window, std::max(end_block, current));
-        if (target > next) {
+        const bool low = next < target && (next - current) * 2 <= window;
+        if (low) {
             (void)cache_->post_will_need(*file_, next, static_cast<std::uint32_t>(target - next));
             planned_until_ = target;
         }

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <variant>
 
 namespace datapump::cache {
@@ -102,6 +103,11 @@ public:
     using lock_or_fill = std::variant<buffer::buffer_ref, fill_ticket>;
     [[nodiscard]] result<lock_or_fill> lock_or_claim(key k);
 
+    // For read-ahead: a fill ticket when `k` is not in the table at all; nothing when it is
+    // (cached, or being filled or evicted by someone else). Never waits for another thread's
+    // fill; may block briefly on a stripe mutex. Errors: no_buffers.
+    [[nodiscard]] result<std::optional<fill_ticket>> claim_if_absent(key k);
+
     // "Done with": the block becomes the first candidate for eviction once unpinned.
     void release_hint(key k) noexcept;
 
@@ -119,6 +125,9 @@ private:
     void link_locked(std::uint32_t bucket, std::uint32_t index);
     void unlink_locked(std::uint32_t bucket, std::uint32_t index);
     void unlink(std::uint32_t index);
+    // Allocates a buffer for `k` and links it in state filling; nothing when another thread
+    // linked `k` first. Errors: no_buffers.
+    [[nodiscard]] result<std::optional<fill_ticket>> claim_new(key k);
     // A buffer in state filling, unlinked, exclusively the caller's; no_index when all pinned.
     [[nodiscard]] std::uint32_t allocate();
 

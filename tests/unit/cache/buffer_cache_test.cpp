@@ -103,6 +103,23 @@ TEST(buffer_cache, clock_gives_referenced_buffers_a_second_chance_and_release_hi
     EXPECT_TRUE(c->try_lock({1, 2}));
 }
 
+TEST(buffer_cache, claim_if_absent_skips_present_and_busy_blocks_without_waiting) {
+    auto c = make(4);
+    auto busy = c->lock_or_claim({5, 0});  // being filled by "another reader"
+    ASSERT_TRUE(busy);
+    { auto r = fill_block(*c, {5, 1}, std::byte{1}); }  // cached
+    auto a = c->claim_if_absent({5, 0});
+    ASSERT_TRUE(a);
+    EXPECT_FALSE(a->has_value());  // returns at once although the fill is still running
+    auto b = c->claim_if_absent({5, 1});
+    ASSERT_TRUE(b);
+    EXPECT_FALSE(b->has_value());
+    auto fresh = c->claim_if_absent({5, 2});
+    ASSERT_TRUE(fresh);
+    ASSERT_TRUE(fresh->has_value());
+    EXPECT_EQ((*fresh)->key(), (key{5, 2}));
+}
+
 TEST(buffer_cache, concurrent_lookups_of_one_missing_block_cause_one_fill) {
     auto c = make(8);
     constexpr int threads = 6;

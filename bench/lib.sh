@@ -1,0 +1,49 @@
+# Shared helpers for bench/*/run.sh. Source it; do not run it.
+set -euo pipefail
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+datapump="${DATAPUMP_BIN:-${top}/build/release/src/cli/datapump}"
+bench_dir="${DATAPUMP_BENCH_DIR:-/var/tmp/datapump-bench}"
+
+ensure_built() {
+  if [ ! -x "$datapump" ] || [ -n "${DATAPUMP_REBUILD:-}" ]; then
+    "${top}/scripts/deps.sh" build
+    (cd "$top" && cmake --preset release >/dev/null && cmake --build --preset release -j "$(nproc)" >/dev/null)
+  fi
+}
+
+# make_file NAME BYTES: random bytes (zeros would flatter this virtual disk).
+make_file() {
+  mkdir -p "$bench_dir"
+  local f="${bench_dir}/$1"
+  if [ ! -f "$f" ] || [ "$(stat -c %s "$f")" -ne "$2" ]; then
+    head -c "$2" /dev/urandom >"$f.tmp" && mv "$f.tmp" "$f"
+  fi
+  echo "$f"
+}
+
+drop_caches() {
+  sync
+  if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
+    echo "bench: cannot drop the page cache (needs root); cold-cache figures would be wrong" >&2
+    exit 2
+  fi
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+spread() { sort -g | awk 'NR==1{min=$1} {max=$1} END {printf "%s-%s", min, max}'; }
+
+# timed CMD...: prints "wall_seconds cpu_seconds" of the command (children included).
+timed() {
+  local t
+  t=$(mktemp)
+  /usr/bin/time -o "$t" -f '%e %U %S' "$@" >/dev/null 2>&1
+  awk '{printf "%s %.4f\n", $1, $2 + $3}' "$t"
+  rm -f "$t"
+}
+
+# kv KEY TEXT: the value of KEY=value in datapump --machine output.
+kv() { sed -nE "s/^$1=(.*)$/\1/p" <<<"$2"; }
+
+machine_line() {
+  echo "machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), disk $(df --output=source "$bench_dir" | tail -n 1)"
+}
