@@ -1,0 +1,214 @@
+#include "common/local.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace datapump::fs::local {
+
+namespace {
+constexpr std::uint64_t dio_align = 4096;  // arena buffers and blocks are page aligned
+
+int flags_for(open_mode mode) {
+    switch (mode) {
+        case open_mode::read: return O_RDONLY;
+        case open_mode::write: return O_RDWR;
+        case open_mode::create: return O_RDWR | O_CREAT | O_TRUNC;
+    }
+    return O_RDONLY;
+}
+
+flock make_lock(short type, byte_range range) {
+    flock l{};
+    l.l_type = type;
+    l.l_whence = SEEK_SET;
+    l.l_start = static_cast<off_t>(range.offset);
+    l.l_len = static_cast<off_t>(range.length);  // 0 = to the end of the file, and beyond
+    l.l_pid = 0;                                 // required by F_OFD_*
+    return l;
+}
+}  // namespace
+
+result<void> init_root(local_root& r, const provider_config& config) {
+    auto root = open_root(config.root);
+    if (!root) {
+        return std::unexpected(root.error());
+    }
+    r.root = std::move(*root);
+    r.root_path = config.root;
+    r.cache = config.cache;
+    r.flags = config.flags;
+    return {};
+}
+
+result<std::unique_ptr<local_file>> open_file(local_root& r, const char* path, open_mode mode, int extra_flags) {
+    auto fd = open_regular(r.root.get(), path, flags_for(mode) | extra_flags, 0644);
+    if (!fd) {
+        return std::unexpected(fd.error());
+    }
+    auto f = std::make_unique<local_file>();
+    f->owner = &r;
+    f->fd = std::move(*fd);
+    f->mode = mode;
+    f->direct = (extra_flags & O_DIRECT) != 0;
+    return f;
+}
+
+void close_file(file_handle f) noexcept { delete as_file(f); }
+
+result<file_info> stat_file(file_handle h) noexcept {
+    local_file& f = *as_file(h);
+    auto info = info_of(f.fd.get());
+    if (!info) {
+        return info;
+    }
+    info->dio_alignment = f.direct ? static_cast<std::uint32_t>(dio_align) : 0;
+    f.size.store(info->size, std::memory_order_relaxed);
+    return info;
+}
+
+result<void> lock_range(file_handle h, byte_range range, lock_kind kind) noexcept {
+    local_file& f = *as_file(h);
+    if (kind == lock_kind::exclusive && f.mode == open_mode::read) {
+        return fail(errc::invalid_argument, "lock_range: an exclusive lock needs a file opened for writing");
+    }
+    // OFD locks belong to this open (not to the process), so two opens in one process conflict
+    // as two processes would, and closing another descriptor never drops them.
+    flock l = make_lock(kind == lock_kind::exclusive ? F_WRLCK : F_RDLCK, range);
+    if (::fcntl(f.fd.get(), F_OFD_SETLK, &l) != 0) {
+        const int e = errno;
+        if (e == EAGAIN || e == EACCES) {
+            return fail(errc::busy, "lock_range: another open holds a conflicting lock", e);
+        }
+        return fail_errno("lock_range: fcntl(F_OFD_SETLK)", e);
+    }
+    return {};
+}
+
+result<void> unlock_range(file_handle h, byte_range range) noexcept {
+    flock l = make_lock(F_UNLCK, range);
+    if (::fcntl(as_file(h)->fd.get(), F_OFD_SETLK, &l) != 0) {
+        return fail_errno("unlock_range: fcntl(F_OFD_SETLK)");
+    }
+    return {};
+}
+
+result<void> watch(instance_handle i, file_handle h, void* context, change_fn callback) noexcept {
+    auto* r = static_cast<local_root*>(i);
+    watcher* w = nullptr;
+    {
+        std::lock_guard lock(r->watcher_mutex);
+        if (r->changes == nullptr) {
+            auto started = watcher::start();
+            if (!started) {
+                return std::unexpected(started.error());
+            }
+            r->changes = std::move(*started);
+        }
+        w = r->changes.get();
+    }
+    return w->add(h, as_file(h)->fd.get(), context, callback);
+}
+
+void unwatch(instance_handle i, file_handle h) noexcept {
+    auto* r = static_cast<local_root*>(i);
+    watcher* w = nullptr;
+    {
+        std::lock_guard lock(r->watcher_mutex);
+        w = r->changes.get();
+    }
+    if (w != nullptr) {
+        w->remove(h);
+    }
+}
+
+result<void> record_pattern(local_file& f, cache::access_pattern pattern, std::uint64_t position) {
+    if (pattern.speed == 0) {
+        return fail(errc::invalid_argument, "access_pattern: speed must be at least 1");
+    }
+    f.pattern_mode.store(static_cast<std::uint32_t>(pattern.mode), std::memory_order_relaxed);
+    f.pattern_speed.store(pattern.speed, std::memory_order_relaxed);
+    f.pattern_position.store(position, std::memory_order_relaxed);
+    return {};
+}
+
+bool check_not_deleted(const local_file& f, std::span<cache::block_read> reads) {
+    struct stat st {};
+    if (::fstat(f.fd.get(), &st) == 0 && st.st_nlink > 0) {
+        return true;
+    }
+    for (auto& r : reads) {
+        r.outcome = fail(errc::file_changed, "read: the file was deleted");
+    }
+    return false;
+}
+
+void complete_block(const local_file& f, std::uint64_t file_size, cache::block_read& r, std::uint32_t got) {
+    const std::uint64_t cap = r.dst.size();
+    std::uint64_t expected = cap;
+    if (file_size != unknown_size) {
+        if (r.offset >= file_size) {
+            r.outcome = fail(errc::out_of_range, "read: block past the end of the file");
+            return;
+        }
+        expected = std::min(cap, file_size - r.offset);
+    }
+    std::uint64_t have = got;
+    while (have < expected) {
+        // O_DIRECT needs an aligned offset, address and length: after an unaligned amount the
+        // file has ended (only the last read of a file is unaligned).
+        if (f.direct && have % dio_align != 0) {
+            break;
+        }
+        const ssize_t n = ::pread(f.fd.get(), r.dst.data() + have, static_cast<std::size_t>(cap - have),
+                                  static_cast<off_t>(r.offset + have));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            r.outcome = fail_errno("read: pread");
+            return;
+        }
+        if (n == 0) {
+            break;
+        }
+        have += static_cast<std::uint64_t>(n);
+    }
+    if (file_size == unknown_size) {
+        r.outcome = static_cast<std::uint32_t>(have);
+    } else if (have < expected) {
+        r.outcome = fail(errc::file_changed, "read: the file shrank under the read");
+    } else {
+        // A file that grew past its view still yields only the view's bytes.
+        r.outcome = static_cast<std::uint32_t>(expected);
+    }
+}
+
+result<void> write_all(int fd, std::uint64_t offset, std::span<const std::byte> bytes) {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return fail_errno("write: pwrite");
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    return {};
+}
+
+result<void> truncate_and_sync(int fd, std::uint64_t size) {
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+        return fail_errno("finish: ftruncate");
+    }
+    if (::fsync(fd) != 0) {
+        return fail_errno("finish: fsync");
+    }
+    return {};
+}
+
+}  // namespace datapump::fs::local

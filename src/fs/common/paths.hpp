@@ -1,0 +1,34 @@
+// File: src/fs/common/paths.hpp
+//
+// Path resolution shared by the local providers: every path resolves beneath the instance's root
+// with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so '..', absolute paths and symlinks
+// that leave the root fail in the kernel, not in string checks that races could defeat.
+//
+// Thread-safety: free functions over descriptors the caller owns.
+#pragma once
+
+#include "datapump/base/error.hpp"
+#include "datapump/base/unique_fd.hpp"
+#include "datapump/fs/provider.hpp"
+
+#include <sys/types.h>
+
+namespace datapump::fs::local {
+
+// Opens `root` as a directory (O_PATH). Errors: not_found, not_regular_file (not a directory),
+// invalid_argument (null or empty).
+[[nodiscard]] result<unique_fd> open_root(const char* root);
+
+// Opens a regular file beneath `root_fd`: resolves with O_PATH first and checks the type (so a
+// fifo never blocks and a device is never opened), then opens with `flags` and checks it is
+// still the same inode. Errors: invalid_argument (empty path), escapes_root, not_found,
+// not_regular_file, unsupported (openat2 or O_DIRECT unavailable), io_error.
+[[nodiscard]] result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode = 0);
+
+// Attributes of an open file. Errors: io_error.
+[[nodiscard]] result<file_info> info_of(int fd);
+
+// Errors: out_of_range when `range` does not lie within [0, size].
+[[nodiscard]] result<void> check_range(const file_info& info, byte_range range);
+
+}  // namespace datapump::fs::local

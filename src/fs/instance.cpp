@@ -1,0 +1,128 @@
+// provider_instance and its use counts: an instance is terminated exactly once, by terminate()
+// when no file is open, or by its last user otherwise.
+#include "datapump/fs/registry.hpp"
+
+#include "engine_state.hpp"
+
+#include "datapump/base/log.hpp"
+
+namespace datapump::fs {
+
+namespace detail {
+
+instance_state::~instance_state() {
+    bool run = false;
+    {
+        std::lock_guard lock(mutex_);
+        run = !terminated_;
+        terminated_ = true;
+    }
+    if (run) {
+        ops().terminate(handle);
+        // Release pairs with registry::remove()'s acquire load.
+        record->instances.fetch_sub(1, std::memory_order_release);
+    }
+}
+
+result<void> instance_state::acquire_file() {
+    std::lock_guard lock(mutex_);
+    if (terminated_) {
+        return fail(errc::closed, "provider open: the instance was terminated");
+    }
+    ++open_files_;
+    return {};
+}
+
+void instance_state::release_file() {
+    std::lock_guard lock(mutex_);
+    --open_files_;
+}
+
+std::uint32_t instance_state::open_files_now() const {
+    std::lock_guard lock(mutex_);
+    return open_files_;
+}
+
+result<void> instance_state::terminate() {
+    {
+        std::lock_guard lock(mutex_);
+        if (terminated_) {
+            return fail(errc::closed, "provider terminate: already terminated");
+        }
+        if (open_files_ != 0) {
+            return fail(errc::busy, "provider terminate: files are still open (close them first)");
+        }
+        // From here acquire_file() fails, so no file can open while terminate runs.
+        terminated_ = true;
+    }
+    ops().terminate(handle);
+    record->instances.fetch_sub(1, std::memory_order_release);
+    return {};
+}
+
+}  // namespace detail
+
+std::string_view provider_instance::provider_name() const { return state_->ops().name; }
+const provider_ops& provider_instance::ops() const { return state_->ops(); }
+instance_handle provider_instance::handle() const { return state_->handle; }
+std::uint32_t provider_instance::open_files() const { return state_->open_files_now(); }
+
+result<file_info> provider_instance::validate(std::string_view path, byte_range range) const {
+    if (state_ == nullptr) {
+        return fail(errc::closed, "provider validate: empty instance handle");
+    }
+    const std::string p(path);
+    return state_->ops().validate(state_->handle, p.c_str(), range);
+}
+
+result<void> provider_instance::terminate() {
+    if (state_ == nullptr) {
+        return fail(errc::closed, "provider terminate: empty instance handle");
+    }
+    auto done = state_->terminate();
+    if (done) {
+        state_.reset();
+    }
+    return done;
+}
+
+result<file> provider_instance::open(std::string_view path, open_mode mode) {
+    if (state_ == nullptr) {
+        return fail(errc::closed, "provider open: empty instance handle");
+    }
+    const provider_ops& ops = state_->ops();
+    if (auto ok = state_->acquire_file(); !ok) {
+        return std::unexpected(ok.error());
+    }
+    auto st = std::make_unique<detail::file_state>();
+    st->path = std::string(path);
+    st->mode = mode;
+    auto handle = ops.open(state_->handle, st->path.c_str(), mode);
+    if (!handle) {
+        state_->release_file();
+        return std::unexpected(handle.error());
+    }
+    // From here the core owns the handle and the use count: dropping it closes both.
+    st->core = std::make_shared<detail::file_core>(state_, *handle);
+    auto info = ops.stat(*handle);
+    if (!info) {
+        return std::unexpected(info.error());
+    }
+    st->info = *info;
+    if (state_->cache != nullptr) {
+        st->view = state_->cache->open(std::make_shared<detail::view_source>(st->core, info->size), info->size);
+    }
+    // Only read opens are watched: a writer is the one changing the file.
+    if (mode == open_mode::read && state_->cache != nullptr && ops.watch != nullptr) {
+        auto watching = ops.watch(state_->handle, *handle, st.get(), &detail::file_state::on_change_thunk);
+        if (watching) {
+            st->watched = true;
+        } else {
+            spdlog::warn("fs: {}; the file is served without change notifications",
+                         describe(watching.error(), st->path));
+        }
+    }
+    return file(std::move(st));
+}
+
+}  // namespace datapump::fs
