@@ -104,6 +104,23 @@ std::vector<result<buffer::buffer_ref>> file_cache::impl::read_into(const cached
     return out;
 }
 
+file_cache::impl::fast_pass_result file_cache::impl::fast_pass(const cached_file& file, std::uint64_t offset,
+                                                              std::uint64_t end, std::uint64_t size) {
+    const std::uint64_t first = offset / block_size;
+    const std::uint64_t last = (end - 1) / block_size;
+    fast_pass_result out;
+    out.refs.resize(last - first + 1);
+    for (std::uint64_t b = first; b <= last; ++b) {
+        auto hit = buffers.try_lock(key{file.id(), b});
+        if (hit && hit->valid() >= expected_bytes(b, size)) {
+            out.refs[b - first] = std::move(*hit);
+        } else {
+            out.missing.push_back(b);
+        }
+    }
+    return out;
+}
+
 result<std::vector<read_loan>> file_cache::impl::make_loans(std::uint64_t offset, std::uint64_t end,
                                                             std::vector<buffer::buffer_ref> refs) {
     std::vector<read_loan> loans;
@@ -304,21 +321,12 @@ result<std::vector<read_loan>> file_cache::loan_read(const cached_file& file, st
     if (offset > *eof) {
         return fail(errc::out_of_range, "cache loan: offset past the end of the file");
     }
-    const std::uint64_t end = std::min(*eof, offset + std::min(length, *eof - offset));
+    const std::uint64_t end = offset + std::min(length, *eof - offset);
     if (end == offset) {
         return std::vector<read_loan>{};
     }
     const std::uint64_t first = offset / block_size_;
-    const std::uint64_t last = (end - 1) / block_size_;
-    std::vector<buffer::buffer_ref> refs(last - first + 1);
-    std::vector<std::uint64_t> missing;
-    for (std::uint64_t b = first; b <= last; ++b) {
-        if (auto hit = buffers_->try_lock(key{file.id(), b})) {
-            refs[b - first] = std::move(*hit);
-        } else {
-            missing.push_back(b);
-        }
-    }
+    auto [refs, missing] = impl_->fast_pass(file, offset, end, *eof);
     if (!missing.empty()) {
         counters().add_fallback();
         auto filled = impl_->fill(file, missing, impl::fill_reason::demand);
@@ -339,17 +347,7 @@ void file_cache::loan_read_async(std::shared_ptr<cached_file> file, std::uint64_
     if (offset < size) {
         const std::uint64_t end = offset + std::min(length, size - offset);
         const std::uint64_t first = offset / block_size_;
-        const std::uint64_t last = (end - 1) / block_size_;
-        std::vector<buffer::buffer_ref> refs(last - first + 1);
-        std::vector<std::uint64_t> missing;
-        for (std::uint64_t b = first; b <= last; ++b) {
-            auto hit = buffers_->try_lock(key{file->id(), b});
-            if (hit && hit->valid() >= impl_->expected_bytes(b, size)) {
-                refs[b - first] = std::move(*hit);
-            } else {
-                missing.push_back(b);
-            }
-        }
+        auto [refs, missing] = impl_->fast_pass(*file, offset, end, size);
         if (missing.empty()) {
             done(impl_->make_loans(offset, end, std::move(refs)));
             return;

@@ -28,6 +28,14 @@ struct file_cache::impl {
                                                                fill_reason reason);
     // Bytes block `block` must hold for a reader who sees `size` as the end of file.
     [[nodiscard]] std::uint32_t expected_bytes(std::uint64_t block, std::uint64_t size) const;
+    // The fast pass over the blocks of [offset, end): pins what is cached and complete, and lists
+    // the blocks left for the slow path. Never blocks.
+    struct fast_pass_result {
+        std::vector<buffer::buffer_ref> refs;  // index 0 = first block; empty where missing
+        std::vector<std::uint64_t> missing;
+    };
+    [[nodiscard]] fast_pass_result fast_pass(const cached_file& file, std::uint64_t offset, std::uint64_t end,
+                                             std::uint64_t size);
     // Loans for [offset, end) from per-block buffers (index 0 = first block of the range).
     [[nodiscard]] result<std::vector<read_loan>> make_loans(std::uint64_t offset, std::uint64_t end,
                                                             std::vector<buffer::buffer_ref> refs);
