@@ -9,9 +9,4 @@ function(datapump_target_defaults target)
   endif()
 endfunction()
 
-# clang 16 implements P0848 (conditionally trivial special members) but still reports
-# __cpp_concepts as 201907L, and libstdc++ 12 hides <expected> behind 202002L.
-# Raising the macro exposes libstdc++'s std::expected, which clang 16 compiles correctly.
-if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 19)
-  add_compile_options(-Wno-macro-redefined -D__cpp_concepts=202002L)
-endif()
+# clang 16 with libstdc++ 12 gets std::expected through include/datapump/base/expected.hpp.

@@ -5,8 +5,8 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config liburing-dev libspdlog-dev libfmt-dev libcli11-dev
             libgtest-dev libgmock-dev libbenchmark-dev)
-# clang-16 builds the code a second way (the fuzzers need it) and runs the sanitizer builds' peers.
-test_pkgs=(clang-16 libclang-rt-16-dev)
+# clang-16 builds the code a second way (the fuzzers need it); clang-tidy-16 checks it (.clang-tidy).
+test_pkgs=(clang-16 libclang-rt-16-dev clang-tidy-16)
 bench_pkgs=(coreutils)
 
 want=("${build_pkgs[@]}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the debug build (all tests), the
-# ASan+UBSan build (all tests), the TSan build (the concurrent tests), and a clang-16 build.
+# ASan+UBSan build (all tests), the TSan build (the concurrent tests), a clang-16 build (all
+# tests), and clang-tidy-16 over src/ with .clang-tidy (warnings are errors).
 # Exit code 0 only if every build and every test passed. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,26 @@ export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 for preset in ${DATAPUMP_PRESETS:-debug asan tsan clang}; do
   run_preset "$preset"
 done
+
+run_tidy() {
+  echo "=== clang-tidy: src/ against .clang-tidy (compile commands of the clang preset)"
+  local log
+  log=$(mktemp)
+  find src -name '*.cpp' -print0 | xargs -0 -P "$jobs" -n 4 clang-tidy-16 -p build/clang --quiet >"$log" 2>&1 || true
+  if grep -qE '(warning|error): ' "$log"; then
+    grep -E '(warning|error): ' "$log" | sort -u
+    summary+=("clang-tidy: FAILED ($(grep -cE '(warning|error): ' "$log") findings)")
+    failed=$((failed + 1))
+    status=1
+  else
+    summary+=("clang-tidy: clean")
+    passed=$((passed + 1))
+  fi
+  rm -f "$log"
+}
+case " ${DATAPUMP_PRESETS:-clang} " in
+  *" clang "*) run_tidy ;;
+esac
 
 echo
 echo "=== summary"

@@ -21,6 +21,12 @@ std::unexpected<error> fail_errno(const char* what, int sys) {
     return std::unexpected(error{code, sys, what});
 }
 
+const char* errno_text(int sys) {
+    // strerrordesc_np (glibc >= 2.32) returns a static string and touches no shared buffer.
+    const char* text = ::strerrordesc_np(sys);
+    return text != nullptr ? text : "unknown error";
+}
+
 std::string_view to_string(errc code) {
     switch (code) {
         case errc::would_block: return "would block";
@@ -47,7 +53,7 @@ std::string describe(const error& e, std::string_view subject) {
     out += to_string(e.code);
     if (e.sys != 0) {
         out += " (";
-        out += std::strerror(e.sys);
+        out += errno_text(e.sys);
         out += ")";
     }
     if (!subject.empty()) {

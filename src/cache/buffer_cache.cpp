@@ -233,8 +233,8 @@ result<buffer_cache::lock_or_fill> buffer_cache::lock_or_claim(key k) {
         if (!claimed) {
             return std::unexpected(claimed.error());
         }
-        if (*claimed) {
-            return lock_or_fill{std::move(**claimed)};
+        if (auto& ticket = *claimed; ticket.has_value()) {
+            return lock_or_fill{std::move(*ticket)};
         }
         // Lost the race to another filler: go round again (and most likely wait for it).
     }

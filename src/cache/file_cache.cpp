@@ -159,7 +159,11 @@ result<std::uint64_t> file_cache::impl::wait_for_data(const cached_file& file, s
 
 void file_cache::impl::prefetch_loop(prefetch_mailbox::consumer consumer) {
     for (;;) {
-        while (auto note = consumer.try_pop()) {
+        for (;;) {
+            auto note = consumer.try_pop();
+            if (!note.has_value()) {
+                break;
+            }
             handle_note(*note);
             notes_handled.fetch_add(1, std::memory_order_release);
         }
@@ -199,10 +203,11 @@ void file_cache::impl::handle_note(const prefetch_note& note) {
         if (!claimed) {
             break;  // every buffer pinned: read-ahead is a hint, give up on this note
         }
-        if (!*claimed) {
+        auto& ticket = *claimed;
+        if (!ticket.has_value()) {
             continue;
         }
-        batch.push_back(std::move(**claimed));
+        batch.push_back(std::move(*ticket));
         if (batch.size() == batch_size) {
             (void)read_into(*file, std::move(batch), fill_reason::prefetch);  // pins dropped: stay cached
             batch.clear();

@@ -120,7 +120,7 @@ std::vector<result<std::uint32_t>> ring::read_batch(std::span<const read_op> ops
         if (sub < 0 && sub != -EINTR && sub != -EAGAIN && sub != -EBUSY && sub != -ENOMEM) {
             // Any other error means the ring or liburing is broken, and reads may still be in
             // flight into buffers the caller is about to reuse: not something to return.
-            spdlog::critical("io ring: io_uring_submit_and_wait failed: {}", std::strerror(-sub));
+            spdlog::critical("io ring: io_uring_submit_and_wait failed: {}", errno_text(-sub));
             internal_error("io_uring_submit_and_wait failed");
         }
         // Reap everything that is ready; block only for the first.

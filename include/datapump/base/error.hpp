@@ -11,7 +11,7 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <expected>
+#include "datapump/base/expected.hpp"
 #include <string>
 #include <string_view>
 
@@ -51,6 +51,9 @@ using result = std::expected<T, error>;
 [[nodiscard]] std::unexpected<error> fail_errno(const char* what, int sys = errno);
 
 [[nodiscard]] std::string_view to_string(errc code);
+
+// The text of an errno value, like strerror but safe from any thread.
+[[nodiscard]] const char* errno_text(int sys);
 
 // "what: code (strerror)" plus, when `subject` is not empty, " on <subject>".
 [[nodiscard]] std::string describe(const error& e, std::string_view subject = {});

@@ -83,7 +83,7 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 struct arena_config {
-    std::size_t buffer_size = 256 * 1024;  // bytes; a multiple of 4096
+    std::size_t buffer_size = std::size_t{256} * 1024;  // bytes; a multiple of 4096
     std::size_t buffer_count = 1024;
     bool prefault = true;                  // touch every page now, not on the data path
 };

@@ -75,7 +75,7 @@ private:
 };
 
 struct cache_config {
-    std::size_t buffer_size = 256 * 1024;  // = block size; multiple of 4096
+    std::size_t buffer_size = std::size_t{256} * 1024;  // = block size; multiple of 4096
     std::size_t buffer_count = 1024;
     bool prefault = true;
 };

@@ -113,14 +113,14 @@ void watcher::dispatch(int wd, std::uint32_t mask) {
 }
 
 void watcher::run() {
-    alignas(inotify_event) std::array<char, 16 * 1024> buf{};
+    alignas(inotify_event) std::array<char, std::size_t{16} * 1024> buf{};
     for (;;) {
         std::array<pollfd, 2> fds{pollfd{inotify_.get(), POLLIN, 0}, pollfd{stop_.get(), POLLIN, 0}};
         if (::poll(fds.data(), fds.size(), -1) < 0) {
             if (errno == EINTR) {
                 continue;
             }
-            spdlog::error("fs: change watcher stopped: poll: {}", std::strerror(errno));
+            spdlog::error("fs: change watcher stopped: poll: {}", errno_text(errno));
             return;
         }
         if ((fds[1].revents & POLLIN) != 0) {
