@@ -99,7 +99,7 @@ std::vector<result<buffer::buffer_ref>> file_cache::impl::read_into(const cached
         if (reason == fill_reason::prefetch) {
             buffers.counters().add_prefetch_read();
         }
-        out.emplace_back(std::move(tickets[i]).publish(std::min(got, static_cast<std::uint32_t>(block_size))));
+        out.emplace_back(std::move(tickets[i]).publish(got));  // got <= the buffer: the source's contract
     }
     return out;
 }
@@ -119,6 +119,21 @@ file_cache::impl::fast_pass_result file_cache::impl::fast_pass(const cached_file
         }
     }
     return out;
+}
+
+result<std::vector<read_loan>> file_cache::impl::complete(const cached_file& file, std::uint64_t offset,
+                                                          std::uint64_t end, fast_pass_result pass) {
+    if (!pass.missing.empty()) {
+        const std::uint64_t first = offset / block_size;
+        auto filled = fill(file, pass.missing, fill_reason::demand);
+        for (std::size_t i = 0; i < pass.missing.size(); ++i) {
+            if (!filled[i]) {
+                return std::unexpected(filled[i].error());
+            }
+            pass.refs[pass.missing[i] - first] = std::move(*filled[i]);
+        }
+    }
+    return make_loans(offset, end, std::move(pass.refs));
 }
 
 result<std::vector<read_loan>> file_cache::impl::make_loans(std::uint64_t offset, std::uint64_t end,
@@ -330,19 +345,11 @@ result<std::vector<read_loan>> file_cache::loan_read(const cached_file& file, st
     if (end == offset) {
         return std::vector<read_loan>{};
     }
-    const std::uint64_t first = offset / block_size_;
-    auto [refs, missing] = impl_->fast_pass(file, offset, end, *eof);
-    if (!missing.empty()) {
+    auto pass = impl_->fast_pass(file, offset, end, *eof);
+    if (!pass.missing.empty()) {
         counters().add_fallback();
-        auto filled = impl_->fill(file, missing, impl::fill_reason::demand);
-        for (std::size_t i = 0; i < missing.size(); ++i) {
-            if (!filled[i]) {
-                return std::unexpected(filled[i].error());
-            }
-            refs[missing[i] - first] = std::move(*filled[i]);
-        }
     }
-    return impl_->make_loans(offset, end, std::move(refs));
+    return impl_->complete(file, offset, end, std::move(pass));
 }
 
 void file_cache::loan_read_async(std::shared_ptr<cached_file> file, std::uint64_t offset, std::uint64_t length,
@@ -351,26 +358,17 @@ void file_cache::loan_read_async(std::shared_ptr<cached_file> file, std::uint64_
     const std::uint64_t size = file->size();
     if (offset < size) {
         const std::uint64_t end = offset + std::min(length, size - offset);
-        const std::uint64_t first = offset / block_size_;
-        auto [refs, missing] = impl_->fast_pass(*file, offset, end, size);
-        if (missing.empty()) {
-            done(impl_->make_loans(offset, end, std::move(refs)));
+        auto pass = impl_->fast_pass(*file, offset, end, size);
+        if (pass.missing.empty()) {
+            done(impl_->make_loans(offset, end, std::move(pass.refs)));
             return;
         }
         // Fallback: the worker reads only what the fast path left undone (seed 000's kproc
-        // retry, with the state of the first attempt recorded in `refs`).
+        // retry, with the state of the first attempt recorded in `pass`).
         counters().add_fallback();
-        impl_->post_job([this, file = std::move(file), offset, end, first, refs = std::move(refs),
-                         missing = std::move(missing), done = std::move(done)]() mutable {
-            auto filled = impl_->fill(*file, missing, impl::fill_reason::demand);
-            for (std::size_t i = 0; i < missing.size(); ++i) {
-                if (!filled[i]) {
-                    done(std::unexpected(filled[i].error()));
-                    return;
-                }
-                refs[missing[i] - first] = std::move(*filled[i]);
-            }
-            done(impl_->make_loans(offset, end, std::move(refs)));
+        impl_->post_job([this, file = std::move(file), offset, end, pass = std::move(pass),
+                         done = std::move(done)]() mutable {
+            done(impl_->complete(*file, offset, end, std::move(pass)));
         });
         return;
     }
@@ -385,24 +383,22 @@ void file_cache::loan_read_async(std::shared_ptr<cached_file> file, std::uint64_
     });
 }
 
-bool file_cache::post_will_need(const cached_file& file, std::uint64_t first_block, std::uint32_t count) noexcept {
-    if (!impl_->mailbox.try_post({note_kind::will_need, count, file.id(), first_block})) {
-        counters().add_prefetch_dropped();
+bool file_cache::impl::post(const prefetch_note& note) noexcept {
+    if (!mailbox.try_post(note)) {
+        buffers.counters().add_prefetch_dropped();
         return false;
     }
-    impl_->notes_posted.fetch_add(1, std::memory_order_relaxed);
-    counters().add_prefetch_posted();
+    notes_posted.fetch_add(1, std::memory_order_relaxed);
+    buffers.counters().add_prefetch_posted();
     return true;
 }
 
+bool file_cache::post_will_need(const cached_file& file, std::uint64_t first_block, std::uint32_t count) noexcept {
+    return impl_->post({note_kind::will_need, count, file.id(), first_block});
+}
+
 bool file_cache::post_done_with(const cached_file& file, std::uint64_t first_block, std::uint32_t count) noexcept {
-    if (!impl_->mailbox.try_post({note_kind::done_with, count, file.id(), first_block})) {
-        counters().add_prefetch_dropped();
-        return false;
-    }
-    impl_->notes_posted.fetch_add(1, std::memory_order_relaxed);
-    counters().add_prefetch_posted();
-    return true;
+    return impl_->post({note_kind::done_with, count, file.id(), first_block});
 }
 
 void file_cache::quiesce() {

@@ -36,6 +36,10 @@ struct file_cache::impl {
     };
     [[nodiscard]] fast_pass_result fast_pass(const cached_file& file, std::uint64_t offset, std::uint64_t end,
                                              std::uint64_t size);
+    // Completes a fast pass on the slow path: reads (or waits for) the missing blocks, then
+    // makes the loans. May block. Errors: the first failed block's.
+    [[nodiscard]] result<std::vector<read_loan>> complete(const cached_file& file, std::uint64_t offset,
+                                                          std::uint64_t end, fast_pass_result pass);
     // Loans for [offset, end) from per-block buffers (index 0 = first block of the range).
     [[nodiscard]] result<std::vector<read_loan>> make_loans(std::uint64_t offset, std::uint64_t end,
                                                             std::vector<buffer::buffer_ref> refs);
@@ -47,6 +51,8 @@ struct file_cache::impl {
     void handle_note(const prefetch_note& note);
     void worker_loop();
     void post_job(std::move_only_function<void()> job);
+    // Posts a prefetch note, counting it as posted or dropped.
+    bool post(const prefetch_note& note) noexcept;
 
     file_cache& owner;
     buffer_cache& buffers;

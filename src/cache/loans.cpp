@@ -43,7 +43,7 @@ write_loan::write_loan(write_loan&& other) noexcept
 
 write_loan& write_loan::operator=(write_loan&& other) noexcept {
     if (this != &other) {
-        this->~write_loan();
+        release();
         writer_ = std::exchange(other.writer_, nullptr);
         space_ = other.space_;
         file_offset_ = other.file_offset_;
@@ -51,12 +51,13 @@ write_loan& write_loan::operator=(write_loan&& other) noexcept {
     return *this;
 }
 
-write_loan::~write_loan() {
+write_loan::~write_loan() { release(); }
+
+void write_loan::release() {
     if (writer_ != nullptr) {
         // Dropped uncommitted: nothing was published, the space is lent again by the next loan.
-        auto r = writer_->commit(0);
-        (void)r;
-        writer_ = nullptr;
+        // Committing nothing cannot fail.
+        (void)std::exchange(writer_, nullptr)->commit(0);
     }
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "datapump/cache/block_io.hpp"
+#include "support/pattern.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -15,21 +16,6 @@
 #include <vector>
 
 namespace datapump::testing {
-
-// The byte at `offset` of test file `seed`: varies with both, so misplaced bytes are caught.
-inline std::byte pattern_byte(std::uint64_t seed, std::uint64_t offset) {
-    const std::uint64_t x = (offset * 2654435761ULL) ^ (seed * 0x9e3779b97f4a7c15ULL) ^ (offset >> 13);
-    return static_cast<std::byte>((x >> 7) & 0xff);
-}
-
-inline bool matches_pattern(std::uint64_t seed, std::uint64_t offset, std::span<const std::byte> bytes) {
-    for (std::size_t i = 0; i < bytes.size(); ++i) {
-        if (bytes[i] != pattern_byte(seed, offset + i)) {
-            return false;
-        }
-    }
-    return true;
-}
 
 class memory_source final : public cache::block_source {
 public:

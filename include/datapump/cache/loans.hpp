@@ -78,6 +78,7 @@ public:
 private:
     friend class writer;
     write_loan(writer* w, std::span<std::byte> space, std::uint64_t file_offset);
+    void release();  // gives the loan back uncommitted
 
     writer* writer_ = nullptr;
     std::span<std::byte> space_;

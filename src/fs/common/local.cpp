@@ -43,6 +43,21 @@ result<void> init_root(local_root& r, const provider_config& config) {
     return {};
 }
 
+result<file_info> validate(local_root& r, const char* path, byte_range range, int extra_flags) {
+    auto fd = open_regular(r.root.get(), path, O_RDONLY | extra_flags);
+    if (!fd) {
+        return std::unexpected(fd.error());
+    }
+    auto info = info_of(fd->get());
+    if (!info) {
+        return info;
+    }
+    if (auto ok = check_range(*info, range); !ok) {
+        return std::unexpected(ok.error());
+    }
+    return info;
+}
+
 result<std::unique_ptr<local_file>> open_file(local_root& r, const char* path, open_mode mode, int extra_flags) {
     auto fd = open_regular(r.root.get(), path, flags_for(mode) | extra_flags, 0644);
     if (!fd) {

@@ -53,6 +53,10 @@ struct local_file {
 // Builds the shared part of an instance. Errors: those of open_root.
 [[nodiscard]] result<void> init_root(local_root& r, const provider_config& config);
 
+// validate(): opens `path` beneath the root with `extra_flags` (O_DIRECT or 0), records its
+// attributes and checks `range`. Errors: those of open_regular, info_of and check_range.
+[[nodiscard]] result<file_info> validate(local_root& r, const char* path, byte_range range, int extra_flags);
+
 // open(): resolves beneath the root with the flags for `mode` plus `extra_flags` (O_DIRECT).
 [[nodiscard]] result<std::unique_ptr<local_file>> open_file(local_root& r, const char* path, open_mode mode,
                                                             int extra_flags);

@@ -64,24 +64,20 @@ void direct_terminate(instance_handle i) noexcept {
 }
 
 result<file_info> direct_validate(instance_handle i, const char* path, byte_range range) noexcept {
-    auto* r = static_cast<local::local_root*>(i);
-    bool direct = true;
-    auto fd = local::open_regular(r->root.get(), path, O_RDONLY | O_DIRECT);
-    if (!fd && fd.error().code == errc::unsupported) {
-        direct = false;  // still a valid file: say what it is, and that it cannot go direct
-        fd = local::open_regular(r->root.get(), path, O_RDONLY);
-    }
-    if (!fd) {
-        return std::unexpected(fd.error());
-    }
-    auto info = local::info_of(fd->get());
-    if (!info) {
+    auto& r = *static_cast<local::local_root*>(i);
+    auto info = local::validate(r, path, range, O_DIRECT);
+    if (info) {
+        info->dio_alignment = static_cast<std::uint32_t>(dio_align);
         return info;
     }
-    info->zero_copy = direct;
-    info->dio_alignment = direct ? static_cast<std::uint32_t>(dio_align) : 0;
-    if (auto ok = local::check_range(*info, range); !ok) {
-        return std::unexpected(ok.error());
+    if (info.error().code != errc::unsupported) {
+        return info;
+    }
+    // Still a valid file: say what it is, and that it cannot go direct.
+    info = local::validate(r, path, range, 0);
+    if (info) {
+        info->zero_copy = false;
+        info->dio_alignment = 0;
     }
     return info;
 }

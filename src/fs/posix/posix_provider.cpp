@@ -28,19 +28,7 @@ result<instance_handle> posix_init(const provider_config& config) noexcept {
 void posix_terminate(instance_handle i) noexcept { delete static_cast<local::local_root*>(i); }
 
 result<file_info> posix_validate(instance_handle i, const char* path, byte_range range) noexcept {
-    auto* r = static_cast<local::local_root*>(i);
-    auto fd = local::open_regular(r->root.get(), path, O_RDONLY);
-    if (!fd) {
-        return std::unexpected(fd.error());
-    }
-    auto info = local::info_of(fd->get());
-    if (!info) {
-        return info;
-    }
-    if (auto ok = local::check_range(*info, range); !ok) {
-        return std::unexpected(ok.error());
-    }
-    return info;
+    return local::validate(*static_cast<local::local_root*>(i), path, range, 0);
 }
 
 result<file_handle> posix_open(instance_handle i, const char* path, open_mode mode) noexcept {

@@ -7,6 +7,8 @@
 // paths they are given.
 #pragma once
 
+#include "support/pattern.hpp"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -46,11 +48,9 @@ private:
     std::filesystem::path path_;
 };
 
-// Byte i of a test file: depends on the position and a seed, so a block read at the wrong offset
-// or a stale block from another file never matches by accident.
+// Byte i of a test file with `seed`: the formula shared by every test (support/pattern.hpp).
 [[nodiscard]] inline std::byte pattern_byte(std::uint64_t i, std::uint32_t seed = 0) {
-    const std::uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ULL ^ (static_cast<std::uint64_t>(seed) << 17);
-    return static_cast<std::byte>((x >> 29) & 0xff);
+    return testing::pattern_byte(seed, i);
 }
 
 [[nodiscard]] inline std::vector<std::byte> pattern(std::size_t size, std::uint32_t seed = 0) {
