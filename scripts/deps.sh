@@ -4,10 +4,13 @@
 set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config liburing-dev libspdlog-dev libfmt-dev libcli11-dev
-            libgtest-dev libgmock-dev libbenchmark-dev)
+            libgtest-dev libgmock-dev libbenchmark-dev
+            libhttp-parser-dev libtomlplusplus-dev nlohmann-json3-dev)
 # clang-16 builds the code a second way (the fuzzers need it); clang-tidy-16 checks it (.clang-tidy).
 test_pkgs=(clang-16 libclang-rt-16-dev clang-tidy-16)
-bench_pkgs=(coreutils)
+# The HTTP integration and browser tests (tests/integration/http, tests/browser) use real clients.
+test_pkgs+=(curl wrk ffmpeg chromium nodejs npm python3)
+bench_pkgs=(coreutils nginx wrk curl)
 
 want=("${build_pkgs[@]}")
 for kind in "$@"; do
@@ -19,9 +22,14 @@ for kind in "$@"; do
   esac
 done
 
+# A name is also satisfied by an installed package that Provides it: NodeSource's nodejs provides
+# (and conflicts with) npm, so asking apt for Debian's npm beside it would fail.
+provided=" $(dpkg-query -W -f='${db:Status-Abbrev} ${Provides},\n' 2>/dev/null | sed -n 's/^ii  *//p' |
+            tr ',' '\n' | awk '{print $1}' | sort -u | tr '\n' ' ') "
 missing=()
 for p in "${want[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" &&
+     [[ "$provided" != *" $p "* ]]; then
     missing+=("$p")
   fi
 done

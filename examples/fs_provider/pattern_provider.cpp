@@ -144,6 +144,7 @@ const fs::provider_ops table{
     .unlock_range = nullptr,
     .watch = nullptr,
     .unwatch = nullptr,
+    .send_fd = nullptr,  // synthetic bytes: nothing to sendfile from
 };
 
 }  // namespace

@@ -162,6 +162,14 @@ result<void> file::set_access_pattern(cache::access_pattern pattern, std::uint64
     return ops.access_pattern(state_->core->handle, pattern, position);
 }
 
+result<int> file::send_fd() const {
+    const auto& ops = state_->core->instance->ops();
+    if (ops.send_fd == nullptr) {
+        return fail(errc::unsupported, "fs send_fd: the provider's bytes are not in the page cache");
+    }
+    return ops.send_fd(state_->core->handle);
+}
+
 result<void> file::lock_range(byte_range range, lock_kind kind) {
     const auto& ops = state_->core->instance->ops();
     if (ops.lock_range == nullptr) {

@@ -8,6 +8,9 @@
 // loud compile error, never a silent one).
 #pragma once
 
+// <version> defines __GLIBCXX__, which the test below needs even when this is the first include.
+#include <version>
+
 #if defined(__clang__) && defined(__GLIBCXX__) && __cpp_concepts < 202002L
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wmacro-redefined"

@@ -71,6 +71,10 @@ public:
     [[nodiscard]] result<void> lock_range(byte_range range, lock_kind kind);
     [[nodiscard]] result<void> unlock_range(byte_range range);
 
+    // The provider's page-cache descriptor for sendfile()/splice() (provider_ops::send_fd); owned
+    // by the file, valid while it is open. Errors: unsupported (the provider has none).
+    [[nodiscard]] result<int> send_fd() const;
+
     // The provider file as a block source of `size` bytes (unknown_size: no shrink check).
     [[nodiscard]] std::shared_ptr<cache::block_source> source(std::uint64_t size) const;
     // The provider file as a block sink. Errors: unsupported (read-only provider),

@@ -156,6 +156,12 @@ struct provider_ops {
     result<void> (*unlock_range)(file_handle file, byte_range range) noexcept;
     result<void> (*watch)(instance_handle instance, file_handle file, void* context, change_fn callback) noexcept;
     void (*unwatch)(instance_handle instance, file_handle file) noexcept;
+    // Optional, sync, any thread. A descriptor of `file` that the engine may hand to sendfile()
+    // or splice() to send its bytes from the page cache without copying them through the arena.
+    // The provider keeps ownership; it stays valid until close(). Absent (or unsupported) when
+    // the provider's bytes do not live in the page cache (O_DIRECT, a synthetic source): the
+    // engine then sends cache loans.
+    result<int> (*send_fd)(file_handle file) noexcept;
 };
 
 }  // namespace datapump::fs

@@ -189,6 +189,7 @@ const provider_ops direct_provider{
     .unlock_range = local::unlock_range,
     .watch = local::watch,
     .unwatch = local::unwatch,
+    .send_fd = nullptr,  // O_DIRECT bytes are not in the page cache: send cache loans
 };
 
 }  // namespace datapump::fs

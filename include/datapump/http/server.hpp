@@ -1,0 +1,89 @@
+// File: datapump/http/server.hpp
+//
+// The HTTP/1.1 streaming server that datapumpd runs (docs/daemon.md is its user contract).
+//
+//   server ──owns──> registry + provider instance (posix or direct) + file_cache (the arena)
+//          ──owns──> N loop threads: io::event_loop, a SO_REUSEPORT listening socket, connections
+//          ──owns──> stream_table (live streams, VCR), admission, counters
+//
+// A connection belongs to the loop that accepted it, for life. Its bytes move by the send path
+// chosen at start: sendfile (page cache -> socket), send_zc (arena loans -> SEND_ZC from fixed
+// buffers, pinned until the notification), send (arena loans, copied by the kernel).
+//
+// Signals: start() sets SIGPIPE to SIG_IGN when it is at its default (sendfile() cannot be told
+// not to raise it); a handler the program installed is left alone.
+//
+// Thread-safety: start() and shutdown() from one controlling thread; the views, port() and the
+// stream controls from any thread.
+#pragma once
+
+#include "datapump/base/error.hpp"
+#include "datapump/http/views.hpp"
+#include "datapump/stream/stream_table.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace datapump::http {
+
+enum class send_path : std::uint8_t { automatic, sendfile, splice, send_zc, send };
+[[nodiscard]] const char* to_string(send_path p);
+
+struct server_config {
+    std::string root = ".";
+    std::string listen_host = "127.0.0.1";
+    std::uint16_t listen_port = 8080;  // 0: the kernel picks (see server::port())
+    unsigned loops = 1;
+    std::string provider = "posix";
+    send_path path = send_path::automatic;
+    std::uint32_t cache_mib = 256;
+    std::uint32_t buffer_kib = 256;
+    std::uint64_t capacity = 0;
+    std::uint64_t default_rate = 0;
+    std::uint64_t max_rate = 0;
+    std::uint64_t default_burst = 262144;
+    std::uint64_t max_connections = 10000;
+    std::uint64_t idle_timeout_ms = 60000;
+    std::uint64_t header_timeout_ms = 10000;
+    std::uint32_t max_header_bytes = 16384;
+    std::uint32_t max_request_line = 8192;
+    bool directory_listing = false;
+    bool access_log = true;
+};
+
+class server {
+public:
+    // Builds the cache and provider, binds the listening sockets and starts the loops.
+    // Errors: invalid_argument (bad address, unknown provider or send path for it), not_found /
+    // not_regular_file (root), unsupported (no io_uring), io_error (bind: sys = errno), and those
+    // of the cache and the provider.
+    [[nodiscard]] static result<std::unique_ptr<server>> start(const server_config& config);
+
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+    ~server();  // shutdown(0) if still running
+
+    // The bound port (the kernel's choice when the config said 0).
+    [[nodiscard]] std::uint16_t port() const;
+    // The send path in use (never `automatic`).
+    [[nodiscard]] send_path path() const;
+
+    // Stops accepting, closes idle connections, lets responses in progress run for `grace`, then
+    // cuts the rest and joins the loops. Returns the number of streams cut. Idempotent.
+    std::size_t shutdown(std::chrono::milliseconds grace);
+
+    [[nodiscard]] server_view view() const;
+    [[nodiscard]] std::vector<stream_view> streams() const;
+    [[nodiscard]] stream::stream_table& streams_table();
+
+    struct state;
+
+private:
+    explicit server(std::unique_ptr<state> s);
+    std::unique_ptr<state> state_;
+};
+
+}  // namespace datapump::http

@@ -1,0 +1,124 @@
+// File: datapump/http/views.hpp (target datapump::http_views)
+//
+// What the daemon shows about itself, as text: Prometheus metrics, the JSON of the control API,
+// the status page and directory listings (docs/daemon.md, "Control API, metrics, status page").
+// The server fills plain snapshot structs (the *_view types) from its counters and calls these
+// pure functions; nothing here does I/O, reads a clock or keeps state.
+//
+//     server counters ──snapshot──> server_view / stream_view ──render──> body text
+//
+// Ownership: the views are plain values owned by the caller; every function returns a new string
+// (status_page_html: a view of a static string, valid for the whole program).
+// Thread-safety: pure functions; any thread.
+// Errors: none. Text from users (file names, client addresses) is escaped for its format, and
+// bytes that are not UTF-8 become U+FFFD in JSON, so rendering cannot fail.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace datapump::http {
+
+// One live stream, as the control API shows it.
+struct stream_view {
+    std::uint64_t id = 0;
+    std::string client;  // peer address, "203.0.113.7:51234"
+    std::string file;    // path under the root, as requested (decoded)
+    std::uint64_t start = 0;
+    std::uint64_t end = 0;  // exclusive
+    std::uint64_t position = 0;
+    std::uint64_t bytes_sent = 0;
+    std::uint64_t rate = 0;  // bytes per second, 0 = unpaced
+    std::uint64_t burst = 0;
+    std::string state;  // "playing" | "paused" | "waiting" (for pacing) | "ending"
+    std::uint32_t speed = 1;
+    unsigned loop = 0;
+    std::string send_path;  // "sendfile" | "splice" | "send_zc" | "send"
+};
+
+struct loop_view {
+    unsigned index = 0;
+    std::uint64_t connections = 0;
+    std::uint64_t streams = 0;
+    std::uint64_t busy_ns = 0;
+    std::uint64_t wakeups = 0;
+};
+
+struct cache_view {
+    std::uint64_t buffers = 0;
+    std::uint64_t buffer_size = 0;  // bytes
+    std::uint64_t hits = 0;
+    std::uint64_t misses = 0;
+    std::uint64_t collisions = 0;
+    std::uint64_t fallbacks = 0;
+    std::uint64_t evictions = 0;
+    std::uint64_t disk_reads = 0;
+    std::uint64_t disk_bytes = 0;
+    std::uint64_t loans_out = 0;
+    std::uint64_t prefetch_posted = 0;
+    std::uint64_t prefetch_dropped = 0;
+};
+
+struct send_view {
+    std::uint64_t sendfile_bytes = 0;
+    std::uint64_t splice_bytes = 0;
+    std::uint64_t send_zc_bytes = 0;
+    std::uint64_t send_zc_sends = 0;
+    std::uint64_t send_zc_copied = 0;  // notifications that said the kernel copied
+    std::uint64_t send_bytes = 0;      // the copying fallback
+};
+
+struct server_view {
+    std::string version;
+    std::uint64_t uptime_ms = 0;
+    std::string provider;
+    std::string send_path;
+    std::uint64_t capacity = 0;  // admission, B/s (0: no limit)
+    std::uint64_t reserved = 0;  // admission, B/s
+    std::uint64_t connections = 0;
+    std::uint64_t active_streams = 0;
+    std::uint64_t admission_refusals = 0;
+    std::vector<std::pair<int, std::uint64_t>> requests_by_status;  // (status, count)
+    std::uint64_t bytes_sent = 0;
+    std::vector<loop_view> loops;
+    cache_view cache;
+    send_view sends;
+};
+
+// GET /metrics: Prometheus text exposition format 0.0.4 (Content-Type
+// "text/plain; version=0.0.4; charset=utf-8"). Every family has # HELP and # TYPE lines, even when
+// it has no sample yet (requests by status). Besides the families listed in docs/daemon.md, a
+// `datapump_info{version,provider,send_path} 1` gauge carries the strings of server_view.
+[[nodiscard]] std::string metrics_text(const server_view& server);
+
+// GET /_datapump/api/streams: {"streams":[stream_json...]}.
+[[nodiscard]] std::string streams_json(const std::vector<stream_view>& streams);
+
+// One stream: {"id","client","file","start","end","position","bytes_sent","rate","burst","state",
+// "speed","loop","send_path"}.
+[[nodiscard]] std::string stream_json(const stream_view& stream);
+
+// GET /_datapump/api/status: the field names of server_view; requests_by_status is an object
+// {"200":n,...}; loops an array of loop_view objects; cache and sends objects with the field
+// names of cache_view and send_view.
+[[nodiscard]] std::string status_json(const server_view& server);
+
+// A control answer: {"ok":true,"stream":{...}} (or {"ok":true} when `stream` is null) when `ok`;
+// {"ok":false,"error":"..."} otherwise (`stream` ignored).
+[[nodiscard]] std::string control_reply(bool ok, std::string_view error_or_empty, const stream_view* stream);
+
+// GET /_datapump/: one self-contained page (HTML, CSS, JS; no external resources) that polls
+// api/streams and api/status every second, relative to itself. Static storage.
+[[nodiscard]] std::string_view status_page_html();
+
+// A directory listing. `url_path` is the decoded path of the directory ("/videos/a b/"); entries
+// are (name, size) with a '/' after directory names. Names are HTML-escaped; hrefs are absolute
+// (url_path's segments and the name percent-encoded), so they work with or without the trailing
+// '/'. A parent link comes first unless url_path is "/".
+[[nodiscard]] std::string directory_listing_html(
+    std::string_view url_path, const std::vector<std::pair<std::string, std::uint64_t>>& entries);
+
+}  // namespace datapump::http

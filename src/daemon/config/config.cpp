@@ -1,0 +1,488 @@
+// The option table, the TOML file and the flags. CLI11 and toml++ throw; every exception is caught
+// in this file and becomes a message in parse_outcome.
+#include "config/config.hpp"
+
+#include "config/values.hpp"
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <exception>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#ifndef DATAPUMP_VERSION
+#define DATAPUMP_VERSION "unknown"
+#endif
+
+namespace datapump::daemon {
+
+std::string_view to_string(send_path_choice choice) {
+    switch (choice) {
+        case send_path_choice::auto_: return "auto";
+        case send_path_choice::sendfile: return "sendfile";
+        case send_path_choice::splice: return "splice";
+        case send_path_choice::send_zc: return "send-zc";
+        case send_path_choice::send: return "send";
+    }
+    return "auto";
+}
+
+std::optional<send_path_choice> parse_send_path(std::string_view text) {
+    if (text == "auto") {
+        return send_path_choice::auto_;
+    }
+    if (text == "sendfile") {
+        return send_path_choice::sendfile;
+    }
+    if (text == "splice") {
+        return send_path_choice::splice;
+    }
+    if (text == "send-zc" || text == "send_zc") {
+        return send_path_choice::send_zc;
+    }
+    if (text == "send") {
+        return send_path_choice::send;
+    }
+    return std::nullopt;
+}
+
+unsigned daemon_config::default_loops() {
+    return std::clamp(std::thread::hardware_concurrency(), 1U, 256U);
+}
+
+namespace {
+
+constexpr int exit_usage = 2;
+
+// One option value before conversion: text from a flag, or a typed TOML value.
+struct raw_value {
+    std::string origin;  // "--loops", or "key 'loops' in FILE"
+    bool from_flag = false;
+    std::variant<std::monostate, std::string, std::int64_t, double, bool> value;
+    std::string_view type_name;  // the TOML type, "a string", for mismatch messages
+};
+
+using problem = std::optional<std::string>;  // a message for the user, or nothing wrong
+
+template <class T>
+using converted = detail::parsed<T>;
+
+std::string mismatch(const raw_value& v, std::string_view wanted) {
+    return v.origin + ": expected " + std::string(wanted) + ", got " + std::string(v.type_name);
+}
+
+converted<std::string> to_text(const raw_value& v) {
+    if (const auto* text = std::get_if<std::string>(&v.value)) {
+        return *text;
+    }
+    return std::unexpected(mismatch(v, "a string"));
+}
+
+template <class T>
+converted<T> to_whole(const raw_value& v) {
+    constexpr auto max = std::uint64_t{std::numeric_limits<T>::max()};
+    if (v.from_flag) {
+        const auto parsed = detail::parse_unsigned(std::get<std::string>(v.value), max);
+        if (!parsed) {
+            return std::unexpected(v.origin + ": " + parsed.error());
+        }
+        return static_cast<T>(*parsed);
+    }
+    const auto* number = std::get_if<std::int64_t>(&v.value);
+    if (number == nullptr) {
+        return std::unexpected(mismatch(v, "an integer"));
+    }
+    if (*number < 0 || static_cast<std::uint64_t>(*number) > max) {
+        return std::unexpected(v.origin + ": " + std::to_string(*number) + " is out of range (0 to " +
+                               std::to_string(max) + ")");
+    }
+    return static_cast<T>(*number);
+}
+
+converted<std::uint64_t> to_rate(const raw_value& v) {
+    if (const auto* number = std::get_if<std::int64_t>(&v.value)) {
+        if (*number < 0) {
+            return std::unexpected(v.origin + ": a rate cannot be negative (" + std::to_string(*number) + ")");
+        }
+        return static_cast<std::uint64_t>(*number);
+    }
+    const auto* text = std::get_if<std::string>(&v.value);
+    if (text == nullptr) {
+        return std::unexpected(mismatch(v, "an integer (bytes per second) or a string such as \"5M\""));
+    }
+    auto parsed = detail::parse_rate(*text);
+    if (!parsed) {
+        return std::unexpected(v.origin + ": " + parsed.error());
+    }
+    return *parsed;
+}
+
+converted<bool> to_bool(const raw_value& v) {
+    if (const auto* flag = std::get_if<bool>(&v.value)) {
+        return *flag;
+    }
+    if (!v.from_flag) {
+        return std::unexpected(mismatch(v, "a boolean (true or false)"));
+    }
+    auto parsed = detail::parse_switch(std::get<std::string>(v.value));
+    if (!parsed) {
+        return std::unexpected(v.origin + ": " + parsed.error());
+    }
+    return *parsed;
+}
+
+template <class T, class U>
+problem store(T& field, converted<U> value) {
+    if (!value) {
+        return std::move(value.error());
+    }
+    field = std::move(*value);
+    return std::nullopt;
+}
+
+problem store_listen(daemon_config& c, const raw_value& v) {
+    auto text = to_text(v);
+    if (!text) {
+        return std::move(text.error());
+    }
+    auto address = detail::parse_listen(*text);
+    if (!address) {
+        return v.origin + ": " + address.error();
+    }
+    c.listen_host = std::move(address->host);
+    c.listen_port = address->port;
+    return std::nullopt;
+}
+
+problem store_send_path(daemon_config& c, const raw_value& v) {
+    auto text = to_text(v);
+    if (!text) {
+        return std::move(text.error());
+    }
+    const auto choice = parse_send_path(*text);
+    if (!choice) {
+        return v.origin + ": unknown send path '" + *text + "' (use auto, sendfile, splice, send-zc or send)";
+    }
+    c.send_path = *choice;
+    return std::nullopt;
+}
+
+std::string show_rate(std::uint64_t rate) {
+    return std::to_string(rate);
+}
+
+std::string show_switch(bool on) {
+    return on ? "on" : "off";
+}
+
+std::string show_listen(const daemon_config& c) {
+    const bool v6 = c.listen_host.find(':') != std::string::npos;
+    return (v6 ? "[" + c.listen_host + "]" : c.listen_host) + ":" + std::to_string(c.listen_port);
+}
+
+// One row of docs/daemon.md's table. The flag is "--" + key with '-' for '_'.
+struct option_spec {
+    std::string_view key;
+    std::string_view value_name;  // empty: a flag without a value (--directory-listing)
+    std::string_view help;
+    problem (*apply)(daemon_config&, const raw_value&);
+    std::string (*show)(const daemon_config&);  // the value, as --help prints the default
+};
+
+// clang-format off
+constexpr std::array<option_spec, 20> options{{
+    {"root", "DIR", "the served folder; nothing outside it is reachable",
+     [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
+     [](const daemon_config& c) { return c.root; }},
+    {"listen", "HOST:PORT", "IPv4 or [IPv6] address and port",
+     store_listen, show_listen},
+    {"loops", "N", "event-loop threads, one io_uring each (1..256)",
+     [](daemon_config& c, const raw_value& v) { return store(c.loops, to_whole<unsigned>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.loops); }},
+    {"provider", "NAME", "posix (page cache) or direct (O_DIRECT into the arena)",
+     [](daemon_config& c, const raw_value& v) { return store(c.provider, to_text(v)); },
+     [](const daemon_config& c) { return c.provider; }},
+    {"send_path", "P", "auto, sendfile, splice, send-zc or send",
+     store_send_path,
+     [](const daemon_config& c) { return std::string(to_string(c.send_path)); }},
+    {"cache_mib", "N", "the buffer arena in MiB (direct provider, and the cache)",
+     [](daemon_config& c, const raw_value& v) { return store(c.cache_mib, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.cache_mib); }},
+    {"buffer_kib", "N", "arena buffer size in KiB, a multiple of 4 (4..16384)",
+     [](daemon_config& c, const raw_value& v) { return store(c.buffer_kib, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.buffer_kib); }},
+    {"capacity", "RATE", "admission limit: sum of the rates of paced streams (0: none)",
+     [](daemon_config& c, const raw_value& v) { return store(c.capacity, to_rate(v)); },
+     [](const daemon_config& c) { return show_rate(c.capacity); }},
+    {"default_rate", "RATE", "rate of a request that asks for none (0: unpaced)",
+     [](daemon_config& c, const raw_value& v) { return store(c.default_rate, to_rate(v)); },
+     [](const daemon_config& c) { return show_rate(c.default_rate); }},
+    {"max_rate", "RATE", "cap on a requested rate (0: no cap)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_rate, to_rate(v)); },
+     [](const daemon_config& c) { return show_rate(c.max_rate); }},
+    {"default_burst", "BYTES", "token-bucket depth of a paced stream",
+     [](daemon_config& c, const raw_value& v) { return store(c.default_burst, to_whole<std::uint64_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.default_burst); }},
+    {"max_connections", "N", "further connections are accepted and closed at once (503)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_connections, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_connections); }},
+    {"idle_timeout_ms", "N", "a keep-alive connection with no request is closed after this",
+     [](daemon_config& c, const raw_value& v) { return store(c.idle_timeout_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.idle_timeout_ms); }},
+    {"header_timeout_ms", "N", "a request head must be complete within this time (408)",
+     [](daemon_config& c, const raw_value& v) { return store(c.header_timeout_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.header_timeout_ms); }},
+    {"max_header_bytes", "N", "larger request heads get 431",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_header_bytes, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_header_bytes); }},
+    {"max_request_line", "N", "longer request lines get 414",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_request_line, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_request_line); }},
+    {"directory_listing", "", "list directories (HTML) instead of refusing them (403)",
+     [](daemon_config& c, const raw_value& v) { return store(c.directory_listing, to_bool(v)); },
+     [](const daemon_config& c) { return show_switch(c.directory_listing); }},
+    {"grace_ms", "N", "on SIGTERM/SIGINT: let streams finish this long, then cut them",
+     [](daemon_config& c, const raw_value& v) { return store(c.grace_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.grace_ms); }},
+    {"access_log", "on/off", "one line per request",
+     [](daemon_config& c, const raw_value& v) { return store(c.access_log, to_bool(v)); },
+     [](const daemon_config& c) { return show_switch(c.access_log); }},
+    {"log_level", "L", "trace, debug, info, warn, error, critical or off",
+     [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
+     [](const daemon_config& c) { return c.log_level; }},
+}};
+// clang-format on
+
+std::string flag_name(std::string_view key) {
+    std::string flag = "--";
+    for (const char c : key) {
+        flag += c == '_' ? '-' : c;
+    }
+    return flag;
+}
+
+const option_spec* find_option(std::string_view key) {
+    const auto* it = std::find_if(options.begin(), options.end(), [&](const option_spec& o) { return o.key == key; });
+    return it == options.end() ? nullptr : it;
+}
+
+// Levenshtein distance, for "did you mean" on unknown keys (keys are short).
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) {
+        row[j] = j;
+    }
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0U : 1U)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+std::string unknown_key(std::string_view key, const std::string& path) {
+    std::string message = "unknown key '" + std::string(key) + "' in " + path;
+    const option_spec* best = nullptr;
+    std::size_t best_distance = 3;  // suggest only close spellings
+    for (const auto& o : options) {
+        const std::size_t d = edit_distance(key, o.key);
+        if (d < best_distance) {
+            best = &o;
+            best_distance = d;
+        }
+    }
+    if (best != nullptr) {
+        return message + ": did you mean '" + std::string(best->key) + "'?";
+    }
+    message += " (known keys:";
+    for (const auto& o : options) {
+        message += " ";
+        message += o.key;
+    }
+    return message + ")";
+}
+
+raw_value from_toml(const toml::node& node, std::string origin) {
+    raw_value v;
+    v.origin = std::move(origin);
+    switch (node.type()) {
+        case toml::node_type::string:
+            v.value = std::string(node.as_string()->get());
+            v.type_name = "a string";
+            break;
+        case toml::node_type::integer:
+            v.value = node.as_integer()->get();
+            v.type_name = "an integer";
+            break;
+        case toml::node_type::floating_point:
+            v.value = node.as_floating_point()->get();
+            v.type_name = "a float";
+            break;
+        case toml::node_type::boolean:
+            v.value = node.as_boolean()->get();
+            v.type_name = "a boolean";
+            break;
+        case toml::node_type::table: v.type_name = "a table"; break;
+        case toml::node_type::array: v.type_name = "an array"; break;
+        case toml::node_type::date: v.type_name = "a date"; break;
+        case toml::node_type::time: v.type_name = "a time"; break;
+        case toml::node_type::date_time: v.type_name = "a date-time"; break;
+        case toml::node_type::none: v.type_name = "nothing"; break;
+    }
+    return v;
+}
+
+// Reads `path` and applies its keys to `config`. Returns one message per problem.
+std::vector<std::string> apply_toml(daemon_config& config, const std::string& path) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+        return {"--config: cannot read '" + path + "': " +
+                (ec ? ec.message() : std::string("no such file (give the path of a TOML file)"))};
+    }
+    toml::table table;
+    try {
+        table = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+        const auto& at = e.source().begin;
+        return {"--config: " + path + " is not valid TOML: " + std::string(e.description()) + " (line " +
+                std::to_string(at.line) + ", column " + std::to_string(at.column) + ")"};
+    }
+    std::vector<std::string> problems;
+    for (const auto& [key, node] : table) {
+        const option_spec* spec = find_option(key.str());
+        if (spec == nullptr) {
+            problems.push_back(unknown_key(key.str(), path));
+            continue;
+        }
+        raw_value v = from_toml(node, "key '" + std::string(key.str()) + "' in " + path);
+        if (auto p = spec->apply(config, v)) {
+            problems.push_back(std::move(*p));
+        }
+    }
+    config.config_file = path;
+    return problems;
+}
+
+// The flags as CLI11 sees them: one text per option, applied only when given.
+struct flag_state {
+    std::array<std::string, options.size()> text;
+    bool directory_listing = false;
+    std::string config_file;
+    std::array<CLI::Option*, options.size()> given{};
+    CLI::Option* config = nullptr;
+};
+
+std::unique_ptr<CLI::App> build_app(flag_state& flags) {
+    auto app = std::make_unique<CLI::App>(
+        "datapumpd: serves the files under one folder over HTTP/1.1, paced, with VCR control", "datapumpd");
+    app->set_version_flag("--version", std::string("datapumpd ") + DATAPUMP_VERSION);
+    flags.config = app->add_option("--config", flags.config_file,
+                                   "TOML file with the same keys as the flags (send_path, cache_mib, ...); "
+                                   "flags given override it")
+                       ->type_name("FILE");
+    const daemon_config defaults;
+    for (std::size_t i = 0; i < options.size(); ++i) {
+        const option_spec& o = options[i];
+        const std::string help = std::string(o.help) + " [default: " + o.show(defaults) + "]";
+        if (o.value_name.empty()) {
+            flags.given[i] = app->add_flag(flag_name(o.key), flags.directory_listing, help);
+        } else {
+            flags.given[i] = app->add_option(flag_name(o.key), flags.text[i], help)->type_name(std::string(o.value_name));
+        }
+    }
+    app->footer(
+        "RATE is bytes per second with an optional SI suffix k (x1000), M (x10^6) or G (x10^9): 5M is 5 MB/s.\n"
+        "Order: defaults, then the --config file, then the flags given. See docs/daemon.md.");
+    return app;
+}
+
+std::string join_lines(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& line : lines) {
+        if (!out.empty()) {
+            out += '\n';
+        }
+        out += line;
+    }
+    return out;
+}
+
+parse_outcome stop(int exit_code, std::string message) {
+    return parse_outcome{std::nullopt, exit_code, std::move(message)};
+}
+
+parse_outcome usage_error(std::string_view message) {
+    return stop(exit_usage, "datapumpd: " + std::string(message) + "\nRun 'datapumpd --help' for the options.");
+}
+
+parse_outcome parse_or_throw(int argc, const char* const* argv) {
+    flag_state flags;
+    const auto app = build_app(flags);
+    try {
+        app->parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        return stop(0, app->help());
+    } catch (const CLI::CallForAllHelp&) {
+        return stop(0, app->help());
+    } catch (const CLI::CallForVersion& e) {
+        return stop(0, e.what());
+    } catch (const CLI::ParseError& e) {
+        return usage_error(e.what());
+    }
+
+    daemon_config config;
+    std::vector<std::string> problems;
+    if (flags.config->count() > 0) {
+        problems = apply_toml(config, flags.config_file);
+    }
+    for (std::size_t i = 0; i < options.size(); ++i) {
+        if (flags.given[i]->count() == 0) {
+            continue;
+        }
+        raw_value v;
+        v.origin = flag_name(options[i].key);
+        v.from_flag = true;
+        v.value = options[i].value_name.empty() ? show_switch(flags.directory_listing) : flags.text[i];
+        if (auto p = options[i].apply(config, v)) {
+            problems.push_back(std::move(*p));
+        }
+    }
+    if (problems.empty()) {
+        if (std::string invalid = validate_config(config); !invalid.empty()) {
+            problems.push_back(std::move(invalid));
+        }
+    }
+    if (!problems.empty()) {
+        return usage_error(join_lines(problems));
+    }
+    return parse_outcome{std::move(config), 0, {}};
+}
+
+}  // namespace
+
+parse_outcome parse_config(int argc, const char* const* argv) {
+    try {
+        return parse_or_throw(argc, argv);
+    } catch (const std::exception& e) {
+        // CLI11 set-up, toml++ or an allocation: still a clean exit with a message.
+        return usage_error(std::string("cannot read the configuration: ") + e.what());
+    }
+}
+
+std::string usage_text() {
+    flag_state flags;
+    return build_app(flags)->help();
+}
+
+}  // namespace datapump::daemon

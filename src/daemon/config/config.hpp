@@ -1,0 +1,91 @@
+// File: config/config.hpp (target datapump_daemon_config)
+//
+// What `datapumpd` runs with: every option of docs/daemon.md ("Running it"), from its defaults,
+// then a TOML file (`--config FILE`), then the flags actually given on the command line, in that
+// order. The result is validated as a whole, so the server never sees a value it cannot use.
+//
+//     defaults ──> TOML file (--config) ──> flags given ──> validate ──> daemon_config
+//
+// Errors a user sees are text, not `datapump::error`: they name the flag or key, the value, what
+// is wrong with it and what to do, and that does not fit a static string. Exceptions (CLI11,
+// toml++) stay inside config.cpp; nothing here throws.
+//
+// Ownership: plain values, copied freely. Thread-safety: parse_config and validate_config touch no
+// shared state except reading the file system (the root, the TOML file); call them from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace datapump::daemon {
+
+// How response bodies reach the socket (docs/daemon.md, "Inside"). `auto_` lets the server pick
+// from the provider: sendfile for posix, send-zc for direct.
+enum class send_path_choice : std::uint8_t { auto_, sendfile, splice, send_zc, send };
+
+// The user's spelling: "auto", "sendfile", "splice", "send-zc", "send". The string is static.
+[[nodiscard]] std::string_view to_string(send_path_choice choice);
+
+// Parses the user's spelling (also "send_zc"). Returns nullopt for anything else.
+[[nodiscard]] std::optional<send_path_choice> parse_send_path(std::string_view text);
+
+// The daemon's settings. Defaults are those of docs/daemon.md. Rates are bytes per second,
+// 0 meaning "none" (capacity: no admission limit; default_rate: unpaced; max_rate: no cap).
+struct daemon_config {
+    std::string root = ".";
+    std::string listen_host = "127.0.0.1";  // IPv6 without brackets ("::1")
+    std::uint16_t listen_port = 8080;
+    unsigned loops = default_loops();
+    std::string provider = "posix";  // "posix" | "direct"
+    send_path_choice send_path = send_path_choice::auto_;
+    std::uint32_t cache_mib = 256;
+    std::uint32_t buffer_kib = 256;
+    std::uint64_t capacity = 0;
+    std::uint64_t default_rate = 0;
+    std::uint64_t max_rate = 0;
+    std::uint64_t default_burst = 262144;
+    std::uint32_t max_connections = 10000;
+    std::uint32_t idle_timeout_ms = 60000;
+    std::uint32_t header_timeout_ms = 10000;
+    std::uint32_t max_header_bytes = 16384;
+    std::uint32_t max_request_line = 8192;
+    bool directory_listing = false;
+    std::uint32_t grace_ms = 5000;
+    bool access_log = true;
+    std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
+    std::string config_file;         // the --config file read, empty when none
+
+    // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
+    [[nodiscard]] static unsigned default_loops();
+};
+
+// What parse_config decided. Exactly one of:
+//   run:   `config` holds the validated settings; exit_code is 0 and message empty.
+//   stop:  `config` is empty; print `message` and exit with `exit_code`: 0 for --help and
+//          --version (message to stdout), 2 for a bad flag, file or value (message to stderr).
+struct parse_outcome {
+    std::optional<daemon_config> config;
+    int exit_code = 0;
+    std::string message;
+
+    [[nodiscard]] bool run() const { return config.has_value(); }
+};
+
+// Parses `datapumpd [options]` (argv[0] is the program name). Loads the TOML file named by
+// `--config` first, then applies only the flags given, then validates (validate_config).
+// Returns the outcome above; never throws. Errors name each bad flag or key (all of them for
+// validation, one per line) and end with a hint to run --help.
+[[nodiscard]] parse_outcome parse_config(int argc, const char* const* argv);
+
+// Checks a whole configuration: root exists and is a directory, loops 1..256, provider known,
+// buffer_kib a multiple of 4 in 4..16384, cache_mib holds at least 16 buffers, max_rate not below
+// default_rate, non-zero limits and timeouts, a known log level. Returns an empty string when the
+// configuration is usable, else one line per problem naming the option and what to do.
+[[nodiscard]] std::string validate_config(const daemon_config& config);
+
+// The usage text of --help (stdout of `datapumpd --help`).
+[[nodiscard]] std::string usage_text();
+
+}  // namespace datapump::daemon

@@ -1,0 +1,149 @@
+#include "config/values.hpp"
+
+#include <charconv>
+#include <limits>
+
+namespace datapump::daemon::detail {
+namespace {
+
+constexpr std::uint64_t max_u64 = std::numeric_limits<std::uint64_t>::max();
+
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+bool all_digits(std::string_view text) {
+    for (const char c : text) {
+        if (!is_digit(c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string quoted(std::string_view text) {
+    std::string out = "'";
+    out += text;
+    out += "'";
+    return out;
+}
+
+std::string rate_form(std::string_view text) {
+    return quoted(text) + " is not a rate: write bytes per second as digits with an optional k, M or G " +
+           "suffix (e.g. 250000, 5M, 1.5G)";
+}
+
+}  // namespace
+
+parsed<std::uint64_t> parse_unsigned(std::string_view text, std::uint64_t max) {
+    if (text.empty() || !all_digits(text)) {
+        return std::unexpected(quoted(text) + " is not a whole number (digits only, e.g. 8)");
+    }
+    std::uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size() || value > max) {
+        return std::unexpected(quoted(text) + " is too large (at most " + std::to_string(max) + ")");
+    }
+    return value;
+}
+
+parsed<std::uint64_t> parse_rate(std::string_view text) {
+    std::string_view number = text;
+    std::uint64_t multiplier = 1;
+    if (!number.empty()) {
+        switch (number.back()) {
+            case 'k': multiplier = 1'000; break;
+            case 'M': multiplier = 1'000'000; break;
+            case 'G': multiplier = 1'000'000'000; break;
+            default: break;
+        }
+        if (multiplier != 1) {
+            number.remove_suffix(1);
+        }
+    }
+    const std::size_t dot = number.find('.');
+    const std::string_view whole = number.substr(0, dot);
+    const std::string_view fraction = dot == std::string_view::npos ? std::string_view{} : number.substr(dot + 1);
+    const bool has_dot = dot != std::string_view::npos;
+    if (whole.empty() || !all_digits(whole) || !all_digits(fraction) || (has_dot && fraction.empty())) {
+        return std::unexpected(rate_form(text));
+    }
+    if (fraction.size() > 9) {
+        return std::unexpected(quoted(text) + " has more decimals than a rate can use (at most 9)");
+    }
+    const auto whole_value = parse_unsigned(whole, max_u64);
+    if (!whole_value || *whole_value > max_u64 / multiplier) {
+        return std::unexpected(quoted(text) + " is too large for a rate");
+    }
+    std::uint64_t result = *whole_value * multiplier;
+    if (!fraction.empty()) {
+        // At most 9 digits times at most 10^9: fits in 64 bits.
+        std::uint64_t scale = 1;
+        std::uint64_t digits = 0;
+        for (const char c : fraction) {
+            scale *= 10;
+            digits = digits * 10 + static_cast<std::uint64_t>(c - '0');
+        }
+        const std::uint64_t scaled = digits * multiplier;
+        if (scaled % scale != 0) {
+            return std::unexpected(quoted(text) + " is not a whole number of bytes per second");
+        }
+        if (result > max_u64 - scaled / scale) {
+            return std::unexpected(quoted(text) + " is too large for a rate");
+        }
+        result += scaled / scale;
+    }
+    return result;
+}
+
+parsed<bool> parse_switch(std::string_view text) {
+    if (text == "on" || text == "true" || text == "yes" || text == "1") {
+        return true;
+    }
+    if (text == "off" || text == "false" || text == "no" || text == "0") {
+        return false;
+    }
+    return std::unexpected(quoted(text) + " is not a switch: write on or off");
+}
+
+parsed<listen_address> parse_listen(std::string_view text) {
+    const std::string form = " (write HOST:PORT, [IPv6]:PORT or :PORT, e.g. 127.0.0.1:8080)";
+    listen_address out;
+    std::string_view rest;
+    if (text.starts_with('[')) {
+        const std::size_t close = text.find(']');
+        if (close == std::string_view::npos) {
+            return std::unexpected(quoted(text) + ": the IPv6 address has no closing ']'" + form);
+        }
+        out.host = std::string(text.substr(1, close - 1));
+        rest = text.substr(close + 1);
+        if (out.host.empty()) {
+            return std::unexpected(quoted(text) + ": the address between [ and ] is empty" + form);
+        }
+    } else {
+        const std::size_t colon = text.rfind(':');
+        if (colon == std::string_view::npos) {
+            return std::unexpected(quoted(text) + " has no port" + form);
+        }
+        out.host = std::string(text.substr(0, colon));
+        rest = text.substr(colon);
+        if (out.host.find(':') != std::string::npos) {
+            return std::unexpected(quoted(text) + ": put an IPv6 address in brackets, e.g. [::1]:8080");
+        }
+        if (out.host.empty()) {
+            out.host = "0.0.0.0";
+        }
+    }
+    if (!rest.starts_with(':') || rest.size() == 1) {
+        return std::unexpected(quoted(text) + " has no port" + form);
+    }
+    const std::string_view port_text = rest.substr(1);
+    const auto port = parse_unsigned(port_text, 65535);
+    if (!port || *port == 0) {
+        return std::unexpected(quoted(text) + ": the port must be a number from 1 to 65535" + form);
+    }
+    out.port = static_cast<std::uint16_t>(*port);
+    return out;
+}
+
+}  // namespace datapump::daemon::detail

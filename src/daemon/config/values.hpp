@@ -1,0 +1,44 @@
+// File: config/values.hpp (target datapump_daemon_config, internal)
+//
+// The text forms of option values: rates with SI suffixes, listen addresses, whole numbers and
+// on/off switches. Used for flags, and for the TOML values that are text (rates, addresses).
+// Not part of the config API: visible only to config.cpp and the tests. The HTTP protocol has its
+// own rate parser for `rate=` query parameters; this one stays here so the two can evolve apart.
+//
+// Each parser returns the value or a message saying what is wrong with the text and what the
+// right form is; the caller prefixes the flag or key. Pure functions; any thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+// After a standard header: expected.hpp's clang workaround keys on __GLIBCXX__.
+#include "datapump/base/expected.hpp"
+
+namespace datapump::daemon::detail {
+
+template <class T>
+using parsed = std::expected<T, std::string>;
+
+// Bytes per second: digits, at most one decimal point, an optional suffix k (×1000), M (×10⁶) or
+// G (×10⁹): "0", "250000", "5M", "1.5G". Errors: empty text, other characters or suffixes, a
+// value that is not a whole number of bytes ("1.5"), or one above 2^64-1.
+[[nodiscard]] parsed<std::uint64_t> parse_rate(std::string_view text);
+
+// A decimal whole number no greater than `max`, digits only (no sign, no spaces).
+[[nodiscard]] parsed<std::uint64_t> parse_unsigned(std::string_view text, std::uint64_t max);
+
+// on/off, true/false, yes/no, 1/0 (lower case).
+[[nodiscard]] parsed<bool> parse_switch(std::string_view text);
+
+struct listen_address {
+    std::string host;  // as written, without the brackets of an IPv6 address
+    std::uint16_t port = 0;
+};
+
+// "HOST:PORT", "[IPv6]:PORT" or ":PORT" (host 0.0.0.0: every IPv4 address). Port 1..65535.
+// The host text is checked only for being non-empty and, outside brackets, free of ':'; whether
+// it is an address is the socket layer's call. Errors name the part that is wrong.
+[[nodiscard]] parsed<listen_address> parse_listen(std::string_view text);
+
+}  // namespace datapump::daemon::detail

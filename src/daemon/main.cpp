@@ -1,0 +1,105 @@
+// datapumpd: the zero-copy HTTP streaming daemon (docs/daemon.md).
+//
+// main() parses the configuration (flags over an optional TOML file), sets up logging (an
+// asynchronous logger, so the event loops never wait on the terminal), starts the server and
+// waits for SIGTERM or SIGINT; then it stops accepting, gives streams the grace period and exits.
+#include "config/config.hpp"
+#include "datapump/base/log.hpp"
+#include "datapump/http/server.hpp"
+
+#include <spdlog/async.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <csignal>
+#include <cstdio>
+#include <pthread.h>
+
+namespace {
+
+datapump::http::send_path to_server(datapump::daemon::send_path_choice c) {
+    using datapump::daemon::send_path_choice;
+    using datapump::http::send_path;
+    switch (c) {
+        case send_path_choice::auto_:
+            return send_path::automatic;
+        case send_path_choice::sendfile:
+            return send_path::sendfile;
+        case send_path_choice::splice:
+            return send_path::splice;
+        case send_path_choice::send_zc:
+            return send_path::send_zc;
+        case send_path_choice::send:
+            return send_path::send;
+    }
+    return send_path::automatic;
+}
+
+void use_async_logger() {
+    // Overrun the oldest line rather than block a loop when the terminal is slow.
+    spdlog::init_thread_pool(8192, 1);
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    auto logger = std::make_shared<spdlog::async_logger>("datapumpd", sink, spdlog::thread_pool(),
+                                                         spdlog::async_overflow_policy::overrun_oldest);
+    spdlog::set_default_logger(logger);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto parsed = datapump::daemon::parse_config(argc, argv);
+    if (!parsed.run()) {
+        std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
+        return parsed.exit_code;
+    }
+    const auto& cfg = *parsed.config;
+    use_async_logger();
+    if (!datapump::configure_logging(cfg.log_level)) {
+        std::fprintf(stderr, "datapumpd: unknown log level '%s'\n", cfg.log_level.c_str());
+        return 2;
+    }
+    spdlog::flush_every(std::chrono::seconds(1));
+
+    // The loops inherit this mask: only the waiting main thread takes the signals.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);  // sendfile() to a closed socket must fail, not kill us
+
+    datapump::http::server_config sc;
+    sc.root = cfg.root;
+    sc.listen_host = cfg.listen_host;
+    sc.listen_port = cfg.listen_port;
+    sc.loops = cfg.loops;
+    sc.provider = cfg.provider;
+    sc.path = to_server(cfg.send_path);
+    sc.cache_mib = cfg.cache_mib;
+    sc.buffer_kib = cfg.buffer_kib;
+    sc.capacity = cfg.capacity;
+    sc.default_rate = cfg.default_rate;
+    sc.max_rate = cfg.max_rate;
+    sc.default_burst = cfg.default_burst;
+    sc.max_connections = cfg.max_connections;
+    sc.idle_timeout_ms = cfg.idle_timeout_ms;
+    sc.header_timeout_ms = cfg.header_timeout_ms;
+    sc.max_header_bytes = cfg.max_header_bytes;
+    sc.max_request_line = cfg.max_request_line;
+    sc.directory_listing = cfg.directory_listing;
+    sc.access_log = cfg.access_log;
+
+    auto server = datapump::http::server::start(sc);
+    if (!server) {
+        spdlog::critical("datapumpd: cannot start: {}", datapump::describe(server.error(), cfg.root));
+        spdlog::shutdown();
+        return 1;
+    }
+    int signal_number = 0;
+    sigwait(&stop_signals, &signal_number);
+    spdlog::info("signal {}: stopping (grace {} ms)", signal_number, cfg.grace_ms);
+    (*server)->shutdown(std::chrono::milliseconds(cfg.grace_ms));
+    server->reset();
+    spdlog::info("datapumpd stopped");
+    spdlog::shutdown();
+    return 0;
+}

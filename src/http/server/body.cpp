@@ -1,0 +1,470 @@
+// The body half of a connection: a file range streamed by the server's send path, paced, with
+// the VCR controls applied between sends. See connection.hpp for the lifetime rules.
+#include "connection.hpp"
+
+#include "datapump/base/log.hpp"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace datapump::http {
+
+namespace {
+
+// sendfile() per call, like nginx's sendfile_max_chunk: big enough to amortise the call, small
+// enough that one fast client does not hold its loop.
+constexpr std::uint64_t max_sendfile_chunk = std::uint64_t{2} << 20;
+// Bytes one connection may send per loop turn before it yields to the others.
+constexpr std::uint64_t turn_budget = std::uint64_t{4} << 20;
+// How far ahead of the send position the page cache is asked to read (posix) and how many cache
+// blocks the prefetcher is asked for (loans).
+constexpr std::uint64_t advise_window = std::uint64_t{8} << 20;
+constexpr std::uint32_t readahead_blocks = 8;
+
+bool covers(const cache::read_loan& loan, std::uint64_t pos) {
+    return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
+}
+
+}  // namespace
+
+void connection::begin_body() {
+    bump(server_.active_streams);
+    bump(ctx_.stream_count);
+    wait_ = wait::none;
+    paused_ = false;
+    speed_ = 1;
+    sending_ = false;
+    if (control_) {
+        io::event_loop* loop = ctx_.loop.get();
+        loop_context* ctx = &ctx_;
+        const std::uint64_t sid = control_->id;
+        control_->client = peer_;
+        control_->loop = ctx_.index;
+        control_->kick = [loop, ctx, sid] {
+            loop->post([ctx, sid] {
+                const auto it = ctx->streams.find(sid);
+                if (it != ctx->streams.end()) {
+                    connection* c = it->second;
+                    c->kick();
+                    settle(c);
+                }
+            });
+        };
+        ctx_.streams.emplace(sid, this);
+        server_.table.add(control_);
+    }
+    if (server_.loans_path()) {
+        auto view = file_->cached();
+        if (!view) {
+            spdlog::error("{}: {}", peer_, describe(view.error(), file_->path()));
+            close_now("no cache view");
+            return;
+        }
+        view_ = std::move(*view);
+    } else {
+        auto fd = file_->send_fd();
+        if (!fd) {
+            spdlog::error("{}: {}", peer_, describe(fd.error(), file_->path()));
+            close_now("no descriptor to send from");
+            return;
+        }
+        body_fd_ = *fd;
+        ctx_.loop->fadvise(body_fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+    }
+}
+
+void connection::end_body() {
+    if (control_) {
+        control_->state.store(stream::run_state::ending, std::memory_order_relaxed);
+        server_.table.remove(control_->id);
+        ctx_.streams.erase(control_->id);
+        control_.reset();
+    }
+    if (file_) {
+        server_.active_streams.fetch_sub(1, std::memory_order_relaxed);
+        ctx_.stream_count.fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (timer_use_ == timer_use::pacing) {
+        ctx_.loop->disarm(timer_);
+        timer_use_ = timer_use::none;
+    }
+    reservation_.release();
+    ready_.give_back();
+    view_.reset();
+    file_.reset();
+    body_fd_ = -1;
+    wait_ = wait::none;
+    remaining_ = 0;
+}
+
+void connection::pump() {
+    if (phase_ != phase::body || wait_ != wait::none) {
+        return;
+    }
+    if (!apply_controls()) {
+        return;
+    }
+    if (server_.loans_path()) {
+        pump_loans();
+    } else {
+        pump_sendfile();
+    }
+}
+
+bool connection::apply_controls() {
+    if (!control_) {
+        return true;
+    }
+    auto set_pattern = [this](cache::play_mode mode) {
+        if (auto ok = file_->set_access_pattern({.mode = mode, .speed = speed_}, pos_); !ok) {
+            spdlog::debug("{}: {}", peer_, describe(ok.error(), file_->path()));
+        }
+    };
+    // Acquire pairs with the control caller's release store: the request is seen whole.
+    const bool want_pause = control_->pause_requested.load(std::memory_order_acquire);
+    if (want_pause && !paused_) {
+        paused_ = true;
+        set_pattern(cache::play_mode::pause);
+        if (view_ && advised_until_ > pos_) {
+            // Pause releases the read-ahead: the prefetcher may let those blocks go.
+            const std::uint64_t first = pos_ / server_.block_size;
+            const auto count = static_cast<std::uint32_t>((advised_until_ - first * server_.block_size) / server_.block_size);
+            server_.cache->post_done_with(*view_, first, count);
+        }
+        advised_until_ = pos_;
+    } else if (!want_pause && paused_) {
+        paused_ = false;
+        set_pattern(cache::play_mode::play);
+    }
+    const std::int64_t seek = control_->seek_to.exchange(-1, std::memory_order_acq_rel);
+    if (seek >= 0) {
+        pos_ = static_cast<std::uint64_t>(seek);
+        source_end_ = file_size_;  // after a seek the body is filled from the new place onwards
+        advised_until_ = pos_;
+        ready_.give_back();
+        control_->position.store(pos_, std::memory_order_relaxed);
+        set_pattern(paused_ ? cache::play_mode::pause : cache::play_mode::play);
+    }
+    const std::uint32_t speed = control_->speed.load(std::memory_order_acquire);
+    if (speed != speed_) {
+        speed_ = speed;
+        source_end_ = file_size_;
+        set_pattern(paused_ ? cache::play_mode::pause : cache::play_mode::play);
+    }
+    if (paused_) {
+        wait_ = wait::paused;
+        control_->state.store(stream::run_state::paused, std::memory_order_relaxed);
+        return false;
+    }
+    control_->state.store(stream::run_state::playing, std::memory_order_relaxed);
+    return true;
+}
+
+void connection::advise_ahead() {
+    if (advised_until_ >= std::min(file_size_, pos_ + advise_window / 2)) {
+        return;
+    }
+    if (view_) {
+        const std::uint64_t bs = server_.block_size;
+        const std::uint64_t first = std::max(advised_until_, pos_) / bs;
+        const std::uint64_t last = std::min((pos_ / bs) + readahead_blocks, (file_size_ + bs - 1) / bs);
+        if (last > first) {
+            server_.cache->post_will_need(*view_, first, static_cast<std::uint32_t>(last - first));
+        }
+        advised_until_ = last * bs;
+        return;
+    }
+    const std::uint64_t from = std::max(advised_until_, pos_);
+    const std::uint64_t length = std::min(advise_window, file_size_ - from);
+    ctx_.loop->fadvise(body_fd_, from, static_cast<std::uint32_t>(length), POSIX_FADV_WILLNEED);
+    advised_until_ = from + length;
+}
+
+// Moves the source position past `n` bytes just handed to the kernel; at speed K, past each
+// block's end it skips K-1 blocks (fast-forward reads sparsely).
+void connection::sent_bytes(std::uint64_t n) {
+    pos_ += n;
+    remaining_ -= n;
+    const std::uint64_t bs = server_.block_size;
+    if (speed_ > 1 && pos_ % bs == 0) {
+        pos_ += std::uint64_t{speed_ - 1} * bs;
+    }
+    if (control_) {
+        control_->position.store(pos_, std::memory_order_relaxed);
+    }
+}
+
+void connection::pump_sendfile() {
+    std::uint64_t budget = turn_budget;
+    while (remaining_ > 0) {
+        if (pos_ >= source_end_) {
+            close_now("the source ended before the body did (seek or speed change)");
+            return;
+        }
+        std::uint64_t want = std::min({remaining_, source_end_ - pos_, max_sendfile_chunk});
+        if (speed_ > 1) {
+            want = std::min<std::uint64_t>(want, server_.block_size - pos_ % server_.block_size);
+        }
+        const auto now = io::clock::now();
+        const std::uint64_t allowed = pacer_.allowance(now, want);
+        if (allowed == 0) {
+            wait_ = wait::timer;
+            timer_use_ = timer_use::pacing;
+            ctx_.loop->arm(timer_, pacer_.ready_at(now, want));
+            if (control_) {
+                control_->state.store(stream::run_state::waiting, std::memory_order_relaxed);
+            }
+            return;
+        }
+        advise_ahead();
+        auto offset = static_cast<off_t>(pos_);
+        const ssize_t n = ::sendfile(fd_.get(), body_fd_, &offset, allowed);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                break;  // the socket is full
+            }
+            close_now(errno_text(errno));
+            return;
+        }
+        if (n == 0) {
+            close_now("the file shrank while it was sent");
+            return;
+        }
+        const auto sent = static_cast<std::uint64_t>(n);
+        pacer_.consume(sent);
+        sent_bytes(sent);
+        body_sent_ += sent;
+        bump(server_.bytes_sent, sent);
+        bump(server_.sends.sendfile_bytes, sent);
+        if (control_) {
+            control_->bytes_sent.store(body_sent_, std::memory_order_relaxed);
+        }
+        if (sent < allowed) {
+            break;  // the socket took part of it: it is full
+        }
+        budget -= std::min(budget, sent);
+        if (budget == 0 && remaining_ > 0) {
+            ++outstanding_;
+            ctx_.loop->defer(&defer_op_);
+            return;
+        }
+    }
+    if (remaining_ > 0) {
+        wait_ = wait::socket;
+        ++outstanding_;
+        ctx_.loop->poll_once(fd_.get(), POLLOUT, &poll_op_);
+        return;
+    }
+    finish_response();
+}
+
+void connection::on_socket_ready(int result, std::uint32_t /*flags*/) {
+    --outstanding_;
+    if (phase_ != phase::body || wait_ != wait::socket) {
+        return;
+    }
+    wait_ = wait::none;
+    if (result < 0 || (static_cast<unsigned>(result) & (POLLERR | POLLHUP)) != 0) {
+        close_now(result < 0 ? errno_text(-result) : "the client went away");
+        return;
+    }
+    pump();
+}
+
+bool connection::take_loan() {
+    const std::uint64_t bs = server_.block_size;
+    auto hit = file_->lock_buffer(*view_, pos_ / bs);
+    if (hit && covers(*hit, pos_)) {
+        ready_ = std::move(*hit);
+        return true;
+    }
+    if (!hit && hit.error().code == errc::no_buffers) {
+        retry_later();
+        return false;
+    }
+    if (!hit && hit.error().code != errc::would_block) {
+        close_now(describe(hit.error(), file_->path()));
+        return false;
+    }
+    // Not cached (or busy): a fallback worker reads just this block and posts it back to the loop.
+    wait_ = wait::loan;
+    loan_requested_ = true;
+    const std::uint64_t length = std::min(bs - pos_ % bs, source_end_ - pos_);
+    io::event_loop* loop = ctx_.loop.get();
+    loop_context* ctx = &ctx_;
+    const std::uint64_t cid = id_;
+    server_.cache->loan_read_async(view_, pos_, length, [loop, ctx, cid](result<std::vector<cache::read_loan>> loans) {
+        auto box = std::make_shared<result<std::vector<cache::read_loan>>>(std::move(loans));
+        loop->post([ctx, cid, box] {
+            const auto it = ctx->conns.find(cid);
+            if (it != ctx->conns.end()) {
+                connection* c = it->second;
+                c->on_loans(std::move(*box));
+                settle(c);
+            }
+        });
+    });
+    return false;
+}
+
+// Every cache buffer is pinned (by sends in flight, other streams, the prefetcher): this stream
+// waits a moment and asks again instead of failing; the buffers come back as sends complete.
+void connection::retry_later() {
+    bump(server_.buffer_waits);
+    wait_ = wait::timer;
+    timer_use_ = timer_use::pacing;
+    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(2));
+}
+
+void connection::on_loans(result<std::vector<cache::read_loan>> loans) {
+    loan_requested_ = false;
+    if (phase_ != phase::body || wait_ != wait::loan) {
+        return;  // the response ended meanwhile; the loans go back as `loans` is dropped
+    }
+    wait_ = wait::none;
+    if (!loans && loans.error().code == errc::no_buffers) {
+        retry_later();
+        return;
+    }
+    if (!loans) {
+        close_now(describe(loans.error(), file_->path()));
+        return;
+    }
+    if (loans->empty() || !covers(loans->front(), pos_)) {
+        close_now("the file ended before the range did");
+        return;
+    }
+    ready_ = std::move(loans->front());
+    pump();
+}
+
+void connection::pump_loans() {
+    const std::uint64_t bs = server_.block_size;
+    while (remaining_ > 0 && !sending_) {
+        if (pos_ >= source_end_) {
+            close_now("the source ended before the body did (seek or speed change)");
+            return;
+        }
+        if (!covers(ready_, pos_)) {
+            ready_.give_back();
+            if (!take_loan()) {
+                return;
+            }
+        }
+        const std::uint64_t in_loan = pos_ - ready_.file_offset();
+        std::uint64_t want = std::min({ready_.size() - in_loan, remaining_, source_end_ - pos_});
+        if (speed_ > 1) {
+            want = std::min(want, bs - pos_ % bs);
+        }
+        const auto now = io::clock::now();
+        const std::uint64_t allowed = pacer_.allowance(now, want);
+        if (allowed == 0) {
+            wait_ = wait::timer;
+            timer_use_ = timer_use::pacing;
+            ctx_.loop->arm(timer_, pacer_.ready_at(now, want));
+            if (control_) {
+                control_->state.store(stream::run_state::waiting, std::memory_order_relaxed);
+            }
+            return;
+        }
+        const auto slot = std::find_if(slots_.begin(), slots_.end(), [](const send_slot& s) { return s.free(); });
+        if (slot == slots_.end()) {
+            wait_ = wait::send;  // every slot waits for its notification; the next one pumps
+            return;
+        }
+        advise_ahead();
+        const std::uint64_t block = ready_.file_offset() / bs;
+        const bool rest_left = in_loan + allowed < ready_.size();
+        slot->offset = in_loan;
+        slot->length = allowed;
+        slot->sent = 0;
+        slot->loan = std::move(ready_);
+        if (rest_left) {
+            // The slot keeps its pin until the kernel is done; the rest of the block needs its own.
+            if (auto again = file_->lock_buffer(*view_, block); again) {
+                ready_ = std::move(*again);
+            }
+        }
+        pacer_.consume(allowed);
+        sent_bytes(allowed);
+        submit_slot(*slot);
+    }
+    if (remaining_ == 0 && !sending_) {
+        finish_response();
+    }
+}
+
+void connection::submit_slot(send_slot& slot) {
+    const auto bytes = slot.loan.bytes().subspan(slot.offset + slot.sent, slot.length - slot.sent);
+    ++slot.sqes;
+    ++outstanding_;
+    sending_ = true;
+    if (server_.path == send_path::send_zc) {
+        bump(server_.sends.send_zc_sends);
+        ctx_.loop->send_zc(fd_.get(), bytes, MSG_NOSIGNAL, slot.loan.buffer_index(), &slot.completion);
+    } else {
+        ctx_.loop->send(fd_.get(), bytes, MSG_NOSIGNAL, &slot.completion);
+    }
+}
+
+void connection::on_slot(send_slot& slot, int result, std::uint32_t flags) {
+    if ((flags & IORING_CQE_F_NOTIF) != 0) {
+        // The kernel is done with the bytes: the pin may go.
+        --slot.sqes;
+        --outstanding_;
+        if ((static_cast<std::uint32_t>(result) & io::event_loop::zc_copied_bit) != 0) {
+            bump(server_.sends.send_zc_copied);
+        }
+        if (slot.sqes == 0 && (slot.sent >= slot.length || phase_ != phase::body)) {
+            slot.loan.give_back();
+        }
+        if (phase_ == phase::body && wait_ == wait::send) {
+            wait_ = wait::none;
+            pump();
+        }
+        return;
+    }
+    const bool notification_follows = (flags & IORING_CQE_F_MORE) != 0;
+    if (!notification_follows) {
+        --slot.sqes;
+        --outstanding_;
+    }
+    sending_ = false;
+    if (result < 0 || phase_ != phase::body) {
+        slot.sent = slot.length;
+        if (slot.sqes == 0) {
+            slot.loan.give_back();
+        }
+        if (result < 0) {
+            close_now(errno_text(-result));
+        }
+        return;
+    }
+    const auto n = static_cast<std::uint64_t>(result);
+    slot.sent += n;
+    body_sent_ += n;
+    bump(server_.bytes_sent, n);
+    bump(server_.path == send_path::send_zc ? server_.sends.send_zc_bytes : server_.sends.send_bytes, n);
+    if (control_) {
+        control_->bytes_sent.store(body_sent_, std::memory_order_relaxed);
+    }
+    if (slot.sent < slot.length) {
+        submit_slot(slot);  // a short send: the rest goes next, keeping the byte order
+        return;
+    }
+    if (slot.sqes == 0) {
+        slot.loan.give_back();
+    }
+    pump();
+}
+
+}  // namespace datapump::http

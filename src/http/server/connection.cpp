@@ -1,0 +1,310 @@
+#include "connection.hpp"
+
+#include "datapump/base/log.hpp"
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace datapump::http {
+
+namespace {
+
+std::size_t input_capacity(const server_config& c) {
+    return std::max<std::size_t>(std::size_t{16} * 1024, std::size_t{c.max_header_bytes} + c.max_request_line + 4096);
+}
+
+}  // namespace
+
+connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id)
+    : ctx_(ctx), server_(*ctx.owner), fd_(std::move(fd)), peer_(std::move(peer)), id_(id), timer_(&timer_op_),
+      in_(input_capacity(ctx.owner->config)) {
+    recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = this;
+    recv_op_.handler = &connection::on_recv;
+    send_op_.handler = &connection::on_send;
+    poll_op_.handler = &connection::on_socket_ready;
+    defer_op_.handler = &connection::on_deferred;
+    timer_op_.handler = &connection::on_timer;
+    void (connection::*slot_handlers[4])(int, std::uint32_t) = {&connection::on_slot0, &connection::on_slot1,
+                                                                &connection::on_slot2, &connection::on_slot3};
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+        slots_[i].completion.self = this;
+        slots_[i].completion.handler = slot_handlers[i];
+    }
+    const auto& c = server_.config;
+    parser_.emplace(parser_limits{.max_request_line = c.max_request_line,
+                                  .max_header_bytes = c.max_header_bytes,
+                                  .max_headers = 100,
+                                  .max_body = 65536});
+    ctx_.conns.emplace(id_, this);
+    bump(ctx_.connections);
+    bump(server_.connections);
+}
+
+connection::~connection() {
+    ctx_.conns.erase(id_);
+    ctx_.connections.fetch_sub(1, std::memory_order_relaxed);
+    server_.connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void connection::settle(connection* c) {
+    if (c->phase_ == phase::closing && c->outstanding_ == 0) {
+        delete c;
+    }
+}
+
+void connection::start() {
+    timer_use_ = timer_use::idle;
+    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.header_timeout_ms));
+    arm_recv();
+}
+
+void connection::arm_recv() {
+    if (recv_armed_ || peer_closed_ || phase_ == phase::closing) {
+        return;
+    }
+    if (in_begin_ > 0 && in_begin_ == in_end_) {
+        in_begin_ = in_end_ = 0;
+    }
+    if (in_end_ == in_.size() && in_begin_ > 0) {
+        std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+        in_end_ -= in_begin_;
+        in_begin_ = 0;
+    }
+    if (in_end_ == in_.size()) {
+        return;  // full of pipelined requests: read more once they are answered
+    }
+    recv_armed_ = true;
+    ++outstanding_;
+    ctx_.loop->recv(fd_.get(), std::span(in_).subspan(in_end_), &recv_op_);
+}
+
+void connection::on_recv(int result, std::uint32_t /*flags*/) {
+    --outstanding_;
+    recv_armed_ = false;
+    if (phase_ == phase::closing) {
+        return;
+    }
+    if (result == 0) {
+        // HTTP clients do not half-close while they wait for a response: the client is gone, and
+        // a paused or slow stream must not keep its loans for it.
+        peer_closed_ = true;
+        close_now(phase_ == phase::reading ? std::string_view{} : std::string_view{"the client closed"});
+        return;
+    }
+    if (result < 0) {
+        close_now(errno_text(-result));
+        return;
+    }
+    in_end_ += static_cast<std::size_t>(result);
+    if (phase_ == phase::reading) {
+        process_input();
+    }
+    arm_recv();
+}
+
+void connection::process_input() {
+    while (phase_ == phase::reading && in_begin_ < in_end_) {
+        if (!parser_->started()) {
+            head_started_ = io::clock::now();
+            timer_use_ = timer_use::header;
+            ctx_.loop->arm(timer_, head_started_ + std::chrono::milliseconds(server_.config.header_timeout_ms));
+        }
+        const auto bytes = std::span(reinterpret_cast<const char*>(in_.data()) + in_begin_, in_end_ - in_begin_);
+        const parse_outcome out = parser_->feed(bytes);
+        in_begin_ += out.consumed;
+        if (out.status == parse_status::need_more) {
+            break;
+        }
+        ctx_.loop->disarm(timer_);
+        timer_use_ = timer_use::none;
+        if (out.status == parse_status::error) {
+            log_request_ = "-";
+            request_started_ = io::clock::now();
+            answer(error_response(out.http_status, out.reason, true));
+            return;
+        }
+        request req = parser_->take();
+        request_started_ = io::clock::now();
+        log_request_ = req.method_name + " " + req.target;
+        const bool keep = req.keep_alive && !draining_ && !server_.draining.load(std::memory_order_relaxed);
+        answer(route(server_, req, keep));
+        return;
+    }
+    if (phase_ == phase::reading) {
+        arm_recv();
+    }
+}
+
+void connection::answer(response_plan plan) {
+    status_ = plan.status;
+    close_after_ = plan.close_after;
+    body_sent_ = 0;
+    if (plan.status >= 100 && plan.status < 600) {
+        bump(server_.by_status[static_cast<std::size_t>(plan.status)]);
+    }
+    if (plan.has_file_body()) {
+        file_ = std::move(plan.file);
+        pos_ = plan.start;
+        source_end_ = plan.start + plan.length;
+        remaining_ = plan.length;
+        file_size_ = plan.file_size;
+        advised_until_ = plan.start;
+        reservation_ = std::move(plan.reservation);
+        control_ = std::move(plan.control);
+        pacer_ = stream::pacer(plan.rate, plan.burst, io::clock::now());
+        out_ = std::move(plan.head);
+        out_sent_ = 0;
+        phase_ = phase::head;
+        begin_body();  // registers the stream; the head goes first
+        if (phase_ != phase::closing) {
+            send_out();
+        }
+        return;
+    }
+    out_ = std::move(plan.head);
+    out_ += plan.body;
+    out_sent_ = 0;
+    body_sent_ = plan.body.size();
+    phase_ = phase::memory;
+    send_out();
+}
+
+void connection::send_out() {
+    const auto rest = std::as_bytes(std::span(out_)).subspan(out_sent_);
+    const int more = phase_ == phase::head ? MSG_MORE : 0;
+    ++outstanding_;
+    ctx_.loop->send(fd_.get(), rest, MSG_NOSIGNAL | more, &send_op_);
+}
+
+void connection::on_send(int result, std::uint32_t /*flags*/) {
+    --outstanding_;
+    if (phase_ == phase::closing) {
+        return;
+    }
+    if (result < 0) {
+        close_now(errno_text(-result));
+        return;
+    }
+    out_sent_ += static_cast<std::size_t>(result);
+    bump(server_.bytes_sent, static_cast<std::uint64_t>(result));
+    if (out_sent_ < out_.size()) {
+        send_out();
+        return;
+    }
+    if (phase_ == phase::head) {
+        phase_ = phase::body;
+        pump();
+        return;
+    }
+    finish_response();
+}
+
+void connection::finish_response() {
+    if (server_.config.access_log) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(io::clock::now() - request_started_);
+        spdlog::info("{} \"{}\" {} {} {}ms", peer_, log_request_, status_, body_sent_, ms.count());
+    }
+    end_body();
+    out_.clear();
+    out_sent_ = 0;
+    phase_ = phase::reading;  // the response is whole: a close from here is an orderly one
+    if (close_after_ || draining_ || peer_closed_) {
+        close_now({});
+        return;
+    }
+    timer_use_ = timer_use::idle;
+    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.idle_timeout_ms));
+    process_input();
+}
+
+void connection::close_now(std::string_view why) {
+    if (phase_ == phase::closing) {
+        return;
+    }
+    if (!why.empty()) {
+        spdlog::debug("{}: connection closed: {}", peer_, why);
+    }
+    // A body cut short is lost to the client anyway: reset the connection, which also frees
+    // the socket's queue at once, so zero-copy notifications (and the loans they hold) come back
+    // now rather than when a vanished peer would have acknowledged the data.
+    const bool abortive = phase_ == phase::head || phase_ == phase::body;
+    if (abortive && server_.config.access_log) {
+        spdlog::info("{} \"{}\" {} {} cut{}{}", peer_, log_request_, status_, body_sent_, why.empty() ? "" : ": ", why);
+    }
+    phase_ = phase::closing;
+    ctx_.loop->disarm(timer_);
+    end_body();
+    // Every pending operation on the socket now completes (recv with 0, sends with EPIPE, a poll
+    // with POLLHUP); the last completion deletes the connection. io_uring holds its own reference
+    // to the socket, so closing the descriptor early is safe: no new operation names it.
+    ::shutdown(fd_.get(), SHUT_RDWR);
+    if (abortive) {
+        const linger reset{1, 0};
+        ::setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        fd_.reset();
+    }
+}
+
+void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
+    const timer_use use = timer_use_;
+    timer_use_ = timer_use::none;
+    switch (use) {
+        case timer_use::idle:
+            if (phase_ == phase::reading) {
+                close_now("idle timeout");
+            }
+            break;
+        case timer_use::header:
+            if (phase_ == phase::reading) {
+                log_request_ = "-";
+                request_started_ = io::clock::now();
+                answer(error_response(408, "the request head did not arrive in time", true));
+            }
+            break;
+        case timer_use::pacing:
+            if (phase_ == phase::body && wait_ == wait::timer) {
+                wait_ = wait::none;
+                pump();
+            }
+            break;
+        case timer_use::none:
+            break;
+    }
+}
+
+void connection::kick() {
+    if (phase_ != phase::body) {
+        return;  // the controls are read when the body starts
+    }
+    if (wait_ == wait::timer) {
+        ctx_.loop->disarm(timer_);
+        timer_use_ = timer_use::none;
+        wait_ = wait::none;
+        pump();
+    } else if (wait_ == wait::paused) {
+        wait_ = wait::none;
+        pump();
+    }
+    // Waiting on the socket, a loan or a send: that completion runs pump(), which reads the controls.
+}
+
+void connection::cut() { close_now("server shutdown"); }
+
+void connection::drain() {
+    draining_ = true;
+    if (phase_ == phase::reading && !parser_->started()) {
+        close_now({});
+    }
+}
+
+void connection::on_deferred(int /*result*/, std::uint32_t /*flags*/) {
+    --outstanding_;
+    if (phase_ == phase::body && wait_ == wait::none) {
+        pump();
+    }
+}
+
+}  // namespace datapump::http

@@ -1,0 +1,189 @@
+// File: src/http/server/connection.hpp
+//
+// One client connection, owned by the loop that accepted it. It reads requests (the proto
+// parser), answers them in order (pipelining), and streams file bodies by the server's send path
+// with the stream's pacing and VCR controls.
+//
+//   reading ──request──> responding: head ──> body (sendfile | loans -> send_zc / send) ──> reading
+//          ──timeout / error / close──> closing ──(last completion)──> deleted
+//
+// Lifetime: every submitted operation counts in `outstanding_`; a closing connection deletes
+// itself when the last one has delivered its final CQE (for SEND_ZC: the notification), so no
+// completion ever names freed memory and no loan is returned before the kernel is done with it.
+// Every entry point (completions, timer, posted tasks) ends with settle().
+//
+// Thread-safety: loop thread only.
+#pragma once
+
+#include "datapump/cache/loans.hpp"
+#include "datapump/fs/file.hpp"
+#include "datapump/http/proto/request.hpp"
+#include "datapump/http/proto/request_parser.hpp"
+#include "datapump/io/event_loop.hpp"
+#include "datapump/stream/admission.hpp"
+#include "datapump/stream/pacer.hpp"
+#include "datapump/stream/stream_table.hpp"
+#include "server_state.hpp"
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace datapump::http {
+
+// What the router decided to answer.
+struct response_plan {
+    int status = 200;
+    std::string head;     // the whole response head, ending with the blank line
+    std::string body;     // a body held in memory (error pages, JSON, HTML)
+    bool close_after = false;
+    // A file body (status 200/206 to GET): `length` bytes from `start`.
+    std::optional<fs::file> file;
+    std::uint64_t start = 0;
+    std::uint64_t length = 0;
+    std::uint64_t file_size = 0;
+    stream::reservation reservation;
+    std::shared_ptr<stream::control> control;  // made by the router: its id is in the head
+    std::uint64_t rate = 0;
+    std::uint64_t burst = 0;
+    [[nodiscard]] bool has_file_body() const { return file.has_value() && length > 0; }
+};
+
+// The router: everything a request can be answered with. Defined in router.cpp.
+[[nodiscard]] response_plan route(server::state& server, const request& req, bool keep_alive);
+// An error answer with a short text body. `close` adds Connection: close.
+[[nodiscard]] response_plan error_response(int status, std::string_view detail, bool close);
+
+class connection {
+public:
+    connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id);
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection();
+
+    [[nodiscard]] std::uint64_t id() const { return id_; }
+    void start();
+    // A control request changed this connection's stream (loop thread, from a posted task).
+    void kick();
+    // Shutdown: close at once (cut) or after the response in progress (drain).
+    void cut();
+    void drain();
+    // Deletes the connection if it is closing and nothing is outstanding. Call last.
+    static void settle(connection* c);
+
+private:
+    struct op final : io::completion {
+        connection* self = nullptr;
+        void (connection::*handler)(int, std::uint32_t) = nullptr;
+        void complete(int result, std::uint32_t flags) override {
+            connection* c = self;
+            (c->*handler)(result, flags);
+            settle(c);
+        }
+    };
+    // A body send in flight, holding the loan its bytes live in until the kernel is done.
+    struct send_slot {
+        op completion;
+        cache::read_loan loan;
+        std::size_t offset = 0;  // into loan.bytes(): the next byte to send
+        std::size_t length = 0;  // bytes of the loan this slot sends, from its first offset
+        std::size_t sent = 0;
+        unsigned sqes = 0;       // SQEs whose final CQE has not come
+        [[nodiscard]] bool free() const { return sqes == 0 && loan.empty(); }
+    };
+    enum class phase : std::uint8_t { reading, head, body, memory, closing };
+    enum class wait : std::uint8_t { none, socket, timer, loan, paused, send };
+    enum class timer_use : std::uint8_t { none, idle, header, pacing };
+
+    // Reading and answering.
+    void arm_recv();
+    void on_recv(int result, std::uint32_t flags);
+    void process_input();
+    void answer(response_plan plan);
+    void send_out();
+    void on_send(int result, std::uint32_t flags);
+    void finish_response();
+    void close_now(std::string_view why);
+    void on_timer(int result, std::uint32_t flags);
+    void arm_wait_timer();
+
+    // Bodies (body.cpp).
+    void begin_body();
+    void pump();
+    void pump_sendfile();
+    void pump_loans();
+    bool apply_controls();
+    void advise_ahead();
+    bool take_loan();
+    void retry_later();
+    void on_loans(result<std::vector<cache::read_loan>> loans);
+    void on_socket_ready(int result, std::uint32_t flags);
+    void on_slot(send_slot& slot, int result, std::uint32_t flags);
+    void on_slot0(int result, std::uint32_t flags) { on_slot(slots_[0], result, flags); }
+    void on_slot1(int result, std::uint32_t flags) { on_slot(slots_[1], result, flags); }
+    void on_slot2(int result, std::uint32_t flags) { on_slot(slots_[2], result, flags); }
+    void on_slot3(int result, std::uint32_t flags) { on_slot(slots_[3], result, flags); }
+    void on_deferred(int result, std::uint32_t flags);
+    void submit_slot(send_slot& slot);
+    void sent_bytes(std::uint64_t n);
+    void end_body();
+
+    loop_context& ctx_;
+    server::state& server_;
+    unique_fd fd_;
+    std::string peer_;
+    std::uint64_t id_;
+    unsigned outstanding_ = 0;
+    phase phase_ = phase::reading;
+    bool recv_armed_ = false;
+    bool peer_closed_ = false;
+    bool draining_ = false;
+
+    op recv_op_;
+    op send_op_;
+    op poll_op_;
+    op defer_op_;
+    op timer_op_;
+    io::timer timer_;
+    timer_use timer_use_ = timer_use::none;
+
+    std::vector<std::byte> in_;
+    std::size_t in_begin_ = 0;
+    std::size_t in_end_ = 0;
+    std::optional<request_parser> parser_;
+    io::clock::time_point head_started_{};
+
+    // The response in progress.
+    std::string out_;
+    std::size_t out_sent_ = 0;
+    bool close_after_ = false;
+    int status_ = 0;
+    std::string log_request_;
+    io::clock::time_point request_started_{};
+    std::uint64_t body_sent_ = 0;
+
+    // The body stream.
+    std::optional<fs::file> file_;
+    std::shared_ptr<cache::cached_file> view_;
+    int body_fd_ = -1;
+    std::uint64_t pos_ = 0;
+    std::uint64_t source_end_ = 0;
+    std::uint64_t remaining_ = 0;
+    std::uint64_t file_size_ = 0;
+    std::uint64_t advised_until_ = 0;
+    stream::pacer pacer_;
+    stream::reservation reservation_;
+    std::shared_ptr<stream::control> control_;
+    std::uint32_t speed_ = 1;
+    bool paused_ = false;
+    wait wait_ = wait::none;
+    bool loan_requested_ = false;
+    cache::read_loan ready_;
+    std::array<send_slot, 4> slots_;
+    bool sending_ = false;  // a body send's result CQE is pending (one ordered send at a time)
+};
+
+}  // namespace datapump::http

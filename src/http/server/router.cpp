@@ -1,0 +1,372 @@
+// The router: what the daemon answers to one parsed request (docs/daemon.md, "What it serves").
+// Files under the root, /metrics, and the control API and status page under /_datapump/.
+#include "connection.hpp"
+
+#include "datapump/base/log.hpp"
+#include "datapump/http/proto/mime.hpp"
+#include "datapump/http/proto/path.hpp"
+#include "datapump/http/proto/query.hpp"
+#include "datapump/http/proto/range.hpp"
+#include "datapump/http/proto/response_head.hpp"
+#include "datapump/http/proto/validators.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
+
+namespace datapump::http {
+
+namespace {
+
+constexpr std::string_view reserved_prefix = "/_datapump";
+
+std::string now_date() { return http_date(static_cast<std::int64_t>(std::time(nullptr))); }
+
+// The headers every answer carries.
+void common_headers(response_head& h, bool close) {
+    h.add("Server", "datapump");
+    h.add("Date", now_date());
+    h.add("Connection", close ? "close" : "keep-alive");
+}
+
+response_plan memory_response(int status, std::string_view content_type, std::string body, bool close,
+                              bool head_only = false) {
+    response_head h(status);
+    common_headers(h, close);
+    h.add("Content-Type", content_type);
+    h.add("Content-Length", std::to_string(body.size()));
+    h.add("Cache-Control", "no-store");
+    response_plan plan;
+    plan.status = status;
+    plan.head = std::move(h).finish();
+    if (!head_only) {
+        plan.body = std::move(body);
+    }
+    plan.close_after = close;
+    return plan;
+}
+
+response_plan json_response(int status, std::string body, bool close) {
+    return memory_response(status, "application/json", std::move(body), close);
+}
+
+bool is_get_or_head(const request& req) { return req.verb == method::get || req.verb == method::head; }
+
+response_plan method_not_allowed(std::string_view allow, bool close) {
+    auto plan = error_response(405, "method not allowed", close);
+    // Insert Allow before the blank line that ends the head.
+    plan.head.insert(plan.head.size() - 2, "Allow: " + std::string(allow) + "\r\n");
+    return plan;
+}
+
+// Opens a directory beneath the root, refusing what leaves it (the same rule as files).
+int open_directory(int root_fd, const std::string& relative) {
+    open_how how{};
+    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    const char* path = relative.empty() ? "." : relative.c_str();
+    return static_cast<int>(::syscall(SYS_openat2, root_fd, path, &how, sizeof how));
+}
+
+response_plan directory_response(server::state& s, const request& req, const std::string& relative, bool close) {
+    if (!s.config.directory_listing) {
+        return error_response(403, "directory listing is off", close);
+    }
+    if (req.path.empty() || req.path.back() != '/') {
+        response_head h(301);
+        common_headers(h, close);
+        h.add("Location", req.path + "/");
+        h.add("Content-Length", "0");
+        response_plan plan;
+        plan.status = 301;
+        plan.head = std::move(h).finish();
+        plan.close_after = close;
+        return plan;
+    }
+    const int fd = open_directory(s.root_fd.get(), relative);
+    if (fd < 0) {
+        return error_response(errno == ENOENT ? 404 : 403, "the directory cannot be opened", close);
+    }
+    DIR* dir = ::fdopendir(fd);
+    if (dir == nullptr) {
+        ::close(fd);
+        return error_response(500, "the directory cannot be read", close);
+    }
+    std::vector<std::pair<std::string, std::uint64_t>> entries;
+    while (const dirent* e = ::readdir(dir)) {
+        const std::string name = e->d_name;
+        if (name == "." || name == "..") {
+            continue;
+        }
+        struct stat st {};
+        if (::fstatat(::dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            entries.emplace_back(name + "/", 0);
+        } else if (S_ISREG(st.st_mode)) {
+            entries.emplace_back(name, static_cast<std::uint64_t>(st.st_size));
+        }
+    }
+    ::closedir(dir);
+    std::sort(entries.begin(), entries.end());
+    return memory_response(200, "text/html; charset=utf-8", directory_listing_html(req.path, entries), close,
+                           req.verb == method::head);
+}
+
+// The rate and burst a request asks for: query parameter first, then header, then the default.
+result<std::pair<std::uint64_t, std::uint64_t>> requested_qos(const server::state& s, const request& req) {
+    std::uint64_t rate = s.config.default_rate;
+    std::uint64_t burst = s.config.default_burst;
+    std::optional<std::string> text = query_param(req.query, "rate");
+    if (!text) {
+        if (const std::string* h = req.header("x-datapump-rate")) {
+            text = *h;
+        }
+    }
+    if (text) {
+        auto r = parse_rate(*text);
+        if (!r) {
+            return std::unexpected(r.error());
+        }
+        rate = *r;
+    }
+    std::optional<std::string> btext = query_param(req.query, "burst");
+    if (!btext) {
+        if (const std::string* h = req.header("x-datapump-burst")) {
+            btext = *h;
+        }
+    }
+    if (btext) {
+        auto b = parse_rate(*btext);
+        if (!b || *b == 0) {
+            return fail(errc::invalid_argument, "burst must be a positive number of bytes");
+        }
+        burst = *b;
+    }
+    if (s.config.max_rate != 0 && (rate == 0 || rate > s.config.max_rate)) {
+        rate = s.config.max_rate;
+    }
+    return std::pair{rate, burst};
+}
+
+response_plan file_response(server::state& s, const request& req, bool keep_alive) {
+    const bool close = !keep_alive;
+    if (!is_get_or_head(req)) {
+        return method_not_allowed("GET, HEAD", close);
+    }
+    auto relative = decode_path(req.path);
+    if (!relative) {
+        const int status = relative.error().code == errc::escapes_root ? 403 : 400;
+        return error_response(status, relative.error().what, close);
+    }
+    if (relative->empty()) {
+        return directory_response(s, req, *relative, close);
+    }
+    auto opened = s.instance.open(*relative);
+    if (!opened) {
+        switch (opened.error().code) {
+            case errc::not_found:
+                return error_response(404, "no such file", close);
+            case errc::escapes_root:
+                return error_response(403, "the path leaves the served folder", close);
+            case errc::not_regular_file: {
+                return directory_response(s, req, *relative, close);
+            }
+            default:
+                spdlog::error("open {}: {}", *relative, describe(opened.error()));
+                return error_response(500, "the file cannot be opened", close);
+        }
+    }
+    const fs::file_info info = opened->info();
+    const std::int64_t mtime_s = info.mtime_ns / 1'000'000'000;
+    const std::string etag = make_etag(info.inode, info.size, info.mtime_ns);
+    const std::string last_modified = http_date(mtime_s);
+    const conditional_result cond = evaluate_conditions(req, etag, mtime_s);
+
+    auto base_head = [&](int status) {
+        response_head h(status);
+        common_headers(h, close);
+        h.add("ETag", etag);
+        h.add("Last-Modified", last_modified);
+        h.add("Accept-Ranges", "bytes");
+        return h;
+    };
+    response_plan plan;
+    plan.close_after = close;
+    if (cond.not_modified) {
+        plan.status = 304;
+        plan.head = base_head(304).finish();
+        return plan;
+    }
+    const range_result range = cond.use_range ? evaluate_range(req.header("range"), info.size) : range_result{};
+    if (range.kind == range_kind::unsatisfiable) {
+        auto h = base_head(416);
+        h.add("Content-Range", content_range_unsatisfied(info.size));
+        h.add("Content-Length", "0");
+        plan.status = 416;
+        plan.head = std::move(h).finish();
+        return plan;
+    }
+    const bool partial = range.kind == range_kind::partial;
+    plan.status = partial ? 206 : 200;
+    plan.start = partial ? range.first : 0;
+    plan.length = partial ? range.last - range.first + 1 : info.size;
+    plan.file_size = info.size;
+
+    auto qos = requested_qos(s, req);
+    if (!qos) {
+        return error_response(400, qos.error().what, close);
+    }
+    auto h = base_head(plan.status);
+    h.add("Content-Type", content_type_for(*relative));
+    h.add("Content-Length", std::to_string(plan.length));
+    if (partial) {
+        h.add("Content-Range", content_range(range.first, range.last, info.size));
+    }
+    if (req.verb == method::head || plan.length == 0) {
+        plan.length = 0;
+        plan.head = std::move(h).finish();
+        return plan;
+    }
+    auto reserved = s.admission.reserve(qos->first);
+    if (!reserved) {
+        const std::string why = reserved.error().text();
+        spdlog::warn("admission refused {}: {}", req.target, why);
+        auto refused = error_response(503, why, close);
+        refused.head.insert(refused.head.size() - 2, "Retry-After: 1\r\n");
+        return refused;
+    }
+    plan.reservation = std::move(*reserved);
+    plan.rate = qos->first;
+    plan.burst = qos->second;
+    auto control = s.table.make();
+    control->file = "/" + *relative;
+    control->start = plan.start;
+    control->end = plan.start + plan.length;
+    control->file_size = info.size;
+    control->position.store(plan.start, std::memory_order_relaxed);
+    control->rate = plan.rate;
+    control->burst = plan.rate == 0 ? 0 : plan.burst;
+    control->send_path = to_string(s.path);
+    h.add("X-Datapump-Stream", std::to_string(control->id));
+    plan.control = std::move(control);
+    plan.head = std::move(h).finish();
+    plan.file = std::move(*opened);
+    return plan;
+}
+
+response_plan control_response(server::state& s, const request& req, bool keep_alive) {
+    const bool close = !keep_alive;
+    std::string_view sub = std::string_view(req.path).substr(reserved_prefix.size());
+    if (sub.empty()) {
+        response_head h(301);
+        common_headers(h, close);
+        h.add("Location", std::string(reserved_prefix) + "/");
+        h.add("Content-Length", "0");
+        response_plan plan;
+        plan.status = 301;
+        plan.head = std::move(h).finish();
+        plan.close_after = close;
+        return plan;
+    }
+    if (sub == "/" || sub == "/index.html") {
+        if (!is_get_or_head(req)) {
+            return method_not_allowed("GET, HEAD", close);
+        }
+        return memory_response(200, "text/html; charset=utf-8", std::string(status_page_html()), close,
+                               req.verb == method::head);
+    }
+    if (sub == "/api/streams") {
+        if (!is_get_or_head(req)) {
+            return method_not_allowed("GET, HEAD", close);
+        }
+        return json_response(200, streams_json(stream_views(s)), close);
+    }
+    if (sub == "/api/status") {
+        if (!is_get_or_head(req)) {
+            return method_not_allowed("GET, HEAD", close);
+        }
+        return json_response(200, status_json(make_view(s)), close);
+    }
+    constexpr std::string_view streams_prefix = "/api/streams/";
+    if (sub.starts_with(streams_prefix)) {
+        const std::string_view rest = sub.substr(streams_prefix.size());
+        const auto slash = rest.find('/');
+        if (slash == std::string_view::npos) {
+            return json_response(404, control_reply(false, "expected /api/streams/ID/ACTION", nullptr), close);
+        }
+        auto id = parse_uint(rest.substr(0, slash));
+        const std::string_view action = rest.substr(slash + 1);
+        if (!id) {
+            return json_response(400, control_reply(false, "the stream id is not a number", nullptr), close);
+        }
+        if (req.verb != method::post) {
+            return method_not_allowed("POST", close);
+        }
+        result<std::shared_ptr<stream::control>> done = fail(errc::invalid_argument, "unknown action");
+        if (action == "pause") {
+            done = s.table.pause(*id);
+        } else if (action == "resume") {
+            done = s.table.resume(*id);
+        } else if (action == "seek") {
+            auto offset = query_param(req.query, "offset");
+            auto value = offset ? parse_uint(*offset) : fail(errc::invalid_argument, "seek needs ?offset=BYTES");
+            done = value ? s.table.seek(*id, *value) : std::unexpected(value.error());
+        } else if (action == "speed") {
+            auto factor = query_param(req.query, "factor");
+            auto value = factor ? parse_uint(*factor) : fail(errc::invalid_argument, "speed needs ?factor=K");
+            if (value && *value > stream::stream_table::max_speed) {
+                value = fail(errc::invalid_argument, "speed factor must be 1..64");
+            }
+            done = value ? s.table.set_speed(*id, static_cast<std::uint32_t>(*value)) : std::unexpected(value.error());
+        } else {
+            return json_response(404, control_reply(false, "unknown action (pause, resume, seek, speed)", nullptr),
+                                 close);
+        }
+        if (!done) {
+            if (done.error().code == errc::not_found) {
+                return json_response(404, control_reply(false, "no stream " + std::to_string(*id), nullptr), close);
+            }
+            return json_response(400, control_reply(false, done.error().what, nullptr), close);
+        }
+        const stream_view v = view_of(**done);
+        return json_response(200, control_reply(true, {}, &v), close);
+    }
+    return error_response(404, "no such control endpoint", close);
+}
+
+}  // namespace
+
+response_plan error_response(int status, std::string_view detail, bool close) {
+    std::string body = std::to_string(status) + " " + std::string(reason_phrase(status));
+    if (!detail.empty()) {
+        body += ": ";
+        body += detail;
+    }
+    body += "\n";
+    auto plan = memory_response(status, "text/plain; charset=utf-8", std::move(body), close);
+    return plan;
+}
+
+response_plan route(server::state& s, const request& req, bool keep_alive) {
+    if (req.path == "/metrics") {
+        if (!is_get_or_head(req)) {
+            return method_not_allowed("GET, HEAD", !keep_alive);
+        }
+        return memory_response(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(make_view(s)), !keep_alive,
+                               req.verb == method::head);
+    }
+    if (req.path == reserved_prefix || req.path.starts_with(std::string(reserved_prefix) + "/")) {
+        return control_response(s, req, keep_alive);
+    }
+    return file_response(s, req, keep_alive);
+}
+
+}  // namespace datapump::http

@@ -1,0 +1,109 @@
+// File: src/http/server/server_state.hpp
+//
+// The server's shared state and each loop's context, as the connections see them.
+//
+//   server::state ──owns──> loop_context[i] ──owns──> event_loop, listener, acceptor
+//                                          ──indexes──> connections by id, streams by id
+//
+// Thread-safety: the atomics may be read from any thread (monitoring snapshots, relaxed). A
+// loop_context's maps and its connections are touched only by that loop's thread.
+#pragma once
+
+#include "datapump/base/unique_fd.hpp"
+#include "datapump/cache/file_cache.hpp"
+#include "datapump/fs/registry.hpp"
+#include "datapump/http/server.hpp"
+#include "datapump/io/event_loop.hpp"
+#include "datapump/stream/admission.hpp"
+#include "datapump/stream/stream_table.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+
+namespace datapump::http {
+
+class connection;
+struct loop_context;
+
+// Relaxed increments of monitoring counters: nothing else is ordered by them.
+inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) {
+    counter.fetch_add(by, std::memory_order_relaxed);
+}
+
+struct send_counters {
+    std::atomic<std::uint64_t> sendfile_bytes{0};
+    std::atomic<std::uint64_t> splice_bytes{0};
+    std::atomic<std::uint64_t> send_zc_bytes{0};
+    std::atomic<std::uint64_t> send_zc_sends{0};
+    std::atomic<std::uint64_t> send_zc_copied{0};
+    std::atomic<std::uint64_t> send_bytes{0};
+};
+
+struct server::state {
+    server_config config;
+    send_path path = send_path::sendfile;
+    fs::registry registry;
+    std::unique_ptr<cache::file_cache> cache;
+    fs::provider_instance instance;
+    unique_fd root_fd;  // O_PATH, for directory listings
+    stream::stream_table table;
+    stream::admission admission{0};
+    std::uint32_t block_size = 0;
+
+    std::array<std::atomic<std::uint64_t>, 600> by_status{};
+    std::atomic<std::uint64_t> bytes_sent{0};
+    std::atomic<std::uint64_t> connections{0};
+    std::atomic<std::uint64_t> active_streams{0};
+    std::atomic<std::uint64_t> buffer_waits{0};  // a stream found every cache buffer pinned
+    send_counters sends;
+    io::clock::time_point started{};
+    std::uint16_t port = 0;
+
+    std::vector<std::unique_ptr<loop_context>> loops;
+    std::atomic<bool> draining{false};
+    bool stopped = false;
+
+    explicit state(const server_config& c) : config(c), admission(c.capacity) {}
+    [[nodiscard]] bool loans_path() const { return path == send_path::send_zc || path == send_path::send; }
+};
+
+// Accepts connections on one loop's listening socket (multishot accept).
+struct acceptor final : io::completion {
+    loop_context* ctx = nullptr;
+    void complete(int result, std::uint32_t flags) override;
+};
+
+struct loop_context {
+    server::state* owner = nullptr;
+    unsigned index = 0;
+    std::unique_ptr<io::event_loop> loop;
+    unique_fd listener;
+    acceptor accepting;
+    bool accepting_armed = false;
+
+    // Loop thread only.
+    std::unordered_map<std::uint64_t, connection*> conns;    // by connection id
+    std::unordered_map<std::uint64_t, connection*> streams;  // by stream id (control id)
+    std::uint64_t next_conn_id = 1;
+
+    std::atomic<std::uint64_t> connections{0};
+    std::atomic<std::uint64_t> stream_count{0};
+    std::thread thread;
+
+    void arm_accept();
+    // Loop thread: stop accepting; close idle connections; others close after their response.
+    void drain();
+    // Loop thread: shut every connection down now.
+    void cut_all();
+};
+
+// Snapshots for the control API, the status page and /metrics (server.cpp).
+[[nodiscard]] stream_view view_of(const stream::control& c);
+[[nodiscard]] server_view make_view(const server::state& s);
+[[nodiscard]] std::vector<stream_view> stream_views(const server::state& s);
+
+}  // namespace datapump::http

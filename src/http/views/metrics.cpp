@@ -1,0 +1,215 @@
+// metrics_text: the Prometheus text exposition format, version 0.0.4.
+//   # HELP name text        (text: backslash and newline escaped)
+//   # TYPE name counter|gauge
+//   name{label="value",...} number   (label values: backslash, quote and newline escaped)
+#include "datapump/http/views.hpp"
+
+#include <charconv>
+
+namespace datapump::http {
+namespace {
+
+class writer {
+public:
+    // Starts a family: its HELP and TYPE lines.
+    void family(std::string_view name, std::string_view type, std::string_view help) {
+        out_ += "# HELP ";
+        out_ += name;
+        out_ += ' ';
+        for (const char c : help) {
+            if (c == '\\') {
+                out_ += "\\\\";
+            } else if (c == '\n') {
+                out_ += "\\n";
+            } else {
+                out_ += c;
+            }
+        }
+        out_ += "\n# TYPE ";
+        out_ += name;
+        out_ += ' ';
+        out_ += type;
+        out_ += '\n';
+    }
+
+    // A sample without labels.
+    void sample(std::string_view name, std::uint64_t value) {
+        out_ += name;
+        out_ += ' ';
+        number(value);
+        out_ += '\n';
+    }
+
+    // A sample with one label.
+    void sample(std::string_view name, std::string_view label, std::string_view label_value, std::uint64_t value) {
+        begin_labelled(name, label, label_value);
+        out_ += "} ";
+        number(value);
+        out_ += '\n';
+    }
+
+    // A sample in seconds from an integer count of 10^-digits seconds, written exactly.
+    void seconds(std::string_view name, std::string_view label, std::string_view label_value, std::uint64_t count,
+                 unsigned digits) {
+        if (label.empty()) {
+            out_ += name;
+        } else {
+            begin_labelled(name, label, label_value);
+            out_ += '}';
+        }
+        out_ += ' ';
+        std::uint64_t scale = 1;
+        for (unsigned i = 0; i < digits; ++i) {
+            scale *= 10;
+        }
+        number(count / scale);
+        std::string fraction = std::to_string(count % scale);
+        out_ += '.';
+        out_.append(digits - fraction.size(), '0');
+        out_ += fraction;
+        out_ += '\n';
+    }
+
+    // Opens `name{label="value"`; more labels may follow with label().
+    void begin_labelled(std::string_view name, std::string_view label, std::string_view value) {
+        out_ += name;
+        out_ += '{';
+        label_pair(label, value);
+    }
+
+    void label(std::string_view label, std::string_view value) {
+        out_ += ',';
+        label_pair(label, value);
+    }
+
+    void end_labelled(std::uint64_t value) {
+        out_ += "} ";
+        number(value);
+        out_ += '\n';
+    }
+
+    void counter(std::string_view name, std::string_view help, std::uint64_t value) {
+        family(name, "counter", help);
+        sample(name, value);
+    }
+
+    void gauge(std::string_view name, std::string_view help, std::uint64_t value) {
+        family(name, "gauge", help);
+        sample(name, value);
+    }
+
+    std::string take() { return std::move(out_); }
+
+private:
+    void label_pair(std::string_view label, std::string_view value) {
+        out_ += label;
+        out_ += "=\"";
+        for (const char c : value) {
+            if (c == '\\') {
+                out_ += "\\\\";
+            } else if (c == '"') {
+                out_ += "\\\"";
+            } else if (c == '\n') {
+                out_ += "\\n";
+            } else {
+                out_ += c;
+            }
+        }
+        out_ += '"';
+    }
+
+    void number(std::uint64_t value) {
+        char digits[24];
+        // 24 digits hold any uint64_t: to_chars cannot fail.
+        char* end = std::to_chars(std::begin(digits), std::end(digits), value).ptr;
+        out_.append(std::begin(digits), end);
+    }
+
+    std::string out_;
+};
+
+std::string server_metrics(const server_view& s) {
+    writer w;
+    w.family("datapump_info", "gauge", "Build and configuration of the daemon (always 1).");
+    w.begin_labelled("datapump_info", "version", s.version);
+    w.label("provider", s.provider);
+    w.label("send_path", s.send_path);
+    w.end_labelled(1);
+
+    w.family("datapump_uptime_seconds", "gauge", "Seconds since the daemon started.");
+    w.seconds("datapump_uptime_seconds", {}, {}, s.uptime_ms, 3);
+
+    w.family("datapump_requests_total", "counter", "HTTP requests answered, by status code.");
+    for (const auto& [status, count] : s.requests_by_status) {
+        w.sample("datapump_requests_total", "status", std::to_string(status), count);
+    }
+    w.counter("datapump_bytes_sent_total", "Response bytes sent, heads and bodies.", s.bytes_sent);
+    w.gauge("datapump_connections", "Open client connections.", s.connections);
+    w.gauge("datapump_active_streams", "Response bodies being sent.", s.active_streams);
+    w.counter("datapump_admission_refusals_total", "Paced streams refused (503) because capacity was reserved.",
+            s.admission_refusals);
+    w.gauge("datapump_admission_capacity_bytes_per_second", "Admission limit on paced rates (0: none).",
+          s.capacity);
+    w.gauge("datapump_admission_reserved_bytes_per_second", "Sum of the rates of the running paced streams.",
+          s.reserved);
+    return w.take();
+}
+
+std::string cache_metrics(const cache_view& c) {
+    writer w;
+    w.gauge("datapump_cache_buffers", "Buffers in the cache arena.", c.buffers);
+    w.counter("datapump_cache_hits_total", "Cache look-ups that found the block resident.", c.hits);
+    w.counter("datapump_cache_misses_total", "Cache look-ups that had to read the block.", c.misses);
+    w.counter("datapump_cache_collisions_total", "Look-ups that found a block being loaded by another reader.",
+            c.collisions);
+    w.counter("datapump_cache_fallbacks_total", "Reads that bypassed the cache (no free buffer).", c.fallbacks);
+    w.counter("datapump_cache_evictions_total", "Blocks evicted to make room.", c.evictions);
+    w.counter("datapump_cache_disk_reads_total", "Reads issued to the storage.", c.disk_reads);
+    w.counter("datapump_cache_disk_bytes_total", "Bytes read from the storage.", c.disk_bytes);
+    w.gauge("datapump_cache_loans_outstanding", "Cache buffers lent out and not yet returned.", c.loans_out);
+    w.counter("datapump_prefetch_posted_total", "Prefetch requests posted.", c.prefetch_posted);
+    w.counter("datapump_prefetch_dropped_total", "Prefetch requests dropped (mailbox full).", c.prefetch_dropped);
+    return w.take();
+}
+
+std::string send_metrics(const send_view& s) {
+    writer w;
+    w.family("datapump_send_bytes_total", "counter", "Body bytes sent, by send path.");
+    w.sample("datapump_send_bytes_total", "path", "sendfile", s.sendfile_bytes);
+    w.sample("datapump_send_bytes_total", "path", "splice", s.splice_bytes);
+    w.sample("datapump_send_bytes_total", "path", "send_zc", s.send_zc_bytes);
+    w.sample("datapump_send_bytes_total", "path", "send", s.send_bytes);
+    w.counter("datapump_send_zc_sends_total", "Zero-copy sends completed.", s.send_zc_sends);
+    w.counter("datapump_send_zc_copied_total", "Zero-copy sends the kernel reported it copied.", s.send_zc_copied);
+    return w.take();
+}
+
+std::string loop_metrics(const std::vector<loop_view>& loops) {
+    writer w;
+    w.family("datapump_loop_connections", "gauge", "Open connections, by event loop.");
+    for (const auto& l : loops) {
+        w.sample("datapump_loop_connections", "loop", std::to_string(l.index), l.connections);
+    }
+    w.family("datapump_loop_streams", "gauge", "Active streams, by event loop.");
+    for (const auto& l : loops) {
+        w.sample("datapump_loop_streams", "loop", std::to_string(l.index), l.streams);
+    }
+    w.family("datapump_loop_busy_seconds_total", "counter", "Seconds each event loop spent working, not waiting.");
+    for (const auto& l : loops) {
+        w.seconds("datapump_loop_busy_seconds_total", "loop", std::to_string(l.index), l.busy_ns, 9);
+    }
+    w.family("datapump_loop_wakeups_total", "counter", "Times each event loop woke up from waiting.");
+    for (const auto& l : loops) {
+        w.sample("datapump_loop_wakeups_total", "loop", std::to_string(l.index), l.wakeups);
+    }
+    return w.take();
+}
+
+}  // namespace
+
+std::string metrics_text(const server_view& server) {
+    return server_metrics(server) + cache_metrics(server.cache) + send_metrics(server.sends) +
+           loop_metrics(server.loops);
+}
+
+}  // namespace datapump::http

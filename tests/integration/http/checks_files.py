@@ -1,0 +1,285 @@
+"""Serving files: whole bodies, HEAD, types, ranges, validators, keep-alive, real clients."""
+import email.utils
+import json
+import re
+
+from harness import (MIB, UNICODE_NAME, Conn, check, curl, expect, fetch, get, request, run,
+                     url_path)
+
+# ----- whole files ----------------------------------------------------------------------------
+
+GET_FILES = ["/data.bin", "/empty.bin", "/" + UNICODE_NAME, "/sub/inner.txt", "/clip.mp4"]
+
+
+def _curl_exact(ctx, path):
+    out = ctx.tmp / "curl.out"
+    r = curl(["-o", str(out), "-w", "%{http_code}", ctx.server.url(path)])
+    expect(r.returncode == 0, f"curl {path}: exit {r.returncode}: {r.stderr.decode().strip()}")
+    expect(r.stdout.decode() == "200", f"curl {path}: status {r.stdout.decode()}, want 200")
+    got, want = out.read_bytes(), ctx.fx.data(path)
+    expect(got == want, f"{path}: body differs from the file ({len(got)} bytes received, {len(want)} in the file"
+                        f"{_first_diff(got, want)})")
+
+
+def _first_diff(a, b):
+    n = min(len(a), len(b))
+    for i in range(0, n, 4096):
+        if a[i:i + 4096] != b[i:i + 4096]:
+            j = next(k for k in range(i, min(i + 4096, n)) if a[k] != b[k])
+            return f"; first difference at byte {j}"
+    return ""
+
+
+for _p in GET_FILES:
+    check(f"files/get{_p}")(lambda ctx, p=_p: _curl_exact(ctx, p))
+
+
+@check("files/get/big-12MiB")
+def _(ctx):
+    _curl_exact(ctx, "/big.bin")
+
+
+def _head(ctx, path):
+    # Connection: close and read to EOF: whatever follows the head would be a leaked body.
+    with Conn(ctx.server.port) as c:
+        c.send(request("HEAD", url_path(path), {"Connection": "close"}))
+        r = c.read_response(head_only=True)
+        rest = c.read_to_eof()
+    size = len(ctx.fx.data(path))
+    expect(r.status == 200, f"HEAD {path}: {r.status} {r.reason}, want 200")
+    expect(r.header("content-length") == str(size),
+           f"HEAD {path}: Content-Length {r.header('content-length')}, want {size}")
+    expect(rest == b"", f"HEAD {path}: {len(rest)} bytes after the head; a HEAD answer has no body")
+
+
+for _p in ["/data.bin", "/empty.bin", "/clip.mp4"]:
+    check(f"files/head{_p}")(lambda ctx, p=_p: _head(ctx, p))
+
+
+@check("files/content-type")
+def _(ctx):
+    for path, want in [("/clip.mp4", "video/mp4"), ("/notes.txt", "text/plain"), ("/index.html", "text/html")]:
+        r = fetch(ctx.server, "HEAD", url_path(path))
+        ct = (r.header("content-type") or "").split(";")[0].strip().lower()
+        expect(ct == want, f"HEAD {path}: Content-Type {r.header('content-type')!r}, want {want}")
+
+
+@check("files/directory-403")
+def _(ctx):
+    r = get(ctx.server, "/sub/")
+    expect(r.status == 403, f"GET /sub/: {r.brief()}, want 403 (no --directory-listing)")
+
+
+@check("files/missing-404")
+def _(ctx):
+    r = get(ctx.server, "/no-such-file.bin")
+    expect(r.status == 404, f"GET /no-such-file.bin: {r.brief()}, want 404")
+
+
+@check("files/post-405")
+def _(ctx):
+    r = fetch(ctx.server, "POST", "/data.bin", {"Content-Length": "0"})
+    expect(r.status == 405, f"POST /data.bin: {r.brief()}, want 405")
+
+
+@check("files/post-405-allow", nginx="xfail: nginx sends no Allow header with its 405")
+def _(ctx):
+    r = fetch(ctx.server, "POST", "/data.bin", {"Content-Length": "0"})
+    allow = {m.strip().upper() for m in (r.header("allow") or "").split(",") if m.strip()}
+    expect(r.status == 405 and allow == {"GET", "HEAD"}, f"POST /data.bin: {r.brief()}, Allow {r.header('allow')!r}, "
+                                                          "want 405 with Allow: GET, HEAD")
+
+
+@check("files/stream-id-header", nginx="skip: X-Datapump-Stream is datapumpd's")
+def _(ctx):
+    r = get(ctx.server, "/sub/inner.txt")
+    expect(r.status == 200 and re.fullmatch(r"\S+", r.header("x-datapump-stream") or ""),
+           f"GET /sub/inner.txt: {r.brief()}, X-Datapump-Stream {r.header('x-datapump-stream')!r}: every "
+           "response with a body carries its stream id")
+
+
+@check("files/reserved-prefix", nginx="skip: /_datapump/ is reserved by datapumpd only")
+def _(ctx):
+    r = get(ctx.server, "/_datapump/secret.txt")
+    expect(r.status != 200 or b"must not be reachable" not in r.body,
+           f"GET /_datapump/secret.txt served the root's file of that name ({r.brief()}); the prefix is reserved")
+
+
+# ----- ranges ---------------------------------------------------------------------------------
+
+DATA = "/data.bin"
+
+
+def _range(ctx, spec, first, last):
+    data = ctx.fx.data(DATA)
+    size = len(data)
+    r = get(ctx.server, DATA, {"Range": spec})
+    expect(r.status == 206, f"Range {spec}: {r.brief()}, want 206")
+    want_cr = f"bytes {first}-{last}/{size}"
+    expect(r.header("content-range") == want_cr, f"Range {spec}: Content-Range {r.header('content-range')!r}, "
+                                                 f"want {want_cr!r}")
+    expect(r.header("content-length") == str(last - first + 1),
+           f"Range {spec}: Content-Length {r.header('content-length')}, want {last - first + 1}")
+    expect(r.body == data[first:last + 1], f"Range {spec}: the body is not bytes {first}-{last} of the file")
+
+
+_SIZE = 3 * MIB
+for _spec, _a, _b in [("bytes=0-499", 0, 499), ("bytes=500-999", 500, 999), ("bytes=-500", _SIZE - 500, _SIZE - 1),
+                      ("bytes=9500-", 9500, _SIZE - 1), ("bytes=3145000-9999999", 3145000, _SIZE - 1)]:
+    check(f"ranges/{_spec}")(lambda ctx, s=_spec, a=_a, b=_b: _range(ctx, s, a, b))
+
+
+def _whole(ctx, spec, why):
+    r = get(ctx.server, DATA, {"Range": spec})
+    expect(r.status == 200 and r.body == ctx.fx.data(DATA),
+           f"Range {spec}: {r.brief()} (Content-Type {r.header('content-type')}), want 200 and the whole file ({why})")
+
+
+@check("ranges/past-end-416")
+def _(ctx):
+    size = len(ctx.fx.data(DATA))
+    r = get(ctx.server, DATA, {"Range": f"bytes={size + 10}-"})
+    expect(r.status == 416, f"Range bytes={size + 10}-: {r.brief()}, want 416")
+    expect(r.header("content-range") == f"bytes */{size}",
+           f"416: Content-Range {r.header('content-range')!r}, want 'bytes */{size}'")
+
+
+@check("ranges/multi-gives-200", nginx="xfail: nginx answers several ranges with 206 multipart/byteranges")
+def _(ctx):
+    _whole(ctx, "bytes=0-1,5-6", "several ranges")
+
+
+@check("ranges/malformed-gives-200", nginx="xfail: nginx answers 'bytes=abc' with 416")
+def _(ctx):
+    _whole(ctx, "bytes=abc", "a malformed Range is ignored")
+
+
+@check("ranges/unknown-unit-gives-200")
+def _(ctx):
+    _whole(ctx, "items=0-5", "an unknown range unit is ignored")
+
+
+@check("ranges/empty-file-range-416", nginx="xfail: nginx ignores Range on a 0-byte file (200)")
+def _(ctx):
+    r = get(ctx.server, "/empty.bin", {"Range": "bytes=0-10"})
+    expect(r.status == 416 and r.header("content-range") == "bytes */0",
+           f"Range bytes=0-10 of a 0-byte file: {r.brief()}, Content-Range {r.header('content-range')!r}; "
+           "want 416, bytes */0")
+
+
+# ----- validators -----------------------------------------------------------------------------
+
+def _validators(ctx):
+    r = fetch(ctx.server, "HEAD", DATA)
+    etag, lm = r.header("etag"), r.header("last-modified")
+    expect(etag and re.fullmatch(r'"[^"]*"', etag), f"ETag {etag!r}: want a strong ETag (\"...\")")
+    expect(lm and email.utils.parsedate_to_datetime(lm), f"Last-Modified {lm!r}: want an HTTP date")
+    return etag, lm
+
+
+@check("conditional/etag-and-last-modified")
+def _(ctx):
+    _validators(ctx)
+
+
+@check("conditional/if-none-match-304")
+def _(ctx):
+    etag, _ = _validators(ctx)
+    r = get(ctx.server, DATA, {"If-None-Match": etag})
+    expect(r.status == 304 and r.body == b"", f"If-None-Match {etag}: {r.brief()}, want 304 without body")
+    r = get(ctx.server, DATA, {"If-None-Match": '"not-the-etag"'})
+    expect(r.status == 200, f"If-None-Match with another ETag: {r.brief()}, want 200")
+
+
+@check("conditional/if-modified-since-304")
+def _(ctx):
+    _, lm = _validators(ctx)
+    r = get(ctx.server, DATA, {"If-Modified-Since": lm})
+    expect(r.status == 304 and r.body == b"", f"If-Modified-Since {lm}: {r.brief()}, want 304 without body")
+    r = get(ctx.server, DATA, {"If-Modified-Since": "Thu, 01 Jan 1998 00:00:00 GMT"})
+    expect(r.status == 200, f"If-Modified-Since 1998: {r.brief()}, want 200")
+
+
+@check("conditional/if-range")
+def _(ctx):
+    etag, lm = _validators(ctx)
+    data = ctx.fx.data(DATA)
+    for validator in (etag, lm):
+        r = get(ctx.server, DATA, {"Range": "bytes=0-99", "If-Range": validator})
+        expect(r.status == 206 and r.body == data[:100], f"If-Range {validator} (matching): {r.brief()}, want 206")
+    for validator in ('"stale-etag"', "Thu, 01 Jan 1998 00:00:00 GMT"):
+        r = get(ctx.server, DATA, {"Range": "bytes=0-99", "If-Range": validator})
+        expect(r.status == 200 and r.body == data,
+               f"If-Range {validator} (not matching): {r.brief()}, want 200 and the whole file")
+
+
+# ----- connections ----------------------------------------------------------------------------
+
+@check("keepalive/pipelined-in-one-write")
+def _(ctx):
+    data, inner = ctx.fx.data(DATA), ctx.fx.data("/sub/inner.txt")
+    with Conn(ctx.server.port) as c:
+        c.send(request("GET", "/sub/inner.txt") + request("HEAD", DATA) +
+               request("GET", DATA, {"Range": "bytes=100-199"}) + request("GET", "/empty.bin"))
+        r1 = c.read_response()
+        r2 = c.read_response(head_only=True)
+        r3 = c.read_response()
+        r4 = c.read_response()
+        expect(r1.status == 200 and r1.body == inner, f"1st pipelined answer: {r1.brief()}, want sub/inner.txt")
+        expect(r2.status == 200 and r2.header("content-length") == str(len(data)),
+               f"2nd pipelined answer (HEAD): {r2.brief()}, Content-Length {r2.header('content-length')}")
+        expect(r3.status == 206 and r3.body == data[100:200],
+               f"3rd pipelined answer: {r3.brief()}, want 206 bytes 100-199 (a HEAD body leaking would land here)")
+        expect(r4.status == 200 and r4.body == b"", f"4th pipelined answer: {r4.brief()}, want 200, empty")
+        # Still open: a fifth request on the same connection is answered.
+        c.send(request("GET", "/sub/inner.txt", {"Connection": "close"}))
+        r5 = c.read_response()
+        expect(r5.status == 200 and r5.body == inner, f"request after the pipelined batch: {r5.brief()}")
+
+
+@check("keepalive/http10-keep-alive")
+def _(ctx):
+    inner = ctx.fx.data("/sub/inner.txt")
+    with Conn(ctx.server.port) as c:
+        c.send(request("GET", "/sub/inner.txt", {"Connection": "keep-alive"}, version="HTTP/1.0"))
+        r1 = c.read_response()
+        expect(r1.status == 200 and r1.body == inner, f"HTTP/1.0 keep-alive request: {r1.brief()}")
+        c.send(request("GET", "/sub/inner.txt", version="HTTP/1.0"))
+        r2 = c.read_response()
+        expect(r2.status == 200 and r2.body == inner, f"2nd HTTP/1.0 request on the kept connection: {r2.brief()}")
+        expect(c.closed_by_peer(5), "HTTP/1.0 without keep-alive: the server should close after the answer")
+
+
+@check("keepalive/curl-reuses-connection")
+def _(ctx):
+    a, b = ctx.tmp / "ka1", ctx.tmp / "ka2"
+    r = curl(["-v", "-o", str(a), ctx.server.url("/data.bin"), "-o", str(b), ctx.server.url("/sub/inner.txt")])
+    err = r.stderr.decode(errors="replace")
+    expect(r.returncode == 0, f"curl two URLs: exit {r.returncode}")
+    expect(re.search(r"Re-using existing connection", err), "curl did not reuse the connection for the 2nd URL")
+    expect(a.read_bytes() == ctx.fx.data("/data.bin") and b.read_bytes() == ctx.fx.data("/sub/inner.txt"),
+           "curl over one connection: bodies differ from the files")
+
+
+@check("media/ffprobe-over-http")
+def _(ctx):
+    r = run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type,codec_name",
+             "-of", "json", ctx.server.url(ctx.fx.clip)], 30)
+    expect(r.returncode == 0, f"ffprobe {ctx.fx.clip}: exit {r.returncode}: {r.stderr.decode()[-300:]}")
+    doc = json.loads(r.stdout)
+    duration = float(doc["format"]["duration"])
+    expect(5.8 <= duration <= 6.2, f"ffprobe over HTTP: duration {duration} s, want about 6")
+    kinds = sorted((s["codec_type"], s["codec_name"]) for s in doc["streams"])
+    expect(kinds == [("audio", "aac"), ("video", ctx.fx.video_codec)], f"ffprobe over HTTP: streams {kinds}")
+
+
+@check("load/wrk-8-connections")
+def _(ctx):
+    r = run(["wrk", "-t2", "-c8", "-d3s", "--timeout", "5s", ctx.server.url("/data.bin")], 30)
+    out = r.stdout.decode(errors="replace")
+    expect(r.returncode == 0, f"wrk: exit {r.returncode}: {r.stderr.decode()[-300:]}")
+    m = re.search(r"(\d+) requests in", out)
+    expect(m and int(m.group(1)) > 0, f"wrk made no request:\n{out}")
+    expect("Socket errors" not in out and "Non-2xx" not in out, f"wrk reports errors:\n{out}")
+    transfer = re.search(r"Transfer/sec:\s*(\S+)", out)
+    ctx.note(f"{m.group(1)} requests, {transfer.group(1) if transfer else '?'}/s")

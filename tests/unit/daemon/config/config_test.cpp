@@ -1,0 +1,358 @@
+#include "config/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace datapump::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool contains(const std::string& text, std::string_view part) {
+    return text.find(part) != std::string::npos;
+}
+
+// A temporary folder (the served root) and a place for TOML files; removed at the end.
+class config_test : public ::testing::Test {
+protected:
+    void SetUp() override {
+        std::string pattern = (fs::temp_directory_path() / "datapumpd-config-XXXXXX").string();
+        ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+        dir_ = pattern;
+    }
+    void TearDown() override {
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+    }
+
+    std::string write_toml(const std::string& text) {
+        std::string path = (fs::path(dir_) / "datapumpd.toml").string();
+        std::ofstream(path) << text;
+        return path;
+    }
+
+    static parse_outcome parse(std::initializer_list<std::string> args) {
+        std::vector<std::string> storage{"datapumpd"};
+        storage.insert(storage.end(), args.begin(), args.end());
+        std::vector<const char*> argv;
+        argv.reserve(storage.size());
+        for (const auto& a : storage) {
+            argv.push_back(a.c_str());
+        }
+        return parse_config(static_cast<int>(argv.size()), argv.data());
+    }
+
+    // Parses, expecting a configuration to run with; returns it (the defaults after a failure).
+    static daemon_config parse_ok(std::initializer_list<std::string> args) {
+        const auto out = parse(args);
+        if (!out.config) {
+            ADD_FAILURE() << "expected a configuration, got: " << out.message;
+            return daemon_config{};
+        }
+        EXPECT_EQ(out.exit_code, 0);
+        EXPECT_TRUE(out.message.empty());
+        return *out.config;
+    }
+
+    // Parses, expecting an error; returns its message.
+    static std::string error_of(std::initializer_list<std::string> args) {
+        const auto out = parse(args);
+        EXPECT_FALSE(out.run());
+        EXPECT_EQ(out.exit_code, 2);
+        return out.message;
+    }
+
+    std::string dir_;
+};
+
+TEST_F(config_test, defaults_match_the_documentation) {
+    const daemon_config c = parse_ok({});
+    EXPECT_EQ(c.root, ".");
+    EXPECT_EQ(c.listen_host, "127.0.0.1");
+    EXPECT_EQ(c.listen_port, 8080);
+    EXPECT_EQ(c.loops, std::max(1U, std::min(256U, std::thread::hardware_concurrency())));
+    EXPECT_GE(c.loops, 1U);
+    EXPECT_EQ(c.provider, "posix");
+    EXPECT_EQ(c.send_path, send_path_choice::auto_);
+    EXPECT_EQ(c.cache_mib, 256U);
+    EXPECT_EQ(c.buffer_kib, 256U);
+    EXPECT_EQ(c.capacity, 0U);
+    EXPECT_EQ(c.default_rate, 0U);
+    EXPECT_EQ(c.max_rate, 0U);
+    EXPECT_EQ(c.default_burst, 262144U);
+    EXPECT_EQ(c.max_connections, 10000U);
+    EXPECT_EQ(c.idle_timeout_ms, 60000U);
+    EXPECT_EQ(c.header_timeout_ms, 10000U);
+    EXPECT_EQ(c.max_header_bytes, 16384U);
+    EXPECT_EQ(c.max_request_line, 8192U);
+    EXPECT_FALSE(c.directory_listing);
+    EXPECT_EQ(c.grace_ms, 5000U);
+    EXPECT_TRUE(c.access_log);
+    EXPECT_EQ(c.log_level, "info");
+    EXPECT_EQ(c.config_file, "");
+}
+
+TEST_F(config_test, every_flag) {
+    const daemon_config c = parse_ok({"--root", dir_, "--listen", "[::1]:9090", "--loops", "3", "--provider", "direct",
+                            "--send-path", "send-zc", "--cache-mib", "64", "--buffer-kib", "128", "--capacity",
+                            "1.5G", "--default-rate", "5M", "--max-rate", "10M", "--default-burst", "65536",
+                            "--max-connections", "50", "--idle-timeout-ms", "1000", "--header-timeout-ms", "2000",
+                            "--max-header-bytes", "8192", "--max-request-line", "4096", "--directory-listing",
+                            "--grace-ms", "0", "--access-log", "off", "--log-level", "debug"});
+    EXPECT_EQ(c.root, dir_);
+    EXPECT_EQ(c.listen_host, "::1");
+    EXPECT_EQ(c.listen_port, 9090);
+    EXPECT_EQ(c.loops, 3U);
+    EXPECT_EQ(c.provider, "direct");
+    EXPECT_EQ(c.send_path, send_path_choice::send_zc);
+    EXPECT_EQ(c.cache_mib, 64U);
+    EXPECT_EQ(c.buffer_kib, 128U);
+    EXPECT_EQ(c.capacity, 1500000000U);
+    EXPECT_EQ(c.default_rate, 5000000U);
+    EXPECT_EQ(c.max_rate, 10000000U);
+    EXPECT_EQ(c.default_burst, 65536U);
+    EXPECT_EQ(c.max_connections, 50U);
+    EXPECT_EQ(c.idle_timeout_ms, 1000U);
+    EXPECT_EQ(c.header_timeout_ms, 2000U);
+    EXPECT_EQ(c.max_header_bytes, 8192U);
+    EXPECT_EQ(c.max_request_line, 4096U);
+    EXPECT_TRUE(c.directory_listing);
+    EXPECT_EQ(c.grace_ms, 0U);
+    EXPECT_FALSE(c.access_log);
+    EXPECT_EQ(c.log_level, "debug");
+}
+
+TEST_F(config_test, flag_equals_form_and_switch_spellings) {
+    const daemon_config c = parse_ok({"--root=" + dir_, "--access-log=no", "--directory-listing=off", "--listen=:81"});
+    EXPECT_FALSE(c.access_log);
+    EXPECT_FALSE(c.directory_listing);
+    EXPECT_EQ(c.listen_host, "0.0.0.0");
+    EXPECT_EQ(c.listen_port, 81);
+    EXPECT_TRUE(contains(error_of({"--access-log", "maybe"}), "--access-log: 'maybe' is not a switch"));
+}
+
+TEST_F(config_test, send_path_spellings) {
+    for (const auto choice : {send_path_choice::auto_, send_path_choice::sendfile, send_path_choice::splice,
+                              send_path_choice::send_zc, send_path_choice::send}) {
+        EXPECT_EQ(parse_ok({"--send-path", std::string(to_string(choice))}).send_path, choice);
+    }
+    EXPECT_EQ(parse_send_path("send_zc"), send_path_choice::send_zc);
+    EXPECT_TRUE(contains(error_of({"--send-path", "zerocopy"}), "unknown send path 'zerocopy'"));
+}
+
+TEST_F(config_test, toml_file_then_flags_that_were_given) {
+    const std::string path = write_toml("root = '" + dir_ +
+                                        "'\n"
+                                        "listen = '0.0.0.0:8081'\n"
+                                        "loops = 2\n"
+                                        "provider = 'direct'\n"
+                                        "send_path = 'splice'\n"
+                                        "cache_mib = 32\n"
+                                        "buffer_kib = 64\n"
+                                        "capacity = '1G'\n"
+                                        "default_rate = 250000\n"
+                                        "max_rate = '2M'\n"
+                                        "default_burst = 4096\n"
+                                        "max_connections = 7\n"
+                                        "idle_timeout_ms = 11\n"
+                                        "header_timeout_ms = 12\n"
+                                        "max_header_bytes = 4096\n"
+                                        "max_request_line = 1024\n"
+                                        "directory_listing = true\n"
+                                        "grace_ms = 13\n"
+                                        "access_log = false\n"
+                                        "log_level = 'warn'\n");
+    daemon_config c = parse_ok({"--config", path});
+    EXPECT_EQ(c.config_file, path);
+    EXPECT_EQ(c.root, dir_);
+    EXPECT_EQ(c.listen_host, "0.0.0.0");
+    EXPECT_EQ(c.listen_port, 8081);
+    EXPECT_EQ(c.loops, 2U);
+    EXPECT_EQ(c.provider, "direct");
+    EXPECT_EQ(c.send_path, send_path_choice::splice);
+    EXPECT_EQ(c.cache_mib, 32U);
+    EXPECT_EQ(c.buffer_kib, 64U);
+    EXPECT_EQ(c.capacity, 1000000000U);
+    EXPECT_EQ(c.default_rate, 250000U);
+    EXPECT_EQ(c.max_rate, 2000000U);
+    EXPECT_EQ(c.default_burst, 4096U);
+    EXPECT_EQ(c.max_connections, 7U);
+    EXPECT_EQ(c.idle_timeout_ms, 11U);
+    EXPECT_EQ(c.header_timeout_ms, 12U);
+    EXPECT_EQ(c.max_header_bytes, 4096U);
+    EXPECT_EQ(c.max_request_line, 1024U);
+    EXPECT_TRUE(c.directory_listing);
+    EXPECT_EQ(c.grace_ms, 13U);
+    EXPECT_FALSE(c.access_log);
+    EXPECT_EQ(c.log_level, "warn");
+
+    // Flags override the file, whichever side of --config they are on; the rest stays the file's.
+    c = parse_ok({"--loops", "5", "--config", path, "--access-log", "on", "--listen", "127.0.0.1:1"});
+    EXPECT_EQ(c.loops, 5U);
+    EXPECT_TRUE(c.access_log);
+    EXPECT_EQ(c.listen_host, "127.0.0.1");
+    EXPECT_EQ(c.listen_port, 1);
+    EXPECT_EQ(c.provider, "direct");
+    EXPECT_EQ(c.cache_mib, 32U);
+    EXPECT_TRUE(c.directory_listing);
+}
+
+TEST_F(config_test, unknown_toml_keys_are_errors) {
+    std::string message = error_of({"--config", write_toml("lopps = 4\n")});
+    EXPECT_TRUE(contains(message, "unknown key 'lopps'")) << message;
+    EXPECT_TRUE(contains(message, "did you mean 'loops'")) << message;
+    message = error_of({"--config", write_toml("send-path = 'send'\n")});
+    EXPECT_TRUE(contains(message, "did you mean 'send_path'")) << message;
+    message = error_of({"--config", write_toml("[server]\nloops = 4\n")});
+    EXPECT_TRUE(contains(message, "unknown key 'server'")) << message;
+    EXPECT_TRUE(contains(message, "known keys: root listen loops")) << message;
+    message = error_of({"--config", write_toml("config = 'other.toml'\n")});
+    EXPECT_TRUE(contains(message, "unknown key 'config'")) << message;
+}
+
+TEST_F(config_test, toml_type_mismatches_name_key_and_type) {
+    struct bad_case {
+        const char* toml;
+        const char* expected;
+    };
+    for (const auto& [toml, expected] : {
+             bad_case{"loops = '8'\n", "key 'loops' in "},
+             bad_case{"loops = '8'\n", "expected an integer, got a string"},
+             bad_case{"access_log = 'on'\n", "expected a boolean (true or false), got a string"},
+             bad_case{"root = 1\n", "expected a string, got an integer"},
+             bad_case{"capacity = 1.5\n", "expected an integer (bytes per second) or a string such as \"5M\""},
+             bad_case{"capacity = '5Q'\n", "key 'capacity' in "},
+             bad_case{"capacity = -1\n", "cannot be negative"},
+             bad_case{"loops = -1\n", "-1 is out of range"},
+             bad_case{"cache_mib = 4294967296\n", "out of range (0 to 4294967295)"},
+             bad_case{"listen = ['a']\n", "got an array"},
+             bad_case{"listen = 'localhost'\n", "has no port"},
+             bad_case{"grace_ms = 1979-05-27\n", "got a date"},
+         }) {
+        const std::string message = error_of({"--config", write_toml(toml)});
+        EXPECT_TRUE(contains(message, expected)) << toml << " -> " << message;
+    }
+}
+
+TEST_F(config_test, all_file_problems_at_once_and_syntax_errors_with_line) {
+    std::string message = error_of({"--config", write_toml("loops = 'x'\nprovidr = 'posix'\n")});
+    EXPECT_TRUE(contains(message, "key 'loops'")) << message;
+    EXPECT_TRUE(contains(message, "unknown key 'providr'")) << message;
+    message = error_of({"--config", write_toml("loops = 2\nroot = \n")});
+    EXPECT_TRUE(contains(message, "is not valid TOML")) << message;
+    EXPECT_TRUE(contains(message, "line 2")) << message;
+    message = error_of({"--config", dir_ + "/missing.toml"});
+    EXPECT_TRUE(contains(message, "missing.toml")) << message;
+}
+
+TEST_F(config_test, bad_listen_flags) {
+    for (const char* bad : {"127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "::1:80", "[::1]", "[]:80", "h:x"}) {
+        const std::string message = error_of({"--listen", bad});
+        EXPECT_TRUE(contains(message, "--listen: '")) << bad << " -> " << message;
+    }
+}
+
+TEST_F(config_test, rate_flags_with_suffixes) {
+    const daemon_config c = parse_ok({"--capacity", "100M", "--default-rate", "1.5k", "--max-rate", "2G"});
+    EXPECT_EQ(c.capacity, 100000000U);
+    EXPECT_EQ(c.default_rate, 1500U);
+    EXPECT_EQ(c.max_rate, 2000000000U);
+    EXPECT_TRUE(contains(error_of({"--capacity", "5 MB"}), "--capacity: '5 MB' is not a rate"));
+    EXPECT_TRUE(contains(error_of({"--max-rate", "1.5"}), "whole number of bytes per second"));
+}
+
+TEST_F(config_test, bad_numbers_in_flags) {
+    EXPECT_TRUE(contains(error_of({"--loops", "many"}), "--loops: 'many' is not a whole number"));
+    EXPECT_TRUE(contains(error_of({"--loops", "-2"}), "--loops"));
+    EXPECT_TRUE(contains(error_of({"--cache-mib", "99999999999"}), "too large (at most 4294967295)"));
+}
+
+TEST_F(config_test, validation_errors_name_the_option_and_the_fix) {
+    const std::string missing = dir_ + "/nope";
+    std::string message = error_of({"--root", missing});
+    EXPECT_TRUE(contains(message, "'" + missing + "' does not exist")) << message;
+    const std::string file = write_toml("");
+    message = error_of({"--root", file});
+    EXPECT_TRUE(contains(message, "'" + file + "' is not a directory")) << message;
+
+    for (const char* kib : {"0", "2", "6", "16388", "32768"}) {
+        message = error_of({"--buffer-kib", kib});
+        EXPECT_TRUE(contains(message, "--buffer-kib (buffer_kib): " + std::string(kib) + " is not usable")) << message;
+        EXPECT_TRUE(contains(message, "multiple of 4")) << message;
+    }
+    ASSERT_TRUE(parse({"--buffer-kib", "4", "--cache-mib", "1"}).run());
+    ASSERT_TRUE(parse({"--buffer-kib", "16384", "--cache-mib", "256"}).run());
+    message = error_of({"--cache-mib", "0"});
+    EXPECT_TRUE(contains(message, "--cache-mib (cache_mib)")) << message;
+    message = error_of({"--cache-mib", "2", "--buffer-kib", "256"});
+    EXPECT_TRUE(contains(message, "2 MiB holds 8 buffers of 256 KiB")) << message;
+    EXPECT_TRUE(contains(message, "raise it to 4")) << message;
+
+    EXPECT_TRUE(contains(error_of({"--loops", "0"}), "--loops (loops): 0 is out of range; give 1 to 256"));
+    EXPECT_TRUE(contains(error_of({"--loops", "257"}), "--loops (loops): 257 is out of range"));
+    ASSERT_TRUE(parse({"--loops", "256"}).run());
+    EXPECT_TRUE(contains(error_of({"--provider", "ext4"}), "unknown provider 'ext4'; use posix or direct"));
+    message = error_of({"--default-rate", "5M", "--max-rate", "1M"});
+    EXPECT_TRUE(contains(message, "--max-rate (max_rate): 1000000 B/s is below --default-rate 5000000")) << message;
+    ASSERT_TRUE(parse({"--default-rate", "5M", "--max-rate", "0"}).run());
+    ASSERT_TRUE(parse({"--default-rate", "0", "--max-rate", "1M"}).run());
+    EXPECT_TRUE(contains(error_of({"--log-level", "loud"}), "unknown level 'loud'"));
+    EXPECT_TRUE(contains(error_of({"--max-connections", "0"}), "--max-connections (max_connections): 0"));
+    EXPECT_TRUE(contains(error_of({"--max-request-line", "20000"}), "larger than --max-header-bytes"));
+
+    // Several problems: all of them, one per line.
+    message = error_of({"--loops", "0", "--provider", "x"});
+    EXPECT_TRUE(contains(message, "--loops (loops)")) << message;
+    EXPECT_TRUE(contains(message, "--provider (provider)")) << message;
+    EXPECT_TRUE(contains(message, "--help")) << message;
+}
+
+TEST_F(config_test, validate_config_alone) {
+    daemon_config c;
+    c.root = dir_;
+    EXPECT_EQ(validate_config(c), "");
+    c.provider = "nfs";
+    c.buffer_kib = 5;
+    const std::string message = validate_config(c);
+    EXPECT_TRUE(contains(message, "provider")) << message;
+    EXPECT_TRUE(contains(message, "\n--buffer-kib")) << message;
+}
+
+TEST_F(config_test, help_and_version_exit_zero) {
+    auto out = parse({"--help"});
+    EXPECT_FALSE(out.run());
+    EXPECT_EQ(out.exit_code, 0);
+    for (const char* flag : {"--root", "--listen", "--config", "--send-path", "--capacity", "--directory-listing",
+                             "--access-log", "--log-level", "RATE"}) {
+        EXPECT_TRUE(contains(out.message, flag)) << flag;
+    }
+    EXPECT_EQ(parse({"-h"}).exit_code, 0);
+    EXPECT_EQ(usage_text(), out.message);
+    // --help wins over an otherwise bad command line.
+    EXPECT_EQ(parse({"--loops", "0", "--help"}).exit_code, 0);
+
+    out = parse({"--version"});
+    EXPECT_FALSE(out.run());
+    EXPECT_EQ(out.exit_code, 0);
+    EXPECT_TRUE(contains(out.message, "datapumpd ")) << out.message;
+}
+
+TEST_F(config_test, unknown_flags_and_stray_arguments) {
+    std::string message = error_of({"--lops", "3"});
+    EXPECT_TRUE(contains(message, "--lops")) << message;
+    EXPECT_TRUE(contains(message, "datapumpd --help")) << message;
+    message = error_of({"stray"});
+    EXPECT_TRUE(contains(message, "stray")) << message;
+    message = error_of({"--root"});
+    EXPECT_TRUE(contains(message, "--root")) << message;
+}
+
+}  // namespace
+}  // namespace datapump::daemon

@@ -1,0 +1,455 @@
+// The HTTP server in process, driven over loopback by a byte-level client: every send path
+// byte-exact (with buffers recycled under load), pipelining, hostile input, timeouts, vanished
+// clients (no pin left behind), pacing, admission, VCR control and graceful shutdown.
+#include "datapump/http/server.hpp"
+#include "support/pattern.hpp"
+#include "unit/http/server/client.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace datapump;
+using namespace std::chrono_literals;
+using test::get_request;
+using test::http_client;
+namespace fsys = std::filesystem;
+
+constexpr std::uint32_t block_kib = 64;
+constexpr std::uint64_t block = std::uint64_t{block_kib} * 1024;
+
+std::string file_bytes(std::uint64_t seed, std::uint64_t size) {
+    std::string s(size, '\0');
+    for (std::uint64_t i = 0; i < size; ++i) {
+        s[i] = static_cast<char>(datapump::testing::pattern_byte(seed, i));
+    }
+    return s;
+}
+
+struct path_setup {
+    const char* provider;
+    http::send_path path;
+    const char* label;
+};
+
+class server_test : public ::testing::TestWithParam<path_setup> {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/datapump-http-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        root_ = tmpl;
+        write("small.txt", "hello, datapump\n");
+        write("empty.bin", "");
+        for (int i = 0; i < 4; ++i) {
+            write("f" + std::to_string(i) + ".bin", file_bytes(static_cast<std::uint64_t>(i) + 1, 3 * 1024 * 1024 + 123));
+        }
+        write("big.bin", file_bytes(99, 8 * 1024 * 1024 + 77));
+        fsys::create_directory(root_ / "sub");
+        write("sub/inner.txt", "inside\n");
+        fsys::create_symlink("/etc/passwd", root_ / "escape");
+        config_.root = root_.string();
+        config_.listen_port = 0;
+        config_.loops = 2;
+        config_.provider = GetParam().provider;
+        config_.path = GetParam().path;
+        config_.cache_mib = 2;  // 32 buffers of 64 KiB: the 3 MiB files recycle them
+        config_.buffer_kib = block_kib;
+        config_.access_log = std::getenv("DP_TEST_LOG") != nullptr;
+        config_.header_timeout_ms = 300;
+    }
+    void TearDown() override {
+        if (server_) {
+            server_->shutdown(0ms);
+            server_.reset();
+        }
+        std::error_code ec;
+        fsys::remove_all(root_, ec);
+    }
+    void write(const std::string& name, const std::string& bytes) {
+        std::ofstream(root_ / name, std::ios::binary) << bytes;
+    }
+    std::string read(const std::string& name) {
+        std::ifstream in(root_ / name, std::ios::binary);
+        return {std::istreambuf_iterator<char>(in), {}};
+    }
+    void start() {
+        auto s = http::server::start(config_);
+        ASSERT_TRUE(s) << describe(s.error());
+        server_ = std::move(*s);
+        port_ = server_->port();
+    }
+    // Polls the server's own view until `pred` holds (or 10 s pass).
+    template <class Pred>
+    bool eventually(Pred pred) {
+        const auto until = std::chrono::steady_clock::now() + 10s;
+        while (std::chrono::steady_clock::now() < until) {
+            if (pred(server_->view())) {
+                return true;
+            }
+            std::this_thread::sleep_for(5ms);
+        }
+        return false;
+    }
+    std::optional<test::http_response> get(const std::string& target, const std::string& extra = {}) {
+        http_client c(port_);
+        if (!c.send(get_request(target, extra + "Connection: close\r\n"))) {
+            return std::nullopt;
+        }
+        return c.read_response();
+    }
+
+    fsys::path root_;
+    http::server_config config_;
+    std::unique_ptr<http::server> server_;
+    std::uint16_t port_ = 0;
+};
+
+TEST_P(server_test, every_byte_of_a_whole_file_and_of_ranges_is_the_file_s) {
+    start();
+    const std::string big = read("big.bin");
+    auto r = get("/big.bin");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body.size(), big.size());
+    EXPECT_TRUE(r->body == big);
+    EXPECT_EQ(r->header("accept-ranges"), "bytes");
+    EXPECT_EQ(r->header("content-type"), "application/octet-stream");
+
+    r = get("/big.bin", "Range: bytes=1000-200999\r\n");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 206);
+    EXPECT_EQ(r->header("content-range"), "bytes 1000-200999/" + std::to_string(big.size()));
+    EXPECT_TRUE(r->body == big.substr(1000, 200000));
+
+    r = get("/big.bin", "Range: bytes=-500\r\n");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 206);
+    EXPECT_TRUE(r->body == big.substr(big.size() - 500));
+
+    r = get("/big.bin", "Range: bytes=" + std::to_string(big.size()) + "-\r\n");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 416);
+    EXPECT_EQ(r->header("content-range"), "bytes */" + std::to_string(big.size()));
+
+    r = get("/small.txt");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "hello, datapump\n");
+    EXPECT_EQ(r->header("content-type"), "text/plain; charset=utf-8");
+    r = get("/empty.bin");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->header("content-length"), "0");
+}
+
+TEST_P(server_test, head_and_validators) {
+    start();
+    http_client c(port_);
+    ASSERT_TRUE(c.send("HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto head = c.read_response(true);
+    ASSERT_TRUE(head);
+    EXPECT_EQ(head->status, 200);
+    EXPECT_EQ(head->header("content-length"), std::to_string(read("big.bin").size()));
+    const std::string etag = head->header("etag");
+    ASSERT_FALSE(etag.empty());
+    // Same connection (keep-alive): a conditional GET.
+    ASSERT_TRUE(c.send(get_request("/big.bin", "If-None-Match: " + etag + "\r\n")));
+    auto not_modified = c.read_response();
+    ASSERT_TRUE(not_modified);
+    EXPECT_EQ(not_modified->status, 304);
+    // If-Range with a stale tag: the whole file, not the range.
+    auto stale = get("/small.txt", "Range: bytes=0-4\r\nIf-Range: \"stale\"\r\n");
+    ASSERT_TRUE(stale);
+    EXPECT_EQ(stale->status, 200);
+    EXPECT_EQ(stale->body, "hello, datapump\n");
+}
+
+TEST_P(server_test, pipelined_requests_are_answered_in_order) {
+    start();
+    http_client c(port_);
+    ASSERT_TRUE(c.send(get_request("/small.txt") + get_request("/sub/inner.txt") + get_request("/f1.bin", "Range: bytes=0-9\r\n")));
+    auto a = c.read_response();
+    auto b = c.read_response();
+    auto d = c.read_response();
+    ASSERT_TRUE(a && b && d);
+    EXPECT_EQ(a->body, "hello, datapump\n");
+    EXPECT_EQ(b->body, "inside\n");
+    EXPECT_EQ(d->status, 206);
+    EXPECT_EQ(d->body, read("f1.bin").substr(0, 10));
+}
+
+TEST_P(server_test, nothing_outside_the_root_is_reachable) {
+    start();
+    for (const std::string target :
+         {"/../etc/passwd", "/%2e%2e/etc/passwd", "/sub/..%2f..%2fetc/passwd", "/escape", "/sub/%2E%2E/%2E%2E/etc/passwd"}) {
+        http_client c(port_);
+        ASSERT_TRUE(c.send("GET " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+        auto r = c.read_response();
+        ASSERT_TRUE(r) << target;
+        EXPECT_TRUE(r->status == 403 || r->status == 404 || r->status == 400) << target << " -> " << r->status;
+        EXPECT_EQ(r->body.find("root:"), std::string::npos) << target;
+    }
+    // A directory is refused when listing is off.
+    auto dir = get("/sub/");
+    ASSERT_TRUE(dir);
+    EXPECT_EQ(dir->status, 403);
+}
+
+TEST_P(server_test, malformed_and_oversize_requests_get_4xx_and_a_closed_connection) {
+    config_.max_header_bytes = 4096;
+    config_.max_request_line = 1024;
+    start();
+    struct hostile {
+        std::string bytes;
+        int status;
+    };
+    const hostile cases[] = {
+        {"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n", 431},
+        {"GET /" + std::string(3000, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
+        {"\x16\x03\x01 garbage that is not HTTP\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    };
+    for (const auto& h : cases) {
+        http_client c(port_);
+        ASSERT_TRUE(c.send(h.bytes));
+        auto r = c.read_response();
+        ASSERT_TRUE(r) << h.status;
+        EXPECT_EQ(r->status, h.status);
+        EXPECT_TRUE(c.closed_by_server()) << h.status;
+    }
+    // PUT is not served here.
+    http_client put(port_);
+    ASSERT_TRUE(put.send("PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+    auto r = put.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 405);
+    EXPECT_EQ(r->header("allow"), "GET, HEAD");
+    // The server still serves.
+    auto ok = get("/small.txt");
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->status, 200);
+}
+
+TEST_P(server_test, a_slow_header_client_times_out_without_blocking_others) {
+    start();
+    http_client slow(port_);
+    ASSERT_TRUE(slow.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n"));  // and nothing more
+    auto ok = get("/small.txt");
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->body, "hello, datapump\n");
+    auto timed_out = slow.read_response();  // header timeout: 300 ms
+    ASSERT_TRUE(timed_out);
+    EXPECT_EQ(timed_out->status, 408);
+    EXPECT_TRUE(slow.closed_by_server());
+}
+
+TEST_P(server_test, clients_that_vanish_mid_stream_leave_no_pin_and_no_stream) {
+    start();
+    {
+        std::vector<std::unique_ptr<http_client>> clients;
+        for (int i = 0; i < 12; ++i) {
+            auto c = std::make_unique<http_client>(port_);
+            ASSERT_TRUE(c->send(get_request("/big.bin?rate=2M")));
+            auto head = c->read_response(true);
+            ASSERT_TRUE(head) << "client " << i << ": " << std::strerror(errno);
+            EXPECT_EQ(head->status, 200);
+            clients.push_back(std::move(c));
+        }
+        ASSERT_TRUE(eventually([](const http::server_view& v) { return v.active_streams == 12; }));
+        std::fprintf(stderr, "all 12 streams live\n");
+        for (std::size_t i = 0; i < clients.size(); ++i) {
+            if (i % 2 == 0) {
+                clients[i]->abort();
+            } else {
+                clients[i]->close();
+            }
+        }
+    }
+    EXPECT_TRUE(eventually([](const http::server_view& v) {
+        return v.active_streams == 0 && v.cache.loans_out == 0 && v.connections == 0;
+    })) << "streams " << server_->view().active_streams << ", loans " << server_->view().cache.loans_out
+        << ", connections " << server_->view().connections;
+    auto ok = get("/small.txt");
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->status, 200);
+}
+
+TEST_P(server_test, buffers_recycled_under_load_never_change_bytes_in_flight) {
+    start();
+    // 8 clients x 4 files of ~3 MiB through a 2 MiB cache: every buffer is reused many times
+    // while other sends may still hold it.
+    std::vector<std::string> files;
+    for (int i = 0; i < 4; ++i) {
+        files.push_back(read("f" + std::to_string(i) + ".bin"));
+    }
+    std::atomic<int> mismatches{0};
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            http_client c(port_);
+            for (int round = 0; round < 4; ++round) {
+                const int f = (t + round) % 4;
+                if (!c.send(get_request("/f" + std::to_string(f) + ".bin"))) {
+                    failures.fetch_add(1);
+                    return;
+                }
+                auto r = c.read_response();
+                if (!r || r->status != 200) {
+                    failures.fetch_add(1);
+                    return;
+                }
+                if (r->body != files[static_cast<std::size_t>(f)]) {
+                    mismatches.fetch_add(1);
+                }
+            }
+        });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(mismatches.load(), 0);
+    EXPECT_TRUE(eventually([](const http::server_view& v) { return v.cache.loans_out == 0; }));
+    const auto v = server_->view();
+    if (std::string(GetParam().provider) == "direct") {
+        EXPECT_GT(v.cache.evictions, 0U);  // the buffers really were recycled
+    }
+}
+
+TEST_P(server_test, a_paced_stream_keeps_its_rate) {
+    start();
+    // 2 MB/s, 64 KiB burst, 3 MB: about 1.5 s. Wide bounds: this checks pacing, not timing.
+    http_client c(port_);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(c.send(get_request("/f2.bin?rate=2M&burst=65536")));
+    auto r = c.read_response();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->body.size(), read("f2.bin").size());
+    const double rate = static_cast<double>(r->body.size() - 65536) / seconds;
+    EXPECT_GT(rate, 2e6 * 0.7);
+    EXPECT_LT(rate, 2e6 * 1.3);
+}
+
+TEST_P(server_test, admission_refuses_the_stream_that_would_exceed_capacity) {
+    config_.capacity = 3'000'000;
+    start();
+    http_client first(port_);
+    ASSERT_TRUE(first.send(get_request("/big.bin?rate=2M")));
+    auto head = first.read_response(true);
+    ASSERT_TRUE(head);
+    EXPECT_EQ(head->status, 200);
+    auto refused = get("/big.bin?rate=2M");
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 503);
+    EXPECT_NE(refused->body.find("capacity 3000000 B/s"), std::string::npos) << refused->body;
+    EXPECT_EQ(refused->header("retry-after"), "1");
+    auto fits = get("/small.txt?rate=1M");
+    ASSERT_TRUE(fits);
+    EXPECT_EQ(fits->status, 200);
+    EXPECT_EQ(server_->view().admission_refusals, 1U);
+}
+
+// Pauses the stream, drains what the kernel already took, and returns the bytes received.
+std::string pause_and_drain(http::server& s, http_client& c, std::uint64_t id, std::string body) {
+    EXPECT_TRUE(s.streams_table().pause(id));
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    std::uint64_t sent = 0;
+    while (std::chrono::steady_clock::now() < until) {
+        const auto control = s.streams_table().find(id);
+        if (control && control->state.load() == stream::run_state::paused) {
+            sent = control->bytes_sent.load();
+            break;
+        }
+        std::this_thread::sleep_for(2ms);
+    }
+    EXPECT_GT(sent, 0U);
+    EXPECT_TRUE(c.read_body(sent - body.size(), body));
+    return body;
+}
+
+TEST_P(server_test, vcr_pause_seek_and_speed_change_what_fills_the_body) {
+    start();
+    const std::string big = read("big.bin");
+    http_client c(port_);
+    ASSERT_TRUE(c.send(get_request("/big.bin?rate=400k&burst=16384")));
+    auto head = c.read_response(true);
+    ASSERT_TRUE(head);
+    const std::uint64_t id = std::stoull(head->header("x-datapump-stream"));
+    std::string body = pause_and_drain(*server_, c, id, {});
+    EXPECT_TRUE(body == big.substr(0, body.size()));
+
+    // Listed, paused, and nothing more arrives while paused.
+    auto listed = nlohmann::json::parse(get("/_datapump/api/streams")->body);
+    bool found = false;
+    for (const auto& s : listed["streams"]) {
+        if (s["id"] == id) {
+            found = true;
+            EXPECT_EQ(s["state"], "paused");
+            EXPECT_EQ(s["file"], "/big.bin");
+        }
+    }
+    EXPECT_TRUE(found);
+
+    // Seek to block 20 and play at speed 2: the body goes on with block 20, then block 22.
+    const std::uint64_t at = 20 * block;
+    http_client control(port_);
+    ASSERT_TRUE(control.send("POST /_datapump/api/streams/" + std::to_string(id) + "/seek?offset=" + std::to_string(at) +
+                             " HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+    auto seek = control.read_response();
+    ASSERT_TRUE(seek);
+    EXPECT_EQ(seek->status, 200);
+    ASSERT_TRUE(server_->streams_table().set_speed(id, 2));
+    ASSERT_TRUE(control.send("POST /_datapump/api/streams/" + std::to_string(id) + "/resume HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+    auto resume = control.read_response();
+    ASSERT_TRUE(resume);
+    EXPECT_EQ(resume->status, 200);
+    std::string after;
+    ASSERT_TRUE(c.read_body(block + 1000, after));
+    EXPECT_TRUE(after.substr(0, block) == big.substr(at, block)) << "the body did not continue at the seek";
+    EXPECT_TRUE(after.substr(block) == big.substr(at + 2 * block, 1000)) << "speed 2 did not skip a block";
+
+    // Unknown stream: 404 JSON.
+    ASSERT_TRUE(control.send("POST /_datapump/api/streams/999999/pause HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+    auto missing = control.read_response();
+    ASSERT_TRUE(missing);
+    EXPECT_EQ(missing->status, 404);
+    EXPECT_EQ(nlohmann::json::parse(missing->body)["ok"], false);
+}
+
+TEST_P(server_test, shutdown_cuts_streams_after_the_grace_period) {
+    start();
+    http_client c(port_);
+    ASSERT_TRUE(c.send(get_request("/big.bin?rate=100k")));
+    auto head = c.read_response(true);
+    ASSERT_TRUE(head);
+    ASSERT_TRUE(eventually([](const http::server_view& v) { return v.active_streams == 1; }));
+    const auto cut = server_->shutdown(100ms);
+    EXPECT_EQ(cut, 1U);
+    EXPECT_TRUE(c.closed_by_server());
+    http_client late(port_, 500);
+    EXPECT_FALSE(late.connected() && late.send(get_request("/small.txt")) && late.read_response());
+}
+
+const path_setup setups[] = {
+    {"posix", http::send_path::sendfile, "posix_sendfile"},
+    {"direct", http::send_path::send_zc, "direct_send_zc"},
+    {"direct", http::send_path::send, "direct_send"},
+    {"posix", http::send_path::send_zc, "posix_send_zc"},
+};
+
+INSTANTIATE_TEST_SUITE_P(paths, server_test, ::testing::ValuesIn(setups),
+                         [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
+
+}  // namespace

@@ -1,0 +1,190 @@
+#include "datapump/http/views.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace datapump::http {
+namespace {
+
+server_view sample_server() {
+    server_view s;
+    s.version = "1.2\"3\\x\ny";
+    s.uptime_ms = 61'005;
+    s.provider = "posix";
+    s.send_path = "sendfile";
+    s.capacity = 100'000'000;
+    s.reserved = 5'000'000;
+    s.connections = 7;
+    s.active_streams = 3;
+    s.admission_refusals = 2;
+    s.requests_by_status = {{200, 10}, {206, 4}, {404, 1}};
+    s.bytes_sent = 123456789012;
+    s.loops = {{0, 4, 2, 1'500'000'000, 99}, {1, 3, 1, 7, 5}};
+    s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10};
+    s.sends = {11, 12, 13, 14, 15, 16};
+    return s;
+}
+
+// A strict reader of the text format 0.0.4: every line is a HELP, a TYPE or a sample of the
+// family announced last; label values are unescaped. Fails the test on anything else.
+struct parsed_metrics {
+    std::map<std::string, std::string> type;                     // family -> counter|gauge
+    std::set<std::string> help;                                   // families with HELP
+    std::map<std::string, std::string> value;                     // "name{labels}" -> value text
+    std::map<std::string, std::map<std::string, std::string>> labels;  // "name{labels}" -> label -> value
+};
+
+parsed_metrics parse(const std::string& text) {
+    parsed_metrics out;
+    EXPECT_FALSE(text.empty());
+    EXPECT_EQ(text.back(), '\n');
+    const std::regex help_re(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) [^\n]+)");
+    const std::regex type_re(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge))");
+    const std::regex sample_re(R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? ([0-9]+(\.[0-9]+)?))");
+    const std::regex label_re(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|\}))re");
+    std::string current;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        std::smatch m;
+        if (std::regex_match(line, m, help_re)) {
+            current = m[1];
+            EXPECT_TRUE(out.help.insert(current).second) << "duplicate HELP " << line;
+        } else if (std::regex_match(line, m, type_re)) {
+            EXPECT_EQ(m[1], current) << "TYPE for another family than HELP: " << line;
+            EXPECT_TRUE(out.type.emplace(m[1], m[2]).second) << "duplicate TYPE " << line;
+        } else if (std::regex_match(line, m, sample_re)) {
+            EXPECT_EQ(m[1], current) << "sample outside its family: " << line;
+            const std::string key = std::string(m[1]) + std::string(m[2]);
+            EXPECT_TRUE(out.value.emplace(key, m[3]).second) << "duplicate sample " << line;
+            std::string labels = m[2];
+            if (!labels.empty()) {
+                labels = labels.substr(1);
+                std::smatch l;
+                while (std::regex_search(labels, l, label_re, std::regex_constants::match_continuous)) {
+                    std::string raw = l[2];
+                    std::string unescaped;
+                    for (std::size_t i = 0; i < raw.size(); ++i) {
+                        if (raw[i] == '\\') {
+                            ++i;
+                            unescaped += raw[i] == 'n' ? '\n' : raw[i];
+                        } else {
+                            unescaped += raw[i];
+                        }
+                    }
+                    out.labels[key][l[1]] = unescaped;
+                    labels = l.suffix();
+                }
+                EXPECT_TRUE(labels.empty()) << "bad labels in " << line;
+            }
+        } else {
+            ADD_FAILURE() << "not a valid exposition line: '" << line << "'";
+        }
+    }
+    return out;
+}
+
+TEST(metrics_text, every_family_with_help_type_and_values) {
+    const auto m = parse(metrics_text(sample_server()));
+    const std::map<std::string, std::string> families{
+        {"datapump_requests_total", "counter"},
+        {"datapump_bytes_sent_total", "counter"},
+        {"datapump_connections", "gauge"},
+        {"datapump_active_streams", "gauge"},
+        {"datapump_admission_refusals_total", "counter"},
+        {"datapump_admission_capacity_bytes_per_second", "gauge"},
+        {"datapump_admission_reserved_bytes_per_second", "gauge"},
+        {"datapump_cache_buffers", "gauge"},
+        {"datapump_cache_hits_total", "counter"},
+        {"datapump_cache_misses_total", "counter"},
+        {"datapump_cache_collisions_total", "counter"},
+        {"datapump_cache_fallbacks_total", "counter"},
+        {"datapump_cache_evictions_total", "counter"},
+        {"datapump_cache_disk_reads_total", "counter"},
+        {"datapump_cache_disk_bytes_total", "counter"},
+        {"datapump_cache_loans_outstanding", "gauge"},
+        {"datapump_prefetch_posted_total", "counter"},
+        {"datapump_prefetch_dropped_total", "counter"},
+        {"datapump_send_bytes_total", "counter"},
+        {"datapump_send_zc_sends_total", "counter"},
+        {"datapump_send_zc_copied_total", "counter"},
+        {"datapump_loop_connections", "gauge"},
+        {"datapump_loop_streams", "gauge"},
+        {"datapump_loop_busy_seconds_total", "counter"},
+        {"datapump_loop_wakeups_total", "counter"},
+        {"datapump_uptime_seconds", "gauge"},
+        {"datapump_info", "gauge"},
+    };
+    EXPECT_EQ(m.type, families);
+    EXPECT_EQ(m.help.size(), families.size());
+
+    const std::map<std::string, std::string> expected{
+        {R"(datapump_requests_total{status="200"})", "10"},
+        {R"(datapump_requests_total{status="206"})", "4"},
+        {R"(datapump_requests_total{status="404"})", "1"},
+        {"datapump_bytes_sent_total", "123456789012"},
+        {"datapump_connections", "7"},
+        {"datapump_active_streams", "3"},
+        {"datapump_admission_refusals_total", "2"},
+        {"datapump_admission_capacity_bytes_per_second", "100000000"},
+        {"datapump_admission_reserved_bytes_per_second", "5000000"},
+        {"datapump_cache_buffers", "16"},
+        {"datapump_cache_hits_total", "100"},
+        {"datapump_cache_misses_total", "20"},
+        {"datapump_cache_collisions_total", "3"},
+        {"datapump_cache_fallbacks_total", "4"},
+        {"datapump_cache_evictions_total", "5"},
+        {"datapump_cache_disk_reads_total", "6"},
+        {"datapump_cache_disk_bytes_total", "7"},
+        {"datapump_cache_loans_outstanding", "8"},
+        {"datapump_prefetch_posted_total", "9"},
+        {"datapump_prefetch_dropped_total", "10"},
+        {R"(datapump_send_bytes_total{path="sendfile"})", "11"},
+        {R"(datapump_send_bytes_total{path="splice"})", "12"},
+        {R"(datapump_send_bytes_total{path="send_zc"})", "13"},
+        {R"(datapump_send_bytes_total{path="send"})", "16"},
+        {"datapump_send_zc_sends_total", "14"},
+        {"datapump_send_zc_copied_total", "15"},
+        {R"(datapump_loop_connections{loop="0"})", "4"},
+        {R"(datapump_loop_connections{loop="1"})", "3"},
+        {R"(datapump_loop_streams{loop="0"})", "2"},
+        {R"(datapump_loop_streams{loop="1"})", "1"},
+        {R"(datapump_loop_busy_seconds_total{loop="0"})", "1.500000000"},
+        {R"(datapump_loop_busy_seconds_total{loop="1"})", "0.000000007"},
+        {R"(datapump_loop_wakeups_total{loop="0"})", "99"},
+        {R"(datapump_loop_wakeups_total{loop="1"})", "5"},
+        {"datapump_uptime_seconds", "61.005"},
+    };
+    for (const auto& [key, value] : expected) {
+        const auto it = m.value.find(key);
+        ASSERT_NE(it, m.value.end()) << key;
+        EXPECT_EQ(it->second, value) << key;
+    }
+    EXPECT_EQ(m.value.size(), expected.size() + 1);  // + datapump_info
+}
+
+TEST(metrics_text, label_values_are_escaped) {
+    const std::string text = metrics_text(sample_server());
+    EXPECT_NE(text.find(R"(datapump_info{version="1.2\"3\\x\ny",provider="posix",send_path="sendfile"} 1)"),
+              std::string::npos)
+        << text;
+    const auto m = parse(text);
+    ASSERT_EQ(m.labels.size(), 16U);  // 3 status + 4 paths + 4 x 2 loops + info
+    const auto& info = m.labels.at(R"(datapump_info{version="1.2\"3\\x\ny",provider="posix",send_path="sendfile"})");
+    EXPECT_EQ(info.at("version"), "1.2\"3\\x\ny");
+    EXPECT_EQ(info.at("provider"), "posix");
+}
+
+TEST(metrics_text, empty_server_still_announces_every_family) {
+    const auto m = parse(metrics_text(server_view{}));
+    EXPECT_EQ(m.type.size(), 27U);
+    EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
+    EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
+    EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);
+}
+
+}  // namespace
+}  // namespace datapump::http
