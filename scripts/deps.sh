@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages datapump needs, only those that are missing.
-# Usage: scripts/deps.sh [build|test|bench]...   (default: build)
+# Usage: scripts/deps.sh [build|test|bench|run]...   (default: build)
 set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config liburing-dev libspdlog-dev libfmt-dev libcli11-dev
@@ -11,6 +11,8 @@ test_pkgs=(clang-16 libclang-rt-16-dev clang-tidy-16)
 # The HTTP integration and browser tests (tests/integration/http, tests/browser) use real clients.
 test_pkgs+=(curl wrk ffmpeg chromium nodejs npm python3)
 bench_pkgs=(coreutils nginx wrk curl)
+# The main job (scripts/run.sh) makes its demo video with ffmpeg.
+run_pkgs=(ffmpeg curl)
 
 want=("${build_pkgs[@]}")
 for kind in "$@"; do
@@ -18,7 +20,8 @@ for kind in "$@"; do
     build) ;;
     test) want+=("${test_pkgs[@]}") ;;
     bench) want+=("${bench_pkgs[@]}") ;;
-    *) echo "deps.sh: unknown kind '$kind' (build, test, bench)" >&2; exit 2 ;;
+    run) want+=("${run_pkgs[@]}") ;;
+    *) echo "deps.sh: unknown kind '$kind' (build, test, bench, run)" >&2; exit 2 ;;
   esac
 done
 

@@ -1,22 +1,44 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds the release preset, makes a demo folder with a
-# demo file, and reads it through the shared cache with four concurrent readers, printing what
-# the cache did (bytes, buffers, hits, disk reads). The HTTP daemon takes this place when it lands.
-# Usage: scripts/run.sh [extra `datapump read` options...]
+# The main job: installs what is missing, builds the release preset, makes a demo media folder
+# (a short generated H.264/AAC video, a page that plays it, a 64 MiB file) and runs datapumpd on
+# it until Ctrl-C. Open the printed URLs in a browser.
+# Usage: scripts/run.sh [extra datapumpd options...]   (default --listen 127.0.0.1:8080)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh build
+scripts/deps.sh build run
 cmake --preset release >/dev/null
-cmake --build --preset release -j "$(nproc)" --target datapump
+cmake --build --preset release -j "$(nproc)" --target datapumpd
 demo=build/demo
 mkdir -p "$demo"
-if [ ! -f "$demo/sample.bin" ]; then
-  echo "making $demo/sample.bin (96 MiB of random bytes)"
-  head -c $((96 * 1024 * 1024 + 4321)) /dev/urandom >"$demo/sample.bin.tmp"
-  mv "$demo/sample.bin.tmp" "$demo/sample.bin"
+if [ ! -f "$demo/clip.mp4" ]; then
+  echo "making $demo/clip.mp4 (20 s test pattern and tone, H.264 + AAC)"
+  ffmpeg -loglevel error -y -f lavfi -i testsrc=duration=20:size=640x360:rate=25 \
+    -f lavfi -i sine=frequency=440:duration=20 -c:v libx264 -pix_fmt yuv420p -c:a aac \
+    -movflags +faststart "$demo/clip.tmp.mp4"
+  mv "$demo/clip.tmp.mp4" "$demo/clip.mp4"
 fi
-echo "\$ datapump providers"
-build/release/src/cli/datapump providers
-echo
-echo "\$ datapump read --root $demo sample.bin --readers 4 --verify $*"
-exec build/release/src/cli/datapump read --root "$demo" sample.bin --readers 4 --verify "$@"
+if [ ! -f "$demo/big.bin" ]; then
+  head -c $((64 * 1024 * 1024)) /dev/urandom >"$demo/big.tmp"
+  mv "$demo/big.tmp" "$demo/big.bin"
+fi
+cat >"$demo/index.html" <<'HTML'
+<!doctype html>
+<meta charset="utf-8">
+<title>datapump demo</title>
+<h1>datapump demo</h1>
+<video src="clip.mp4" controls muted autoplay width="640"></video>
+<p>The same clip paced at 200 kB/s: <a href="clip.mp4?rate=200k">clip.mp4?rate=200k</a>.
+Watch it on the <a href="/_datapump/">status page</a>, where it can be paused and sought.
+HTML
+listen=127.0.0.1:8080
+args=("$@")
+given=""
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --listen=*) listen=${args[$i]#--listen=}; given=1 ;;
+    --listen) listen=${args[$((i + 1))]:-$listen}; given=1 ;;
+  esac
+done
+[ -n "$given" ] || args=(--listen "$listen" "${args[@]}")
+echo "datapumpd: serving $demo on http://$listen/ (status page http://$listen/_datapump/, metrics http://$listen/metrics)"
+exec build/release/src/daemon/datapumpd --root "$demo" "${args[@]}"

@@ -1,5 +1,7 @@
 #include "datapump/http/proto/validators.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -301,17 +303,7 @@ bool if_range_matches(std::string_view value, std::string_view etag, std::int64_
 }  // namespace
 
 std::string make_etag(std::uint64_t inode, std::uint64_t size, std::int64_t mtime_ns) {
-    std::array<char, 3 * 16 + 4> buf{};
-    char* out = buf.data();
-    char* const end = buf.data() + buf.size();
-    *out++ = '"';
-    out = std::to_chars(out, end, inode, 16).ptr;
-    *out++ = '-';
-    out = std::to_chars(out, end, size, 16).ptr;
-    *out++ = '-';
-    out = std::to_chars(out, end, static_cast<std::uint64_t>(mtime_ns), 16).ptr;
-    *out++ = '"';
-    return {buf.data(), out};
+    return fmt::format("\"{:x}-{:x}-{:x}\"", inode, size, static_cast<std::uint64_t>(mtime_ns));
 }
 
 std::string http_date(std::int64_t unix_seconds) {
