@@ -47,7 +47,7 @@ void use_async_logger() {
 
 int main(int argc, char** argv) {
     auto parsed = datapump::daemon::parse_config(argc, argv);
-    if (!parsed.run()) {
+    if (!parsed.config) {
         std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
         return parsed.exit_code;
     }

@@ -93,7 +93,7 @@ result<std::unique_ptr<event_loop>> event_loop::create(const loop_config& config
         if (reg == 0) {
             loop->fixed_buffers_ = true;
         } else {
-            loop->fixed_error_ = std::string("io_uring_register_buffers: ") + std::strerror(-reg);
+            loop->fixed_error_ = std::string("io_uring_register_buffers: ") + errno_text(-reg);
         }
     }
     loop->impl_->arm_doorbell(loop.get());
@@ -310,7 +310,7 @@ void event_loop::run() {
             rc = io_uring_submit_and_wait_timeout(ring, &cqe, want, wait_for, nullptr);
         }
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-            spdlog::error("loop {}: io_uring_enter failed: {}", index_, std::strerror(-rc));
+            spdlog::error("loop {}: io_uring_enter failed: {}", index_, errno_text(-rc));
         }
         const auto started = clock::now();
         unsigned head = 0;
@@ -319,7 +319,9 @@ void event_loop::run() {
             ++seen;
             const std::uint64_t data = io_uring_cqe_get_data64(cqe);
             if (data != 0) {
-                reinterpret_cast<completion*>(data)->complete(cqe->res, cqe->flags);
+                // user_data carries the completion's address: it round-trips through the kernel.
+                auto* target = reinterpret_cast<completion*>(data);  // NOLINT(performance-no-int-to-ptr)
+                target->complete(cqe->res, cqe->flags);
             }
         }
         io_uring_cq_advance(ring, seen);

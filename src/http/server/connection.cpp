@@ -20,7 +20,11 @@ std::size_t input_capacity(const server_config& c) {
 
 connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id)
     : ctx_(ctx), server_(*ctx.owner), fd_(std::move(fd)), peer_(std::move(peer)), id_(id), timer_(&timer_op_),
-      in_(input_capacity(ctx.owner->config)) {
+      in_(input_capacity(ctx.owner->config)),
+      parser_(parser_limits{.max_request_line = ctx.owner->config.max_request_line,
+                            .max_header_bytes = ctx.owner->config.max_header_bytes,
+                            .max_headers = 100,
+                            .max_body = 65536}) {
     recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = this;
     recv_op_.handler = &connection::on_recv;
     send_op_.handler = &connection::on_send;
@@ -33,11 +37,6 @@ connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::u
         slots_[i].completion.self = this;
         slots_[i].completion.handler = slot_handlers[i];
     }
-    const auto& c = server_.config;
-    parser_.emplace(parser_limits{.max_request_line = c.max_request_line,
-                                  .max_header_bytes = c.max_header_bytes,
-                                  .max_headers = 100,
-                                  .max_body = 65536});
     ctx_.conns.emplace(id_, this);
     bump(ctx_.connections);
     bump(server_.connections);
@@ -107,13 +106,13 @@ void connection::on_recv(int result, std::uint32_t /*flags*/) {
 
 void connection::process_input() {
     while (phase_ == phase::reading && in_begin_ < in_end_) {
-        if (!parser_->started()) {
+        if (!parser_.started()) {
             head_started_ = io::clock::now();
             timer_use_ = timer_use::header;
             ctx_.loop->arm(timer_, head_started_ + std::chrono::milliseconds(server_.config.header_timeout_ms));
         }
         const auto bytes = std::span(reinterpret_cast<const char*>(in_.data()) + in_begin_, in_end_ - in_begin_);
-        const parse_outcome out = parser_->feed(bytes);
+        const parse_outcome out = parser_.feed(bytes);
         in_begin_ += out.consumed;
         if (out.status == parse_status::need_more) {
             break;
@@ -126,7 +125,7 @@ void connection::process_input() {
             answer(error_response(out.http_status, out.reason, true));
             return;
         }
-        request req = parser_->take();
+        request req = parser_.take();
         request_started_ = io::clock::now();
         log_request_ = req.method_name + " " + req.target;
         const bool keep = req.keep_alive && !draining_ && !server_.draining.load(std::memory_order_relaxed);
@@ -145,8 +144,8 @@ void connection::answer(response_plan plan) {
     if (plan.status >= 100 && plan.status < 600) {
         bump(server_.by_status[static_cast<std::size_t>(plan.status)]);
     }
-    if (plan.has_file_body()) {
-        file_ = std::move(plan.file);
+    if (plan.file.has_value() && plan.length > 0) {
+        file_ = std::make_unique<fs::file>(std::move(*plan.file));
         pos_ = plan.start;
         source_end_ = plan.start + plan.length;
         remaining_ = plan.length;
@@ -295,7 +294,7 @@ void connection::cut() { close_now("server shutdown"); }
 
 void connection::drain() {
     draining_ = true;
-    if (phase_ == phase::reading && !parser_->started()) {
+    if (phase_ == phase::reading && !parser_.started()) {
         close_now({});
     }
 }

@@ -153,7 +153,7 @@ private:
     std::vector<std::byte> in_;
     std::size_t in_begin_ = 0;
     std::size_t in_end_ = 0;
-    std::optional<request_parser> parser_;
+    request_parser parser_;
     io::clock::time_point head_started_{};
 
     // The response in progress.
@@ -166,7 +166,7 @@ private:
     std::uint64_t body_sent_ = 0;
 
     // The body stream.
-    std::optional<fs::file> file_;
+    std::unique_ptr<fs::file> file_;  // the file the body comes from (null between bodies)
     std::shared_ptr<cache::cached_file> view_;
     int body_fd_ = -1;
     std::uint64_t pos_ = 0;

@@ -43,34 +43,6 @@ struct send_counters {
     std::atomic<std::uint64_t> send_bytes{0};
 };
 
-struct server::state {
-    server_config config;
-    send_path path = send_path::sendfile;
-    fs::registry registry;
-    std::unique_ptr<cache::file_cache> cache;
-    fs::provider_instance instance;
-    unique_fd root_fd;  // O_PATH, for directory listings
-    stream::stream_table table;
-    stream::admission admission{0};
-    std::uint32_t block_size = 0;
-
-    std::array<std::atomic<std::uint64_t>, 600> by_status{};
-    std::atomic<std::uint64_t> bytes_sent{0};
-    std::atomic<std::uint64_t> connections{0};
-    std::atomic<std::uint64_t> active_streams{0};
-    std::atomic<std::uint64_t> buffer_waits{0};  // a stream found every cache buffer pinned
-    send_counters sends;
-    io::clock::time_point started{};
-    std::uint16_t port = 0;
-
-    std::vector<std::unique_ptr<loop_context>> loops;
-    std::atomic<bool> draining{false};
-    bool stopped = false;
-
-    explicit state(const server_config& c) : config(c), admission(c.capacity) {}
-    [[nodiscard]] bool loans_path() const { return path == send_path::send_zc || path == send_path::send; }
-};
-
 // Accepts connections on one loop's listening socket (multishot accept).
 struct acceptor final : io::completion {
     loop_context* ctx = nullptr;
@@ -99,6 +71,34 @@ struct loop_context {
     void drain();
     // Loop thread: shut every connection down now.
     void cut_all();
+};
+
+struct server::state {
+    server_config config;
+    send_path path = send_path::sendfile;
+    fs::registry registry;
+    std::unique_ptr<cache::file_cache> cache;
+    fs::provider_instance instance;
+    unique_fd root_fd;  // O_PATH, for directory listings
+    stream::stream_table table;
+    stream::admission admission{0};
+    std::uint32_t block_size = 0;
+
+    std::array<std::atomic<std::uint64_t>, 600> by_status{};
+    std::atomic<std::uint64_t> bytes_sent{0};
+    std::atomic<std::uint64_t> connections{0};
+    std::atomic<std::uint64_t> active_streams{0};
+    std::atomic<std::uint64_t> buffer_waits{0};  // a stream found every cache buffer pinned
+    send_counters sends;
+    io::clock::time_point started{};
+    std::uint16_t port = 0;
+
+    std::vector<std::unique_ptr<loop_context>> loops;
+    std::atomic<bool> draining{false};
+    bool stopped = false;
+
+    explicit state(const server_config& c) : config(c), admission(c.capacity) {}
+    [[nodiscard]] bool loans_path() const { return path == send_path::send_zc || path == send_path::send; }
 };
 
 // Snapshots for the control API, the status page and /metrics (server.cpp).
