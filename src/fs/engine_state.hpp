@@ -19,9 +19,12 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <tuple>
 
 namespace datapump::fs::detail {
 
@@ -50,6 +53,17 @@ struct instance_state {
     [[nodiscard]] result<void> terminate();
     [[nodiscard]] std::uint32_t open_files_now() const;
 
+    // Read opens of one unchanged file share one cache view while any of them holds it: with a
+    // view (and so a cache id) per open, concurrent readers of one title would each read it
+    // from storage. Identity: device, inode, size, mtime, as for the ETag.
+    using view_key = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::int64_t>;
+    // The view held for `key`, or the one `make` creates (then shared).
+    [[nodiscard]] std::shared_ptr<cache::cached_file> share_view(
+        const view_key& key, const std::function<std::shared_ptr<cache::cached_file>()>& make);
+    // A file lets go of `view`, its only reference: true when no one else holds it, so the
+    // caller may close it. `stale`: the file changed, so later opens must not get it.
+    [[nodiscard]] bool unshare_view(const view_key& key, const std::shared_ptr<cache::cached_file>& view, bool stale);
+
     const std::shared_ptr<provider_record> record;
     const instance_handle handle;
     cache::file_cache* const cache;
@@ -59,6 +73,8 @@ private:
     mutable std::mutex mutex_;
     std::uint32_t open_files_ = 0;  // guarded by mutex_
     bool terminated_ = false;       // guarded by mutex_
+    std::mutex views_mutex_;
+    std::map<view_key, std::weak_ptr<cache::cached_file>> views_;  // guarded by views_mutex_
 };
 
 class file_core final : public cache::block_sink {
@@ -97,8 +113,9 @@ struct file_state {
     open_mode mode = open_mode::read;
     bool watched = false;
 
-    mutable std::mutex mutex;                          // guards the four fields below
-    std::shared_ptr<cache::cached_file> view;          // null after deletion or without a cache
+    mutable std::mutex mutex;                           // guards the five fields below
+    std::shared_ptr<cache::cached_file> view;           // null after deletion or without a cache
+    std::optional<instance_state::view_key> shared_as;  // set while `view` is a shared one
     file_info info;
     bool gone = false;
     std::function<void(std::uint32_t)> handler;

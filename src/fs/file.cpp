@@ -41,6 +41,7 @@ void file_state::on_change_thunk(void* context, std::uint32_t changes) noexcept 
 void file_state::handle_change(std::uint32_t bits) noexcept {
     cache::file_cache* cache = core->instance->cache;
     std::shared_ptr<cache::cached_file> old_view;
+    std::optional<instance_state::view_key> old_shared;
     if ((bits & (change_modified | change_truncated | change_deleted)) != 0) {
         auto fresh = core->instance->ops().stat(core->handle);
         std::shared_ptr<cache::cached_file> new_view;
@@ -51,13 +52,15 @@ void file_state::handle_change(std::uint32_t bits) noexcept {
         }
         std::lock_guard lock(mutex);
         old_view = std::exchange(view, std::move(new_view));
+        old_shared = std::exchange(shared_as, std::nullopt);
         if (deleted) {
             gone = true;
         } else {
             info = *fresh;
         }
     }
-    if (old_view != nullptr && cache != nullptr) {
+    if (old_view != nullptr && cache != nullptr &&
+        (!old_shared || core->instance->unshare_view(*old_shared, old_view, true))) {
         cache->close(*old_view);
     }
     // Relaxed: ordered for readers by the release increment below.
@@ -91,11 +94,15 @@ file::~file() {
         inst.ops().unwatch(inst.handle, state_->core->handle);
     }
     std::shared_ptr<cache::cached_file> view;
+    std::optional<detail::instance_state::view_key> shared;
     {
         std::lock_guard lock(state_->mutex);
         view = std::move(state_->view);
+        shared = state_->shared_as;
     }
-    if (view != nullptr && inst.cache != nullptr) {
+    // A shared view is closed by the last file that holds it: the others still read through it.
+    if (view != nullptr && inst.cache != nullptr &&
+        (!shared || state_->core->instance->unshare_view(*shared, view, false))) {
         inst.cache->close(*view);
     }
 }

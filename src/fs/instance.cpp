@@ -38,6 +38,33 @@ void instance_state::release_file() {
     --open_files_;
 }
 
+std::shared_ptr<cache::cached_file> instance_state::share_view(
+    const view_key& key, const std::function<std::shared_ptr<cache::cached_file>()>& make) {
+    std::lock_guard lock(views_mutex_);
+    if (auto it = views_.find(key); it != views_.end()) {
+        if (auto view = it->second.lock()) {
+            return view;
+        }
+    }
+    std::erase_if(views_, [](const auto& entry) { return entry.second.expired(); });
+    auto view = make();
+    views_[key] = view;
+    return view;
+}
+
+bool instance_state::unshare_view(const view_key& key, const std::shared_ptr<cache::cached_file>& view, bool stale) {
+    std::lock_guard lock(views_mutex_);
+    // Under the mutex no open can take a new reference, so a count of one is final.
+    const bool last = view.use_count() == 1;
+    if (last || stale) {
+        if (auto it = views_.find(key);
+            it != views_.end() && !it->second.owner_before(view) && !view.owner_before(it->second)) {
+            views_.erase(it);
+        }
+    }
+    return last;
+}
+
 std::uint32_t instance_state::open_files_now() const {
     std::lock_guard lock(mutex_);
     return open_files_;
@@ -110,7 +137,17 @@ result<file> provider_instance::open(std::string_view path, open_mode mode) {
     }
     st->info = *info;
     if (state_->cache != nullptr) {
-        st->view = state_->cache->open(std::make_shared<detail::view_source>(st->core, info->size), info->size);
+        auto make = [&] {
+            return state_->cache->open(std::make_shared<detail::view_source>(st->core, info->size), info->size);
+        };
+        // A provider that gives no inode cannot tell two opens are one file; a writer changes it.
+        if (mode == open_mode::read && info->inode != 0) {
+            const detail::instance_state::view_key key{info->device, info->inode, info->size, info->mtime_ns};
+            st->shared_as = key;
+            st->view = state_->share_view(key, make);
+        } else {
+            st->view = make();
+        }
     }
     // Only read opens are watched: a writer is the one changing the file.
     if (mode == open_mode::read && state_->cache != nullptr && ops.watch != nullptr) {

@@ -10,6 +10,8 @@
 // re-reads its attributes and registers a new cache view (a new cache id, so no stale block is
 // ever served from the new view); loans and views taken earlier keep their bytes. A deletion
 // makes cached() fail with file_changed. A rename changes no bytes and only notifies.
+// Read opens of one unchanged file (device, inode, size, mtime) share one view, so concurrent
+// readers of it share its cached blocks; a changed file's new view is its own.
 //
 // Lifetimes: views and sinks handed out keep the provider file (and so its instance) open until
 // they are dropped. The file must be dropped before the cache.

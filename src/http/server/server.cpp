@@ -341,6 +341,9 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
     for (auto& ctx : s.loops) {
         ctx->thread.join();
     }
+    // A fallback read still queued for a stream (even one long closed) posts its loans to the
+    // stream's loop when it completes: wait for them before the loops are freed.
+    s.cache->quiesce();
     if (s.connections.load(std::memory_order_relaxed) > 0) {
         spdlog::warn("{} connections had operations in flight at exit", s.connections.load(std::memory_order_relaxed));
     }

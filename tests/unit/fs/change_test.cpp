@@ -150,6 +150,28 @@ TEST_P(change_test, two_opens_of_one_file_are_both_told_and_unwatch_is_clean) {
     EXPECT_EQ((*file_->cached())->size(), 2U);
 }
 
+TEST_P(change_test, read_opens_share_the_view_until_the_file_changes) {
+    auto second = instance_.open("f");
+    ASSERT_TRUE(second);
+    const auto shared = std::move(*file_->cached());
+    EXPECT_EQ((*second->cached())->id(), shared->id());  // one copy of the blocks for both
+    {
+        const int fd = ::open(dir_.file("f").c_str(), O_WRONLY);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::pwrite(fd, "x", 1, 0), 1);
+        ::close(fd);
+    }
+    ASSERT_TRUE(changes_reach(1));
+    ASSERT_TRUE(wait_for([&] { return second->changes() >= 1; }));
+    auto third = instance_.open("f");
+    ASSERT_TRUE(third);
+    EXPECT_NE((*third->cached())->id(), shared->id());  // never the stale view
+    auto loans = third->loan_read(0, 1);
+    ASSERT_TRUE(loans);
+    ASSERT_EQ(loans->size(), 1U);
+    EXPECT_EQ(loans->front().bytes()[0], std::byte{'x'});
+}
+
 INSTANTIATE_TEST_SUITE_P(providers, change_test, ::testing::ValuesIn(all_setups), setup_name);
 
 }  // namespace
