@@ -200,6 +200,21 @@ void connection::sent_bytes(std::uint64_t n) {
     }
 }
 
+// The bytes of `want` the pacer lets go now; 0 after arming the timer for the next piece.
+std::uint64_t connection::paced_allowance(std::uint64_t want) {
+    const auto now = io::clock::now();
+    const std::uint64_t allowed = pacer_.allowance(now, want);
+    if (allowed == 0) {
+        wait_ = wait::timer;
+        timer_use_ = timer_use::pacing;
+        ctx_.loop->arm(timer_, pacer_.ready_at(now, want));
+        if (control_) {
+            control_->state.store(stream::run_state::waiting, std::memory_order_relaxed);
+        }
+    }
+    return allowed;
+}
+
 void connection::pump_sendfile() {
     std::uint64_t budget = turn_budget;
     while (remaining_ > 0) {
@@ -211,15 +226,8 @@ void connection::pump_sendfile() {
         if (speed_ > 1) {
             want = std::min<std::uint64_t>(want, server_.block_size - pos_ % server_.block_size);
         }
-        const auto now = io::clock::now();
-        const std::uint64_t allowed = pacer_.allowance(now, want);
+        const std::uint64_t allowed = paced_allowance(want);
         if (allowed == 0) {
-            wait_ = wait::timer;
-            timer_use_ = timer_use::pacing;
-            ctx_.loop->arm(timer_, pacer_.ready_at(now, want));
-            if (control_) {
-                control_->state.store(stream::run_state::waiting, std::memory_order_relaxed);
-            }
             return;
         }
         advise_ahead();
@@ -365,15 +373,8 @@ void connection::pump_loans() {
         if (speed_ > 1) {
             want = std::min(want, bs - pos_ % bs);
         }
-        const auto now = io::clock::now();
-        const std::uint64_t allowed = pacer_.allowance(now, want);
+        const std::uint64_t allowed = paced_allowance(want);
         if (allowed == 0) {
-            wait_ = wait::timer;
-            timer_use_ = timer_use::pacing;
-            ctx_.loop->arm(timer_, pacer_.ready_at(now, want));
-            if (control_) {
-                control_->state.store(stream::run_state::waiting, std::memory_order_relaxed);
-            }
             return;
         }
         const auto slot = std::find_if(slots_.begin(), slots_.end(), [](const send_slot& s) { return s.free(); });

@@ -118,6 +118,7 @@ private:
     bool apply_controls();
     void advise_ahead();
     bool take_loan();
+    std::uint64_t paced_allowance(std::uint64_t want);
     void retry_later();
     void on_loans(result<std::vector<cache::read_loan>> loans);
     void on_socket_ready(int result, std::uint32_t flags);
