@@ -21,6 +21,12 @@ constexpr std::uint16_t send_zc_report_usage = 1U << 3;
 
 std::uint64_t tag(completion* c) { return reinterpret_cast<std::uint64_t>(c); }
 
+// The loop thread is the only writer of its stats: a relaxed load and store, no locked
+// instruction; readers take a monitoring snapshot and accept a value one update old.
+void add_as_only_writer(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 struct event_loop::impl {
@@ -334,14 +340,10 @@ void event_loop::run() {
             running_.clear();
         }
         run_tasks();
-        const auto busy = clock::now() - started;
-        // Relaxed: monitoring counters with this thread as the only writer.
-        stats_.busy_ns.store(stats_.busy_ns.load(std::memory_order_relaxed) +
-                                 static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(busy).count()),
-                             std::memory_order_relaxed);
+        const auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - started);
+        add_as_only_writer(stats_.busy_ns, static_cast<std::uint64_t>(busy.count()));
         if (seen > 0) {
-            stats_.wakeups.store(stats_.wakeups.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-            stats_.cqes.store(stats_.cqes.load(std::memory_order_relaxed) + seen, std::memory_order_relaxed);
+            add_as_only_writer(stats_.wakeups, 1);
         }
     }
     run_tasks();

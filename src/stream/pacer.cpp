@@ -1,7 +1,6 @@
 #include "datapump/stream/pacer.hpp"
 
 #include <algorithm>
-#include <cmath>
 
 namespace datapump::stream {
 

@@ -88,7 +88,6 @@ struct loop_config {
 struct loop_stats {
     std::atomic<std::uint64_t> busy_ns{0};    // time spent handling completions, timers and tasks
     std::atomic<std::uint64_t> wakeups{0};    // returns from io_uring_enter with work
-    std::atomic<std::uint64_t> cqes{0};
 };
 
 class event_loop {

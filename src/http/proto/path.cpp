@@ -1,21 +1,11 @@
 #include "datapump/http/proto/path.hpp"
 
+#include "text.hpp"
 namespace datapump::http {
 
 namespace {
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
+using text::hex_value;
 
 // Decodes one segment (no raw '/' in it) and applies the byte-level refusals.
 result<std::string> decode_segment(std::string_view raw) {

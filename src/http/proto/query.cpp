@@ -1,25 +1,16 @@
 #include "datapump/http/proto/query.hpp"
 
+#include "text.hpp"
 #include <limits>
 
 namespace datapump::http {
 
 namespace {
 
-constexpr std::uint64_t u64_max = std::numeric_limits<std::uint64_t>::max();
+using text::hex_value;
+using text::is_digit;
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
+constexpr std::uint64_t u64_max = std::numeric_limits<std::uint64_t>::max();
 
 // application/x-www-form-urlencoded decoding, lenient: a bad escape stays literal.
 std::string form_decode(std::string_view s) {
@@ -37,10 +28,6 @@ std::string form_decode(std::string_view s) {
         }
     }
     return out;
-}
-
-bool is_digit(char c) {
-    return c >= '0' && c <= '9';
 }
 
 // value * 10 + digit, or nullopt on overflow.

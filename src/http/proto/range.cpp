@@ -1,26 +1,15 @@
 #include "datapump/http/proto/range.hpp"
 
+#include "text.hpp"
 #include <optional>
 
 namespace datapump::http {
 
 namespace {
 
+using text::trim_ows;
+
 constexpr std::size_t max_digits = 19;  // 10^19 - 1 < 2^64: no overflow check needed
-
-bool is_ows(char c) {
-    return c == ' ' || c == '\t';
-}
-
-std::string_view trim_ows(std::string_view s) {
-    while (!s.empty() && is_ows(s.front())) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && is_ows(s.back())) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 // 1 to 19 ASCII digits, nothing else.
 std::optional<std::uint64_t> parse_digits(std::string_view s) {

@@ -1,5 +1,6 @@
 #include "datapump/http/proto/request_parser.hpp"
 
+#include "text.hpp"
 #include "datapump/base/check.hpp"
 
 #include <algorithm>
@@ -33,9 +34,7 @@ char ascii_lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-bool is_ows(char c) {
-    return c == ' ' || c == '\t';
-}
+using text::is_ows;
 
 void trim_ows(std::string& s) {
     std::size_t end = s.size();

@@ -1,5 +1,6 @@
 #include "datapump/http/proto/validators.hpp"
 
+#include "text.hpp"
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -246,9 +247,7 @@ std::optional<std::int64_t> parse_asctime(std::string_view text) {
     return to_unix(*year, *month + 1, *day, *t);
 }
 
-bool is_ows(char c) {
-    return c == ' ' || c == '\t';
-}
+using text::is_ows;
 
 std::string_view strip_weak(std::string_view tag) {
     if (tag.starts_with("W/")) {

@@ -133,8 +133,8 @@ bool connection::apply_controls() {
         set_pattern(cache::play_mode::pause);
         if (view_ && advised_until_ > pos_) {
             // Pause releases the read-ahead: the prefetcher may let those blocks go.
-            const std::uint64_t first = pos_ / server_.block_size;
-            const auto count = static_cast<std::uint32_t>((advised_until_ - first * server_.block_size) / server_.block_size);
+            const std::uint64_t first = pos_ / server_.block_size();
+            const auto count = static_cast<std::uint32_t>((advised_until_ - first * server_.block_size()) / server_.block_size());
             server_.cache->post_done_with(*view_, first, count);
         }
         advised_until_ = pos_;
@@ -171,7 +171,7 @@ void connection::advise_ahead() {
         return;
     }
     if (view_) {
-        const std::uint64_t bs = server_.block_size;
+        const std::uint64_t bs = server_.block_size();
         const std::uint64_t first = std::max(advised_until_, pos_) / bs;
         const std::uint64_t last = std::min((pos_ / bs) + readahead_blocks, (file_size_ + bs - 1) / bs);
         if (last > first) {
@@ -191,12 +191,22 @@ void connection::advise_ahead() {
 void connection::sent_bytes(std::uint64_t n) {
     pos_ += n;
     remaining_ -= n;
-    const std::uint64_t bs = server_.block_size;
+    const std::uint64_t bs = server_.block_size();
     if (speed_ > 1 && pos_ % bs == 0) {
         pos_ += std::uint64_t{speed_ - 1} * bs;
     }
     if (control_) {
         control_->position.store(pos_, std::memory_order_relaxed);
+    }
+}
+
+// Counts `n` body bytes the kernel took: the response's, the server's, the path's, the stream's.
+void connection::account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter) {
+    body_sent_ += n;
+    bump(server_.bytes_sent, n);
+    bump(path_counter, n);
+    if (control_) {
+        control_->bytes_sent.store(body_sent_, std::memory_order_relaxed);
     }
 }
 
@@ -224,7 +234,7 @@ void connection::pump_sendfile() {
         }
         std::uint64_t want = std::min({remaining_, source_end_ - pos_, max_sendfile_chunk});
         if (speed_ > 1) {
-            want = std::min<std::uint64_t>(want, server_.block_size - pos_ % server_.block_size);
+            want = std::min<std::uint64_t>(want, server_.block_size() - pos_ % server_.block_size());
         }
         const std::uint64_t allowed = paced_allowance(want);
         if (allowed == 0) {
@@ -250,12 +260,7 @@ void connection::pump_sendfile() {
         const auto sent = static_cast<std::uint64_t>(n);
         pacer_.consume(sent);
         sent_bytes(sent);
-        body_sent_ += sent;
-        bump(server_.bytes_sent, sent);
-        bump(server_.sends.sendfile_bytes, sent);
-        if (control_) {
-            control_->bytes_sent.store(body_sent_, std::memory_order_relaxed);
-        }
+        account_sent(sent, server_.sends.sendfile_bytes);
         if (sent < allowed) {
             break;  // the socket took part of it: it is full
         }
@@ -289,7 +294,7 @@ void connection::on_socket_ready(int result, std::uint32_t /*flags*/) {
 }
 
 bool connection::take_loan() {
-    const std::uint64_t bs = server_.block_size;
+    const std::uint64_t bs = server_.block_size();
     auto hit = file_->lock_buffer(*view_, pos_ / bs);
     if (hit && covers(*hit, pos_)) {
         ready_ = std::move(*hit);
@@ -305,7 +310,6 @@ bool connection::take_loan() {
     }
     // Not cached (or busy): a fallback worker reads just this block and posts it back to the loop.
     wait_ = wait::loan;
-    loan_requested_ = true;
     const std::uint64_t length = std::min(bs - pos_ % bs, source_end_ - pos_);
     io::event_loop* loop = ctx_.loop.get();
     loop_context* ctx = &ctx_;
@@ -327,14 +331,12 @@ bool connection::take_loan() {
 // Every cache buffer is pinned (by sends in flight, other streams, the prefetcher): this stream
 // waits a moment and asks again instead of failing; the buffers come back as sends complete.
 void connection::retry_later() {
-    bump(server_.buffer_waits);
     wait_ = wait::timer;
     timer_use_ = timer_use::pacing;
     ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(2));
 }
 
 void connection::on_loans(result<std::vector<cache::read_loan>> loans) {
-    loan_requested_ = false;
     if (phase_ != phase::body || wait_ != wait::loan) {
         return;  // the response ended meanwhile; the loans go back as `loans` is dropped
     }
@@ -356,7 +358,7 @@ void connection::on_loans(result<std::vector<cache::read_loan>> loans) {
 }
 
 void connection::pump_loans() {
-    const std::uint64_t bs = server_.block_size;
+    const std::uint64_t bs = server_.block_size();
     while (remaining_ > 0 && !sending_) {
         if (pos_ >= source_end_) {
             close_now("the source ended before the body did (seek or speed change)");
@@ -452,12 +454,7 @@ void connection::on_slot(send_slot& slot, int result, std::uint32_t flags) {
     }
     const auto n = static_cast<std::uint64_t>(result);
     slot.sent += n;
-    body_sent_ += n;
-    bump(server_.bytes_sent, n);
-    bump(server_.path == send_path::send_zc ? server_.sends.send_zc_bytes : server_.sends.send_bytes, n);
-    if (control_) {
-        control_->bytes_sent.store(body_sent_, std::memory_order_relaxed);
-    }
+    account_sent(n, server_.path == send_path::send_zc ? server_.sends.send_zc_bytes : server_.sends.send_bytes);
     if (slot.sent < slot.length) {
         submit_slot(slot);  // a short send: the rest goes next, keeping the byte order
         return;

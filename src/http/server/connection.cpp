@@ -22,20 +22,16 @@ connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::u
     : ctx_(ctx), server_(*ctx.owner), fd_(std::move(fd)), peer_(std::move(peer)), id_(id), timer_(&timer_op_),
       in_(input_capacity(ctx.owner->config)),
       parser_(parser_limits{.max_request_line = ctx.owner->config.max_request_line,
-                            .max_header_bytes = ctx.owner->config.max_header_bytes,
-                            .max_headers = 100,
-                            .max_body = 65536}) {
+                            .max_header_bytes = ctx.owner->config.max_header_bytes}) {
     recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = this;
     recv_op_.handler = &connection::on_recv;
     send_op_.handler = &connection::on_send;
     poll_op_.handler = &connection::on_socket_ready;
     defer_op_.handler = &connection::on_deferred;
     timer_op_.handler = &connection::on_timer;
-    void (connection::*slot_handlers[4])(int, std::uint32_t) = {&connection::on_slot0, &connection::on_slot1,
-                                                                &connection::on_slot2, &connection::on_slot3};
-    for (std::size_t i = 0; i < slots_.size(); ++i) {
-        slots_[i].completion.self = this;
-        slots_[i].completion.handler = slot_handlers[i];
+    for (send_slot& slot : slots_) {
+        slot.completion.self = this;
+        slot.completion.slot = &slot;
     }
     ctx_.conns.emplace(id_, this);
     bump(ctx_.connections);
@@ -61,7 +57,7 @@ void connection::start() {
 }
 
 void connection::arm_recv() {
-    if (recv_armed_ || peer_closed_ || phase_ == phase::closing) {
+    if (recv_armed_ || phase_ == phase::closing) {
         return;
     }
     if (in_begin_ > 0 && in_begin_ == in_end_) {
@@ -89,7 +85,6 @@ void connection::on_recv(int result, std::uint32_t /*flags*/) {
     if (result == 0) {
         // HTTP clients do not half-close while they wait for a response: the client is gone, and
         // a paused or slow stream must not keep its loans for it.
-        peer_closed_ = true;
         close_now(phase_ == phase::reading ? std::string_view{} : std::string_view{"the client closed"});
         return;
     }
@@ -107,9 +102,8 @@ void connection::on_recv(int result, std::uint32_t /*flags*/) {
 void connection::process_input() {
     while (phase_ == phase::reading && in_begin_ < in_end_) {
         if (!parser_.started()) {
-            head_started_ = io::clock::now();
             timer_use_ = timer_use::header;
-            ctx_.loop->arm(timer_, head_started_ + std::chrono::milliseconds(server_.config.header_timeout_ms));
+            ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.header_timeout_ms));
         }
         const auto bytes = std::span(reinterpret_cast<const char*>(in_.data()) + in_begin_, in_end_ - in_begin_);
         const parse_outcome out = parser_.feed(bytes);
@@ -120,9 +114,7 @@ void connection::process_input() {
         ctx_.loop->disarm(timer_);
         timer_use_ = timer_use::none;
         if (out.status == parse_status::error) {
-            log_request_ = "-";
-            request_started_ = io::clock::now();
-            answer(error_response(out.http_status, out.reason, true));
+            answer_error(out.http_status, out.reason);
             return;
         }
         request req = parser_.take();
@@ -171,6 +163,13 @@ void connection::answer(response_plan plan) {
     send_out();
 }
 
+// A request that never became one (malformed, or too slow): answer and close.
+void connection::answer_error(int status, std::string_view reason) {
+    log_request_ = "-";
+    request_started_ = io::clock::now();
+    answer(error_response(status, reason, true));
+}
+
 void connection::send_out() {
     const auto rest = std::as_bytes(std::span(out_)).subspan(out_sent_);
     const int more = phase_ == phase::head ? MSG_MORE : 0;
@@ -210,7 +209,7 @@ void connection::finish_response() {
     out_.clear();
     out_sent_ = 0;
     phase_ = phase::reading;  // the response is whole: a close from here is an orderly one
-    if (close_after_ || draining_ || peer_closed_) {
+    if (close_after_ || draining_) {
         close_now({});
         return;
     }
@@ -258,9 +257,7 @@ void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
             break;
         case timer_use::header:
             if (phase_ == phase::reading) {
-                log_request_ = "-";
-                request_started_ = io::clock::now();
-                answer(error_response(408, "the request head did not arrive in time", true));
+                answer_error(408, "the request head did not arrive in time");
             }
             break;
         case timer_use::pacing:

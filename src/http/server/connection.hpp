@@ -49,7 +49,6 @@ struct response_plan {
     std::shared_ptr<stream::control> control;  // made by the router: its id is in the head
     std::uint64_t rate = 0;
     std::uint64_t burst = 0;
-    [[nodiscard]] bool has_file_body() const { return file.has_value() && length > 0; }
 };
 
 // The router: everything a request can be answered with. Defined in router.cpp.
@@ -84,9 +83,20 @@ private:
             settle(c);
         }
     };
+    struct send_slot;
+    // A slot's completion: every CQE of the slot's sends goes to on_slot with the slot.
+    struct slot_op final : io::completion {
+        connection* self = nullptr;
+        send_slot* slot = nullptr;
+        void complete(int result, std::uint32_t flags) override {
+            connection* c = self;
+            c->on_slot(*slot, result, flags);
+            settle(c);
+        }
+    };
     // A body send in flight, holding the loan its bytes live in until the kernel is done.
     struct send_slot {
-        op completion;
+        slot_op completion;
         cache::read_loan loan;
         std::size_t offset = 0;  // into loan.bytes(): the next byte to send
         std::size_t length = 0;  // bytes of the loan this slot sends, from its first offset
@@ -123,13 +133,11 @@ private:
     void on_loans(result<std::vector<cache::read_loan>> loans);
     void on_socket_ready(int result, std::uint32_t flags);
     void on_slot(send_slot& slot, int result, std::uint32_t flags);
-    void on_slot0(int result, std::uint32_t flags) { on_slot(slots_[0], result, flags); }
-    void on_slot1(int result, std::uint32_t flags) { on_slot(slots_[1], result, flags); }
-    void on_slot2(int result, std::uint32_t flags) { on_slot(slots_[2], result, flags); }
-    void on_slot3(int result, std::uint32_t flags) { on_slot(slots_[3], result, flags); }
     void on_deferred(int result, std::uint32_t flags);
     void submit_slot(send_slot& slot);
     void sent_bytes(std::uint64_t n);
+    void account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter);
+    void answer_error(int status, std::string_view reason);
     void end_body();
 
     loop_context& ctx_;
@@ -140,7 +148,6 @@ private:
     unsigned outstanding_ = 0;
     phase phase_ = phase::reading;
     bool recv_armed_ = false;
-    bool peer_closed_ = false;
     bool draining_ = false;
 
     op recv_op_;
@@ -155,7 +162,6 @@ private:
     std::size_t in_begin_ = 0;
     std::size_t in_end_ = 0;
     request_parser parser_;
-    io::clock::time_point head_started_{};
 
     // The response in progress.
     std::string out_;
@@ -181,7 +187,6 @@ private:
     std::uint32_t speed_ = 1;
     bool paused_ = false;
     wait wait_ = wait::none;
-    bool loan_requested_ = false;
     cache::read_loan ready_;
     std::array<send_slot, 4> slots_;
     bool sending_ = false;  // a body send's result CQE is pending (one ordered send at a time)

@@ -26,28 +26,57 @@ namespace {
 
 constexpr std::string_view reserved_prefix = "/_datapump";
 
-std::string now_date() { return http_date(static_cast<std::int64_t>(std::time(nullptr))); }
-
 // The headers every answer carries.
 void common_headers(response_head& h, bool close) {
     h.add("Server", "datapump");
-    h.add("Date", now_date());
+    h.add_date(static_cast<std::int64_t>(std::time(nullptr)));
     h.add("Connection", close ? "close" : "keep-alive");
 }
 
+// A header some answers add (Allow on 405, Retry-After on 503); empty name: none.
+struct extra_header {
+    std::string_view name;
+    std::string_view value;
+};
+
 response_plan memory_response(int status, std::string_view content_type, std::string body, bool close,
-                              bool head_only = false) {
+                              bool head_only = false, extra_header extra = {}) {
     response_head h(status);
     common_headers(h, close);
     h.add("Content-Type", content_type);
-    h.add("Content-Length", std::to_string(body.size()));
+    h.add("Content-Length", body.size());
     h.add("Cache-Control", "no-store");
+    if (!extra.name.empty()) {
+        h.add(extra.name, extra.value);
+    }
     response_plan plan;
     plan.status = status;
     plan.head = std::move(h).finish();
     if (!head_only) {
         plan.body = std::move(body);
     }
+    plan.close_after = close;
+    return plan;
+}
+
+std::string error_body(int status, std::string_view detail) {
+    std::string body = std::to_string(status) + " " + std::string(reason_phrase(status));
+    if (!detail.empty()) {
+        body += ": ";
+        body += detail;
+    }
+    body += "\n";
+    return body;
+}
+
+response_plan redirect(std::string_view location, bool close) {
+    response_head h(301);
+    common_headers(h, close);
+    h.add("Location", location);
+    h.add("Content-Length", "0");
+    response_plan plan;
+    plan.status = 301;
+    plan.head = std::move(h).finish();
     plan.close_after = close;
     return plan;
 }
@@ -59,10 +88,8 @@ response_plan json_response(int status, std::string body, bool close) {
 bool is_get_or_head(const request& req) { return req.verb == method::get || req.verb == method::head; }
 
 response_plan method_not_allowed(std::string_view allow, bool close) {
-    auto plan = error_response(405, "method not allowed", close);
-    // Insert Allow before the blank line that ends the head.
-    plan.head.insert(plan.head.size() - 2, "Allow: " + std::string(allow) + "\r\n");
-    return plan;
+    return memory_response(405, "text/plain; charset=utf-8", error_body(405, "method not allowed"), close, false,
+                           {"Allow", allow});
 }
 
 // Opens a directory beneath the root, refusing what leaves it (the same rule as files).
@@ -79,15 +106,7 @@ response_plan directory_response(server::state& s, const request& req, const std
         return error_response(403, "directory listing is off", close);
     }
     if (req.path.empty() || req.path.back() != '/') {
-        response_head h(301);
-        common_headers(h, close);
-        h.add("Location", req.path + "/");
-        h.add("Content-Length", "0");
-        response_plan plan;
-        plan.status = 301;
-        plan.head = std::move(h).finish();
-        plan.close_after = close;
-        return plan;
+        return redirect(req.path + "/", close);
     }
     const int fd = open_directory(s.root_fd.get(), relative);
     if (fd < 0) {
@@ -227,7 +246,7 @@ response_plan file_response(server::state& s, const request& req, bool keep_aliv
     }
     auto h = base_head(plan.status);
     h.add("Content-Type", content_type_for(*relative));
-    h.add("Content-Length", std::to_string(plan.length));
+    h.add("Content-Length", plan.length);
     if (partial) {
         h.add("Content-Range", content_range(range.first, range.last, info.size));
     }
@@ -240,9 +259,8 @@ response_plan file_response(server::state& s, const request& req, bool keep_aliv
     if (!reserved) {
         const std::string why = reserved.error().text();
         spdlog::warn("admission refused {}: {}", req.target, why);
-        auto refused = error_response(503, why, close);
-        refused.head.insert(refused.head.size() - 2, "Retry-After: 1\r\n");
-        return refused;
+        return memory_response(503, "text/plain; charset=utf-8", error_body(503, why), close, false,
+                               {"Retry-After", "1"});
     }
     plan.reservation = std::move(*reserved);
     plan.rate = qos->first;
@@ -256,7 +274,7 @@ response_plan file_response(server::state& s, const request& req, bool keep_aliv
     control->rate = plan.rate;
     control->burst = plan.rate == 0 ? 0 : plan.burst;
     control->send_path = to_string(s.path);
-    h.add("X-Datapump-Stream", std::to_string(control->id));
+    h.add("X-Datapump-Stream", control->id);
     plan.control = std::move(control);
     plan.head = std::move(h).finish();
     plan.file = std::move(*opened);
@@ -267,15 +285,7 @@ response_plan control_response(server::state& s, const request& req, bool keep_a
     const bool close = !keep_alive;
     std::string_view sub = std::string_view(req.path).substr(reserved_prefix.size());
     if (sub.empty()) {
-        response_head h(301);
-        common_headers(h, close);
-        h.add("Location", std::string(reserved_prefix) + "/");
-        h.add("Content-Length", "0");
-        response_plan plan;
-        plan.status = 301;
-        plan.head = std::move(h).finish();
-        plan.close_after = close;
-        return plan;
+        return redirect(std::string(reserved_prefix) + "/", close);
     }
     if (sub == "/" || sub == "/index.html") {
         if (!is_get_or_head(req)) {
@@ -346,14 +356,7 @@ response_plan control_response(server::state& s, const request& req, bool keep_a
 }  // namespace
 
 response_plan error_response(int status, std::string_view detail, bool close) {
-    std::string body = std::to_string(status) + " " + std::string(reason_phrase(status));
-    if (!detail.empty()) {
-        body += ": ";
-        body += detail;
-    }
-    body += "\n";
-    auto plan = memory_response(status, "text/plain; charset=utf-8", std::move(body), close);
-    return plan;
+    return memory_response(status, "text/plain; charset=utf-8", error_body(status, detail), close);
 }
 
 response_plan route(server::state& s, const request& req, bool keep_alive) {

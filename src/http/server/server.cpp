@@ -108,11 +108,10 @@ std::string peer_name(int fd) {
 }
 
 void refuse_connection(int fd) {
-    static constexpr std::string_view busy =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
-        "Connection: close\r\nRetry-After: 1\r\n\r\n503 Service Unavailable: too many connections\n";
+    const response_plan plan = error_response(503, "too many connections", true);
+    const std::string bytes = plan.head + plan.body;
     // Best effort on a fresh socket, whose buffer is empty: it never blocks (O_NONBLOCK).
-    [[maybe_unused]] const ssize_t n = ::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    [[maybe_unused]] const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     ::close(fd);
 }
 
@@ -149,31 +148,30 @@ void loop_context::arm_accept() {
     loop->accept_multishot(listener.get(), &accepting);
 }
 
-void loop_context::drain() {
-    // The ring holds its own reference to the socket: cancel the accept, then close it.
-    loop->cancel(&accepting);
-    listener.reset();
+// Calls `f` on every connection of this loop, then lets each one go if it is done. The list is
+// copied first: a connection that closes removes itself from `conns`.
+template <class F>
+void loop_context::for_each_connection(F f) {
     std::vector<connection*> all;
     all.reserve(conns.size());
     for (const auto& [id, c] : conns) {
         all.push_back(c);
     }
     for (connection* c : all) {
-        c->drain();
+        f(*c);
         connection::settle(c);
     }
 }
 
+void loop_context::drain() {
+    // The ring holds its own reference to the socket: cancel the accept, then close it.
+    loop->cancel(&accepting);
+    listener.reset();
+    for_each_connection([](connection& c) { c.drain(); });
+}
+
 void loop_context::cut_all() {
-    std::vector<connection*> all;
-    all.reserve(conns.size());
-    for (const auto& [id, c] : conns) {
-        all.push_back(c);
-    }
-    for (connection* c : all) {
-        c->cut();
-        connection::settle(c);
-    }
+    for_each_connection([](connection& c) { c.cut(); });
 }
 
 server::server(std::unique_ptr<state> s) : state_(std::move(s)) {}
@@ -228,7 +226,6 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         return std::unexpected(cache.error());
     }
     s->cache = std::move(*cache);
-    s->block_size = static_cast<std::uint32_t>(cc.buffers.buffer_size);
 
     // The cache only serves the loan paths; the page-cache paths open files without it (no cache
     // view, no change watch: sendfile reads whatever the file holds when it runs).

@@ -71,6 +71,10 @@ struct loop_context {
     void drain();
     // Loop thread: shut every connection down now.
     void cut_all();
+
+private:
+    template <class F>
+    void for_each_connection(F f);
 };
 
 struct server::state {
@@ -82,13 +86,11 @@ struct server::state {
     unique_fd root_fd;  // O_PATH, for directory listings
     stream::stream_table table;
     stream::admission admission{0};
-    std::uint32_t block_size = 0;
 
     std::array<std::atomic<std::uint64_t>, 600> by_status{};
     std::atomic<std::uint64_t> bytes_sent{0};
     std::atomic<std::uint64_t> connections{0};
     std::atomic<std::uint64_t> active_streams{0};
-    std::atomic<std::uint64_t> buffer_waits{0};  // a stream found every cache buffer pinned
     send_counters sends;
     io::clock::time_point started{};
     std::uint16_t port = 0;
@@ -98,6 +100,7 @@ struct server::state {
     bool stopped = false;
 
     explicit state(const server_config& c) : config(c), admission(c.capacity) {}
+    [[nodiscard]] std::uint64_t block_size() const { return cache->block_size(); }
     [[nodiscard]] bool loans_path() const { return path == send_path::send_zc || path == send_path::send; }
 };
 

@@ -240,6 +240,21 @@ TEST_P(server_test, malformed_and_oversize_requests_get_4xx_and_a_closed_connect
     EXPECT_EQ(ok->status, 200);
 }
 
+TEST_P(server_test, connections_past_the_limit_get_a_well_formed_503) {
+    config_.max_connections = 1;
+    start();
+    http_client first(port_);
+    ASSERT_TRUE(first.send(get_request("/small.txt")));
+    ASSERT_TRUE(first.read_response());  // the first connection is open and counted
+    http_client second(port_);
+    auto refused = second.read_response();
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 503);
+    EXPECT_EQ(refused->header("content-length"), std::to_string(refused->body.size()));
+    EXPECT_NE(refused->body.find("too many connections"), std::string::npos);
+    EXPECT_TRUE(second.closed_by_server());
+}
+
 TEST_P(server_test, a_slow_header_client_times_out_without_blocking_others) {
     start();
     http_client slow(port_);
@@ -325,33 +340,6 @@ TEST_P(server_test, buffers_recycled_under_load_never_change_bytes_in_flight) {
     if (std::string(GetParam().provider) == "direct") {
         EXPECT_GT(v.cache.evictions, 0U);  // the buffers really were recycled
     }
-}
-
-TEST_P(server_test, concurrent_streams_of_one_file_read_it_from_storage_once) {
-    config_.cache_mib = 8;  // the whole file fits: nothing is evicted before every stream has sent it
-    start();
-    // Paced, so that every stream still holds the file open when the last one opens it.
-    const std::string f0 = read("f0.bin");
-    std::vector<std::unique_ptr<http_client>> clients;
-    for (int i = 0; i < 4; ++i) {
-        auto c = std::make_unique<http_client>(port_);
-        ASSERT_TRUE(c->send(get_request("/f0.bin?rate=4M", "Connection: close\r\n")));
-        clients.push_back(std::move(c));
-    }
-    std::atomic<int> good{0};
-    std::vector<std::thread> readers;
-    for (auto& c : clients) {
-        readers.emplace_back([&good, &f0, client = c.get()] {
-            auto r = client->read_response();
-            good.fetch_add(r && r->body == f0 ? 1 : 0);
-        });
-    }
-    for (auto& th : readers) {
-        th.join();
-    }
-    EXPECT_EQ(good.load(), 4);
-    // One read of each block, plus at most the read-ahead past the end of the file.
-    EXPECT_LE(server_->view().cache.disk_bytes, f0.size() + std::uint64_t{8} * block);
 }
 
 TEST_P(server_test, a_paced_stream_keeps_its_rate) {
@@ -469,10 +457,47 @@ TEST_P(server_test, shutdown_cuts_streams_after_the_grace_period) {
     EXPECT_FALSE(late.connected() && late.send(get_request("/small.txt")) && late.read_response());
 }
 
-TEST_P(server_test, shutdown_under_load_waits_for_the_cache_s_fallback_reads) {
-    if (GetParam().path == http::send_path::sendfile) {
-        GTEST_SKIP() << "no cache loans on this path";
+const path_setup setups[] = {
+    {"posix", http::send_path::sendfile, "posix_sendfile"},
+    {"direct", http::send_path::send_zc, "direct_send_zc"},
+    {"direct", http::send_path::send, "direct_send"},
+    {"posix", http::send_path::send_zc, "posix_send_zc"},
+};
+
+INSTANTIATE_TEST_SUITE_P(paths, server_test, ::testing::ValuesIn(setups),
+                         [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
+
+// The paths that send cache loans (the cache's sharing and fallback reads matter only there).
+class loan_path_test : public server_test {};
+
+TEST_P(loan_path_test, concurrent_streams_of_one_file_read_it_from_storage_once) {
+    config_.cache_mib = 8;  // the whole file fits: nothing is evicted before every stream has sent it
+    start();
+    // Paced, so that every stream still holds the file open when the last one opens it.
+    const std::string f0 = read("f0.bin");
+    std::vector<std::unique_ptr<http_client>> clients;
+    for (int i = 0; i < 4; ++i) {
+        auto c = std::make_unique<http_client>(port_);
+        ASSERT_TRUE(c->send(get_request("/f0.bin?rate=4M", "Connection: close\r\n")));
+        clients.push_back(std::move(c));
     }
+    std::atomic<int> good{0};
+    std::vector<std::thread> readers;
+    for (auto& c : clients) {
+        readers.emplace_back([&good, &f0, client = c.get()] {
+            auto r = client->read_response();
+            good.fetch_add(r && r->body == f0 ? 1 : 0);
+        });
+    }
+    for (auto& th : readers) {
+        th.join();
+    }
+    EXPECT_EQ(good.load(), 4);
+    // One read of each block, plus at most the read-ahead past the end of the file.
+    EXPECT_LE(server_->view().cache.disk_bytes, f0.size() + std::uint64_t{8} * block);
+}
+
+TEST_P(loan_path_test, shutdown_under_load_waits_for_the_cache_s_fallback_reads) {
     start();
     // Busy streams of distinct files through a small cache keep the fallback worker's queue
     // long; each queued read posts its loans to its stream's loop when done, even after the cut,
@@ -498,16 +523,17 @@ TEST_P(server_test, shutdown_under_load_waits_for_the_cache_s_fallback_reads) {
     for (auto& th : threads) {
         th.join();
     }
+    // Every queued read has completed and its loans are back: none is left for a freed loop.
+    EXPECT_EQ(server_->view().cache.loans_out, 0U);
 }
 
-const path_setup setups[] = {
-    {"posix", http::send_path::sendfile, "posix_sendfile"},
+const path_setup loan_setups[] = {
     {"direct", http::send_path::send_zc, "direct_send_zc"},
     {"direct", http::send_path::send, "direct_send"},
     {"posix", http::send_path::send_zc, "posix_send_zc"},
 };
 
-INSTANTIATE_TEST_SUITE_P(paths, server_test, ::testing::ValuesIn(setups),
+INSTANTIATE_TEST_SUITE_P(loan_paths, loan_path_test, ::testing::ValuesIn(loan_setups),
                          [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
 
 }  // namespace
