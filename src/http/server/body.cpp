@@ -20,6 +20,9 @@ namespace {
 // sendfile() per call, like nginx's sendfile_max_chunk: big enough to amortise the call, small
 // enough that one fast client does not hold its loop.
 constexpr std::uint64_t max_sendfile_chunk = std::uint64_t{2} << 20;
+// The splice path's pipe size: each file->pipe->socket round moves up to this much. 1 MiB is
+// the default /proc/sys/fs/pipe-max-size; the pipe holds page references, not copies.
+constexpr int splice_pipe_size = 1 << 20;
 // Bytes one connection may send per loop turn before it yields to the others.
 constexpr std::uint64_t turn_budget = std::uint64_t{4} << 20;
 // How far ahead of the send position the page cache is asked to read (posix) and how many cache
@@ -99,6 +102,12 @@ void connection::end_body() {
     view_.reset();
     file_.reset();
     body_fd_ = -1;
+    if (piped_ > 0) {
+        // A body cut short: its bytes must not lead the next response.
+        pipe_read_.reset();
+        pipe_write_.reset();
+        piped_ = 0;
+    }
     wait_ = wait::none;
     remaining_ = 0;
 }
@@ -112,6 +121,8 @@ void connection::pump() {
     }
     if (server_.loans_path()) {
         pump_loans();
+    } else if (server_.path == send_path::splice) {
+        pump_splice();
     } else {
         pump_sendfile();
     }
@@ -272,6 +283,101 @@ void connection::pump_sendfile() {
         }
     }
     if (remaining_ > 0) {
+        wait_ = wait::socket;
+        ++outstanding_;
+        ctx_.loop->poll_once(fd_.get(), POLLOUT, &poll_op_);
+        return;
+    }
+    finish_response();
+}
+
+// The pipe the splice path moves pages through. Its size is asked for, not required: past the
+// per-user pipe quota (pipe-user-pages-soft) the kernel refuses and the pipe keeps its default.
+bool connection::open_pipe() {
+    if (pipe_read_) {
+        return true;
+    }
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+        close_now(std::string("pipe2: ") + errno_text(errno));
+        return false;
+    }
+    pipe_read_ = unique_fd(fds[0]);
+    pipe_write_ = unique_fd(fds[1]);
+    if (::fcntl(fds[1], F_SETPIPE_SZ, splice_pipe_size) < 0) {
+        spdlog::debug("{}: F_SETPIPE_SZ {}: {} (the pipe keeps its default size)", peer_, splice_pipe_size, errno_text(errno));
+    }
+    return true;
+}
+
+// file -> pipe -> socket: the pipe takes references to the page-cache pages, the socket takes
+// them from the pipe, no byte is copied. Like sendfile, non-blocking calls on the loop thread.
+// Bytes moved into the pipe count as sent by the stream (pacing, position); they count as sent
+// to the client when the socket takes them.
+void connection::pump_splice() {
+    if (!open_pipe()) {
+        return;
+    }
+    std::uint64_t budget = turn_budget;
+    while (remaining_ > 0 || piped_ > 0) {
+        if (piped_ == 0) {
+            if (pos_ >= source_end_) {
+                close_now("the source ended before the body did (seek or speed change)");
+                return;
+            }
+            std::uint64_t want = std::min({remaining_, source_end_ - pos_, std::uint64_t{splice_pipe_size}});
+            if (speed_ > 1) {
+                want = std::min<std::uint64_t>(want, server_.block_size() - pos_ % server_.block_size());
+            }
+            const std::uint64_t allowed = paced_allowance(want);
+            if (allowed == 0) {
+                return;
+            }
+            advise_ahead();
+            auto offset = static_cast<loff_t>(pos_);
+            const ssize_t n = ::splice(body_fd_, &offset, pipe_write_.get(), nullptr, allowed, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                close_now(std::string("splice from the file: ") + errno_text(errno));
+                return;
+            }
+            if (n == 0) {
+                close_now("the file shrank while it was sent");
+                return;
+            }
+            const auto moved = static_cast<std::uint64_t>(n);
+            pacer_.consume(moved);
+            sent_bytes(moved);
+            piped_ = moved;
+        }
+        const unsigned more = remaining_ > 0 ? SPLICE_F_MORE : 0;
+        const ssize_t n = ::splice(pipe_read_.get(), nullptr, fd_.get(), nullptr, piped_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | more);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                break;  // the socket is full
+            }
+            close_now(errno_text(errno));
+            return;
+        }
+        const auto sent = static_cast<std::uint64_t>(n);
+        piped_ -= sent;
+        account_sent(sent, server_.sends.splice_bytes);
+        if (piped_ > 0) {
+            break;  // the socket took part of it: it is full
+        }
+        budget -= std::min(budget, sent);
+        if (budget == 0 && remaining_ > 0) {
+            ++outstanding_;
+            ctx_.loop->defer(&defer_op_);
+            return;
+        }
+    }
+    if (remaining_ > 0 || piped_ > 0) {
         wait_ = wait::socket;
         ++outstanding_;
         ctx_.loop->poll_once(fd_.get(), POLLOUT, &poll_op_);

@@ -4,7 +4,7 @@
 // parser), answers them in order (pipelining), and streams file bodies by the server's send path
 // with the stream's pacing and VCR controls.
 //
-//   reading ──request──> responding: head ──> body (sendfile | loans -> send_zc / send) ──> reading
+//   reading ──request──> responding: head ──> body (sendfile | splice | loans -> send_zc / send) ──> reading
 //          ──timeout / error / close──> closing ──(last completion)──> deleted
 //
 // Lifetime: every submitted operation counts in `outstanding_`; a closing connection deletes
@@ -124,6 +124,8 @@ private:
     void begin_body();
     void pump();
     void pump_sendfile();
+    void pump_splice();
+    bool open_pipe();
     void pump_loans();
     bool apply_controls();
     void advise_ahead();
@@ -176,6 +178,11 @@ private:
     std::unique_ptr<fs::file> file_;  // the file the body comes from (null between bodies)
     std::shared_ptr<cache::cached_file> view_;
     int body_fd_ = -1;
+    // The splice path's pipe (made at the first spliced body, kept for the connection's life) and
+    // the body bytes in it: moved from the file, not yet taken by the socket.
+    unique_fd pipe_read_;
+    unique_fd pipe_write_;
+    std::uint64_t piped_ = 0;
     std::uint64_t pos_ = 0;
     std::uint64_t source_end_ = 0;
     std::uint64_t remaining_ = 0;

@@ -183,7 +183,7 @@ send_path server::path() const { return state_->path; }
 stream::stream_table& server::streams_table() { return state_->table; }
 
 result<std::unique_ptr<server>> server::start(const server_config& config) {
-    // sendfile() has no MSG_NOSIGNAL: a client that resets would raise SIGPIPE and, by default,
+    // sendfile() and splice() have no MSG_NOSIGNAL: a client that resets would raise SIGPIPE and, by default,
     // end the process. Ignore it, unless the embedding program installed its own handler.
     struct sigaction current {};
     if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
@@ -205,9 +205,6 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     if (path == send_path::automatic) {
         path = config.provider == "posix" ? send_path::sendfile : send_path::send_zc;
     }
-    if (path == send_path::splice) {
-        return fail(errc::unsupported, "the splice send path is not built yet: use sendfile (the same page-cache source)");
-    }
     if (path == send_path::send_zc && !features.send_zc) {
         spdlog::warn("the kernel has no IORING_OP_SEND_ZC: sending arena buffers with plain send (copied)");
         path = send_path::send;
@@ -228,7 +225,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     s->cache = std::move(*cache);
 
     // The cache only serves the loan paths; the page-cache paths open files without it (no cache
-    // view, no change watch: sendfile reads whatever the file holds when it runs).
+    // view, no change watch: sendfile/splice read whatever the file holds when it runs).
     auto instance = s->registry.instantiate(
         config.provider, {.root = config.root, .cache = s->loans_path() ? s->cache.get() : nullptr, .flags = 0});
     if (!instance) {
