@@ -302,7 +302,7 @@ std::uint64_t file_cache::impl_next_id() { return impl_->next_file_id.fetch_add(
 void file_cache::register_file(const std::shared_ptr<cached_file>& file) {
     const std::lock_guard lock(impl_->files_mutex);
     std::erase_if(impl_->files, [](const auto& entry) { return entry.second.expired(); });
-    impl_->files.emplace(file->id(), file);
+    impl_->files.insert_or_assign(file->id(), file);
 }
 
 std::shared_ptr<cached_file> file_cache::open(std::shared_ptr<block_source> source, std::uint64_t size) {
@@ -311,9 +311,26 @@ std::shared_ptr<cached_file> file_cache::open(std::shared_ptr<block_source> sour
     return file;
 }
 
+std::shared_ptr<cached_file> file_cache::reopen(std::uint64_t id, std::shared_ptr<block_source> source,
+                                                std::uint64_t size) {
+    // Ids start at 1; the counter holds the next one to give.
+    const bool given = id != 0 && id < impl_->next_file_id.load(std::memory_order_relaxed);
+    auto file = std::make_shared<cached_file>(given ? id : impl_next_id(), std::move(source), size, file_status::stable);
+    register_file(file);
+    return file;
+}
+
 void file_cache::close(const cached_file& file) {
     const std::lock_guard lock(impl_->files_mutex);
-    impl_->files.erase(file.id());
+    const auto it = impl_->files.find(file.id());
+    if (it == impl_->files.end()) {
+        return;
+    }
+    // The entry may already be a reopen's (the closing file is alive, so its own entry is too).
+    const auto current = it->second.lock();
+    if (current == nullptr || current.get() == &file) {
+        impl_->files.erase(it);
+    }
 }
 
 result<read_loan> file_cache::try_loan(const cached_file& file, std::uint64_t block) noexcept {

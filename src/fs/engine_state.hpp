@@ -55,14 +55,19 @@ struct instance_state {
 
     // Read opens of one unchanged file share one cache view while any of them holds it: with a
     // view (and so a cache id) per open, concurrent readers of one title would each read it
-    // from storage. Identity: device, inode, size, mtime, as for the ETag.
+    // from storage. Identity: device, inode, size, mtime, as for the ETag. When the last holder
+    // lets go the id is remembered, so a later open of the unchanged file finds the blocks still
+    // cached (the cache ages them out like any others); a change forgets it.
     using view_key = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::int64_t>;
+    // Makes a view: under the remembered id (file_cache::reopen) or, given 0, a new one.
+    using view_maker = std::function<std::shared_ptr<cache::cached_file>(std::uint64_t reuse_id)>;
     // The view held for `key`, or the one `make` creates (then shared).
-    [[nodiscard]] std::shared_ptr<cache::cached_file> share_view(
-        const view_key& key, const std::function<std::shared_ptr<cache::cached_file>()>& make);
+    [[nodiscard]] std::shared_ptr<cache::cached_file> share_view(const view_key& key, const view_maker& make);
     // A file lets go of `view`, its only reference: true when no one else holds it, so the
-    // caller may close it. `stale`: the file changed, so later opens must not get it.
+    // caller may close it. `stale`: the file changed, so later opens must not get it or its id.
     [[nodiscard]] bool unshare_view(const view_key& key, const std::shared_ptr<cache::cached_file>& view, bool stale);
+    // Remembered ids beyond this are forgotten (those whose view no one holds).
+    static constexpr std::size_t max_remembered_views = 4096;
 
     const std::shared_ptr<provider_record> record;
     const instance_handle handle;
@@ -74,7 +79,11 @@ private:
     std::uint32_t open_files_ = 0;  // guarded by mutex_
     bool terminated_ = false;       // guarded by mutex_
     std::mutex views_mutex_;
-    std::map<view_key, std::weak_ptr<cache::cached_file>> views_;  // guarded by views_mutex_
+    struct shared_view {
+        std::weak_ptr<cache::cached_file> view;  // expired: no one holds it, `id` remembered
+        std::uint64_t id = 0;
+    };
+    std::map<view_key, shared_view> views_;  // guarded by views_mutex_
 };
 
 class file_core final : public cache::block_sink {

@@ -38,17 +38,19 @@ void instance_state::release_file() {
     --open_files_;
 }
 
-std::shared_ptr<cache::cached_file> instance_state::share_view(
-    const view_key& key, const std::function<std::shared_ptr<cache::cached_file>()>& make) {
+std::shared_ptr<cache::cached_file> instance_state::share_view(const view_key& key, const view_maker& make) {
     std::lock_guard lock(views_mutex_);
+    std::uint64_t reuse_id = 0;
     if (auto it = views_.find(key); it != views_.end()) {
-        if (auto view = it->second.lock()) {
+        if (auto view = it->second.view.lock()) {
             return view;
         }
+        reuse_id = it->second.id;
+    } else if (views_.size() >= max_remembered_views) {
+        std::erase_if(views_, [](const auto& entry) { return entry.second.view.expired(); });
     }
-    std::erase_if(views_, [](const auto& entry) { return entry.second.expired(); });
-    auto view = make();
-    views_[key] = view;
+    auto view = make(reuse_id);
+    views_[key] = shared_view{.view = view, .id = view->id()};
     return view;
 }
 
@@ -56,9 +58,9 @@ bool instance_state::unshare_view(const view_key& key, const std::shared_ptr<cac
     std::lock_guard lock(views_mutex_);
     // Under the mutex no open can take a new reference, so a count of one is final.
     const bool last = view.use_count() == 1;
-    if (last || stale) {
-        if (auto it = views_.find(key);
-            it != views_.end() && !it->second.owner_before(view) && !view.owner_before(it->second)) {
+    if (stale) {
+        // Only the entry of this very view: a newer open may have made its own since.
+        if (auto it = views_.find(key); it != views_.end() && it->second.id == view->id()) {
             views_.erase(it);
         }
     }
@@ -137,8 +139,10 @@ result<file> provider_instance::open(std::string_view path, open_mode mode) {
     }
     st->info = *info;
     if (state_->cache != nullptr) {
-        auto make = [&] {
-            return state_->cache->open(std::make_shared<detail::view_source>(st->core, info->size), info->size);
+        auto make = [&](std::uint64_t reuse_id) {
+            auto source = std::make_shared<detail::view_source>(st->core, info->size);
+            return reuse_id != 0 ? state_->cache->reopen(reuse_id, std::move(source), info->size)
+                                 : state_->cache->open(std::move(source), info->size);
         };
         // A provider that gives no inode cannot tell two opens are one file; a writer changes it.
         if (mode == open_mode::read && info->inode != 0) {
@@ -146,7 +150,7 @@ result<file> provider_instance::open(std::string_view path, open_mode mode) {
             st->shared_as = key;
             st->view = state_->share_view(key, make);
         } else {
-            st->view = make();
+            st->view = make(0);
         }
     }
     // Only read opens are watched: a writer is the one changing the file.

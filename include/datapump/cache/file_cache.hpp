@@ -4,7 +4,7 @@
 //
 //   file_cache  owns the buffer_cache, the table of open files, the prefetch thread and its
 //               mailbox, and the fallback workers.
-//   cached_file one open file as the cache knows it: an id (never reused), a block_source, the
+//   cached_file one open file as the cache knows it: an id (never reused for other bytes), a block_source, the
 //               end of file readers see, and its status (stable, or written by a load-and-play
 //               writer: writing, complete, failed).
 //   reader      a sequential cursor over one file with its own read-ahead plan and access
@@ -166,11 +166,18 @@ public:
     // A stable file of `size` bytes read through `source`. Each call gets a new id: reopen a
     // file that changed and old blocks of it are never served again (they age out).
     [[nodiscard]] std::shared_ptr<cached_file> open(std::shared_ptr<block_source> source, std::uint64_t size);
+    // The same file again, under the id an earlier open() of it gave: blocks still cached from
+    // then are served again instead of read. The caller vouches that the bytes did not change and
+    // that no cached_file with this id is alive (fs keys it by device, inode, size and mtime). An
+    // id this cache never gave gets a new one.
+    [[nodiscard]] std::shared_ptr<cached_file> reopen(std::uint64_t id, std::shared_ptr<block_source> source,
+                                                      std::uint64_t size);
     // A new, empty load-and-play file: readers read it through `source` (what was written to the
     // sink) and the writer's pinned current block.
     [[nodiscard]] std::unique_ptr<writer> create_writer(std::shared_ptr<block_source> source,
                                                         std::shared_ptr<block_sink> sink);
-    // Drops the file from the prefetcher's table (its loans stay valid).
+    // Drops the file from the prefetcher's table (its loans stay valid). A reopen of the id that
+    // came in between keeps its place.
     void close(const cached_file& file);
 
     // Fast path for one block. Errors: would_block (not cached or busy), out_of_range (past EOF).

@@ -200,6 +200,40 @@ TEST(file_cache, prefetch_notes_make_the_fast_path_hit) {
     EXPECT_EQ(src->total_reads(), 8U);
 }
 
+TEST(file_cache, a_reopen_under_the_old_id_finds_the_blocks_still_cached) {
+    auto c = make(16);
+    auto src = std::make_shared<memory_source>(10, 4 * bs);
+    auto first = c->open(src, 4 * bs);
+    const std::uint64_t id = first->id();
+    { auto l = c->loan_read(*first, 0, 4 * bs); ASSERT_TRUE(l); }
+    c->close(*first);
+    first.reset();
+    auto again = c->reopen(id, src, 4 * bs);
+    EXPECT_EQ(again->id(), id);
+    for (std::uint64_t b = 0; b < 4; ++b) {
+        auto hit = c->try_loan(*again, b);
+        ASSERT_TRUE(hit) << b;
+        EXPECT_TRUE(matches_pattern(10, b * bs, hit->bytes()));
+    }
+    EXPECT_EQ(src->total_reads(), 4U);
+    // An id the cache never gave is not taken on trust.
+    auto other = c->reopen(id + 1000, src, 4 * bs);
+    EXPECT_NE(other->id(), id + 1000);
+    EXPECT_NE(other->id(), id);
+}
+
+TEST(file_cache, closing_the_old_file_keeps_the_reopen_in_the_prefetch_table) {
+    auto c = make(16);
+    auto src = std::make_shared<memory_source>(11, 8 * bs);
+    auto old_file = c->open(src, 8 * bs);
+    auto reopened = c->reopen(old_file->id(), src, 8 * bs);
+    c->close(*old_file);  // the old holder closes after the reopen registered
+    ASSERT_TRUE(c->post_will_need(*reopened, 0, 8));
+    c->quiesce();
+    EXPECT_EQ(c->counters().snapshot().prefetch_reads, 8U);
+    EXPECT_TRUE(c->try_loan(*reopened, 7));
+}
+
 TEST(file_cache, done_with_notes_make_blocks_first_to_go) {
     auto c = make(4);
     auto f = c->open(std::make_shared<memory_source>(9, 8 * bs), 8 * bs);

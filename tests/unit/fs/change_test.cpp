@@ -172,6 +172,40 @@ TEST_P(change_test, read_opens_share_the_view_until_the_file_changes) {
     EXPECT_EQ(loans->front().bytes()[0], std::byte{'x'});
 }
 
+TEST_P(change_test, a_later_open_of_the_unchanged_file_finds_its_blocks_still_cached) {
+    const std::uint64_t id = (*file_->cached())->id();
+    { auto l = file_->loan_read(0, 4 * block); ASSERT_TRUE(l); }
+    file_.reset();  // no one holds the file now
+    cache_->quiesce();
+    const auto reads = cache_->counters().snapshot().disk_reads;
+    auto again = instance_.open("f");
+    ASSERT_TRUE(again);
+    EXPECT_EQ((*again->cached())->id(), id);
+    auto loans = again->loan_read(0, 4 * block);
+    ASSERT_TRUE(loans);
+    EXPECT_EQ(cache_->counters().snapshot().disk_reads, reads);  // served from the cache
+    std::uint64_t at = 0;
+    for (const auto& l : *loans) {
+        EXPECT_TRUE(std::equal(l.bytes().begin(), l.bytes().end(), content_.begin() + static_cast<std::ptrdiff_t>(at)));
+        at += l.size();
+    }
+    EXPECT_EQ(at, 4 * block);
+}
+
+TEST_P(change_test, a_file_changed_while_closed_gets_a_new_id) {
+    const std::uint64_t id = (*file_->cached())->id();
+    { auto l = file_->loan_read(0, block); ASSERT_TRUE(l); }
+    file_.reset();
+    write_file(dir_.file("f"), pattern(3 * block, 22));  // new size, new mtime
+    auto again = instance_.open("f");
+    ASSERT_TRUE(again);
+    EXPECT_NE((*again->cached())->id(), id);
+    auto loans = again->loan_read(0, block);
+    ASSERT_TRUE(loans);
+    const auto fresh = pattern(3 * block, 22);
+    EXPECT_TRUE(std::equal(loans->front().bytes().begin(), loans->front().bytes().end(), fresh.begin()));
+}
+
 INSTANTIATE_TEST_SUITE_P(providers, change_test, ::testing::ValuesIn(all_setups), setup_name);
 
 }  // namespace
