@@ -1,12 +1,12 @@
 #include "config/values.hpp"
 
+#include "datapump/http/proto/query.hpp"
+
 #include <charconv>
 #include <limits>
 
 namespace datapump::daemon::detail {
 namespace {
-
-constexpr std::uint64_t max_u64 = std::numeric_limits<std::uint64_t>::max();
 
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
@@ -28,11 +28,6 @@ std::string quoted(std::string_view text) {
     return out;
 }
 
-std::string rate_form(std::string_view text) {
-    return quoted(text) + " is not a rate: write bytes per second as digits with an optional k, M or G " +
-           "suffix (e.g. 250000, 5M, 1.5G)";
-}
-
 }  // namespace
 
 parsed<std::uint64_t> parse_unsigned(std::string_view text, std::uint64_t max) {
@@ -48,52 +43,15 @@ parsed<std::uint64_t> parse_unsigned(std::string_view text, std::uint64_t max) {
 }
 
 parsed<std::uint64_t> parse_rate(std::string_view text) {
-    std::string_view number = text;
-    std::uint64_t multiplier = 1;
-    if (!number.empty()) {
-        switch (number.back()) {
-            case 'k': multiplier = 1'000; break;
-            case 'M': multiplier = 1'000'000; break;
-            case 'G': multiplier = 1'000'000'000; break;
-            default: break;
+    auto value = http::parse_rate(text);
+    if (!value) {
+        std::string_view why = value.error().what;
+        if (why.starts_with("rate: ")) {
+            why.remove_prefix(6);
         }
-        if (multiplier != 1) {
-            number.remove_suffix(1);
-        }
+        return std::unexpected(quoted(text) + " is not a rate: " + std::string(why));
     }
-    const std::size_t dot = number.find('.');
-    const std::string_view whole = number.substr(0, dot);
-    const std::string_view fraction = dot == std::string_view::npos ? std::string_view{} : number.substr(dot + 1);
-    const bool has_dot = dot != std::string_view::npos;
-    if (whole.empty() || !all_digits(whole) || !all_digits(fraction) || (has_dot && fraction.empty())) {
-        return std::unexpected(rate_form(text));
-    }
-    if (fraction.size() > 9) {
-        return std::unexpected(quoted(text) + " has more decimals than a rate can use (at most 9)");
-    }
-    const auto whole_value = parse_unsigned(whole, max_u64);
-    if (!whole_value || *whole_value > max_u64 / multiplier) {
-        return std::unexpected(quoted(text) + " is too large for a rate");
-    }
-    std::uint64_t result = *whole_value * multiplier;
-    if (!fraction.empty()) {
-        // At most 9 digits times at most 10^9: fits in 64 bits.
-        std::uint64_t scale = 1;
-        std::uint64_t digits = 0;
-        for (const char c : fraction) {
-            scale *= 10;
-            digits = digits * 10 + static_cast<std::uint64_t>(c - '0');
-        }
-        const std::uint64_t scaled = digits * multiplier;
-        if (scaled % scale != 0) {
-            return std::unexpected(quoted(text) + " is not a whole number of bytes per second");
-        }
-        if (result > max_u64 - scaled / scale) {
-            return std::unexpected(quoted(text) + " is too large for a rate");
-        }
-        result += scaled / scale;
-    }
-    return result;
+    return *value;
 }
 
 parsed<bool> parse_switch(std::string_view text) {

@@ -2,8 +2,8 @@
 //
 // The text forms of option values: rates with SI suffixes, listen addresses, whole numbers and
 // on/off switches. Used for flags, and for the TOML values that are text (rates, addresses).
-// Not part of the config API: visible only to config.cpp and the tests. The HTTP protocol has its
-// own rate parser for `rate=` query parameters; this one stays here so the two can evolve apart.
+// Not part of the config API: visible only to config.cpp and the tests. Rates use the HTTP
+// protocol's parser, the one `rate=` query parameters go through: one grammar everywhere.
 //
 // Each parser returns the value or a message saying what is wrong with the text and what the
 // right form is; the caller prefixes the flag or key. Pure functions; any thread.
@@ -20,9 +20,10 @@ namespace datapump::daemon::detail {
 template <class T>
 using parsed = std::expected<T, std::string>;
 
-// Bytes per second: digits, at most one decimal point, an optional suffix k (×1000), M (×10⁶) or
-// G (×10⁹): "0", "250000", "5M", "1.5G". Errors: empty text, other characters or suffixes, a
-// value that is not a whole number of bytes ("1.5"), or one above 2^64-1.
+// Bytes per second (http::parse_rate): digits, at most one decimal point, an optional suffix k or
+// K (×1000), M (×10⁶) or G (×10⁹): "0", "250000", "5M", "1.5G". Errors: empty text, other
+// characters or suffixes, more decimals than whole bytes allow ("1.5", "1.0001k"), or a value
+// above 2^64-1; the message starts "'TEXT' is not a rate: ".
 [[nodiscard]] parsed<std::uint64_t> parse_rate(std::string_view text);
 
 // A decimal whole number no greater than `max`, digits only (no sign, no spaces).

@@ -265,7 +265,7 @@ TEST_F(config_test, rate_flags_with_suffixes) {
     EXPECT_EQ(c.default_rate, 1500U);
     EXPECT_EQ(c.max_rate, 2000000000U);
     EXPECT_TRUE(contains(error_of({"--capacity", "5 MB"}), "--capacity: '5 MB' is not a rate"));
-    EXPECT_TRUE(contains(error_of({"--max-rate", "1.5"}), "whole number of bytes per second"));
+    EXPECT_TRUE(contains(error_of({"--max-rate", "1.5"}), "--max-rate: '1.5' is not a rate: too many decimals"));
 }
 
 TEST_F(config_test, bad_numbers_in_flags) {
