@@ -3,7 +3,6 @@
 #include "datapump/http/proto/query.hpp"
 
 #include <charconv>
-#include <limits>
 
 namespace datapump::daemon::detail {
 namespace {
