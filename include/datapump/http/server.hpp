@@ -77,6 +77,9 @@ public:
 
     [[nodiscard]] server_view view() const;
     [[nodiscard]] std::vector<stream_view> streams() const;
+    // The live streams, for VCR control from the library (any thread, while the server lives).
+    // A control taken from it may be kept past shutdown(): it then reads `ending` and its kick
+    // does nothing.
     [[nodiscard]] stream::stream_table& streams_table();
 
     struct state;

@@ -44,13 +44,12 @@ void connection::begin_body() {
     speed_ = 1;
     sending_ = false;
     if (control_) {
-        io::event_loop* loop = ctx_.loop.get();
         loop_context* ctx = &ctx_;
         const std::uint64_t sid = control_->id;
         control_->client = peer_;
         control_->loop = ctx_.index;
-        control_->kick = [loop, ctx, sid] {
-            loop->post([ctx, sid] {
+        control_->kick = [doorbell = ctx_.doorbell, ctx, sid] {
+            doorbell->ring([ctx, sid] {
                 const auto it = ctx->streams.find(sid);
                 if (it != ctx->streams.end()) {
                     connection* c = it->second;

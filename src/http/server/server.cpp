@@ -286,6 +286,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
                 return;
             }
             c->loop = std::move(*loop);
+            c->doorbell->attach(c->loop.get());
             if (arena != nullptr && !c->loop->has_fixed_buffers() && c->index == 0) {
                 spdlog::warn("loop {}: the arena is not registered ({}): SEND_ZC sends without fixed buffers",
                           c->index, c->loop->fixed_buffers_error());
@@ -330,6 +331,7 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     for (auto& ctx : s.loops) {
+        ctx->doorbell->close();  // controls held outside (the library's) no longer reach the loop
         ctx->loop->stop();
     }
     for (auto& ctx : s.loops) {

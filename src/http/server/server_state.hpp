@@ -20,7 +20,9 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -49,10 +51,30 @@ struct acceptor final : io::completion {
     void complete(int result, std::uint32_t flags) override;
 };
 
+// How a stream's control reaches its loop from any thread. A library caller may hold a control
+// past shutdown, so its kick goes through this, which shutdown closes before the loop is freed.
+struct loop_doorbell {
+    std::mutex mutex;
+    io::event_loop* loop = nullptr;  // guarded by mutex; null once shut down
+    // Posts `task` to the loop unless it is shut down.
+    void ring(std::function<void()> task) {
+        const std::lock_guard lock(mutex);
+        if (loop != nullptr) {
+            loop->post(std::move(task));
+        }
+    }
+    void attach(io::event_loop* l) {
+        const std::lock_guard lock(mutex);
+        loop = l;
+    }
+    void close() { attach(nullptr); }
+};
+
 struct loop_context {
     server::state* owner = nullptr;
     unsigned index = 0;
     std::unique_ptr<io::event_loop> loop;
+    std::shared_ptr<loop_doorbell> doorbell = std::make_shared<loop_doorbell>();
     unique_fd listener;
     acceptor accepting;
     bool accepting_armed = false;

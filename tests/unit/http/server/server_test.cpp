@@ -485,9 +485,18 @@ TEST_P(server_test, shutdown_cuts_streams_after_the_grace_period) {
     auto head = c.read_response(true);
     ASSERT_TRUE(head);
     ASSERT_TRUE(eventually([](const http::server_view& v) { return v.active_streams == 1; }));
+    // A library caller holding the stream's control past shutdown.
+    const auto listed = server_->streams_table().list();
+    ASSERT_EQ(listed.size(), 1U);
+    const std::shared_ptr<stream::control> held = listed.front();
     const auto cut = server_->shutdown(100ms);
     EXPECT_EQ(cut, 1U);
     EXPECT_TRUE(c.closed_by_server());
+    EXPECT_EQ(held->state.load(), stream::run_state::ending);
+    EXPECT_FALSE(server_->streams_table().pause(held->id));  // no longer listed
+    // Its loop is gone: the kick must reach nothing (under ASan a use-after-free fails here).
+    held->pause_requested.store(true);
+    held->kick();
     http_client late(port_, 500);
     EXPECT_FALSE(late.connected() && late.send(get_request("/small.txt")) && late.read_response());
 }
