@@ -69,6 +69,7 @@ struct send_view {
     std::uint64_t send_zc_sends = 0;
     std::uint64_t send_zc_copied = 0;  // notifications that said the kernel copied
     std::uint64_t send_bytes = 0;      // the copying fallback
+    std::uint64_t readahead_advice = 0;  // page-cache paths: WILLNEED advice issued (cold windows)
 };
 
 struct server_view {

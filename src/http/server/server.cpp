@@ -426,6 +426,7 @@ server_view make_view(const server::state& s) {
     v.sends.send_zc_bytes = s.sends.send_zc_bytes.load(std::memory_order_relaxed);
     v.sends.send_zc_sends = s.sends.send_zc_sends.load(std::memory_order_relaxed);
     v.sends.send_zc_copied = s.sends.send_zc_copied.load(std::memory_order_relaxed);
+    v.sends.readahead_advice = s.sends.readahead_advice.load(std::memory_order_relaxed);
     v.sends.send_bytes = s.sends.send_bytes.load(std::memory_order_relaxed);
     return v;
 }

@@ -43,6 +43,7 @@ struct send_counters {
     std::atomic<std::uint64_t> send_zc_sends{0};
     std::atomic<std::uint64_t> send_zc_copied{0};
     std::atomic<std::uint64_t> send_bytes{0};
+    std::atomic<std::uint64_t> readahead_advice{0};
 };
 
 // Accepts connections on one loop's listening socket (multishot accept).

@@ -68,6 +68,7 @@ json to_json(const send_view& s) {
         {"send_zc_sends", s.send_zc_sends},
         {"send_zc_copied", s.send_zc_copied},
         {"send_bytes", s.send_bytes},
+        {"readahead_advice", s.readahead_advice},
     };
 }
 

@@ -181,6 +181,8 @@ std::string send_metrics(const send_view& s) {
     w.sample("datapump_send_bytes_total", "path", "send", s.send_bytes);
     w.counter("datapump_send_zc_sends_total", "Zero-copy sends completed.", s.send_zc_sends);
     w.counter("datapump_send_zc_copied_total", "Zero-copy sends the kernel reported it copied.", s.send_zc_copied);
+    w.counter("datapump_readahead_advice_total", "Read-ahead advice (WILLNEED) issued for windows not yet cached.",
+              s.readahead_advice);
     return w.take();
 }
 

@@ -7,7 +7,9 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -147,6 +149,37 @@ TEST_P(server_test, the_configured_send_path_carries_every_body_byte) {
         EXPECT_GT(s.send_zc_copied, 0U);
     } else {
         EXPECT_EQ(s.send_zc_sends, 0U);
+    }
+}
+
+// The page-cache paths advise read-ahead (WILLNEED) only for windows not in the page cache: a
+// warm file costs no advice, a cold one gets it. The loan paths leave it to the prefetcher.
+TEST_P(server_test, read_ahead_advice_only_for_cold_windows) {
+    const bool page_cache_path = GetParam().path == http::send_path::sendfile || GetParam().path == http::send_path::splice;
+    start();
+    const std::string big = read("big.bin");  // warm: just written and read
+    auto r = get("/big.bin");
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->body == big);
+    EXPECT_EQ(server_->view().sends.readahead_advice, 0U);
+
+    // Evict the file from the page cache (written back first: dirty pages stay).
+    const int fd = ::open((root_ / "big.bin").c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::fdatasync(fd), 0);
+    ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    char byte = 0;
+    iovec iov{.iov_base = &byte, .iov_len = 1};
+    ASSERT_EQ(::preadv2(fd, &iov, 1, 4 << 20, RWF_NOWAIT), -1) << "the test needs a file system that can evict pages";
+    ::close(fd);
+
+    r = get("/big.bin");
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->body == big);
+    if (page_cache_path) {
+        EXPECT_GT(server_->view().sends.readahead_advice, 0U);
+    } else {
+        EXPECT_EQ(server_->view().sends.readahead_advice, 0U);
     }
 }
 

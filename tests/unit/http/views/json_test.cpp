@@ -98,7 +98,7 @@ TEST(views_json, status_has_every_field) {
     s.bytes_sent = 4242;
     s.loops = {{0, 1, 2, 3, 4}, {1, 5, 6, 7, 8}};
     s.cache = {16, 262144, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
-    s.sends = {11, 12, 13, 14, 15, 16};
+    s.sends = {11, 12, 13, 14, 15, 16, 17};
     const json j = json::parse(status_json(s));
     EXPECT_EQ(keys(j), (std::set<std::string>{"version", "uptime_ms", "provider", "send_path", "capacity", "reserved",
                                               "connections", "active_streams", "admission_refusals",
@@ -120,7 +120,7 @@ TEST(views_json, status_has_every_field) {
         "fallbacks":4,"evictions":5,"disk_reads":6,"disk_bytes":7,"loans_out":8,"prefetch_posted":9,
         "prefetch_dropped":10})"));
     EXPECT_EQ(j["sends"], json::parse(R"({"sendfile_bytes":11,"splice_bytes":12,"send_zc_bytes":13,
-        "send_zc_sends":14,"send_zc_copied":15,"send_bytes":16})"));
+        "send_zc_sends":14,"send_zc_copied":15,"send_bytes":16,"readahead_advice":17})"));
 }
 
 TEST(views_json, control_reply_shapes) {

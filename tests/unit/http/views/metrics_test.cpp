@@ -25,7 +25,7 @@ server_view sample_server() {
     s.bytes_sent = 123456789012;
     s.loops = {{0, 4, 2, 1'500'000'000, 99}, {1, 3, 1, 7, 5}};
     s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10};
-    s.sends = {11, 12, 13, 14, 15, 16};
+    s.sends = {11, 12, 13, 14, 15, 16, 17};
     return s;
 }
 
@@ -111,6 +111,7 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_send_bytes_total", "counter"},
         {"datapump_send_zc_sends_total", "counter"},
         {"datapump_send_zc_copied_total", "counter"},
+        {"datapump_readahead_advice_total", "counter"},
         {"datapump_loop_connections", "gauge"},
         {"datapump_loop_streams", "gauge"},
         {"datapump_loop_busy_seconds_total", "counter"},
@@ -148,6 +149,7 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {R"(datapump_send_bytes_total{path="send"})", "16"},
         {"datapump_send_zc_sends_total", "14"},
         {"datapump_send_zc_copied_total", "15"},
+        {"datapump_readahead_advice_total", "17"},
         {R"(datapump_loop_connections{loop="0"})", "4"},
         {R"(datapump_loop_connections{loop="1"})", "3"},
         {R"(datapump_loop_streams{loop="0"})", "2"},
