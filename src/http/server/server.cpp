@@ -213,10 +213,14 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
 
     cache::file_cache_config cc;
     cc.buffers.buffer_size = std::size_t{config.buffer_kib} * 1024;
-    cc.buffers.buffer_count = std::max<std::size_t>(16, std::size_t{config.cache_mib} * 1024 / config.buffer_kib);
     if (cc.buffers.buffer_size == 0 || cc.buffers.buffer_size % 4096 != 0) {
         return fail(errc::invalid_argument, "the buffer size must be a multiple of 4 KiB");
     }
+    // The page-cache paths send from the kernel's page cache: the arena would sit unused (and
+    // pre-faulting it delayed start-up by seconds), so they keep only a token one.
+    cc.buffers.buffer_count = s->loans_path()
+                                  ? std::max<std::size_t>(16, std::size_t{config.cache_mib} * 1024 / config.buffer_kib)
+                                  : 16;
     cc.readahead_blocks = 8;
     auto cache = cache::file_cache::create(cc);
     if (!cache) {
