@@ -227,7 +227,7 @@ constexpr std::array<option_spec, 20> options{{
     {"max_rate", "RATE", "cap on a requested rate (0: no cap)",
      [](daemon_config& c, const raw_value& v) { return store(c.max_rate, to_rate(v)); },
      [](const daemon_config& c) { return show_rate(c.max_rate); }},
-    {"default_burst", "BYTES", "token-bucket depth of a paced stream",
+    {"default_burst", "BYTES", "token-bucket depth of a paced stream (0: a quarter second of its rate, at least 256 KiB)",
      [](daemon_config& c, const raw_value& v) { return store(c.default_burst, to_whole<std::uint64_t>(v)); },
      [](const daemon_config& c) { return std::to_string(c.default_burst); }},
     {"max_connections", "N", "further connections are accepted and closed at once (503)",

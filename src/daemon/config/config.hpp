@@ -45,7 +45,7 @@ struct daemon_config {
     std::uint64_t capacity = 0;
     std::uint64_t default_rate = 0;
     std::uint64_t max_rate = 0;
-    std::uint64_t default_burst = 262144;
+    std::uint64_t default_burst = 0;  // 0: auto, a quarter second of the stream's rate (at least 256 KiB)
     std::uint32_t max_connections = 10000;
     std::uint32_t idle_timeout_ms = 60000;
     std::uint32_t header_timeout_ms = 10000;

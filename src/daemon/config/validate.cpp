@@ -107,14 +107,13 @@ problem check_log_level(const daemon_config& c) {
 }  // namespace
 
 std::string validate_config(const daemon_config& c) {
-    const std::array<problem, 14> found{
+    const std::array<problem, 13> found{
         check_root(c.root),
         check_listen(c),
         check_loops(c),
         check_provider(c),
         check_arena(c),
         check_rates(c),
-        check_nonzero(c.default_burst, "--default-burst (default_burst)"),
         check_nonzero(c.max_connections, "--max-connections (max_connections)"),
         check_nonzero(c.idle_timeout_ms, "--idle-timeout-ms (idle_timeout_ms)"),
         check_nonzero(c.header_timeout_ms, "--header-timeout-ms (header_timeout_ms)"),

@@ -173,6 +173,9 @@ result<std::pair<std::uint64_t, std::uint64_t>> requested_qos(const server::stat
     if (s.config.max_rate != 0 && (rate == 0 || rate > s.config.max_rate)) {
         rate = s.config.max_rate;
     }
+    if (burst == 0) {
+        burst = auto_burst(rate);
+    }
     return std::pair{rate, burst};
 }
 

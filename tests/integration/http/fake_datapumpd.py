@@ -39,7 +39,7 @@ ap.add_argument("--send-path", default="auto")
 ap.add_argument("--capacity", default="0")
 ap.add_argument("--default-rate", default="0")
 ap.add_argument("--max-rate", default="0")
-ap.add_argument("--default-burst", type=int, default=262144)
+ap.add_argument("--default-burst", type=int, default=0)  # 0: auto, as datapumpd
 ap.add_argument("--idle-timeout-ms", type=int, default=60000)
 ap.add_argument("--header-timeout-ms", type=int, default=10000)
 ap.add_argument("--max-header-bytes", type=int, default=16384)
@@ -257,6 +257,8 @@ def serve_file(conn, addr, method, target, headers):
     burst = int(query.get("burst", [headers.get("x-datapump-burst", opt.default_burst)])[0])
     if MAX_RATE and rate > MAX_RATE:
         rate = MAX_RATE
+    if burst == 0:
+        burst = max(262144, rate // 4)
     status = (206, "Partial Content") if rng else (200, "OK")
     extra = [("Content-Range", f"bytes {start}-{end}/{size}")] if rng else []
     if method == "HEAD" or size == 0:

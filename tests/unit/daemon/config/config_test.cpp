@@ -86,7 +86,7 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.capacity, 0U);
     EXPECT_EQ(c.default_rate, 0U);
     EXPECT_EQ(c.max_rate, 0U);
-    EXPECT_EQ(c.default_burst, 262144U);
+    EXPECT_EQ(c.default_burst, 0U);  // auto
     EXPECT_EQ(c.max_connections, 10000U);
     EXPECT_EQ(c.idle_timeout_ms, 60000U);
     EXPECT_EQ(c.header_timeout_ms, 10000U);

@@ -186,6 +186,24 @@ TEST_P(server_test, read_ahead_advice_only_for_cold_windows) {
     }
 }
 
+TEST_P(server_test, a_paced_stream_without_a_burst_gets_a_quarter_second_of_its_rate) {
+    start();
+    const std::pair<const char*, std::uint64_t> cases[] = {
+        {"/big.bin?rate=4M", 1000000},         // a quarter second
+        {"/big.bin?rate=400k", 262144},        // at least 256 KiB
+        {"/big.bin?rate=4M&burst=16384", 16384},  // asked for
+    };
+    for (const auto& [target, burst] : cases) {
+        http_client c(port_);
+        ASSERT_TRUE(c.send(get_request(target)));
+        auto head = c.read_response(true);
+        ASSERT_TRUE(head);
+        const auto control = server_->streams_table().find(std::stoull(head->header("x-datapump-stream")));
+        ASSERT_NE(control, nullptr) << target;
+        EXPECT_EQ(control->burst, burst) << target;
+    }
+}
+
 TEST_P(server_test, every_byte_of_a_whole_file_and_of_ranges_is_the_file_s) {
     start();
     const std::string big = read("big.bin");
