@@ -205,16 +205,29 @@ void file_cache::impl::handle_note(const prefetch_note& note) {
         }
         return;
     }
-    const std::uint64_t size = file->size();
+    if (!owner.config_.prefetch_on_workers) {
+        read_ahead(*file, note.first_block, note.count);
+        return;
+    }
+    // On a worker, after any demand read. The blocks are claimed there, not here: a claimed block
+    // waiting in the queue would make a demand read of it wait behind the queue (a deadlock once
+    // every worker waits so).
+    post_job([this, file = std::move(file), first = note.first_block, count = note.count] {
+        read_ahead(*file, first, count);
+    }, job_kind::prefetch);
+}
+
+void file_cache::impl::read_ahead(const cached_file& file, std::uint64_t first_block, std::uint32_t count) {
+    const std::uint64_t size = file.size();
     std::vector<fill_ticket> batch;
     const std::uint32_t batch_size = std::max<std::uint32_t>(1, owner.config_.prefetch_batch);
-    for (std::uint64_t b = note.first_block; b < note.first_block + note.count; ++b) {
+    for (std::uint64_t b = first_block; b < first_block + count; ++b) {
         if (b * block_size >= size) {
             break;  // past the end (or the writer's frontier): nothing to read yet
         }
         // Skip what is cached or already being read by someone else: read-ahead never waits
         // behind a reader, it goes past it.
-        auto claimed = buffers.claim_if_absent(key{file->id(), b});
+        auto claimed = buffers.claim_if_absent(key{file.id(), b});
         if (!claimed) {
             break;  // every buffer pinned: read-ahead is a hint, give up on this note
         }
@@ -224,24 +237,26 @@ void file_cache::impl::handle_note(const prefetch_note& note) {
         }
         batch.push_back(std::move(*ticket));
         if (batch.size() == batch_size) {
-            (void)read_into(*file, std::move(batch), fill_reason::prefetch);  // pins dropped: stay cached
+            (void)read_into(file, std::move(batch), fill_reason::prefetch);  // pins dropped: stay cached
             batch.clear();
         }
     }
     if (!batch.empty()) {
-        (void)read_into(*file, std::move(batch), fill_reason::prefetch);
+        (void)read_into(file, std::move(batch), fill_reason::prefetch);
     }
 }
 
 void file_cache::impl::worker_loop() {
     std::unique_lock lock(jobs_mutex);
     for (;;) {
-        jobs_cv.wait(lock, [&] { return stopping || !jobs.empty(); });
-        if (jobs.empty()) {
+        jobs_cv.wait(lock, [&] { return stopping || !jobs.empty() || !prefetch_jobs.empty(); });
+        // A reader waits on a demand read; read-ahead can wait behind it.
+        auto& queue = jobs.empty() ? prefetch_jobs : jobs;
+        if (queue.empty()) {
             return;  // stopping, and nothing left to finish
         }
-        auto job = std::move(jobs.front());
-        jobs.pop_front();
+        auto job = std::move(queue.front());
+        queue.pop_front();
         ++jobs_running;
         lock.unlock();
         job();
@@ -251,10 +266,10 @@ void file_cache::impl::worker_loop() {
     }
 }
 
-void file_cache::impl::post_job(std::move_only_function<void()> job) {
+void file_cache::impl::post_job(std::move_only_function<void()> job, job_kind kind) {
     {
         const std::lock_guard lock(jobs_mutex);
-        jobs.push_back(std::move(job));
+        (kind == job_kind::demand ? jobs : prefetch_jobs).push_back(std::move(job));
     }
     jobs_cv.notify_all();
 }
@@ -425,7 +440,9 @@ void file_cache::quiesce() {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     std::unique_lock lock(impl_->jobs_mutex);
-    impl_->jobs_cv.wait(lock, [&] { return impl_->jobs.empty() && impl_->jobs_running == 0; });
+    impl_->jobs_cv.wait(lock, [&] {
+        return impl_->jobs.empty() && impl_->prefetch_jobs.empty() && impl_->jobs_running == 0;
+    });
 }
 
 }  // namespace datapump::cache

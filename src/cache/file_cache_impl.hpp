@@ -50,7 +50,11 @@ struct file_cache::impl {
     void prefetch_loop(prefetch_mailbox::consumer consumer);
     void handle_note(const prefetch_note& note);
     void worker_loop();
-    void post_job(std::move_only_function<void()> job);
+    enum class job_kind : std::uint8_t { demand, prefetch };
+    // Runs `job` on a worker; demand jobs before any prefetch job.
+    void post_job(std::move_only_function<void()> job, job_kind kind = job_kind::demand);
+    // Claims and reads the blocks of a will-need note that are neither cached nor being read.
+    void read_ahead(const cached_file& file, std::uint64_t first_block, std::uint32_t count);
     // Posts a prefetch note, counting it as posted or dropped.
     bool post(const prefetch_note& note) noexcept;
 
@@ -70,7 +74,8 @@ struct file_cache::impl {
 
     std::mutex jobs_mutex;
     std::condition_variable jobs_cv;
-    std::deque<std::move_only_function<void()>> jobs;  // guarded by jobs_mutex
+    std::deque<std::move_only_function<void()>> jobs;           // demand; guarded by jobs_mutex
+    std::deque<std::move_only_function<void()>> prefetch_jobs;  // guarded by jobs_mutex
     std::size_t jobs_running = 0;            // guarded by jobs_mutex
     bool stopping = false;                   // guarded by jobs_mutex
     std::vector<std::thread> workers;

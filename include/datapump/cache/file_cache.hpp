@@ -76,6 +76,9 @@ struct file_cache_config {
     std::uint32_t prefetch_batch = 8;      // blocks the prefetcher reads at once (in flight)
     std::uint32_t mailbox_capacity = 1024; // notes; power of two
     std::uint32_t fallback_workers = 1;
+    // Prefetch batches are read by the fallback workers (after any demand read) instead of the
+    // prefetch thread, so several streams' read-ahead is in flight at once.
+    bool prefetch_on_workers = false;
 };
 
 enum class play_mode : std::uint8_t { play, pause };

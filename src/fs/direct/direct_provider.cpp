@@ -46,7 +46,7 @@ result<instance_handle> direct_init(const provider_config& config) noexcept {
         spdlog::info("direct: io_uring disabled by configuration; O_DIRECT reads use pread");
         return static_cast<local::local_root*>(r.release());
     }
-    auto pool = io::ring_pool::create({.rings = 2,
+    auto pool = io::ring_pool::create({.rings = 4,
                                        .entries = 32,
                                        .arena = r->arena,
                                        .register_buffers = (config.flags & config_no_fixed_buffers) == 0});

@@ -222,6 +222,10 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
                                   ? std::max<std::size_t>(16, std::size_t{config.cache_mib} * 1024 / config.buffer_kib)
                                   : 16;
     cc.readahead_blocks = 8;
+    // Many streams read ahead at once: their batches go to four workers (demand reads first),
+    // not one after another on the prefetch thread.
+    cc.fallback_workers = 4;
+    cc.prefetch_on_workers = true;
     auto cache = cache::file_cache::create(cc);
     if (!cache) {
         return std::unexpected(cache.error());

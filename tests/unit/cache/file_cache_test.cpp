@@ -234,6 +234,39 @@ TEST(file_cache, closing_the_old_file_keeps_the_reopen_in_the_prefetch_table) {
     EXPECT_TRUE(c->try_loan(*reopened, 7));
 }
 
+// With prefetch_on_workers a will-need note is read by a worker, after any demand read. A demand
+// read of a block such a queued note covers must not wait for the note (one worker: it would wait
+// for itself). The source's delay holds the worker on a first demand read while the note comes.
+TEST(file_cache, read_ahead_on_workers_never_holds_up_a_demand_read) {
+    file_cache_config cfg;
+    cfg.buffers = {.buffer_size = bs, .buffer_count = 32};
+    cfg.readahead_blocks = 0;
+    cfg.fallback_workers = 1;
+    cfg.prefetch_on_workers = true;
+    auto c = std::move(*file_cache::create(cfg));
+    auto src = std::make_shared<memory_source>(12, 32 * bs);
+    auto f = c->open(src, 32 * bs);
+    src->set_delay_us(200000);
+    auto first = std::make_shared<std::promise<bool>>();
+    c->loan_read_async(f, 20 * bs, bs, [first](result<std::vector<read_loan>> r) { first->set_value(r.has_value()); });
+    ASSERT_TRUE(c->post_will_need(*f, 0, 8));
+    auto second = std::make_shared<std::promise<bool>>();
+    auto done = second->get_future();
+    c->loan_read_async(f, 0, bs, [second](result<std::vector<read_loan>> r) {
+        second->set_value(r.has_value() && r->size() == 1 && matches_pattern(12, 0, r->front().bytes()));
+    });
+    ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+    EXPECT_TRUE(done.get());
+    src->set_delay_us(0);
+    c->quiesce();
+    for (std::uint64_t b = 0; b < 8; ++b) {
+        EXPECT_TRUE(c->try_loan(*f, b)) << b;  // the note's blocks were read ahead
+    }
+    for (const auto& [offset, reads] : src->reads_per_offset()) {
+        EXPECT_EQ(reads, 1) << "offset " << offset;
+    }
+}
+
 TEST(file_cache, done_with_notes_make_blocks_first_to_go) {
     auto c = make(4);
     auto f = c->open(std::make_shared<memory_source>(9, 8 * bs), 8 * bs);
