@@ -27,9 +27,8 @@ constexpr int splice_pipe_size = 1 << 20;
 // Bytes one connection may send per loop turn before it yields to the others.
 constexpr std::uint64_t turn_budget = std::uint64_t{4} << 20;
 // How far ahead of the send position the page cache is asked to read (posix) and how many cache
-// blocks the prefetcher is asked for (loans).
+// blocks the prefetcher is asked for (loans: the cache's readahead_blocks).
 constexpr std::uint64_t advise_window = std::uint64_t{8} << 20;
-constexpr std::uint32_t readahead_blocks = 8;
 
 // Whether the page holding `offset` is in the page cache: a one-byte read that may not wait
 // (RWF_NOWAIT fails with EAGAIN rather than start I/O). Any failure counts as not cached.
@@ -192,7 +191,7 @@ void connection::advise_ahead() {
     if (view_) {
         const std::uint64_t bs = server_.block_size();
         const std::uint64_t first = std::max(advised_until_, pos_) / bs;
-        const std::uint64_t last = std::min((pos_ / bs) + readahead_blocks, (file_size_ + bs - 1) / bs);
+        const std::uint64_t last = std::min((pos_ / bs) + server_.cache->config().readahead_blocks, (file_size_ + bs - 1) / bs);
         if (last > first) {
             server_.cache->post_will_need(*view_, first, static_cast<std::uint32_t>(last - first));
         }
