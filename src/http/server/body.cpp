@@ -251,19 +251,10 @@ std::uint64_t connection::paced_allowance(std::uint64_t want) {
 void connection::pump_sendfile() {
     std::uint64_t budget = turn_budget;
     while (remaining_ > 0) {
-        if (pos_ >= source_end_) {
-            close_now("the source ended before the body did (seek or speed change)");
-            return;
-        }
-        std::uint64_t want = std::min({remaining_, source_end_ - pos_, max_sendfile_chunk});
-        if (speed_ > 1) {
-            want = std::min<std::uint64_t>(want, server_.block_size() - pos_ % server_.block_size());
-        }
-        const std::uint64_t allowed = paced_allowance(want);
+        const std::uint64_t allowed = next_piece(max_sendfile_chunk);
         if (allowed == 0) {
             return;
         }
-        advise_ahead();
         auto offset = static_cast<off_t>(pos_);
         const ssize_t n = ::sendfile(fd_.get(), body_fd_, &offset, allowed);
         if (n < 0) {
@@ -276,25 +267,68 @@ void connection::pump_sendfile() {
             close_now(errno_text(errno));
             return;
         }
-        if (n == 0) {
-            close_now("the file shrank while it was sent");
+        if (!took_from_file(n)) {
             return;
         }
         const auto sent = static_cast<std::uint64_t>(n);
-        pacer_.consume(sent);
-        sent_bytes(sent);
         account_sent(sent, server_.sends.sendfile_bytes);
         if (sent < allowed) {
             break;  // the socket took part of it: it is full
         }
-        budget -= std::min(budget, sent);
-        if (budget == 0 && remaining_ > 0) {
-            ++outstanding_;
-            ctx_.loop->defer(&defer_op_);
+        if (turn_spent(budget, sent)) {
             return;
         }
     }
-    if (remaining_ > 0) {
+    end_turn(remaining_ > 0);
+}
+
+// The next piece of a page-cache body: at most `chunk` bytes, as many as the pacer lets go now
+// (then read-ahead is advised), or 0 when the body stops here (closed, or the pacer's timer set).
+std::uint64_t connection::next_piece(std::uint64_t chunk) {
+    if (pos_ >= source_end_) {
+        close_now("the source ended before the body did (seek or speed change)");
+        return 0;
+    }
+    std::uint64_t want = std::min({remaining_, source_end_ - pos_, chunk});
+    if (speed_ > 1) {
+        want = std::min<std::uint64_t>(want, server_.block_size() - pos_ % server_.block_size());
+    }
+    const std::uint64_t allowed = paced_allowance(want);
+    if (allowed != 0) {
+        advise_ahead();
+    }
+    return allowed;
+}
+
+// The kernel took `n` (> 0 expected) bytes of the file from the send position: the pacer and
+// the position move past them. False, after closing, when it took none: the file shrank.
+bool connection::took_from_file(ssize_t n) {
+    if (n <= 0) {
+        close_now("the file shrank while it was sent");
+        return false;
+    }
+    const auto taken = static_cast<std::uint64_t>(n);
+    pacer_.consume(taken);
+    sent_bytes(taken);
+    return true;
+}
+
+// Takes `sent` bytes from this turn's budget; when it is spent, yields the loop to the other
+// connections (true: the caller returns, on_deferred pumps again).
+bool connection::turn_spent(std::uint64_t& budget, std::uint64_t sent) {
+    budget -= std::min(budget, sent);
+    if (budget == 0 && remaining_ > 0) {
+        ++outstanding_;
+        ctx_.loop->defer(&defer_op_);
+        return true;
+    }
+    return false;
+}
+
+// A page-cache send loop stopped: wait for room in the socket if bytes are left, else the
+// response is whole.
+void connection::end_turn(bool bytes_left) {
+    if (bytes_left) {
         wait_ = wait::socket;
         ++outstanding_;
         ctx_.loop->poll_once(fd_.get(), POLLOUT, &poll_op_);
@@ -333,19 +367,10 @@ void connection::pump_splice() {
     std::uint64_t budget = turn_budget;
     while (remaining_ > 0 || piped_ > 0) {
         if (piped_ == 0) {
-            if (pos_ >= source_end_) {
-                close_now("the source ended before the body did (seek or speed change)");
-                return;
-            }
-            std::uint64_t want = std::min({remaining_, source_end_ - pos_, std::uint64_t{splice_pipe_size}});
-            if (speed_ > 1) {
-                want = std::min<std::uint64_t>(want, server_.block_size() - pos_ % server_.block_size());
-            }
-            const std::uint64_t allowed = paced_allowance(want);
+            const std::uint64_t allowed = next_piece(splice_pipe_size);
             if (allowed == 0) {
                 return;
             }
-            advise_ahead();
             auto offset = static_cast<loff_t>(pos_);
             const ssize_t n = ::splice(body_fd_, &offset, pipe_write_.get(), nullptr, allowed, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n < 0) {
@@ -355,14 +380,10 @@ void connection::pump_splice() {
                 close_now(std::string("splice from the file: ") + errno_text(errno));
                 return;
             }
-            if (n == 0) {
-                close_now("the file shrank while it was sent");
+            if (!took_from_file(n)) {
                 return;
             }
-            const auto moved = static_cast<std::uint64_t>(n);
-            pacer_.consume(moved);
-            sent_bytes(moved);
-            piped_ = moved;
+            piped_ = static_cast<std::uint64_t>(n);
         }
         const unsigned more = remaining_ > 0 ? SPLICE_F_MORE : 0;
         const ssize_t n = ::splice(pipe_read_.get(), nullptr, fd_.get(), nullptr, piped_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | more);
@@ -382,20 +403,11 @@ void connection::pump_splice() {
         if (piped_ > 0) {
             break;  // the socket took part of it: it is full
         }
-        budget -= std::min(budget, sent);
-        if (budget == 0 && remaining_ > 0) {
-            ++outstanding_;
-            ctx_.loop->defer(&defer_op_);
+        if (turn_spent(budget, sent)) {
             return;
         }
     }
-    if (remaining_ > 0 || piped_ > 0) {
-        wait_ = wait::socket;
-        ++outstanding_;
-        ctx_.loop->poll_once(fd_.get(), POLLOUT, &poll_op_);
-        return;
-    }
-    finish_response();
+    end_turn(remaining_ > 0 || piped_ > 0);
 }
 
 void connection::on_socket_ready(int result, std::uint32_t /*flags*/) {

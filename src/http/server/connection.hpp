@@ -126,6 +126,10 @@ private:
     void pump_sendfile();
     void pump_splice();
     bool open_pipe();
+    std::uint64_t next_piece(std::uint64_t chunk);
+    bool took_from_file(ssize_t n);
+    bool turn_spent(std::uint64_t& budget, std::uint64_t sent);
+    void end_turn(bool bytes_left);
     void pump_loans();
     bool apply_controls();
     void advise_ahead();
