@@ -330,7 +330,8 @@ std::shared_ptr<cached_file> file_cache::reopen(std::uint64_t id, std::shared_pt
                                                 std::uint64_t size) {
     // Ids start at 1; the counter holds the next one to give.
     const bool given = id != 0 && id < impl_->next_file_id.load(std::memory_order_relaxed);
-    auto file = std::make_shared<cached_file>(given ? id : impl_next_id(), std::move(source), size, file_status::stable);
+    auto file =
+        std::make_shared<cached_file>(given ? id : impl_next_id(), std::move(source), size, file_status::stable);
     register_file(file);
     return file;
 }

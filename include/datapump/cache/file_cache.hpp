@@ -4,9 +4,9 @@
 //
 //   file_cache  owns the buffer_cache, the table of open files, the prefetch thread and its
 //               mailbox, and the fallback workers.
-//   cached_file one open file as the cache knows it: an id (never reused for other bytes), a block_source, the
-//               end of file readers see, and its status (stable, or written by a load-and-play
-//               writer: writing, complete, failed).
+//   cached_file one open file as the cache knows it: an id (never reused for other bytes), a
+//               block_source, the end of file readers see, and its status (stable, or written by
+//               a load-and-play writer: writing, complete, failed).
 //   reader      a sequential cursor over one file with its own read-ahead plan and access
 //               pattern (play, pause, seek, speed): what a stream uses.
 //   writer      fills a new file through write loans; readers follow it (load-and-play).

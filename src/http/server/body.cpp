@@ -191,7 +191,8 @@ void connection::advise_ahead() {
     if (view_) {
         const std::uint64_t bs = server_.block_size();
         const std::uint64_t first = std::max(advised_until_, pos_) / bs;
-        const std::uint64_t last = std::min((pos_ / bs) + server_.cache->config().readahead_blocks, (file_size_ + bs - 1) / bs);
+        const std::uint64_t ahead = server_.cache->config().readahead_blocks;
+        const std::uint64_t last = std::min((pos_ / bs) + ahead, (file_size_ + bs - 1) / bs);
         if (last > first) {
             server_.cache->post_will_need(*view_, first, static_cast<std::uint32_t>(last - first));
         }
@@ -351,7 +352,8 @@ bool connection::open_pipe() {
     pipe_read_ = unique_fd(fds[0]);
     pipe_write_ = unique_fd(fds[1]);
     if (::fcntl(fds[1], F_SETPIPE_SZ, splice_pipe_size) < 0) {
-        spdlog::debug("{}: F_SETPIPE_SZ {}: {} (the pipe keeps its default size)", peer_, splice_pipe_size, errno_text(errno));
+        spdlog::debug("{}: F_SETPIPE_SZ {}: {} (the pipe keeps its default size)", peer_, splice_pipe_size,
+                      errno_text(errno));
     }
     return true;
 }
@@ -372,7 +374,8 @@ void connection::pump_splice() {
                 return;
             }
             auto offset = static_cast<loff_t>(pos_);
-            const ssize_t n = ::splice(body_fd_, &offset, pipe_write_.get(), nullptr, allowed, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            const ssize_t n =
+                ::splice(body_fd_, &offset, pipe_write_.get(), nullptr, allowed, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n < 0) {
                 if (errno == EINTR) {
                     continue;
@@ -386,7 +389,8 @@ void connection::pump_splice() {
             piped_ = static_cast<std::uint64_t>(n);
         }
         const unsigned more = remaining_ > 0 ? SPLICE_F_MORE : 0;
-        const ssize_t n = ::splice(pipe_read_.get(), nullptr, fd_.get(), nullptr, piped_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | more);
+        const ssize_t n =
+            ::splice(pipe_read_.get(), nullptr, fd_.get(), nullptr, piped_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | more);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;

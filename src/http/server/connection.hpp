@@ -4,7 +4,8 @@
 // parser), answers them in order (pipelining), and streams file bodies by the server's send path
 // with the stream's pacing and VCR controls.
 //
-//   reading ──request──> responding: head ──> body (sendfile | splice | loans -> send_zc / send) ──> reading
+//   reading ──request──> responding: head ──> body (sendfile | splice | loans -> send_zc / send)
+//           ──> reading
 //          ──timeout / error / close──> closing ──(last completion)──> deleted
 //
 // Lifetime: every submitted operation counts in `outstanding_`; a closing connection deletes

@@ -39,6 +39,10 @@ std::string file_bytes(std::uint64_t seed, std::uint64_t size) {
     return s;
 }
 
+bool is_page_cache_path(http::send_path p) {
+    return p == http::send_path::sendfile || p == http::send_path::splice;
+}
+
 struct path_setup {
     const char* provider;
     http::send_path path;
@@ -122,7 +126,7 @@ TEST_P(server_test, the_configured_send_path_carries_every_body_byte) {
     start();
     EXPECT_EQ(server_->path(), GetParam().path);
     // Only the loan paths lend from the arena; the page-cache paths keep a token one.
-    const bool page_cache_path = GetParam().path == http::send_path::sendfile || GetParam().path == http::send_path::splice;
+    const bool page_cache_path = is_page_cache_path(GetParam().path);
     EXPECT_EQ(server_->view().cache.buffers, page_cache_path ? 16U : config_.cache_mib * 1024U / block_kib);
     const std::string big = read("big.bin");
     auto r = get("/big.bin");
@@ -158,7 +162,7 @@ TEST_P(server_test, the_configured_send_path_carries_every_body_byte) {
 // The page-cache paths advise read-ahead (WILLNEED) only for windows not in the page cache: a
 // warm file costs no advice, a cold one gets it. The loan paths leave it to the prefetcher.
 TEST_P(server_test, read_ahead_advice_only_for_cold_windows) {
-    const bool page_cache_path = GetParam().path == http::send_path::sendfile || GetParam().path == http::send_path::splice;
+    const bool page_cache_path = is_page_cache_path(GetParam().path);
     start();
     const std::string big = read("big.bin");  // warm: just written and read
     auto r = get("/big.bin");
