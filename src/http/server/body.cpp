@@ -31,7 +31,8 @@ constexpr std::uint64_t turn_budget = std::uint64_t{4} << 20;
 constexpr std::uint64_t advise_window = std::uint64_t{8} << 20;
 
 // Whether the page holding `offset` is in the page cache: a one-byte read that may not wait
-// (RWF_NOWAIT fails with EAGAIN rather than start I/O). Any failure counts as not cached.
+// (RWF_NOWAIT fails with EAGAIN rather than wait for I/O; on a miss the kernel still starts its
+// usual read-ahead there, which the WILLNEED that follows extends). Any failure: not cached.
 bool page_cached(int fd, std::uint64_t offset) {
     char byte = 0;
     iovec iov{.iov_base = &byte, .iov_len = 1};
