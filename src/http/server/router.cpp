@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
 
 namespace datapump::http {
 
@@ -189,10 +190,18 @@ response_plan file_response(server::state& s, const request& req, bool keep_aliv
         const int status = relative.error().code == errc::escapes_root ? 403 : 400;
         return error_response(status, relative.error().what, close);
     }
-    if (relative->empty()) {
-        return directory_response(s, req, *relative, close);
+    // A directory asked for as one (the root, or a path ending in '/') is answered by its
+    // index.html when it has one, as nginx's default `index` does; else listed or refused.
+    std::optional<result<fs::file>> index;
+    if (relative->empty() || req.path.ends_with('/')) {
+        std::string name = relative->empty() ? std::string("index.html") : *relative + "/index.html";
+        index.emplace(s.instance.open(name));
+        if (!*index) {
+            return directory_response(s, req, *relative, close);
+        }
+        relative = std::move(name);
     }
-    auto opened = s.instance.open(*relative);
+    auto opened = index ? std::move(*index) : s.instance.open(*relative);
     if (!opened) {
         switch (opened.error().code) {
             case errc::not_found:

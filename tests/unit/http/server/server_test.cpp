@@ -315,6 +315,31 @@ TEST_P(server_test, nothing_outside_the_root_is_reachable) {
     EXPECT_EQ(dir->status, 403);
 }
 
+// A directory asked for as one (the root, a path ending in '/') is answered by its index.html,
+// as nginx's default `index` does: the demo folder of scripts/run.sh is opened at "/".
+TEST_P(server_test, a_directory_with_an_index_html_serves_it) {
+    write("index.html", "<p>root page</p>\n");
+    write("sub/index.html", "<p>sub page</p>\n");
+    fsys::create_directory(root_ / "bare");
+    write("bare/file.txt", "x");
+    start();
+    auto r = get("/");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "<p>root page</p>\n");
+    EXPECT_EQ(r->header("content-type"), "text/html; charset=utf-8");
+    r = get("/sub/");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "<p>sub page</p>\n");
+    r = get("/sub");  // not asked for as a directory: relative links would break
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403);
+    r = get("/bare/");  // no index: refused (listing is off)
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403);
+}
+
 TEST_P(server_test, malformed_and_oversize_requests_get_4xx_and_a_closed_connection) {
     config_.max_header_bytes = 4096;
     config_.max_request_line = 1024;
