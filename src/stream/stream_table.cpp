@@ -74,24 +74,21 @@ void wake(const control& c) {
     }
 }
 
-}  // namespace
-
-result<std::shared_ptr<control>> stream_table::pause(std::uint64_t id) {
-    auto c = found(find(id));
+// Stores a pause or resume request in the stream `c` (if found) and wakes its loop.
+result<std::shared_ptr<control>> request_pause(result<std::shared_ptr<control>> c, bool pause) {
     if (c) {
-        (*c)->pause_requested.store(true, std::memory_order_release);
+        (*c)->pause_requested.store(pause, std::memory_order_release);
         wake(**c);
     }
     return c;
 }
 
+}  // namespace
+
+result<std::shared_ptr<control>> stream_table::pause(std::uint64_t id) { return request_pause(found(find(id)), true); }
+
 result<std::shared_ptr<control>> stream_table::resume(std::uint64_t id) {
-    auto c = found(find(id));
-    if (c) {
-        (*c)->pause_requested.store(false, std::memory_order_release);
-        wake(**c);
-    }
-    return c;
+    return request_pause(found(find(id)), false);
 }
 
 result<std::shared_ptr<control>> stream_table::seek(std::uint64_t id, std::uint64_t offset) {

@@ -64,7 +64,7 @@ bool window_cached(int fd, std::uint64_t offset, std::uint64_t length) {
         }
         return false;
     }
-    const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
     const std::uint64_t pages = (offset + length + page - 1) / page - offset / page;
     return counts.nr_cache >= pages;
 }

@@ -141,30 +141,29 @@ response_plan directory_response(server::state& s, const request& req, const std
                            req.verb == method::head);
 }
 
+// A request's value for `name`: the query parameter, else the header `header`, else none.
+std::optional<std::string> param_or_header(const request& req, std::string_view name, std::string_view header) {
+    if (auto value = query_param(req.query, name)) {
+        return value;
+    }
+    if (const std::string* h = req.header(header)) {
+        return *h;
+    }
+    return std::nullopt;
+}
+
 // The rate and burst a request asks for: query parameter first, then header, then the default.
 result<std::pair<std::uint64_t, std::uint64_t>> requested_qos(const server::state& s, const request& req) {
     std::uint64_t rate = s.config.default_rate;
     std::uint64_t burst = s.config.default_burst;
-    std::optional<std::string> text = query_param(req.query, "rate");
-    if (!text) {
-        if (const std::string* h = req.header("x-datapump-rate")) {
-            text = *h;
-        }
-    }
-    if (text) {
+    if (const auto text = param_or_header(req, "rate", "x-datapump-rate")) {
         auto r = parse_rate(*text);
         if (!r) {
             return std::unexpected(r.error());
         }
         rate = *r;
     }
-    std::optional<std::string> btext = query_param(req.query, "burst");
-    if (!btext) {
-        if (const std::string* h = req.header("x-datapump-burst")) {
-            btext = *h;
-        }
-    }
-    if (btext) {
+    if (const auto btext = param_or_header(req, "burst", "x-datapump-burst")) {
         auto b = parse_rate(*btext);
         if (!b || *b == 0) {
             return fail(errc::invalid_argument, "burst must be a positive number of bytes");
