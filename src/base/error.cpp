@@ -43,6 +43,8 @@ std::string_view to_string(errc code) {
         case errc::unsupported: return "unsupported";
         case errc::closed: return "closed";
         case errc::full: return "full";
+        case errc::peer_gone: return "the peer is gone";
+        case errc::protocol_error: return "the peer broke the protocol";
     }
     return "unknown error";
 }

@@ -32,6 +32,8 @@ enum class errc : std::uint8_t {
     unsupported,       // the provider or kernel lacks the operation
     closed,            // the object was shut down
     full,              // a bounded queue or table is full
+    peer_gone,         // the other end of a channel died or went away
+    protocol_error,    // the other end of a channel broke the protocol (garbage in shared memory)
 };
 
 struct error {

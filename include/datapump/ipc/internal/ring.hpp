@@ -1,0 +1,89 @@
+// File: datapump/ipc/internal/ring.hpp
+//
+// One direction of a channel: a single-producer single-consumer FIFO of u32 slot offsets in shared
+// memory, with a futex doorbell. The two ends live in different processes; each end keeps its own
+// index and a cached copy of the other's in its own (private) memory, so a push or pop touches the
+// other side's cache line only when the cached copy says the ring looks full or empty.
+//
+//   ring_header.tail  written by the producer (release), read by the consumer (acquire)
+//   ring_header.head  written by the consumer (release), read by the producer (acquire)
+//   entries[i & (capacity-1)]  written by the producer before the tail store that publishes it
+//
+// The other side may be hostile: an index it wrote that is more than `capacity` away from ours
+// is reported as `corrupt`, never followed.
+//
+// Doorbell (Dekker-style, both sides use seq_cst on the crossing pair):
+//   consumer about to sleep: sleeping = 1; fence; re-read tail; futex_wait(bell, seen)
+//   producer after a push:   tail = t; fence; if sleeping: bell++, futex_wake(bell)
+// At least one side sees the other's store, so a push is never missed by a sleeping consumer.
+//
+// Thread-safety: one thread at a time per end (the producer end and the consumer end are
+// separate objects, move-only, and may be used by two different threads or processes).
+#pragma once
+
+#include "datapump/ipc/internal/layout.hpp"
+#include "datapump/ipc/wait.hpp"
+
+#include <atomic>
+#include <cstdint>
+
+namespace datapump::ipc::internal {
+
+enum class ring_status : std::uint8_t { ok, empty, full, corrupt };
+
+struct pop_result {
+    ring_status status;
+    std::uint32_t value;
+};
+
+class ring_producer {
+public:
+    ring_producer() = default;
+    ring_producer(ring_header* header, std::uint32_t* entries, std::uint32_t capacity);
+
+    // Appends `value` and wakes a sleeping consumer. ok, full, or corrupt (the consumer's head is
+    // not within capacity of our tail).
+    [[nodiscard]] ring_status push(std::uint32_t value);
+    // Entries pushed and not yet consumed, as far as the consumer's head says (bounded).
+    [[nodiscard]] std::uint32_t capacity() const { return capacity_; }
+
+private:
+    ring_header* header_ = nullptr;
+    std::uint32_t* entries_ = nullptr;
+    std::uint32_t capacity_ = 0;
+    std::uint32_t tail_ = 0;         // our index (also in shared memory, but we trust only this)
+    std::uint32_t head_cache_ = 0;   // last head we read
+};
+
+class ring_consumer {
+public:
+    ring_consumer() = default;
+    ring_consumer(ring_header* header, std::uint32_t* entries, std::uint32_t capacity);
+
+    // Takes the oldest entry: ok with the value, empty, or corrupt (the producer's tail is not
+    // within capacity of our head).
+    [[nodiscard]] pop_result pop();
+    // Waits until the ring looks non-empty, `stop` is set, or (sleep phase) a wake-up arrives.
+    // Spurious returns are allowed; callers loop on pop().
+    void wait(const wait_policy& policy, const std::atomic<bool>& stop);
+    // Wakes the consumer from another thread (after setting its stop flag).
+    static void wake(ring_header* header);
+    [[nodiscard]] ring_header* header() const { return header_; }
+
+private:
+    [[nodiscard]] bool looks_ready() const;
+
+    ring_header* header_ = nullptr;
+    std::uint32_t* entries_ = nullptr;
+    std::uint32_t capacity_ = 0;
+    std::uint32_t head_ = 0;
+    std::uint32_t tail_cache_ = 0;
+};
+
+// Futex on shared memory (not FUTEX_PRIVATE: the word is mapped by two processes).
+void futex_wait_shared(std::atomic<std::uint32_t>& word, std::uint32_t expected);
+void futex_wake_shared(std::atomic<std::uint32_t>& word, int count);
+// One pause instruction (spin-wait hint).
+void cpu_relax();
+
+}  // namespace datapump::ipc::internal

@@ -1,0 +1,143 @@
+// File: datapump/ipc/server.hpp
+//
+// The server side of the command channel (seed 004): `server_runtime::init` (the worker pool that
+// the servers of a process share), `create` (an endpoint with open/exec/close handlers),
+// `server::destroy`, and the runtime's destruction (deinit). Several servers per process, several
+// clients per server.
+//
+// Per connection the handlers run in this order: open once; exec per command (on the connection's
+// channel or socket thread when the command asks for inline execution, on a pool worker
+// otherwise; several execs of one connection may run at once when they use workers); close
+// once, after every exec of the connection has returned: when the client deinitialises, dies, or
+// the server is destroyed.
+//
+// Hostile clients: everything read from shared memory is copied and checked before use; the input
+// span handed to exec points into shared memory the client can still change while exec runs, so
+// exec must treat it as untrusted bytes (copy what it needs to validate). A client breaking the
+// ring protocol is disconnected; bad fields fail only that command (status `bad_command`).
+//
+// Thread-safety: create/destroy from any thread; handlers are called from the server's threads
+// and must be thread-safe across connections. connection::notify may be called from any thread.
+#pragma once
+
+#include "datapump/base/error.hpp"
+#include "datapump/base/unique_fd.hpp"
+#include "datapump/ipc/wait.hpp"
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+
+namespace datapump::ipc {
+
+// Status the server itself puts on a command whose header was invalid (never passed to exec).
+inline constexpr std::int32_t bad_command = -22;  // -EINVAL
+
+class connection {
+public:
+    virtual ~connection() = default;
+    // Set by the open handler, read by exec and close: the seed's per-connection user context.
+    void* user_context = nullptr;
+
+    [[nodiscard]] virtual std::uint64_t id() const = 0;
+    [[nodiscard]] virtual pid_t peer_pid() const = 0;  // 0 when unknown (in-process: our pid)
+    // Only inside exec: sends `fd` with this command's reply (the reply then travels over the
+    // socket). Errors: invalid_argument outside exec or past 16 descriptors.
+    [[nodiscard]] virtual result<void> attach_fd(unique_fd fd) = 0;
+    // A one-way message to the client's on_notify. Any thread. Errors: peer_gone.
+    [[nodiscard]] virtual result<void> notify(std::uint32_t code, std::span<const std::byte> payload) = 0;
+    // Ends the connection from the server side (the client sees peer_gone). Any thread.
+    virtual void disconnect() = 0;
+};
+
+struct exec_result {
+    std::int32_t status = 0;
+    std::uint32_t output_len = 0;  // <= output.size()
+};
+
+struct server_handlers {
+    // A new client. An error refuses it (the client's init fails with peer_gone).
+    std::function<result<void>(connection&)> open;
+    std::function<exec_result(connection&, std::uint32_t code, std::span<const std::byte> input,
+                              std::span<std::byte> output)>
+        exec;
+    std::function<void(connection&)> close;
+    // One-way messages from client::notify; on the connection's socket thread.
+    std::function<void(connection&, std::uint32_t code, std::span<const std::byte> payload)> notify;
+};
+
+struct server_options {
+    std::uint32_t max_clients = 256;
+    std::uint32_t max_slots = 4096;              // per client
+    std::uint32_t max_slot_capacity = 1 << 20;   // input or output bytes per slot
+    std::uint32_t max_message = 128 * 1024;      // largest backup command accepted
+    std::uint32_t max_backup_in_flight = 64;     // backup commands per client on workers at once
+    wait_policy wait{};                          // how each connection's channel thread waits
+};
+
+struct server_stats {
+    std::uint64_t clients_accepted = 0;
+    std::uint64_t clients_closed = 0;
+    std::uint64_t slot_commands = 0;
+    std::uint64_t backup_commands = 0;
+    std::uint64_t bad_commands = 0;           // failed validation (status bad_command)
+    std::uint64_t protocol_disconnects = 0;   // clients cut off for breaking the protocol
+    std::uint64_t shm_refused = 0;            // segments refused at set-up
+    std::uint32_t clients_now = 0;
+};
+
+class server;
+
+struct runtime_options {
+    std::uint32_t workers = 2;  // the pool shared by this runtime's servers
+};
+
+class server_runtime {
+public:
+    // Starts the worker pool. Errors: invalid_argument (0 workers).
+    [[nodiscard]] static result<std::unique_ptr<server_runtime>> init(runtime_options options = {});
+    server_runtime(const server_runtime&) = delete;
+    server_runtime& operator=(const server_runtime&) = delete;
+    // Deinit: every server of the runtime must be destroyed first.
+    ~server_runtime();
+
+    // Listens on `endpoint` ("/path" or "@abstract"). A socket file left behind by a dead server is
+    // replaced; one a live server answers on is not (busy). Errors: busy, invalid_argument,
+    // io_error.
+    [[nodiscard]] result<std::unique_ptr<server>> create(std::string_view endpoint, server_handlers handlers,
+                                                         server_options options = {});
+
+    class impl;
+
+private:
+    explicit server_runtime(std::unique_ptr<impl> impl);
+    std::unique_ptr<impl> impl_;
+};
+
+class server {
+public:
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+    ~server();  // destroy()
+
+    // Stops accepting, disconnects every client (each gets close after its execs return), joins
+    // the server's threads, removes a path endpoint's socket file. Idempotent.
+    void destroy();
+
+    [[nodiscard]] server_stats stats() const;
+    [[nodiscard]] std::string_view endpoint() const;
+
+    class impl;
+
+private:
+    friend class server_runtime;
+    explicit server(std::unique_ptr<impl> impl);
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace datapump::ipc
