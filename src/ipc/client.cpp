@@ -102,7 +102,8 @@ struct channel {
     std::atomic<std::uint32_t> cursor{0};   // relaxed hint where to look for a free slot
     std::mutex submit_mu;
     internal::ring_producer cs;             // guarded by submit_mu
-    internal::ring_consumer sc;             // completion thread only
+    internal::ring_consumer sc;             // whoever holds `reaping`
+    std::atomic<bool> reaping{false};
     std::atomic<bool> stop{false};
     std::thread completion_thread;
 };
@@ -249,7 +250,10 @@ public:
         if (ch == nullptr) {
             maybe_retry_segment();
         } else if (input.size() <= ch->seg.geo().input_capacity && output.size() <= ch->seg.geo().output_capacity) {
-            const std::uint32_t slot = take_slot(*ch);
+            std::uint32_t slot = take_slot(*ch);
+            if (slot == internal::segment::no_slot) {
+                slot = wait_for_slot(*ch);
+            }
             if (slot != internal::segment::no_slot) {
                 return execute_slot(*ch, slot, code, input, output, cb, flags);
             }
@@ -303,6 +307,9 @@ public:
         h->waiting.store(0, std::memory_order_relaxed);
         r.claim.store(0, std::memory_order_relaxed);
         outstanding_.fetch_add(1, std::memory_order_relaxed);
+        if (!r.sync) {
+            async_in_flight_.fetch_add(1, std::memory_order_relaxed);
+        }
         r.armed.store(1, std::memory_order_seq_cst);
         internal::ring_status pushed;
         {
@@ -311,6 +318,9 @@ public:
         }
         if (pushed != internal::ring_status::ok) {
             // Room for every slot is guaranteed by a correct server; this one broke the ring.
+            if (!r.sync) {
+                async_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+            }
             free_slot(ch, slot);
             command_done();
             failed_.fetch_add(1, std::memory_order_relaxed);
@@ -353,9 +363,9 @@ public:
             }
         }
         for (;;) {
+            // Dekker pair with the server's seq_cst done store and waiting load (complete_slot).
             h->waiting.store(1, std::memory_order_seq_cst);
-            std::atomic_thread_fence(std::memory_order_seq_cst);
-            if (h->done.load(std::memory_order_acquire) != done_pending || dead_.load(std::memory_order_seq_cst)) {
+            if (h->done.load(std::memory_order_seq_cst) != done_pending || dead_.load(std::memory_order_seq_cst)) {
                 return;
             }
             internal::futex_wait_shared(h->done, done_pending);
@@ -402,30 +412,108 @@ public:
 
     // --- the completion thread (async slot commands) ---------------------------------------------
 
-    void completion_main(channel& ch) {
-        for (;;) {
+    // Pops and completes what the server finished, at most `limit`. Only the holder of
+    // ch.reaping (the completion thread, or a submitter that found no free slot) calls this: the
+    // ring has one consumer at a time. False when the server broke the ring (it is then cut off).
+    bool reap(channel& ch, std::uint32_t limit, std::uint32_t& reaped) {
+        reaped = 0;
+        while (reaped < limit) {
             const internal::pop_result p = ch.sc.pop();
             if (p.status == internal::ring_status::empty) {
-                if (ch.stop.load(std::memory_order_acquire)) {
-                    return;
-                }
-                ch.sc.wait(options_.wait, ch.stop);
-                continue;
+                return true;
             }
             if (p.status == internal::ring_status::corrupt) {
                 server_broke("server-to-client ring indices corrupt");
-                return;
+                return false;
             }
             const std::uint32_t slot = ch.seg.slot_of(p.value);
             if (slot == internal::segment::no_slot || ch.slots[slot].armed.load(std::memory_order_acquire) == 0 ||
                 ch.slots[slot].sync) {
                 server_broke("completion for a slot with no async command");
-                return;
+                return false;
             }
-            if (!try_claim(ch.slots[slot])) {
+            ++reaped;
+            if (try_claim(ch.slots[slot])) {
+                complete_async_slot(ch, slot, read_slot_reply(ch, slot, ch.slots[slot]));
+            }
+        }
+        return true;
+    }
+
+    // Takes the consumer end of the s->c ring if nobody holds it. An atomic flag, not a mutex:
+    // a completion callback that executes again may come back here on the same thread.
+    static bool try_reaping(channel& ch) { return !ch.reaping.exchange(true, std::memory_order_acquire); }
+    static void stop_reaping(channel& ch) { ch.reaping.store(false, std::memory_order_release); }
+
+    // A submitter with no free slot completes finished commands itself (no thread switch: on a
+    // machine with few cores the completion thread may be waiting for our core). True when it
+    // freed at least one slot.
+    bool help_reap(channel& ch) {
+        if (!try_reaping(ch)) {
+            return false;
+        }
+        std::uint32_t reaped = 0;
+        (void)reap(ch, ch.seg.geo().slot_count, reaped);
+        stop_reaping(ch);
+        return reaped > 0;
+    }
+
+    // No slot free: complete finished commands ourselves, or give the ones in flight a moment
+    // (spin_for) to finish; the caller goes over the socket only if none does.
+    std::uint32_t wait_for_slot(channel& ch) {
+        // Spinning callers wait up to 200 us; spin_then_sleep ones up to their spin time.
+        const auto bound = options_.wait.strategy == wait_strategy::spin
+                               ? std::chrono::microseconds{200}
+                               : std::min(options_.wait.spin_for, std::chrono::microseconds{200});
+        const auto until = std::chrono::steady_clock::now() + bound;
+        for (;;) {
+            const bool reaped = help_reap(ch);
+            const std::uint32_t slot = take_slot(ch);
+            if (slot != internal::segment::no_slot || dead_.load(std::memory_order_relaxed)) {
+                return slot;
+            }
+            if (options_.wait.strategy == wait_strategy::sleep || std::chrono::steady_clock::now() >= until) {
+                return internal::segment::no_slot;
+            }
+            if (!reaped) {
+                std::this_thread::yield();  // the completion thread may hold the ring on our core
+            }
+        }
+    }
+
+    void completion_main(channel& ch) {
+        const wait_policy idle{wait_strategy::sleep, {}};
+        for (;;) {
+            std::uint32_t seen = 0;
+            std::uint32_t reaped = 0;
+            if (try_reaping(ch)) {
+                const bool ok = reap(ch, 256, reaped);
+                seen = ch.sc.position();
+                stop_reaping(ch);
+                if (!ok) {
+                    return;
+                }
+            } else {
+                std::this_thread::yield();  // a submitter is reaping; look again soon
                 continue;
             }
-            complete_async_slot(ch, slot, read_slot_reply(ch, slot, ch.slots[slot]));
+            if (reaped > 0) {
+                continue;
+            }
+            if (ch.stop.load(std::memory_order_acquire)) {
+                return;
+            }
+            // Sync use (no async command out): sleep until the server rings, so a busy-polling
+            // sync caller keeps its core. Async commands out: a `spin` client polls; otherwise
+            // poll every 20 us without arming the doorbell, so the server never pays a wake-up
+            // per batch and a submitter that runs out of slots reaps for itself (wait_for_slot).
+            if (async_in_flight_.load(std::memory_order_relaxed) == 0) {
+                ch.sc.wait_beyond(seen, idle, ch.stop);
+            } else if (options_.wait.strategy == wait_strategy::spin) {
+                ch.sc.wait_beyond(seen, options_.wait, ch.stop);
+            } else {
+                std::this_thread::sleep_for(std::chrono::microseconds{20});
+            }
         }
     }
 
@@ -441,6 +529,7 @@ public:
             failed_.fetch_add(1, std::memory_order_relaxed);
         }
         // Seed order: post callbacks (done in read_slot_reply), free the slot, then completion.
+        async_in_flight_.fetch_sub(1, std::memory_order_relaxed);
         free_slot(ch, slot);
         complete_async(cb, std::move(o));
         command_done();
@@ -470,7 +559,8 @@ public:
         wire_header h{};
         h.type = static_cast<std::uint32_t>(msg::command);
         h.code = code;
-        h.flags = (flags.on_worker ? internal::flag_worker : 0U) | (prepared_output ? internal::flag_prepared_output : 0U);
+        h.flags = (flags.on_worker ? internal::flag_worker : 0U) |
+                  (prepared_output ? internal::flag_prepared_output : 0U);
         h.a = static_cast<std::uint32_t>(input.size());
         h.b = static_cast<std::uint32_t>(output.size());
         // The record keeps the message: its input area is what input_post shows. It is complete
@@ -809,6 +899,7 @@ private:
     std::atomic<bool> dead_{false};
     std::atomic<bool> closing_{false};
     std::atomic<std::uint64_t> outstanding_{0};
+    std::atomic<std::uint64_t> async_in_flight_{0};  // slot commands only; a hint for waiting
 
     std::atomic<std::uint64_t> slot_commands_{0};
     std::atomic<std::uint64_t> backup_commands_{0};

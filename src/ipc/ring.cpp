@@ -35,7 +35,7 @@ ring_producer::ring_producer(ring_header* header, std::uint32_t* entries, std::u
     head_cache_ = header_->head.load(std::memory_order_relaxed);
 }
 
-ring_status ring_producer::push(std::uint32_t value) {
+ring_status ring_producer::push(std::uint32_t value, bool ring_now) {
     if (tail_ - head_cache_ >= capacity_) {
         // SYNC POINT: acquire pairs with the consumer's release store of head in pop(): the
         // consumer has finished reading the entries below head before we overwrite them.
@@ -58,12 +58,27 @@ ring_status ring_producer::push(std::uint32_t value) {
     // loads sees the other side's store (see the header). seq_cst operations rather than fences,
     // which TSan does not model (GCC rejects them under -fsanitize=thread with -Werror=tsan); on
     // x86-64 the store is an xchg instead of mov + mfence, no dearer.
+    if (!ring_now) {
+        // Quiet: publish only. The caller promises a ring() before it stops producing.
+        header_->tail.store(tail_, std::memory_order_release);
+        return ring_status::ok;
+    }
     header_->tail.store(tail_, std::memory_order_seq_cst);
+    wake_if_sleeping();
+    return ring_status::ok;
+}
+
+void ring_producer::ring() {
+    // Re-store our own tail seq_cst: the Dekker half that quiet pushes skipped.
+    header_->tail.store(tail_, std::memory_order_seq_cst);
+    wake_if_sleeping();
+}
+
+void ring_producer::wake_if_sleeping() {
     if (header_->sleeping.load(std::memory_order_seq_cst) != 0) {
         header_->bell.fetch_add(1, std::memory_order_release);
         futex_wake_shared(header_->bell, 1);
     }
-    return ring_status::ok;
 }
 
 ring_consumer::ring_consumer(ring_header* header, std::uint32_t* entries, std::uint32_t capacity)
@@ -96,8 +111,8 @@ pop_result ring_consumer::pop() {
     return {ring_status::ok, value};
 }
 
-bool ring_consumer::looks_ready() const {
-    return header_->tail.load(std::memory_order_acquire) != head_;
+bool ring_consumer::looks_ready(std::uint32_t seen_head) const {
+    return header_->tail.load(std::memory_order_acquire) != seen_head;
 }
 
 void ring_consumer::wake(ring_header* header) {
@@ -106,11 +121,15 @@ void ring_consumer::wake(ring_header* header) {
 }
 
 void ring_consumer::wait(const wait_policy& policy, const std::atomic<bool>& stop) {
+    wait_beyond(head_, policy, stop);
+}
+
+void ring_consumer::wait_beyond(std::uint32_t seen_head, const wait_policy& policy, const std::atomic<bool>& stop) {
     if (policy.strategy != wait_strategy::sleep) {
         const auto until = std::chrono::steady_clock::now() + policy.spin_for;
         for (std::uint32_t i = 0;; ++i) {
             // Relaxed stop: it only ends the wait; the caller re-reads state under its own rules.
-            if (looks_ready() || stop.load(std::memory_order_relaxed)) {
+            if (looks_ready(seen_head) || stop.load(std::memory_order_relaxed)) {
                 return;
             }
             cpu_relax();
@@ -125,7 +144,7 @@ void ring_consumer::wait(const wait_policy& policy, const std::atomic<bool>& sto
     // seq_cst tail store and `sleeping` load: if we miss the tail, push() sees sleeping == 1 and
     // rings. (seq_cst includes the acquire that pop() relies on.)
     header_->sleeping.store(1, std::memory_order_seq_cst);
-    if (header_->tail.load(std::memory_order_seq_cst) == head_ && !stop.load(std::memory_order_acquire)) {
+    if (header_->tail.load(std::memory_order_seq_cst) == seen_head && !stop.load(std::memory_order_acquire)) {
         futex_wait_shared(header_->bell, seen);
     }
     header_->sleeping.store(0, std::memory_order_relaxed);

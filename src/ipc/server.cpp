@@ -347,6 +347,7 @@ private:
         for (;;) {
             const internal::pop_result p = cs_.pop();
             if (p.status == internal::ring_status::empty) {
+                ring_completions();  // before we wait: the client may be sleeping on them
                 if (stop_.load(std::memory_order_acquire)) {
                     return;
                 }
@@ -370,7 +371,20 @@ private:
                 return;
             }
             slot_command(slot);
+            if (unrung_ >= 32) {
+                ring_completions();
+            }
         }
+    }
+
+    // Wakes the client for the completions pushed quietly (channel thread only).
+    void ring_completions() {
+        if (unrung_ == 0) {
+            return;
+        }
+        unrung_ = 0;
+        std::lock_guard lock(sc_mu_);
+        sc_.ring();
     }
 
     void slot_command(std::uint32_t slot) {
@@ -382,14 +396,14 @@ private:
         shared_.counters.slot_commands.fetch_add(1, std::memory_order_relaxed);
         if (input_len > segment_.geo().input_capacity || output_cap > segment_.geo().output_capacity) {
             shared_.counters.bad_commands.fetch_add(1, std::memory_order_relaxed);
-            complete_slot(slot, flags, {bad_command, 0}, {});
+            complete_slot(slot, flags, {bad_command, 0}, {}, true);
             return;
         }
         if ((flags & internal::flag_worker) == 0) {
             scoped_exec scope(this);
             const exec_result r = run_exec(code, segment_.input_area(slot).first(input_len),
                                            segment_.output_area(slot).first(output_cap));
-            complete_slot(slot, flags, r, scope.scope.fds);
+            complete_slot(slot, flags, r, scope.scope.fds, true);
             return;
         }
         {
@@ -401,13 +415,15 @@ private:
                 scoped_exec scope(self.get());
                 const exec_result r = self->run_exec(code, self->segment_.input_area(slot).first(input_len),
                                                      self->segment_.output_area(slot).first(output_cap));
-                self->complete_slot(slot, flags, r, scope.scope.fds);
+                self->complete_slot(slot, flags, r, scope.scope.fds, false);
             }
             self->job_done(false);
         });
     }
 
-    void complete_slot(std::uint32_t slot, std::uint32_t flags, exec_result r, const std::vector<unique_fd>& fds) {
+    // channel_thread: pushed quietly, rung in a batch by channel_main (ring_completions).
+    void complete_slot(std::uint32_t slot, std::uint32_t flags, exec_result r, const std::vector<unique_fd>& fds,
+                       bool channel_thread) {
         internal::slot_header* h = segment_.slot(slot);
         write_field(h->status, r.status);
         write_field(h->output_len, r.output_len);
@@ -420,12 +436,12 @@ private:
             return;
         }
         if ((flags & internal::flag_sync) != 0) {
-            // SYNC POINT: release pairs with the caller's acquire load of done: status, output_len
-            // and the output bytes are visible once done is. seq_cst fence + waiting load: the
-            // Dekker pair with the caller's waiting store (see ring.hpp's doorbell).
-            h->done.store(1, std::memory_order_release);
-            std::atomic_thread_fence(std::memory_order_seq_cst);
-            if (h->waiting.load(std::memory_order_relaxed) != 0) {
+            // SYNC POINT: the store (seq_cst, so also release) pairs with the caller's acquire load
+            // of done: status, output_len and the output bytes are visible once done is. The done
+            // store and the waiting load are seq_cst, the Dekker pair of the caller's seq_cst
+            // waiting store and done re-read (client.cpp wait_done): one of us sees the other.
+            h->done.store(1, std::memory_order_seq_cst);
+            if (h->waiting.load(std::memory_order_seq_cst) != 0) {
                 internal::futex_wake_shared(h->done, INT_MAX);
             }
             return;
@@ -433,7 +449,10 @@ private:
         internal::ring_status pushed;
         {
             std::lock_guard lock(sc_mu_);
-            pushed = sc_.push(segment_.offset_of(slot));
+            pushed = sc_.push(segment_.offset_of(slot), !channel_thread);
+        }
+        if (channel_thread) {
+            ++unrung_;
         }
         if (pushed != internal::ring_status::ok) {
             // A correct client always has room: at most one completion per slot is pending.
@@ -480,6 +499,7 @@ private:
     std::mutex sc_mu_;
     internal::ring_producer sc_;                  // guarded by sc_mu_
     std::unique_ptr<std::atomic<std::uint8_t>[]> in_flight_;
+    std::uint32_t unrung_ = 0;                    // channel thread only: quiet completions
 
     std::mutex mu_;
     std::condition_variable cv_;

@@ -51,8 +51,12 @@ result<void> send_message(int sock, const wire_header& header, std::span<const s
 
 result<void> receive_message(int sock, std::size_t max_payload, received& into) {
     into.fds.clear();
-    into.payload.resize(max_payload);
-    iovec iov[2] = {{&into.header, sizeof(into.header)}, {into.payload.data(), into.payload.size()}};
+    // Receive into storage that only ever grows (no zeroing of max_payload bytes per message),
+    // then copy out just the payload.
+    if (into.storage.size() < max_payload) {
+        into.storage.resize(max_payload);
+    }
+    iovec iov[2] = {{&into.header, sizeof(into.header)}, {into.storage.data(), max_payload}};
     msghdr m{};
     m.msg_iov = iov;
     m.msg_iovlen = 2;
@@ -94,7 +98,8 @@ result<void> receive_message(int sock, std::size_t max_payload, received& into) 
         into.header.payload_len != got - sizeof(wire_header)) {
         return fail(errc::protocol_error, "ipc receive: malformed message");
     }
-    into.payload.resize(got - sizeof(wire_header));
+    const auto payload_len = static_cast<std::ptrdiff_t>(got - sizeof(wire_header));
+    into.payload.assign(into.storage.begin(), into.storage.begin() + payload_len);
     return {};
 }
 

@@ -277,8 +277,8 @@ TEST_P(channel_paths, many_async_commands_each_complete_once_with_their_own_outp
         x.completions->notify_all();
     };
     for (int i = 0; i < n; ++i) {
-        cmds[static_cast<std::size_t>(i)] = {std::uint64_t{0x1234'5678'0000} + static_cast<std::uint64_t>(i), 0, &completions,
-                                             &wrong};
+        const std::uint64_t value = std::uint64_t{0x1234'5678'0000} + static_cast<std::uint64_t>(i);
+        cmds[static_cast<std::size_t>(i)] = {value, 0, &completions, &wrong};
         auto& x = cmds[static_cast<std::size_t>(i)];
         cb.context = &x;
         ASSERT_TRUE(c->execute(op_echo, std::as_bytes(std::span(&x.value, 1)),
@@ -363,7 +363,9 @@ TEST_P(channel_paths, server_destroy_fails_outstanding_commands_and_wakes_sync_c
         std::vector<std::byte> out2(8);
         ASSERT_TRUE(c->execute(op_block, bytes_of("a"), out, cb, {.on_worker = true}).has_value());
         ts->wait_blocked(1);
-        auto sync_call = std::async(std::launch::async, [&] { return c->execute(op_block, bytes_of("b"), out2, {}, {.on_worker = true}); });
+        auto sync_call = std::async(std::launch::async, [&] {
+            return c->execute(op_block, bytes_of("b"), out2, {}, {.on_worker = true});
+        });
         ts->wait_blocked(2);
         std::thread destroyer([&] { ts->srv->destroy(); });
         std::this_thread::sleep_for(20ms);  // destroy is now waiting for the blocked execs

@@ -43,11 +43,15 @@ public:
 
     // Appends `value` and wakes a sleeping consumer. ok, full, or corrupt (the consumer's head is
     // not within capacity of our tail).
-    [[nodiscard]] ring_status push(std::uint32_t value);
-    // Entries pushed and not yet consumed, as far as the consumer's head says (bounded).
+    [[nodiscard]] ring_status push(std::uint32_t value, bool ring_now = true);
+    // Wakes the consumer if it sleeps. After quiet pushes (ring_now = false), which batch a run of
+    // completions into one wake-up: a producer must ring() before it waits or stops producing.
+    void ring();
     [[nodiscard]] std::uint32_t capacity() const { return capacity_; }
 
 private:
+    void wake_if_sleeping();
+
     ring_header* header_ = nullptr;
     std::uint32_t* entries_ = nullptr;
     std::uint32_t capacity_ = 0;
@@ -66,12 +70,18 @@ public:
     // Waits until the ring looks non-empty, `stop` is set, or (sleep phase) a wake-up arrives.
     // Spurious returns are allowed; callers loop on pop().
     void wait(const wait_policy& policy, const std::atomic<bool>& stop);
+    // The same, for a thread that does not own this end: waits until the tail moves past
+    // `seen_head` (a position() read earlier, by whoever owned the end then). Reads only shared
+    // words, so it may run while another thread pops.
+    void wait_beyond(std::uint32_t seen_head, const wait_policy& policy, const std::atomic<bool>& stop);
+    // Our index: entries before it are consumed.
+    [[nodiscard]] std::uint32_t position() const { return head_; }
     // Wakes the consumer from another thread (after setting its stop flag).
     static void wake(ring_header* header);
     [[nodiscard]] ring_header* header() const { return header_; }
 
 private:
-    [[nodiscard]] bool looks_ready() const;
+    [[nodiscard]] bool looks_ready(std::uint32_t seen_head) const;
 
     ring_header* header_ = nullptr;
     std::uint32_t* entries_ = nullptr;

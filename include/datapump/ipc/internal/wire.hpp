@@ -60,6 +60,7 @@ struct received {
     wire_header header{};
     std::vector<std::byte> payload;
     std::vector<unique_fd> fds;
+    std::vector<std::byte> storage;  // receive buffer, reused
 };
 
 // Sends one message. Errors: peer_gone (EPIPE, ECONNRESET), invalid_argument (too large),
