@@ -12,9 +12,10 @@
 // The other side may be hostile: an index it wrote that is more than `capacity` away from ours
 // is reported as `corrupt`, never followed.
 //
-// Doorbell (Dekker-style, both sides use seq_cst on the crossing pair):
-//   consumer about to sleep: sleeping = 1; fence; re-read tail; futex_wait(bell, seen)
-//   producer after a push:   tail = t; fence; if sleeping: bell++, futex_wake(bell)
+// Doorbell (Dekker-style: the four crossing operations are seq_cst, no fences, which TSan cannot
+// model):
+//   consumer about to sleep: sleeping = 1 (seq_cst); re-read tail (seq_cst); futex_wait(bell, seen)
+//   producer after a push:   tail = t (seq_cst); if sleeping (seq_cst): bell++, futex_wake(bell)
 // At least one side sees the other's store, so a push is never missed by a sleeping consumer.
 //
 // Thread-safety: one thread at a time per end (the producer end and the consumer end are
