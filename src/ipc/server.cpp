@@ -278,7 +278,7 @@ private:
         auto job = [self = shared_from_this(), token = m.header.token, code = m.header.code, input_len, output_cap,
                     prepared_output, payload = std::move(m.payload)]() mutable {
             std::vector<std::byte> output(output_cap);
-            if (prepared_output) {
+            if (prepared_output && output_cap > 0) {
                 std::memcpy(output.data(), payload.data() + input_len, output_cap);
             }
             scoped_exec scope(self.get());

@@ -89,7 +89,9 @@ struct test_server {
                 EXPECT_TRUE(c.notify(9, bytes_of(note)).has_value());
             }
             const std::size_t n = std::min(in.size(), out.size());
-            std::memcpy(out.data(), in.data(), n);
+            if (n > 0) {
+                std::memcpy(out.data(), in.data(), n);
+            }
             r.output_len = static_cast<std::uint32_t>(n);
             if (code == op_overclaim) {
                 r.output_len = static_cast<std::uint32_t>(out.size() + 100);
