@@ -4,6 +4,8 @@
 
 #include "datapump/ipc/client.hpp"
 #include "datapump/ipc/server.hpp"
+#include "datapump/loan/client.hpp"
+#include "datapump/loan/server.hpp"
 
 #include <unistd.h>
 
@@ -187,8 +189,86 @@ double datapump_async_throughput(std::uint64_t commands) {
     return static_cast<double>(commands) / seconds;
 }
 
-double datapump_bulk_loans(const std::string& /*path*/) {
-    return 0;  // wired once the loan part lands
+double datapump_bulk_loans(const std::string& path) {
+    const file_digest expected = warm_file(path);
+    const std::string endpoint = endpoint_name("loans");
+    const auto slash = path.rfind('/');
+    const std::string root = slash == std::string::npos ? "." : path.substr(0, slash);
+    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    pid_t pid = 0;
+    {
+        sigterm_blocked blocked;
+        pid = fork_server([&] {
+            // A cache that holds the whole file: the loans are what is measured, not the disk.
+            datapump::loan::server_config cfg;
+            cfg.endpoint = endpoint;
+            cfg.root = root;
+            cfg.cache.buffers.buffer_size = std::size_t{256} * 1024;
+            cfg.cache.buffers.buffer_count =
+                static_cast<std::size_t>(expected.bytes / cfg.cache.buffers.buffer_size + 64);
+            cfg.max_loan_bytes = std::uint64_t{64} << 20;
+            cfg.lease_time = std::chrono::milliseconds{60'000};
+            auto srv = datapump::loan::server::create(cfg);
+            if (!srv) {
+                die("loan server: " + datapump::describe(srv.error()));
+            }
+            sigset_t set;
+            sigemptyset(&set);
+            sigaddset(&set, SIGTERM);
+            int sig = 0;
+            sigwait(&set, &sig);
+        });
+    }
+    scoped_pin pin{client_cpu};
+    std::unique_ptr<datapump::loan::client> c;
+    for (int i = 0; i < 20000 && !c; ++i) {  // the child pre-faults its arena first
+        auto r = datapump::loan::client::connect(endpoint);
+        if (r) {
+            c = std::move(*r);
+        } else if (r.error().code != datapump::errc::not_found) {
+            ::kill(pid, SIGKILL);
+            die("loan client: " + datapump::describe(r.error()));
+        } else {
+            std::this_thread::sleep_for(1ms);
+        }
+    }
+    if (!c) {
+        ::kill(pid, SIGKILL);
+        die("loan client: the server never listened");
+    }
+    auto f = c->open(name);
+    if (!f) {
+        ::kill(pid, SIGKILL);
+        die("loan open: " + datapump::describe(f.error(), name));
+    }
+    constexpr std::uint64_t chunk = std::uint64_t{4} << 20;
+    // One pass to fill the server's cache (its first read of each block), then the measured one.
+    double rate = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+        stream_checksum sum;
+        const std::uint64_t start = monotonic_ns();
+        for (std::uint64_t off = 0; off < expected.bytes;) {
+            auto l = c->borrow(*f, off, chunk);
+            if (!l || l->size() == 0) {
+                ::kill(pid, SIGKILL);
+                die("loan borrow failed");
+            }
+            for (const auto piece : l->pieces()) {
+                sum.add(piece);
+            }
+            off += l->size();
+        }
+        const std::uint64_t end = monotonic_ns();
+        if (sum.bytes() != expected.bytes || sum.value() != expected.checksum) {
+            ::kill(pid, SIGKILL);
+            die("loan bulk: the bytes received differ from the file");
+        }
+        rate = static_cast<double>(expected.bytes) / (static_cast<double>(end - start) / 1e9);
+    }
+    f = {};
+    c.reset();
+    stop_server(pid);
+    return rate;
 }
 
 }  // namespace ipc_bench

@@ -264,34 +264,6 @@ static_assert(offsetof(ring_shared, slots) == 3 * line_apart);
 
 // ---- bulk ----
 
-struct file_digest {
-    std::uint64_t bytes;
-    std::uint64_t checksum;
-};
-
-// Reads the file once, so that both bulk servers read from the page cache, and records what the
-// client must receive.
-file_digest warm_file(const std::string& path) {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        die_errno("open " + path);
-    }
-    std::vector<std::byte> buffer(bulk_buffer_bytes);
-    stream_checksum sum;
-    for (;;) {
-        const std::size_t n = read_some(fd, buffer.data(), buffer.size(), path);
-        if (n == 0) {
-            break;
-        }
-        sum.add({buffer.data(), n});
-    }
-    close_fd(fd);
-    if (sum.bytes() == 0) {
-        die("bulk file " + path + " is empty");
-    }
-    return {sum.bytes(), sum.value()};
-}
-
 // The bulk server: the file through a 1 MiB buffer into `out`, as a naive file server would.
 void serve_file(const std::string& path, int out, std::string_view what) {
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -707,6 +679,29 @@ double bulk_unix(const std::string& path) {
     });
     close_fd(sv[1]);
     return drain(sv[0], expected, pid, "unix");
+}
+
+// Reads the file once, so that both bulk servers read from the page cache, and records what the
+// client must receive.
+file_digest warm_file(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        die_errno("open " + path);
+    }
+    std::vector<std::byte> buffer(bulk_buffer_bytes);
+    stream_checksum sum;
+    for (;;) {
+        const std::size_t n = read_some(fd, buffer.data(), buffer.size(), path);
+        if (n == 0) {
+            break;
+        }
+        sum.add({buffer.data(), n});
+    }
+    close_fd(fd);
+    if (sum.bytes() == 0) {
+        die("bulk file " + path + " is empty");
+    }
+    return {sum.bytes(), sum.value()};
 }
 
 }  // namespace ipc_bench

@@ -128,6 +128,15 @@ private:
     std::uint64_t started_ns_ = 0;
 };
 
+// What a bulk client must receive: the file's size and stream_checksum.
+struct file_digest {
+    std::uint64_t bytes;
+    std::uint64_t checksum;
+};
+// Reads the file once, so that every bulk server reads from the page cache, and records what the
+// client must receive.
+[[nodiscard]] file_digest warm_file(const std::string& path);
+
 // Sum of the stream's native-endian 64-bit words (a tail shorter than 8 bytes is zero-padded),
 // whatever sizes the stream arrives in: cheap, and it makes the consumer touch every byte.
 class stream_checksum {

@@ -38,13 +38,25 @@ std::atomic<std::uint64_t> next_connection_id{1};
 struct exec_scope {
     const connection* owner;
     std::vector<unique_fd> fds;
+    exec_scope* outer;  // an exec of another connection this one runs inside (nested calls)
 };
 thread_local exec_scope* current_exec = nullptr;
+
+bool inside_exec_of(const connection* c) {
+    for (const exec_scope* s = current_exec; s != nullptr; s = s->outer) {
+        if (s->owner == c) {
+            return true;
+        }
+    }
+    return false;
+}
 
 struct scoped_exec {
     exec_scope scope;
     exec_scope* saved;
-    explicit scoped_exec(const connection* c) : scope{c, {}}, saved(current_exec) { current_exec = &scope; }
+    explicit scoped_exec(const connection* c) : scope{c, {}, current_exec}, saved(current_exec) {
+        current_exec = &scope;
+    }
     scoped_exec(const scoped_exec&) = delete;
     scoped_exec& operator=(const scoped_exec&) = delete;
     ~scoped_exec() { current_exec = saved; }
@@ -108,6 +120,7 @@ struct server_shared {
     server_options options;
     internal::worker_pool* pool;
     server_counters counters;
+    int reap_fd = -1;  // eventfd: a connection finished (the listener joins it)
 };
 
 class socket_connection final : public connection, public std::enable_shared_from_this<socket_connection> {
@@ -132,7 +145,8 @@ public:
         wire_header h{};
         h.type = static_cast<std::uint32_t>(msg::notify);
         h.code = code;
-        return internal::send_message(sock_.get(), h, payload);
+        // Never blocks: a client that stops reading must not stall the notifying thread.
+        return internal::send_message(sock_.get(), h, payload, {}, true);
     }
     void disconnect() override { ::shutdown(sock_.get(), SHUT_RDWR); }
 
@@ -482,6 +496,9 @@ private:
         shared_.counters.clients_closed.fetch_add(1, std::memory_order_relaxed);
         shared_.counters.clients_now.fetch_sub(1, std::memory_order_relaxed);
         finished_.store(true, std::memory_order_release);
+        // Tell the listener to join us and drop the socket now, not at the next accept.
+        const std::uint64_t one = 1;
+        (void)!::write(shared_.reap_fd, &one, sizeof(one));
     }
 
     server_shared& shared_;
@@ -527,7 +544,7 @@ public:
         }
         return {};
     }
-    void disconnect() override { end(true); }
+    void disconnect() override { end(); }
 
     result<reply> exec(std::uint32_t code, std::span<const std::byte> input, std::span<std::byte> output) override {
         {
@@ -545,11 +562,18 @@ public:
             out.output_len = std::min<std::uint32_t>(r.output_len, static_cast<std::uint32_t>(output.size()));
             out.fds = std::move(scope.scope.fds);
         }
+        bool close_now = false;
         {
             std::lock_guard lock(mu_);
             --executing_;
+            // A disconnect() from inside an exec leaves the close to the last exec to return.
+            close_now = closed_ && close_pending_ && executing_ == 0 && !close_done_;
+            close_done_ = close_done_ || close_now;
         }
         cv_.notify_all();
+        if (close_now) {
+            run_close();
+        }
         return out;
     }
     result<void> notify_server(std::uint32_t code, std::span<const std::byte> payload) override {
@@ -565,17 +589,29 @@ public:
         std::lock_guard lock(mu_);
         return closed_;
     }
-    void close() override { end(false); }
+    void close() override { end(); }
 
-    // Closes once every exec has returned; by the client (close) or the server (destroy).
-    void end(bool /*from_server*/) {
+    // Closes once every exec has returned; by the client (close), the server (destroy) or a
+    // handler (disconnect). Called inside one of this connection's execs, it only marks the
+    // connection closed: the close handler runs when that exec (the last one) returns.
+    void end() {
         std::unique_lock lock(mu_);
-        if (closed_) {
+        closed_ = true;
+        if (inside_exec_of(this)) {
+            close_pending_ = true;
             return;
         }
-        closed_ = true;
         cv_.wait(lock, [this] { return executing_ == 0; });
+        if (close_done_) {
+            return;
+        }
+        close_done_ = true;
         lock.unlock();
+        run_close();
+    }
+
+private:
+    void run_close() {
         if (shared_.handlers.close) {
             shared_.handlers.close(*this);
         }
@@ -583,13 +619,14 @@ public:
         shared_.counters.clients_now.fetch_sub(1, std::memory_order_relaxed);
     }
 
-private:
     server_shared& shared_;
     std::uint64_t id_;
     internal::notify_fn on_notify_;
     mutable std::mutex mu_;
     std::condition_variable cv_;
     bool closed_ = false;           // guarded by mu_
+    bool close_pending_ = false;    // guarded by mu_: disconnect() from inside an exec
+    bool close_done_ = false;       // guarded by mu_: the close handler ran (or is running)
     std::uint32_t executing_ = 0;   // guarded by mu_
 };
 
@@ -599,7 +636,7 @@ private:
 class server::impl {
 public:
     impl(std::string endpoint, server_handlers handlers, server_options options, internal::worker_pool* pool)
-        : shared_{std::move(endpoint), std::move(handlers), options, pool, {}} {}
+        : shared_{std::move(endpoint), std::move(handlers), options, pool, {}, -1} {}
 
     ~impl() { destroy(); }
 
@@ -633,9 +670,11 @@ public:
             return fail_errno("ipc server: listen");
         }
         wake_ = unique_fd(::eventfd(0, EFD_CLOEXEC));
-        if (!wake_) {
+        reap_ = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!wake_ || !reap_) {
             return fail_errno("ipc server: eventfd");
         }
+        shared_.reap_fd = reap_.get();
         listener_thread_ = std::thread([this] { accept_loop(); });
         return {};
     }
@@ -682,8 +721,8 @@ public:
 private:
     void accept_loop() {
         for (;;) {
-            pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-            if (::poll(fds, 2, -1) < 0) {
+            pollfd fds[3] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {reap_.get(), POLLIN, 0}};
+            if (::poll(fds, 3, -1) < 0) {
                 if (errno == EINTR) {
                     continue;
                 }
@@ -692,6 +731,14 @@ private:
             }
             if ((fds[1].revents & POLLIN) != 0) {
                 return;
+            }
+            if ((fds[2].revents & POLLIN) != 0) {
+                std::uint64_t n = 0;
+                (void)!::read(reap_.get(), &n, sizeof(n));
+                reap();
+            }
+            if ((fds[0].revents & POLLIN) == 0) {
+                continue;
             }
             unique_fd sock(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
             if (!sock) {
@@ -754,7 +801,7 @@ private:
             c->join();
         }
         for (auto& c : direct) {
-            c->end(true);
+            c->end();
         }
         listener_.reset();
         if (bound_ && !path_.empty()) {
@@ -769,6 +816,7 @@ private:
     server_shared shared_;
     unique_fd listener_;
     unique_fd wake_;
+    unique_fd reap_;
     std::string path_;
     bool bound_ = false;
     std::thread listener_thread_;

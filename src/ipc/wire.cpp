@@ -9,7 +9,7 @@
 namespace datapump::ipc::internal {
 
 result<void> send_message(int sock, const wire_header& header, std::span<const std::byte> payload,
-                          std::span<const int> fds) {
+                          std::span<const int> fds, bool nonblocking) {
     if (fds.size() > max_fds) {
         return fail(errc::invalid_argument, "ipc send: too many descriptors");
     }
@@ -32,7 +32,7 @@ result<void> send_message(int sock, const wire_header& header, std::span<const s
         std::memcpy(CMSG_DATA(c), fds.data(), bytes);
     }
     for (;;) {
-        const ssize_t n = ::sendmsg(sock, &m, MSG_NOSIGNAL);
+        const ssize_t n = ::sendmsg(sock, &m, MSG_NOSIGNAL | (nonblocking ? MSG_DONTWAIT : 0));
         if (n >= 0) {
             return {};
         }
@@ -41,6 +41,9 @@ result<void> send_message(int sock, const wire_header& header, std::span<const s
         }
         if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
             return fail(errc::peer_gone, "ipc send", errno);
+        }
+        if (nonblocking && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return fail(errc::full, "ipc send: the peer is not reading (socket buffer full)", errno);
         }
         if (errno == EMSGSIZE) {
             return fail(errc::invalid_argument, "ipc send: message larger than the socket buffer", errno);

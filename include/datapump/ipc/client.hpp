@@ -81,7 +81,8 @@ struct client_options {
     // Fault injection for tests: every shared-memory set-up fails as if memfd_create had.
     bool simulate_shm_failure = false;
     // Server-initiated messages (seed 001's asynchronous notifications; used by loan leases).
-    // Runs on the client's socket thread; must not call deinit().
+    // Runs on the client's socket thread; for an in-process server, on the server thread that
+    // called connection::notify. Must not call deinit().
     std::function<void(std::uint32_t code, std::span<const std::byte> payload)> on_notify;
 };
 

@@ -49,7 +49,8 @@ public:
     // Only inside exec: sends `fd` with this command's reply (the reply then travels over the
     // socket). Errors: invalid_argument outside exec or past 16 descriptors.
     [[nodiscard]] virtual result<void> attach_fd(unique_fd fd) = 0;
-    // A one-way message to the client's on_notify. Any thread. Errors: peer_gone.
+    // A one-way message to the client's on_notify. Any thread; never blocks. Errors: peer_gone,
+    // full (the client is not reading its socket: try again later).
     [[nodiscard]] virtual result<void> notify(std::uint32_t code, std::span<const std::byte> payload) = 0;
     // Ends the connection from the server side (the client sees peer_gone). Any thread.
     virtual void disconnect() = 0;

@@ -29,6 +29,7 @@ constexpr std::uint32_t op_block = 2;     // waits until the test opens the gate
 constexpr std::uint32_t op_fd = 3;        // attaches a pipe's read end; status 7
 constexpr std::uint32_t op_notify = 4;    // sends a notification back to the client first
 constexpr std::uint32_t op_overclaim = 5; // claims more output than it was given
+constexpr std::uint32_t op_disconnect = 6; // the handler ends the connection from inside exec
 
 std::string unique_endpoint(const char* what) {
     static std::atomic<int> n{0};
@@ -93,6 +94,9 @@ struct test_server {
                 std::memcpy(out.data(), in.data(), n);
             }
             r.output_len = static_cast<std::uint32_t>(n);
+            if (code == op_disconnect) {
+                c.disconnect();  // must not wait for this very exec
+            }
             if (code == op_overclaim) {
                 r.output_len = static_cast<std::uint32_t>(out.size() + 100);
             }
@@ -389,6 +393,29 @@ TEST_P(channel_paths, server_destroy_fails_outstanding_commands_and_wakes_sync_c
     EXPECT_EQ(after.error().code, errc::peer_gone);
     EXPECT_TRUE(c->peer_gone());
     c->deinit();
+}
+
+TEST_P(channel_paths, a_handler_may_disconnect_its_client_from_inside_exec) {
+    test_server ts("self-disconnect");
+    auto c = client::init(ts.endpoint, options()).value();
+    std::vector<std::byte> out(8);
+    auto r = c->execute(op_disconnect, bytes_of("bye"), out);
+    // The reply may or may not make it out before the cut; either way the call returns.
+    if (!r) {
+        EXPECT_EQ(r.error().code, errc::peer_gone);
+    }
+    for (int i = 0; i < 1000 && ts.closes.load() == 0; ++i) {
+        std::this_thread::sleep_for(5ms);
+    }
+    EXPECT_EQ(ts.closes.load(), 1);
+    for (int i = 0; i < 1000 && !c->peer_gone(); ++i) {
+        std::this_thread::sleep_for(5ms);
+    }
+    auto after = c->execute(op_echo, bytes_of("x"), out);
+    ASSERT_FALSE(after.has_value());
+    EXPECT_EQ(after.error().code, errc::peer_gone);
+    c->deinit();
+    EXPECT_EQ(ts.closes.load(), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(ipc, channel_paths, ::testing::Values("slot", "backup", "direct"));

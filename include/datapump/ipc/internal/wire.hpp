@@ -64,9 +64,10 @@ struct received {
 };
 
 // Sends one message. Errors: peer_gone (EPIPE, ECONNRESET), invalid_argument (too large),
-// io_error.
+// full (nonblocking and no room), io_error.
+// nonblocking: fail with errc::full instead of waiting when the peer's buffer is full.
 [[nodiscard]] result<void> send_message(int sock, const wire_header& header, std::span<const std::byte> payload,
-                                        std::span<const int> fds = {});
+                                        std::span<const int> fds = {}, bool nonblocking = false);
 
 // Receives one message into `into` (payload resized). Errors: peer_gone (EOF or reset),
 // protocol_error (truncated message or descriptors, payload_len disagrees with the size, more

@@ -1,0 +1,134 @@
+// File: src/loan/protocol.hpp
+//
+// The loan protocol on top of the ipc command channel (docs/ipc.md, "Loans across the process
+// boundary"). Commands are ipc executes (client -> server, with a reply); notes are ipc one-way
+// notifications (either way).
+//
+//   command     input                          output (reply)                     fds
+//   map         map_request                    map_reply                          arena memfd (read-only)
+//   open        open_request + path bytes      open_reply                         -
+//   borrow      borrow_request                 borrow_reply + extent[count]       -
+//   give_back   give_back_request              -                                  -
+//   close       close_request                  -                                  -
+//
+//   note        direction   payload
+//   reclaim     s -> c      reclaim_note + extent[count]
+//   reclaimed   c -> s      reclaimed_note
+//
+// Reply status: 0 = done; 1 + errc = failed with that errc (see status_of / error_of). The ipc
+// layer's own bad_command (negative) means the channel refused the command before it ran.
+//
+// Every struct is trivially copyable with fixed-size fields and an asserted size; both sides copy
+// a message into a local struct (memcpy) before reading it, and check every field. Little-endian
+// hosts only (both ends are on one machine).
+#pragma once
+
+#include "datapump/base/error.hpp"
+
+#include <cstdint>
+#include <type_traits>
+
+namespace datapump::loan::protocol {
+
+inline constexpr std::uint32_t magic = 0x4e414f4cU;  // "LOAN"
+inline constexpr std::uint32_t version = 1;
+
+enum class command : std::uint32_t { map = 1, open = 2, borrow = 3, give_back = 4, close = 5 };
+enum class note : std::uint32_t { reclaim = 1, reclaimed = 2 };
+
+inline constexpr std::uint32_t max_path = 4096;  // bytes of an open path
+
+struct map_request {
+    std::uint32_t magic;
+    std::uint32_t version;
+};
+
+struct map_reply {
+    std::uint32_t magic;
+    std::uint32_t version;
+    std::uint64_t arena_bytes;   // = buffer_size * buffer_count; the memfd is at least this large
+    std::uint64_t buffer_size;   // a multiple of 4096
+    std::uint32_t buffer_count;
+    std::uint32_t reserved;
+};
+
+struct open_request {
+    std::uint32_t path_len;  // path bytes follow; no NUL
+    std::uint32_t reserved;
+};
+
+struct open_reply {
+    std::uint64_t handle;
+    std::uint64_t size;
+};
+
+struct borrow_request {
+    std::uint64_t handle;
+    std::uint64_t offset;
+    std::uint64_t length;
+};
+
+// One piece of a lease: `length` bytes at `arena_offset` of the arena, holding the file's bytes
+// from `file_offset`. Never crosses a buffer boundary.
+struct extent {
+    std::uint64_t arena_offset;
+    std::uint64_t file_offset;
+    std::uint32_t length;
+    std::uint32_t reserved;
+};
+
+// Lease 0 with no extents: the range was empty (offset at the end of the file).
+struct borrow_reply {
+    std::uint64_t lease;
+    std::uint64_t file_offset;
+    std::uint64_t size;
+    std::uint32_t extent_count;
+    std::uint32_t reserved;
+};
+
+struct give_back_request {
+    std::uint64_t lease;
+};
+
+struct close_request {
+    std::uint64_t handle;
+};
+
+struct reclaim_note {
+    std::uint64_t lease;
+    std::uint32_t extent_count;
+    std::uint32_t reserved;
+};
+
+struct reclaimed_note {
+    std::uint64_t lease;
+};
+
+static_assert(std::is_trivially_copyable_v<map_request> && sizeof(map_request) == 8);
+static_assert(std::is_trivially_copyable_v<map_reply> && sizeof(map_reply) == 32);
+static_assert(std::is_trivially_copyable_v<open_request> && sizeof(open_request) == 8);
+static_assert(std::is_trivially_copyable_v<open_reply> && sizeof(open_reply) == 16);
+static_assert(std::is_trivially_copyable_v<borrow_request> && sizeof(borrow_request) == 24);
+static_assert(std::is_trivially_copyable_v<extent> && sizeof(extent) == 24);
+static_assert(std::is_trivially_copyable_v<borrow_reply> && sizeof(borrow_reply) == 32);
+static_assert(std::is_trivially_copyable_v<give_back_request> && sizeof(give_back_request) == 8);
+static_assert(std::is_trivially_copyable_v<close_request> && sizeof(close_request) == 8);
+static_assert(std::is_trivially_copyable_v<reclaim_note> && sizeof(reclaim_note) == 16);
+static_assert(std::is_trivially_copyable_v<reclaimed_note> && sizeof(reclaimed_note) == 8);
+
+inline constexpr std::uint32_t last_errc = static_cast<std::uint32_t>(errc::protocol_error);
+
+[[nodiscard]] inline constexpr std::int32_t status_of(errc code) {
+    return 1 + static_cast<std::int32_t>(code);
+}
+
+// The error a reply status stands for (status != 0). Statuses no server of this version sends
+// (the ipc layer's bad_command among them) read as protocol_error.
+[[nodiscard]] inline error error_of(std::int32_t status, const char* what) {
+    if (status >= 1 && static_cast<std::uint32_t>(status - 1) <= last_errc) {
+        return error{static_cast<errc>(status - 1), 0, what};
+    }
+    return error{errc::protocol_error, 0, what};
+}
+
+}  // namespace datapump::loan::protocol
