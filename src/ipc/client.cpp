@@ -89,9 +89,12 @@ struct slot_record : command_record {
     // 1 once the record is filled and the command may be failed by the socket thread's death scan
     // (Dekker pair with dead_: see execute_slot and server_gone).
     std::atomic<std::uint32_t> armed{0};
-    // Async commands: whoever moves claim 0 -> 1 completes the command (the completion thread, the
-    // socket thread, or a caller that saw the server die): exactly once.
-    std::atomic<std::uint32_t> claim{0};
+    // Async commands: claim = ticket << 1 | claimed. Whoever sets the claimed bit completes the
+    // command (the completion thread, the socket thread, or a caller that saw the server die):
+    // exactly once. The ticket (bumped per use of the slot) keeps a late caller from claiming a
+    // later command that reuses the slot.
+    std::atomic<std::uint64_t> claim{0};
+    std::uint64_t tickets = 0;  // only the slot's current taker touches it
     std::uint32_t output_cap = 0;
 };
 
@@ -290,24 +293,28 @@ public:
     result<reply> execute_slot(channel& ch, std::uint32_t slot, std::uint32_t code, std::span<const std::byte> input,
                                std::span<std::byte> output, const callbacks& cb, exec_flags flags) {
         slot_record& r = ch.slots[slot];
+        // Locals, not the record, after the push: once the server has the slot, an async command
+        // can complete and the slot pass to another caller before this function returns.
+        const bool sync = cb.completion == nullptr;
+        const std::uint64_t ticket = ++r.tickets << 1U;
         r.cb = cb;
         r.input = input;
         r.output = output;
-        r.sync = cb.completion == nullptr;
+        r.sync = sync;
         r.output_cap = static_cast<std::uint32_t>(output.size());
         r.state.store(0, std::memory_order_relaxed);
         internal::slot_header* h = ch.seg.slot(slot);
         prepare_areas(cb, input, ch.seg.input_area(slot).first(input.size()), output,
                       ch.seg.output_area(slot).first(output.size()));
         write_field(h->code, code);
-        write_field(h->flags, (r.sync ? internal::flag_sync : 0U) | (flags.on_worker ? internal::flag_worker : 0U));
+        write_field(h->flags, (sync ? internal::flag_sync : 0U) | (flags.on_worker ? internal::flag_worker : 0U));
         write_field(h->input_len, static_cast<std::uint32_t>(input.size()));
         write_field(h->output_cap, r.output_cap);
         h->done.store(done_pending, std::memory_order_relaxed);
         h->waiting.store(0, std::memory_order_relaxed);
-        r.claim.store(0, std::memory_order_relaxed);
+        r.claim.store(ticket, std::memory_order_relaxed);
         outstanding_.fetch_add(1, std::memory_order_relaxed);
-        if (!r.sync) {
+        if (!sync) {
             async_in_flight_.fetch_add(1, std::memory_order_relaxed);
         }
         r.armed.store(1, std::memory_order_seq_cst);
@@ -318,7 +325,10 @@ public:
         }
         if (pushed != internal::ring_status::ok) {
             // Room for every slot is guaranteed by a correct server; this one broke the ring.
-            if (!r.sync) {
+            if (!sync && !claim_ticket(r, ticket)) {
+                return reply{};  // the death scan completed it already
+            }
+            if (!sync) {
                 async_in_flight_.fetch_sub(1, std::memory_order_relaxed);
             }
             free_slot(ch, slot);
@@ -327,15 +337,13 @@ public:
             return fail(errc::protocol_error, "ipc execute: the server's ring indices are corrupt");
         }
         slot_commands_.fetch_add(1, std::memory_order_relaxed);
-        if (!r.sync) {
+        if (!sync) {
             // The server may have died before its death scan could see our armed store: then we
             // see dead_ here (seq_cst on both sides) and fail the command ourselves, unless a
-            // completer got there first.
-            if (dead_.load(std::memory_order_seq_cst)) {
-                std::uint32_t expected = 0;
-                if (r.claim.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
-                    complete_async_slot(ch, slot, fail(errc::peer_gone, "ipc execute: the server is gone"));
-                }
+            // completer got there first (the ticket: only this command, not a later user of the
+            // slot).
+            if (dead_.load(std::memory_order_seq_cst) && claim_ticket(r, ticket)) {
+                complete_async_slot(ch, slot, fail(errc::peer_gone, "ipc execute: the server is gone"));
             }
             return reply{};
         }
@@ -517,9 +525,15 @@ public:
         }
     }
 
+    // Claims the slot's current command (the one a ring entry or the death scan refers to).
     static bool try_claim(slot_record& r) {
-        std::uint32_t expected = 0;
-        return r.claim.compare_exchange_strong(expected, 1, std::memory_order_acq_rel);
+        std::uint64_t w = r.claim.load(std::memory_order_acquire);
+        return (w & 1U) == 0 && r.claim.compare_exchange_strong(w, w | 1U, std::memory_order_acq_rel);
+    }
+    // Claims the command with this ticket only.
+    static bool claim_ticket(slot_record& r, std::uint64_t ticket) {
+        std::uint64_t expected = ticket;
+        return r.claim.compare_exchange_strong(expected, ticket | 1U, std::memory_order_acq_rel);
     }
 
     // Only the winner of the record's claim calls this.

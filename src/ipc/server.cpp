@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
@@ -33,6 +34,9 @@ using internal::wire_header;
 namespace {
 
 std::atomic<std::uint64_t> next_connection_id{1};
+
+// How long a reply may wait for room in a client's socket before the client is cut off.
+constexpr std::chrono::milliseconds reply_patience{100};
 
 // The exec running on this thread, so that attach_fd knows where the descriptors go.
 struct exec_scope {
@@ -329,7 +333,19 @@ private:
         for (const auto& fd : fds) {
             raw.push_back(fd.get());
         }
-        auto sent = internal::send_message(sock_.get(), h, output, raw);
+        // Never block a worker (or the channel thread) on one client for long: a client that does
+        // not read its replies for reply_patience is cut off, so it cannot hold up the others.
+        auto sent = internal::send_message(sock_.get(), h, output, raw, true);
+        const auto give_up = std::chrono::steady_clock::now() + reply_patience;
+        while (!sent && sent.error().code == errc::full && std::chrono::steady_clock::now() < give_up) {
+            pollfd p{sock_.get(), POLLOUT, 0};
+            (void)::poll(&p, 1, 10);
+            sent = internal::send_message(sock_.get(), h, output, raw, true);
+        }
+        if (!sent && sent.error().code == errc::full) {
+            violation("not reading its replies");
+            return;
+        }
         if (!sent && sent.error().code != errc::peer_gone) {
             spdlog::warn("ipc server {}: reply to client {} failed: {}", shared_.endpoint, id_, describe(sent.error()));
         }
