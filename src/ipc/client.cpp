@@ -781,7 +781,7 @@ public:
             rec->failure = error{errc::peer_gone, 0, "ipc execute: the server is gone"};
             finish_backup(*rec, 2);
         }
-        outstanding_.notify_all();
+        bump_progress();
     }
 
     // --- in-process ---------------------------------------------------------------------------------
@@ -826,8 +826,15 @@ public:
 
     void command_done() {
         if (outstanding_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-            outstanding_.notify_all();
+            bump_progress();
         }
+    }
+
+    // Wakes deinit(): it waits on this word, read before it checks outstanding_ and dead_, so a
+    // change of either after its check is never missed.
+    void bump_progress() {
+        progress_.fetch_add(1, std::memory_order_release);
+        progress_.notify_all();
     }
 
     void deinit() {
@@ -841,11 +848,11 @@ public:
         }
         // Let the commands in flight finish (or fail, if the server goes meanwhile).
         for (;;) {
-            const std::uint64_t n = outstanding_.load(std::memory_order_acquire);
-            if (n == 0 || dead_.load(std::memory_order_acquire)) {
+            const std::uint32_t seen = progress_.load(std::memory_order_acquire);
+            if (outstanding_.load(std::memory_order_acquire) == 0 || dead_.load(std::memory_order_acquire)) {
                 break;
             }
-            outstanding_.wait(n, std::memory_order_acquire);
+            progress_.wait(seen, std::memory_order_acquire);
         }
         if (sock_) {
             ::shutdown(sock_.get(), SHUT_RDWR);
@@ -913,6 +920,7 @@ private:
     std::atomic<bool> dead_{false};
     std::atomic<bool> closing_{false};
     std::atomic<std::uint64_t> outstanding_{0};
+    std::atomic<std::uint32_t> progress_{0};  // bumped when outstanding_ reaches 0 or the server goes
     std::atomic<std::uint64_t> async_in_flight_{0};  // slot commands only; a hint for waiting
 
     std::atomic<std::uint64_t> slot_commands_{0};

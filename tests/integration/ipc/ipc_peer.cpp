@@ -10,13 +10,12 @@
 //
 //   ipc_peer client ENDPOINT [--async N] [--sync-threads N] [--worker] [--slots N] [--bound-ms N]
 //       Issues commands until the server goes: N synchronous callers on their own threads, and/or
-//       N asynchronous commands kept outstanding by an issuer thread (both at once mix the two
-//       kinds in one client across threads, which src/ipc as of b718982 gets wrong: see the last
-//       test of ipc_process_test.cpp). --worker sends every other command to the server's worker
-//       pool; --slots sizes the segment (fewer slots than commands in flight sends the rest over
-//       the socket). Every echo is checked. Prints "ready" after the first good reply. When the
-//       server is gone and every outstanding command has completed with errc::peer_gone (sync
-//       callers woke), prints "gone ok=<n> failed=<m> outstanding=0 ms=<t>" and exits 0. Exits 2
+//       N asynchronous commands kept outstanding by an issuer thread. --worker sends every other
+//       command to the server's worker pool; --slots sizes the segment (fewer slots than commands
+//       in flight sends the rest over the socket). Every echo is checked. Prints "ready" after the
+//       first good reply. When the server is gone and every outstanding command has completed
+//       with errc::peer_gone (sync callers woke), prints
+//       "gone ok=<n> failed=<m> outstanding=0 ms=<t>" and exits 0. Exits 2
 //       with a message on stderr when anything is wrong: a wrong echo, an error other than
 //       peer_gone, a command that does not complete within --bound-ms (default 15000).
 //
@@ -287,7 +286,8 @@ public:
         if (outstanding_.load() != 0) {
             die("client", "outstanding commands after deinit");
         }
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
         say("gone ok=" + std::to_string(ok_.load()) + " failed=" + std::to_string(failed_.load()) +
             " outstanding=" + std::to_string(outstanding_.load()) + " ms=" + std::to_string(ms.count()));
         return 0;
@@ -466,9 +466,9 @@ public:
         disconnect();
         say("hostile seed=" + std::to_string(args_.seed) + " connects=" + std::to_string(connects_) +
             " cut_off=" + std::to_string(cut_off_) + " shm=" + std::to_string(shm_sessions_) +
-            " slot_commands=" + std::to_string(slot_commands_) + " backup_commands=" + std::to_string(backup_commands_) +
-            " garbage=" + std::to_string(garbage_) + " completions=" + std::to_string(completions_) +
-            " replies=" + std::to_string(replies_));
+            " slot_commands=" + std::to_string(slot_commands_) +
+            " backup_commands=" + std::to_string(backup_commands_) + " garbage=" + std::to_string(garbage_) +
+            " completions=" + std::to_string(completions_) + " replies=" + std::to_string(replies_));
         return 0;
     }
 

@@ -7,10 +7,9 @@
 // every wait is bounded and fails the test when it runs out. Each test also checks that this
 // process ends with the threads, descriptors and segment mappings it started with.
 //
-// The last two tests fail with src/ipc as of b718982 (see their comments): a server worker blocks
-// on a client that does not read, and a client that mixes sync and async commands across threads
-// mixes up slots. The other tests keep each client to one kind of command so as to test death
-// and hostility on their own.
+// The last two tests are regressions for bugs these tests found (fixed in 3208672): a server
+// worker blocked on a client that did not read, and a client that mixed sync and async commands
+// across threads mixed up slots.
 #include "datapump/base/log.hpp"
 #include "datapump/ipc/client.hpp"
 #include "datapump/ipc/server.hpp"
@@ -131,7 +130,9 @@ struct holdings {
     int threads = 0;
     int fds = 0;
     int mappings = 0;
-    static holdings now() { return {count_dir("/proc/self/task"), count_dir("/proc/self/fd"), count_segment_mappings()}; }
+    static holdings now() {
+        return {count_dir("/proc/self/task"), count_dir("/proc/self/fd"), count_segment_mappings()};
+    }
     // What a test starts from. One thread is started and joined first (TSan starts its own
     // background thread at the first pthread_create, and that one stays), and gone from /proc.
     static holdings baseline();
@@ -436,13 +437,12 @@ void expect_serves(const std::string& endpoint) {
 
 // ------------------------------------------------------------------------------------------------
 // load from this process: synchronous callers on threads, asynchronous commands kept in flight by
-// an issuer thread that, with `sync_every` = n > 0, also makes every n-th command a synchronous one
-// itself (one client, both kinds, from one thread).
+// an issuer thread.
 
 class load {
 public:
-    load(client& c, unsigned sync_threads, unsigned async, bool worker, unsigned sync_every = 0)
-        : client_(c), sync_threads_(sync_threads), worker_(worker), sync_every_(sync_every), ops_(async) {
+    load(client& c, unsigned sync_threads, unsigned async, bool worker)
+        : client_(c), sync_threads_(sync_threads), worker_(worker), ops_(async) {
         for (unsigned k = 0; k < async; ++k) {
             ops_[k].self = this;
             ops_[k].index = k;
@@ -564,31 +564,8 @@ private:
         self.outstanding_.fetch_sub(1);
     }
 
-    // One synchronous command from the issuer thread; false when the issuer must stop.
-    bool issue_sync(std::uint64_t i) {
-        const std::string in = input_for('m', 0, i);
-        std::vector<std::byte> out(in.size());
-        auto r = client_.execute(op_echo, bytes_of(in), out, {}, {.on_worker = worker_ && i % 4 == 0});
-        if (!r) {
-            if (r.error().code == errc::peer_gone) {
-                sync_gone_.fetch_add(1);
-            } else {
-                problem("sync execute (issuer): " + describe(r.error()));
-            }
-            return false;
-        }
-        check(in, out, *r);
-        return true;
-    }
-
     void issue_loop() {
         for (std::uint64_t i = 0; !stop_.load() && !client_.peer_gone(); ++i) {
-            if (sync_every_ != 0 && i % sync_every_ == 0) {
-                if (!issue_sync(i)) {
-                    break;
-                }
-                continue;
-            }
             unsigned k = 0;
             {
                 std::unique_lock lock(mu_);
@@ -627,7 +604,6 @@ private:
     client& client_;
     unsigned sync_threads_;
     bool worker_;
-    unsigned sync_every_;
     std::vector<async_op> ops_;
     std::vector<std::thread> threads_;
     std::atomic<bool> stop_{false};
@@ -652,7 +628,7 @@ std::string seed_text(std::uint64_t seed) {
 
 // ================================================================================================
 
-// An ipc_peer client process killed with commands in flight (sync callers on several threads, or
+// An ipc_peer client process killed with commands in flight (sync callers on several threads and
 // async commands; some on workers; some over the socket when its few slots are taken) against a
 // server in this process whose exec sleeps: the server drains that connection, then calls close
 // exactly once, with no exec of it running; clients_now returns to 0; the connection's threads,
@@ -669,10 +645,8 @@ TEST(ipc_process, client_killed_mid_command_is_drained_then_closed_once) {
             const std::uint64_t seed = base_seed + static_cast<std::uint64_t>(i);
             SCOPED_TRACE("iteration " + std::to_string(i) + " seed " + seed_text(seed));
             std::mt19937_64 rng(seed);
-            // Sync callers or async commands, not both: see the last test of this file.
-            std::vector<std::string> args{"client", srv.endpoint(), i % 2 == 0 ? "--sync-threads" : "--async",
-                                          std::to_string(i % 2 == 0 ? 1 + rng() % 3 : 2 + rng() % 8), "--slots",
-                                          rng() % 2 == 0 ? "4" : "64"};
+            std::vector<std::string> args{"client", srv.endpoint(), "--sync-threads", std::to_string(1 + rng() % 3),
+                                          "--async", std::to_string(rng() % 9), "--slots", rng() % 2 == 0 ? "4" : "64"};
             if (rng() % 3 != 0) {
                 args.emplace_back("--worker");
             }
@@ -710,12 +684,12 @@ TEST(ipc_process, client_killed_mid_command_is_drained_then_closed_once) {
     expect_holdings(baseline, "after the server was destroyed");
 }
 
-// An ipc_peer server process killed while two clients in this process have commands out: one
-// with sync callers waiting on several threads, one with async commands outstanding (and a sync
-// one now and then from the same thread), on slots and over the socket: every outstanding command
-// completes with peer_gone, the sync callers wake, new commands fail fast with peer_gone, deinit
-// returns and leaves no thread, descriptor or mapping; the killed server's socket file is still
-// there, and a restarted server on the same path replaces it and serves new clients.
+// An ipc_peer server process killed while this process's client has sync callers waiting on
+// several threads and async commands outstanding, on slots and over the socket: every
+// outstanding command completes with peer_gone, the sync callers wake, new commands fail fast
+// with peer_gone, deinit returns and leaves no thread, descriptor or mapping; the killed server's
+// socket file is still there, and a restarted server on the same path replaces it and serves a
+// new client.
 TEST(ipc_process, server_killed_mid_command_fails_everything_with_peer_gone_and_a_restart_serves) {
     const std::string path = path_endpoint("server-killed");
     ::unlink(path.c_str());
@@ -728,64 +702,45 @@ TEST(ipc_process, server_killed_mid_command_fails_everything_with_peer_gone_and_
         const std::uint64_t seed = base_seed + 100 + static_cast<std::uint64_t>(i);
         SCOPED_TRACE("iteration " + std::to_string(i) + " seed " + seed_text(seed));
         std::mt19937_64 rng(seed);
-        auto options = [&] {
-            client_options o = remote(std::array<std::uint32_t, 3>{4, 8, 64}[rng() % 3]);
-            o.wait.strategy = rng() % 2 == 0 ? wait_strategy::sleep : wait_strategy::spin_then_sleep;
-            return o;
-        };
-        const client_options sync_options = options();
-        const client_options async_options = options();
+        client_options o = remote(std::array<std::uint32_t, 3>{4, 8, 64}[rng() % 3]);
+        o.wait.strategy = rng() % 2 == 0 ? wait_strategy::sleep : wait_strategy::spin_then_sleep;
         const unsigned sync_threads = 1 + static_cast<unsigned>(rng() % 3);
         const unsigned async = 2 + static_cast<unsigned>(rng() % 12);
         const bool worker = rng() % 2 == 0;
         const auto kill_after = milliseconds(rng() % 31);
         {
             // The server of this iteration is a restarted one (but the first): reachable.
-            auto sync_client = client::init(path, sync_options);
-            ASSERT_TRUE(sync_client.has_value()) << describe(sync_client.error(), path);
-            auto async_client = client::init(path, async_options);
-            ASSERT_TRUE(async_client.has_value()) << describe(async_client.error(), path);
+            auto c = client::init(path, o);
+            ASSERT_TRUE(c.has_value()) << describe(c.error(), path);
             {
-                load callers(**sync_client, sync_threads, 0, worker);
-                load issuer(**async_client, 0, async, !worker, 5);
-                callers.start();
-                issuer.start();
-                ASSERT_TRUE(eventually([&] {
-                    return (callers.ok() >= 5 && issuer.ok() >= 5) || !callers.problems().empty() ||
-                           !issuer.problems().empty();
-                }));
-                ASSERT_TRUE(callers.problems().empty()) << callers.problems().front();
-                ASSERT_TRUE(issuer.problems().empty()) << issuer.problems().front();
+                load l(**c, sync_threads, async, worker);
+                l.start();
+                ASSERT_TRUE(eventually([&] { return l.ok() >= 10 || !l.problems().empty(); }));
+                ASSERT_TRUE(l.problems().empty()) << l.problems().front();
                 std::this_thread::sleep_for(kill_after);
                 server->kill9();
                 server.reset();
                 EXPECT_TRUE(file_exists(path)) << "a killed server cannot remove its socket file";
-                if (!callers.wait_quiet() || !issuer.wait_quiet()) {
+                if (!l.wait_quiet()) {
                     hung("sync callers and async completions after the server was killed");
                 }
-                for (load* l : {&callers, &issuer}) {
-                    const auto problems = l->problems();
-                    EXPECT_TRUE(problems.empty()) << problems.front();
-                    EXPECT_EQ(l->async_completions(), l->async_accepted());
-                }
-                EXPECT_EQ(callers.sync_callers_gone(), sync_threads) << "every sync caller ends with peer_gone";
-                EXPECT_TRUE((*sync_client)->peer_gone());
-                EXPECT_TRUE((*async_client)->peer_gone());
-                std::printf("iteration %d: %llu + %llu good replies, %u sync callers and %llu async commands failed "
-                            "with peer_gone\n",
-                            i, static_cast<unsigned long long>(callers.ok()),
-                            static_cast<unsigned long long>(issuer.ok()), callers.sync_callers_gone(),
-                            static_cast<unsigned long long>(issuer.gone()));
+                const auto problems = l.problems();
+                EXPECT_TRUE(problems.empty()) << problems.front();
+                EXPECT_EQ(l.async_completions(), l.async_accepted()) << "an async command completed twice or never";
+                EXPECT_EQ(l.sync_callers_gone(), sync_threads) << "every sync caller ends with peer_gone";
+                EXPECT_TRUE((*c)->peer_gone());
+                std::printf("iteration %d: %llu good replies, %u sync callers and %llu async commands failed with "
+                            "peer_gone\n",
+                            i, static_cast<unsigned long long>(l.ok()), l.sync_callers_gone(),
+                            static_cast<unsigned long long>(l.gone()));
             }
-            for (auto* c : {sync_client->get(), async_client->get()}) {
-                std::vector<std::byte> out(8);
-                auto late = c->execute(op_echo, bytes_of("late"), out);
-                ASSERT_FALSE(late.has_value());
-                EXPECT_EQ(late.error().code, errc::peer_gone);
-                deinit_bounded(*c, "after the server was killed");
-            }
+            std::vector<std::byte> out(8);
+            auto late = (*c)->execute(op_echo, bytes_of("late"), out);
+            ASSERT_FALSE(late.has_value());
+            EXPECT_EQ(late.error().code, errc::peer_gone);
+            deinit_bounded(**c, "after the server was killed");
         }
-        expect_holdings(baseline, "after deinit of clients whose server was killed");
+        expect_holdings(baseline, "after deinit of a client whose server was killed");
         server = std::make_unique<peer>(std::vector<std::string>{"server", path, "--exec-us", "1000"});
         ASSERT_TRUE(server->wait_line("ready")) << "restarted server: " << server->output();
     }
@@ -799,8 +754,8 @@ TEST(ipc_process, server_killed_mid_command_fails_everything_with_peer_gone_and_
     expect_holdings(baseline, "at the end");
 }
 
-// Both sides in other processes: ipc_peer clients (one with sync callers, one with async
-// commands; workers; few or many slots) against an ipc_peer server that is killed. Each client sees every outstanding
+// Both sides in other processes: ipc_peer clients (sync callers and async commands; workers; few
+// or many slots) against an ipc_peer server that is killed. Each client sees every outstanding
 // command fail with peer_gone, its sync callers wake, and exits 0 with "gone ... outstanding=0".
 TEST(ipc_process, client_processes_see_every_command_fail_when_the_server_process_is_killed) {
     const std::string path = path_endpoint("both-remote");
@@ -816,9 +771,8 @@ TEST(ipc_process, client_processes_see_every_command_fail_when_the_server_proces
         ASSERT_TRUE(server.wait_line("ready")) << server.output();
         std::vector<std::unique_ptr<peer>> clients;
         for (int k = 0; k < 2; ++k) {
-            // One with sync callers, one with async commands.
-            std::vector<std::string> args{"client", path, k == 0 ? "--sync-threads" : "--async",
-                                          std::to_string(k == 0 ? 1 + rng() % 3 : 1 + rng() % 10), "--slots",
+            std::vector<std::string> args{"client", path, "--sync-threads", std::to_string(rng() % 4),
+                                          "--async", std::to_string(1 + rng() % 10), "--slots",
                                           rng() % 2 == 0 ? "4" : "64"};
             if (rng() % 2 == 0) {
                 args.emplace_back("--worker");
@@ -845,9 +799,10 @@ TEST(ipc_process, client_processes_see_every_command_fail_when_the_server_proces
 
 // Two hostile ipc_peer processes scribble over their segments and send malformed messages while a
 // well-behaved client of the same server (in this process, over shared memory and the socket)
-// keeps issuing commands (async ones, and every third a sync one, on workers and inline): the server survives, the good client sees no failure and keeps making
-// progress, every hostile connection is accounted for and closed exactly once, and the
-// violations were noticed (disconnects or bad commands).
+// keeps issuing commands (sync callers on two threads and async commands, on workers and
+// inline): the server survives, the good client sees no failure and keeps making progress, every
+// hostile connection is accounted for and closed exactly once, and the violations were noticed
+// (disconnects or bad commands).
 TEST(ipc_process, hostile_clients_do_not_hurt_the_server_or_its_other_clients) {
     const holdings baseline = holdings::baseline();
     // Thousands of "broke the protocol" warnings otherwise.
@@ -864,7 +819,7 @@ TEST(ipc_process, hostile_clients_do_not_hurt_the_server_or_its_other_clients) {
         auto good = client::init(srv.endpoint(), remote());
         ASSERT_TRUE(good.has_value()) << describe(good.error());
         {
-            load l(**good, 0, 6, true, 3);
+            load l(**good, 2, 6, true);
             l.start();
             ASSERT_TRUE(eventually([&] { return l.ok() > 0; }));
             std::vector<std::unique_ptr<peer>> hostiles;
@@ -933,19 +888,18 @@ TEST(ipc_process, hostile_clients_do_not_hurt_the_server_or_its_other_clients) {
 // it may be cut off), but the server must keep serving the others: a well-behaved client's
 // commands, on workers too, still complete while the stalling client sleeps.
 //
-// FAILS with src/ipc/server.cpp as of b718982: backup_command() runs a worker-flagged command on
-// the shared worker pool and the job ends in send_reply() -> internal::send_message(), a blocking
-// sendmsg. Once the staller's socket buffer is full, every pool worker blocks there (2 of 2 here)
-// and no other client's worker command runs until the staller exits.
+// Regression (fixed in 3208672): backup_command() ran the command on the shared worker pool and
+// the job ended in a blocking send of the reply; once the staller's socket was full every pool
+// worker blocked there and no other client's worker command ran until the staller exited.
 TEST(ipc_process, a_client_that_never_reads_its_replies_does_not_stall_other_clients) {
     const holdings baseline = holdings::baseline();
-    constexpr int stall_seconds = 4;
+    constexpr int stall_seconds = 3;
     {
         echo_server srv(abstract_endpoint("stall"), 0us);
         auto good = client::init(srv.endpoint(), remote());
         ASSERT_TRUE(good.has_value()) << describe(good.error());
         {
-            load l(**good, 0, 4, true, 3);
+            load l(**good, 2, 4, true);
             l.start();
             ASSERT_TRUE(eventually([&] { return l.ok() > 0; }));
             peer staller({"stall", srv.endpoint(), "--seconds", std::to_string(stall_seconds)});
@@ -980,13 +934,13 @@ TEST(ipc_process, a_client_that_never_reads_its_replies_does_not_stall_other_cli
 // One client's sync callers and async commands share a few slots while a server process answers
 // them quickly: every command completes exactly once, with its own reply, and deinit returns.
 //
-// FAILS with src/ipc/client.cpp as of b718982: execute_slot() reads the shared slot record
-// (`if (!r.sync)`) after pushing the slot. An async command can complete (completion thread, or a
-// submitter reaping in wait_for_slot) and its slot be taken by a sync caller before that read;
-// the async submitter then sees sync = true, waits on and finishes the other caller's slot:
-// that caller gets a wrong reply, or its slot freed under it (it may then sleep forever, even
-// after the server dies), and outstanding_ is decremented twice, so deinit() waits forever.
-// TSan reports the race at once. After 5 s the test kills the server to get unstuck.
+// Regression (fixed in 3208672): execute_slot() read the shared slot record (`r.sync`) after
+// pushing the slot. An async command could complete (completion thread, or a submitter reaping in
+// wait_for_slot) and its slot be taken by a sync caller before that read; the async submitter then
+// waited on and finished the other caller's slot: a wrong reply, or a slot freed under its caller
+// (who could then sleep forever, even after the server died), and outstanding_ decremented twice,
+// so that deinit() waited forever. Should that come back, the test kills the server after 5 s to
+// get unstuck, and leaks the client if even that does not release deinit.
 TEST(ipc_process, sync_and_async_commands_sharing_few_slots_complete_once_with_their_own_reply) {
     const std::string path = path_endpoint("shared-slots");
     ::unlink(path.c_str());
@@ -999,7 +953,7 @@ TEST(ipc_process, sync_and_async_commands_sharing_few_slots_complete_once_with_t
         {
             load l(**c, 3, 4, false);
             l.start();
-            eventually([&] { return !l.problems().empty(); }, 3s);
+            eventually([&] { return !l.problems().empty(); }, 2s);
             l.request_stop();
             if (!l.wait_quiet(5s)) {
                 ADD_FAILURE() << "a command did not complete within 5 s although the server is alive; killing the "
@@ -1014,8 +968,8 @@ TEST(ipc_process, sync_and_async_commands_sharing_few_slots_complete_once_with_t
             EXPECT_EQ(l.async_completions(), l.async_accepted()) << "an async command completed twice or never";
             const client_stats st = (*c)->stats();
             EXPECT_EQ(st.failed_commands, 0U);
-            std::printf("%llu good replies (%llu slot, %llu backup commands)\n", static_cast<unsigned long long>(l.ok()),
-                        static_cast<unsigned long long>(st.slot_commands),
+            std::printf("%llu good replies (%llu slot, %llu backup commands)\n",
+                        static_cast<unsigned long long>(l.ok()), static_cast<unsigned long long>(st.slot_commands),
                         static_cast<unsigned long long>(st.backup_commands));
         }
         // deinit on a thread of its own: if it never returns, the client and that thread are
