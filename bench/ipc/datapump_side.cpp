@@ -32,6 +32,15 @@ std::string endpoint_name(const char* what) {
     return "@datapump-ipc-bench-" + std::to_string(::getpid()) + "-" + what;
 }
 
+// A server child serves until the parent's SIGTERM (blocked before the fork: see sigterm_blocked).
+void wait_for_sigterm() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+}
+
 // The server child: an echo-nothing exec (status = input length), until the parent kills it.
 pid_t start_server(const std::string& endpoint, bool busy_poll) {
     return fork_server([endpoint, busy_poll] {
@@ -49,12 +58,7 @@ pid_t start_server(const std::string& endpoint, bool busy_poll) {
         if (!srv) {
             die("datapump server: create " + datapump::describe(srv.error()));
         }
-        // Serve until SIGTERM: block it and wait for it here.
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGTERM);
-        int sig = 0;
-        sigwait(&set, &sig);
+        wait_for_sigterm();
     });
 }
 
@@ -212,11 +216,7 @@ double datapump_bulk_loans(const std::string& path) {
             if (!srv) {
                 die("loan server: " + datapump::describe(srv.error()));
             }
-            sigset_t set;
-            sigemptyset(&set);
-            sigaddset(&set, SIGTERM);
-            int sig = 0;
-            sigwait(&set, &sig);
+            wait_for_sigterm();
         });
     }
     scoped_pin pin{client_cpu};

@@ -31,9 +31,8 @@ constexpr std::uint32_t done_pending = 0;
 constexpr std::uint32_t done_by_server = 1;
 constexpr std::uint32_t done_local = 2;  // written by this client: the server died, or replied by socket
 
-std::uint32_t read_field(const std::uint32_t& f) { return __atomic_load_n(&f, __ATOMIC_RELAXED); }
-std::int32_t read_field(const std::int32_t& f) { return __atomic_load_n(&f, __ATOMIC_RELAXED); }
-void write_field(std::uint32_t& f, std::uint32_t v) { __atomic_store_n(&f, v, __ATOMIC_RELAXED); }
+using internal::read_field;
+using internal::write_field;
 
 // Runs the post callbacks (or the default copy-out) and returns the reply, for every path.
 reply finish_command(const callbacks& cb, std::span<const std::byte> input, std::span<const std::byte> input_area,
@@ -95,7 +94,6 @@ struct slot_record : command_record {
     // later command that reuses the slot.
     std::atomic<std::uint64_t> claim{0};
     std::uint64_t tickets = 0;  // only the slot's current taker touches it
-    std::uint32_t output_cap = 0;
 };
 
 // The shared-memory half, once set up. Never replaced while the client lives.
@@ -113,7 +111,10 @@ struct channel {
 
 class client::impl {
 public:
-    impl(std::string endpoint, client_options options) : endpoint_(std::move(endpoint)), options_(std::move(options)) {}
+    impl(std::string endpoint, client_options options)
+        : geometry_(internal::make_geometry(options.slots, options.input_capacity, options.output_capacity)),
+          endpoint_(std::move(endpoint)),
+          options_(std::move(options)) {}
 
     ~impl() { deinit(); }
 
@@ -301,7 +302,6 @@ public:
         r.input = input;
         r.output = output;
         r.sync = sync;
-        r.output_cap = static_cast<std::uint32_t>(output.size());
         r.state.store(0, std::memory_order_relaxed);
         internal::slot_header* h = ch.seg.slot(slot);
         prepare_areas(cb, input, ch.seg.input_area(slot).first(input.size()), output,
@@ -309,7 +309,7 @@ public:
         write_field(h->code, code);
         write_field(h->flags, (sync ? internal::flag_sync : 0U) | (flags.on_worker ? internal::flag_worker : 0U));
         write_field(h->input_len, static_cast<std::uint32_t>(input.size()));
-        write_field(h->output_cap, r.output_cap);
+        write_field(h->output_cap, static_cast<std::uint32_t>(output.size()));
         h->done.store(done_pending, std::memory_order_relaxed);
         h->waiting.store(0, std::memory_order_relaxed);
         r.claim.store(ticket, std::memory_order_relaxed);
@@ -355,20 +355,11 @@ public:
     void wait_done(internal::slot_header* h) {
         // A server that died before our push was seen: the socket thread may have scanned slots
         // before we took ours; dead_ (seq_cst, after our seq_cst slot CAS) covers that window.
-        const wait_policy& p = options_.wait;
-        if (p.strategy != wait_strategy::sleep) {
-            const auto until = std::chrono::steady_clock::now() + p.spin_for;
-            for (std::uint32_t i = 0;; ++i) {
-                if (h->done.load(std::memory_order_acquire) != done_pending ||
-                    dead_.load(std::memory_order_relaxed)) {
-                    return;
-                }
-                internal::cpu_relax();
-                if (p.strategy == wait_strategy::spin_then_sleep && (i & 63U) == 0 &&
-                    std::chrono::steady_clock::now() >= until) {
-                    break;
-                }
-            }
+        if (internal::spin_phase(options_.wait, [&] {
+                return h->done.load(std::memory_order_acquire) != done_pending ||
+                       dead_.load(std::memory_order_relaxed);
+            })) {
+            return;
         }
         for (;;) {
             // Dekker pair with the server's seq_cst done store and waiting load (complete_slot).
@@ -411,7 +402,7 @@ public:
         internal::slot_header* h = ch.seg.slot(slot);
         const std::int32_t status = read_field(h->status);
         const std::uint32_t len = read_field(h->output_len);
-        if (len > r.output_cap) {
+        if (len > r.output.size()) {
             return fail(errc::protocol_error, "ipc execute: the server wrote more output than offered");
         }
         return finish_command(r.cb, r.input, ch.seg.input_area(slot).first(r.input.size()), r.output,
@@ -420,32 +411,39 @@ public:
 
     // --- the completion thread (async slot commands) ---------------------------------------------
 
+    struct reap_result {
+        std::uint32_t count = 0;
+        bool ring_ok = true;  // false: the server broke the ring (it is being cut off)
+    };
+
     // Pops and completes what the server finished, at most `limit`. Only the holder of
     // ch.reaping (the completion thread, or a submitter that found no free slot) calls this: the
-    // ring has one consumer at a time. False when the server broke the ring (it is then cut off).
-    bool reap(channel& ch, std::uint32_t limit, std::uint32_t& reaped) {
-        reaped = 0;
-        while (reaped < limit) {
+    // ring has one consumer at a time.
+    reap_result reap(channel& ch, std::uint32_t limit) {
+        reap_result out;
+        while (out.count < limit) {
             const internal::pop_result p = ch.sc.pop();
             if (p.status == internal::ring_status::empty) {
-                return true;
+                return out;
             }
             if (p.status == internal::ring_status::corrupt) {
                 server_broke("server-to-client ring indices corrupt");
-                return false;
+                out.ring_ok = false;
+                return out;
             }
             const std::uint32_t slot = ch.seg.slot_of(p.value);
             if (slot == internal::segment::no_slot || ch.slots[slot].armed.load(std::memory_order_acquire) == 0 ||
                 ch.slots[slot].sync) {
                 server_broke("completion for a slot with no async command");
-                return false;
+                out.ring_ok = false;
+                return out;
             }
-            ++reaped;
+            ++out.count;
             if (try_claim(ch.slots[slot])) {
                 complete_async_slot(ch, slot, read_slot_reply(ch, slot, ch.slots[slot]));
             }
         }
-        return true;
+        return out;
     }
 
     // Takes the consumer end of the s->c ring if nobody holds it. An atomic flag, not a mutex:
@@ -460,10 +458,9 @@ public:
         if (!try_reaping(ch)) {
             return false;
         }
-        std::uint32_t reaped = 0;
-        (void)reap(ch, ch.seg.geo().slot_count, reaped);
+        const reap_result r = reap(ch, ch.seg.geo().slot_count);
         stop_reaping(ch);
-        return reaped > 0;
+        return r.count > 0;
     }
 
     // No slot free: complete finished commands ourselves, or give the ones in flight a moment
@@ -492,20 +489,17 @@ public:
     void completion_main(channel& ch) {
         const wait_policy idle{wait_strategy::sleep, {}};
         for (;;) {
-            std::uint32_t seen = 0;
-            std::uint32_t reaped = 0;
-            if (try_reaping(ch)) {
-                const bool ok = reap(ch, 256, reaped);
-                seen = ch.sc.position();
-                stop_reaping(ch);
-                if (!ok) {
-                    return;
-                }
-            } else {
+            if (!try_reaping(ch)) {
                 std::this_thread::yield();  // a submitter is reaping; look again soon
                 continue;
             }
-            if (reaped > 0) {
+            const reap_result r = reap(ch, 256);
+            const std::uint32_t seen = ch.sc.position();
+            stop_reaping(ch);
+            if (!r.ring_ok) {
+                return;
+            }
+            if (r.count > 0) {
                 continue;
             }
             if (ch.stop.load(std::memory_order_acquire)) {
@@ -896,9 +890,8 @@ public:
         return internal::send_message(sock_.get(), h, payload);
     }
 
-    internal::geometry geometry_{};
-
 private:
+    const internal::geometry geometry_;  // of the segments this client offers
     std::string endpoint_;
     client_options options_;
     unique_fd sock_;
@@ -935,10 +928,7 @@ result<std::unique_ptr<client>> client::init(std::string_view endpoint, client_o
         options.input_capacity > (1U << 20) || options.output_capacity > (1U << 20)) {
         return fail(errc::invalid_argument, "ipc init: slots must be 1..4096, capacities at most 1 MiB");
     }
-    const internal::geometry g =
-        internal::make_geometry(options.slots, options.input_capacity, options.output_capacity);
     auto i = std::make_unique<impl>(std::string(endpoint), std::move(options));
-    i->geometry_ = g;
     if (auto ok = i->connect(); !ok) {
         return std::unexpected(ok.error());
     }

@@ -4,7 +4,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <climits>
 
 namespace datapump::ipc::internal {
@@ -125,19 +124,9 @@ void ring_consumer::wait(const wait_policy& policy, const std::atomic<bool>& sto
 }
 
 void ring_consumer::wait_beyond(std::uint32_t seen_head, const wait_policy& policy, const std::atomic<bool>& stop) {
-    if (policy.strategy != wait_strategy::sleep) {
-        const auto until = std::chrono::steady_clock::now() + policy.spin_for;
-        for (std::uint32_t i = 0;; ++i) {
-            // Relaxed stop: it only ends the wait; the caller re-reads state under its own rules.
-            if (looks_ready(seen_head) || stop.load(std::memory_order_relaxed)) {
-                return;
-            }
-            cpu_relax();
-            if (policy.strategy == wait_strategy::spin_then_sleep && (i & 63U) == 0 &&
-                std::chrono::steady_clock::now() >= until) {
-                break;
-            }
-        }
+    // Relaxed stop: it only ends the wait; the caller re-reads state under its own rules.
+    if (spin_phase(policy, [&] { return looks_ready(seen_head) || stop.load(std::memory_order_relaxed); })) {
+        return;
     }
     const std::uint32_t seen = header_->bell.load(std::memory_order_acquire);
     // Doorbell: seq_cst store of `sleeping`, then seq_cst re-read of tail, paired with push()'s

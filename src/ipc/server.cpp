@@ -57,13 +57,10 @@ bool inside_exec_of(const connection* c) {
 
 struct scoped_exec {
     exec_scope scope;
-    exec_scope* saved;
-    explicit scoped_exec(const connection* c) : scope{c, {}, current_exec}, saved(current_exec) {
-        current_exec = &scope;
-    }
+    explicit scoped_exec(const connection* c) : scope{c, {}, current_exec} { current_exec = &scope; }
     scoped_exec(const scoped_exec&) = delete;
     scoped_exec& operator=(const scoped_exec&) = delete;
-    ~scoped_exec() { current_exec = saved; }
+    ~scoped_exec() { current_exec = scope.outer; }
 };
 
 result<void> attach_to_current(const connection* c, unique_fd fd) {
@@ -77,11 +74,8 @@ result<void> attach_to_current(const connection* c, unique_fd fd) {
     return {};
 }
 
-// Field of a slot header the client may be writing right now: one relaxed load each, so every
-// check and every use see the same value.
-std::uint32_t read_field(const std::uint32_t& field) { return __atomic_load_n(&field, __ATOMIC_RELAXED); }
-void write_field(std::uint32_t& field, std::uint32_t v) { __atomic_store_n(&field, v, __ATOMIC_RELAXED); }
-void write_field(std::int32_t& field, std::int32_t v) { __atomic_store_n(&field, v, __ATOMIC_RELAXED); }
+using internal::read_field;
+using internal::write_field;
 
 }  // namespace
 
@@ -393,9 +387,9 @@ private:
                 violation("ring entry is not a slot offset");
                 return;
             }
-            // Relaxed: in_flight_ is written by this thread (set) and by whoever completes (clear,
-            // release below); a stale 1 can only make us disconnect a client that resubmitted a
-            // slot before seeing its completion, which a correct client never does.
+            // Acquire pairs with complete_slot's release clear. A stale 1 can only make us cut off
+            // a client that resubmitted a slot before seeing its completion, which a correct
+            // client never does.
             if (in_flight_[slot].exchange(1, std::memory_order_acquire) != 0) {
                 violation("slot submitted twice");
                 return;
@@ -760,7 +754,6 @@ private:
             if (!sock) {
                 continue;  // ECONNABORTED, EMFILE...: the next poll tries again
             }
-            reap();
             ucred cred{};
             socklen_t len = sizeof(cred);
             ::getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len);

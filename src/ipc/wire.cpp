@@ -52,6 +52,22 @@ result<void> send_message(int sock, const wire_header& header, std::span<const s
     }
 }
 
+std::vector<unique_fd> take_fds(const msghdr& m) {
+    std::vector<unique_fd> fds;
+    for (const cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&m),
+                                                                               const_cast<cmsghdr*>(c))) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd = -1;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                fds.emplace_back(fd);
+            }
+        }
+    }
+    return fds;
+}
+
 result<void> receive_message(int sock, std::size_t max_payload, received& into) {
     into.fds.clear();
     // Receive into storage that only ever grows (no zeroing of max_payload bytes per message),
@@ -80,16 +96,7 @@ result<void> receive_message(int sock, std::size_t max_payload, received& into) 
         return fail_errno("ipc receive");
     }
     // Take ownership of every descriptor first, so none leaks whatever else is wrong.
-    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < count; ++i) {
-                int fd = -1;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                into.fds.emplace_back(fd);
-            }
-        }
-    }
+    into.fds = take_fds(m);
     if (n == 0) {
         return fail(errc::peer_gone, "ipc receive: the peer closed the channel");
     }

@@ -552,7 +552,7 @@ private:
             m.msg_controllen = sizeof(control);
             const ssize_t n = ::recvmsg(sock_.get(), &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
             if (n > 0) {
-                close_passed_fds(m);
+                (void)internal::take_fds(m);  // dropping them closes them
                 internal::wire_header h{};
                 if (static_cast<std::size_t>(n) >= sizeof(h)) {
                     std::memcpy(&h, buf.data(), sizeof(h));
@@ -570,19 +570,6 @@ private:
             }
             lost();
             return false;
-        }
-    }
-
-    static void close_passed_fds(msghdr& m) {
-        for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (std::size_t i = 0; i < count; ++i) {
-                    int fd = -1;
-                    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                    ::close(fd);
-                }
-            }
         }
     }
 
@@ -678,7 +665,7 @@ private:
             lost();
             return;
         }
-        close_passed_fds(m);
+        (void)internal::take_fds(m);  // dropping them closes them
         internal::wire_header w{};
         if (static_cast<std::size_t>(n) < sizeof(w)) {
             return;

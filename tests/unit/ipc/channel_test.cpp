@@ -487,7 +487,7 @@ TEST(channel, slot_exhaustion_falls_back_to_the_socket_and_returns_to_slots_by_i
     EXPECT_EQ(c->stats().backup_commands, 1U);
 }
 
-TEST(channel, shared_memory_failure_means_backup_mode_then_a_retry_brings_the_slots_back) {
+TEST(channel, shared_memory_failure_means_backup_mode_and_commands_still_complete) {
     test_server ts("shmfail");
     client_options o = remote();
     o.simulate_shm_failure = true;
@@ -502,7 +502,7 @@ TEST(channel, shared_memory_failure_means_backup_mode_then_a_retry_brings_the_sl
     EXPECT_EQ(c->stats().backup_commands, 1U);
 }
 
-TEST(channel, a_refused_segment_is_retried_and_slots_come_back) {
+TEST(channel, a_refused_segment_is_retried_while_commands_travel_over_the_socket) {
     // The server refuses segments beyond its slot limit: the client works over the socket.
     server_options so;
     so.max_slots = 4;

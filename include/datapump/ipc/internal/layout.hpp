@@ -79,6 +79,17 @@ struct alignas(cacheline_size) slot_header {
 static_assert(std::is_standard_layout_v<slot_header>);
 static_assert(sizeof(slot_header) == cacheline_size);
 
+// A slot-header field the other side may be writing right now: one relaxed atomic access each,
+// so every check and every use of a value see the same value (and no torn read).
+[[nodiscard]] inline std::uint32_t read_field(const std::uint32_t& field) {
+    return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+[[nodiscard]] inline std::int32_t read_field(const std::int32_t& field) {
+    return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+inline void write_field(std::uint32_t& field, std::uint32_t v) { __atomic_store_n(&field, v, __ATOMIC_RELAXED); }
+inline void write_field(std::int32_t& field, std::int32_t v) { __atomic_store_n(&field, v, __ATOMIC_RELAXED); }
+
 struct geometry {
     std::uint32_t slot_count;
     std::uint32_t input_capacity;

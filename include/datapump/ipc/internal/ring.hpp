@@ -26,6 +26,7 @@
 #include "datapump/ipc/wait.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 namespace datapump::ipc::internal {
@@ -91,10 +92,33 @@ private:
     std::uint32_t tail_cache_ = 0;
 };
 
+// One pause instruction (spin-wait hint).
+void cpu_relax();
+
+// The polling half of every wait in the channel: polls `ready()` per `policy` (forever for spin,
+// for spin_for for spin_then_sleep, not at all for sleep). True once ready() held; false when the
+// caller should go on to sleep on its futex.
+template <typename Ready>
+[[nodiscard]] bool spin_phase(const wait_policy& policy, Ready ready) {
+    if (policy.strategy == wait_strategy::sleep) {
+        return false;
+    }
+    const auto until = std::chrono::steady_clock::now() + policy.spin_for;
+    for (std::uint32_t i = 0;; ++i) {
+        if (ready()) {
+            return true;
+        }
+        cpu_relax();
+        // The clock only every 64 polls: the fast path never reads it.
+        if (policy.strategy == wait_strategy::spin_then_sleep && (i & 63U) == 0 &&
+            std::chrono::steady_clock::now() >= until) {
+            return false;
+        }
+    }
+}
+
 // Futex on shared memory (not FUTEX_PRIVATE: the word is mapped by two processes).
 void futex_wait_shared(std::atomic<std::uint32_t>& word, std::uint32_t expected);
 void futex_wake_shared(std::atomic<std::uint32_t>& word, int count);
-// One pause instruction (spin-wait hint).
-void cpu_relax();
 
 }  // namespace datapump::ipc::internal

@@ -13,6 +13,8 @@
 #include "datapump/base/error.hpp"
 #include "datapump/base/unique_fd.hpp"
 
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -73,6 +75,9 @@ struct received {
 // protocol_error (truncated message or descriptors, payload_len disagrees with the size, more
 // than `max_payload`), io_error. EINTR is retried.
 [[nodiscard]] result<void> receive_message(int sock, std::size_t max_payload, received& into);
+
+// Takes ownership of every descriptor a received message carried (SCM_RIGHTS), so none leaks.
+[[nodiscard]] std::vector<unique_fd> take_fds(const msghdr& m);
 
 // "/path" or "@abstract". Errors: invalid_argument (empty, too long for sun_path).
 struct endpoint_address {
