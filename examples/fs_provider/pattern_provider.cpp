@@ -145,6 +145,9 @@ const fs::provider_ops table{
     .watch = nullptr,
     .unwatch = nullptr,
     .send_fd = nullptr,  // synthetic bytes: nothing to sendfile from
+    .extent = nullptr,   // read-only: nothing to ingest into
+    .rename = nullptr,
+    .remove = nullptr,
 };
 
 }  // namespace

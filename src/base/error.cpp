@@ -16,6 +16,8 @@ std::unexpected<error> fail_errno(const char* what, int sys) {
         case EOPNOTSUPP: code = errc::unsupported; break;
         case ENOMEM:
         case ENOBUFS: code = errc::no_buffers; break;
+        case ENOSPC:
+        case EDQUOT: code = errc::no_space; break;
         default: break;
     }
     return std::unexpected(error{code, sys, what});
@@ -45,6 +47,7 @@ std::string_view to_string(errc code) {
         case errc::full: return "full";
         case errc::peer_gone: return "the peer is gone";
         case errc::protocol_error: return "the peer broke the protocol";
+        case errc::no_space: return "no space left on the file system";
     }
     return "unknown error";
 }

@@ -2,6 +2,7 @@
 #include "datapump/cache/file_cache.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace datapump::cache {
 
@@ -11,6 +12,17 @@ std::unique_ptr<writer> file_cache::create_writer(std::shared_ptr<block_source> 
     auto file = std::make_shared<cached_file>(id, std::move(source), 0, file_status::writing);
     register_file(file);
     return std::unique_ptr<writer>(new writer(*this, std::move(file), std::move(sink)));
+}
+
+std::unique_ptr<writer> file_cache::create_ingest_writer(std::shared_ptr<block_source> source, std::uint64_t start,
+                                                         bool readable) {
+    DP_CHECK(!readable || start == 0);
+    const std::uint64_t id = impl_next_id();
+    auto file = std::make_shared<cached_file>(id, std::move(source), start, file_status::writing);
+    if (readable) {
+        register_file(file);
+    }
+    return std::unique_ptr<writer>(new writer(*this, std::move(file), nullptr));
 }
 
 writer::writer(file_cache& cache, std::shared_ptr<cached_file> file, std::shared_ptr<block_sink> sink)
@@ -28,6 +40,9 @@ result<write_loan> writer::loan_write(std::size_t max_bytes) {
     }
     if (loan_out_) {
         return datapump::fail(errc::invalid_argument, "write loan: one loan at a time per writer");
+    }
+    if (sealed_) {
+        return datapump::fail(errc::invalid_argument, "write loan: take the sealed block first");
     }
     const std::size_t bs = cache_->block_size();
     const std::uint64_t committed = file_->size();
@@ -62,12 +77,51 @@ result<void> writer::commit(std::size_t n) {
     // SYNC POINT: the bytes written into the loan happen-before this release; readers acquire the
     // valid count (buffer_ref::bytes) or the size (cached_file::size) before touching them.
     d.valid.store(valid, std::memory_order_release);
-    file_->size_.store(file_->size() + n, std::memory_order_release);
+    const std::uint64_t size = file_->size() + n;
+    file_->size_.store(size, std::memory_order_release);
     file_->announce();
-    if (valid == cache_->block_size()) {
+    // Full when the frontier reaches the block's end. Not `valid == block_size`: an ingest writer
+    // may start in the middle of its first block, which then holds fewer committed bytes.
+    if (size % cache_->block_size() == 0) {
+        if (sink_ == nullptr) {
+            const std::uint64_t offset = size - cache_->block_size();
+            sealed_ = sealed_block{std::move(current_), offset};
+            return {};
+        }
         return flush_current();
     }
     return {};
+}
+
+std::optional<writer::sealed_block> writer::take_sealed() { return std::exchange(sealed_, std::nullopt); }
+
+std::optional<writer::sealed_block> writer::take_tail() {
+    DP_CHECK(!loan_out_);
+    if (current_.empty()) {
+        return std::nullopt;
+    }
+    const std::size_t bs = cache_->block_size();
+    const std::uint64_t committed = file_->size();
+    // The current block holds the frontier; with nothing committed in it yet, it starts there.
+    const std::uint64_t offset = committed % bs == 0 ? committed : committed / bs * bs;
+    return sealed_block{std::move(current_), offset};
+}
+
+std::span<std::byte> writer::current_buffer() const {
+    DP_CHECK(!current_.empty());
+    return current_.owner()->data(current_.index());
+}
+
+void writer::complete() {
+    DP_CHECK(sink_ == nullptr && !loan_out_);
+    if (done_) {
+        return;
+    }
+    done_ = true;
+    current_.reset();
+    sealed_.reset();
+    file_->status_.store(file_status::complete, std::memory_order_release);
+    file_->announce();
 }
 
 result<void> writer::flush_current() {
@@ -92,6 +146,9 @@ result<void> writer::finish() {
     if (done_) {
         return datapump::fail(errc::closed, "load-and-play: finish after finish or fail");
     }
+    if (sink_ == nullptr) {
+        return datapump::fail(errc::invalid_argument, "load-and-play: finish() of an ingest writer (use complete())");
+    }
     if (loan_out_) {
         return datapump::fail(errc::invalid_argument, "load-and-play: finish with a write loan still out");
     }
@@ -114,6 +171,7 @@ void writer::fail(error why) {
     }
     done_ = true;
     current_.reset();
+    sealed_.reset();
     file_->failure_code_.store(why.code, std::memory_order_relaxed);
     file_->failure_sys_.store(why.sys, std::memory_order_relaxed);
     // Release pairs with the readers' acquire of status: the failure fields are visible.

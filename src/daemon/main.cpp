@@ -87,6 +87,10 @@ int main(int argc, char** argv) {
     sc.max_request_line = cfg.max_request_line;
     sc.directory_listing = cfg.directory_listing;
     sc.access_log = cfg.access_log;
+    sc.writable = cfg.writable;
+    sc.upload_token = cfg.upload_token;
+    sc.max_upload = cfg.max_upload;
+    sc.upload_windows = cfg.upload_windows;
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

@@ -193,6 +193,21 @@ result<void> file::unlock_range(byte_range range) {
     return ops.unlock_range(state_->core->handle, range);
 }
 
+result<storage_extent> file::extent(std::uint64_t offset, std::uint64_t length) const {
+    const provider_ops& ops = state_->core->instance->ops();
+    if (ops.extent == nullptr) {
+        return fail(errc::unsupported, "fs extent: the provider cannot be written by the ingest path");
+    }
+    return ops.extent(state_->core->handle, offset, length);
+}
+
+result<void> file::truncate_and_sync(std::uint64_t size) const {
+    if (state_->mode == open_mode::read) {
+        return fail(errc::invalid_argument, "fs truncate_and_sync: the file was opened for reading");
+    }
+    return state_->core->finish(size);
+}
+
 std::shared_ptr<cache::block_source> file::source(std::uint64_t size) const {
     return std::make_shared<detail::view_source>(state_->core, size);
 }

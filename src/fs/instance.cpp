@@ -115,6 +115,26 @@ result<void> provider_instance::terminate() {
     return done;
 }
 
+result<bool> provider_instance::rename(std::string_view from, std::string_view to) const {
+    if (state_ == nullptr) {
+        return fail(errc::closed, "provider rename: empty instance handle");
+    }
+    if (state_->ops().rename == nullptr) {
+        return fail(errc::unsupported, "provider rename: the provider has no namespace ops");
+    }
+    return state_->ops().rename(state_->handle, std::string(from).c_str(), std::string(to).c_str());
+}
+
+result<void> provider_instance::remove(std::string_view path) const {
+    if (state_ == nullptr) {
+        return fail(errc::closed, "provider remove: empty instance handle");
+    }
+    if (state_->ops().remove == nullptr) {
+        return fail(errc::unsupported, "provider remove: the provider has no namespace ops");
+    }
+    return state_->ops().remove(state_->handle, std::string(path).c_str());
+}
+
 result<file> provider_instance::open(std::string_view path, open_mode mode) {
     if (state_ == nullptr) {
         return fail(errc::closed, "provider open: empty instance handle");

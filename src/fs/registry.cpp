@@ -42,6 +42,8 @@ result<void> check_provider(const provider_ops* ops) {
          "provider registration: 'lock_range' and 'unlock_range' come as a pair"},
         {(ops->watch == nullptr) == (ops->unwatch == nullptr),
          "provider registration: 'watch' and 'unwatch' come as a pair"},
+        {(ops->rename == nullptr) == (ops->remove == nullptr),
+         "provider registration: 'rename' and 'remove' come as a pair"},
     };
     for (const required& r : ops_required) {
         if (!r.present) {

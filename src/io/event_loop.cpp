@@ -159,6 +159,30 @@ void event_loop::send_zc(int fd, std::span<const std::byte> bytes, int msg_flags
     io_uring_sqe_set_data64(sqe, tag(target));
 }
 
+void event_loop::read(int fd, std::uint64_t offset, std::span<std::byte> buffer, std::uint32_t fixed_index,
+                      completion* target) {
+    io_uring_sqe* sqe = next_sqe();
+    if (fixed_index != ~0U && fixed_buffers_) {
+        io_uring_prep_read_fixed(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()), offset,
+                                 static_cast<int>(fixed_index));
+    } else {
+        io_uring_prep_read(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()), offset);
+    }
+    io_uring_sqe_set_data64(sqe, tag(target));
+}
+
+void event_loop::write(int fd, std::uint64_t offset, std::span<const std::byte> bytes, std::uint32_t fixed_index,
+                       completion* target) {
+    io_uring_sqe* sqe = next_sqe();
+    if (fixed_index != ~0U && fixed_buffers_) {
+        io_uring_prep_write_fixed(sqe, fd, bytes.data(), static_cast<unsigned>(bytes.size()), offset,
+                                  static_cast<int>(fixed_index));
+    } else {
+        io_uring_prep_write(sqe, fd, bytes.data(), static_cast<unsigned>(bytes.size()), offset);
+    }
+    io_uring_sqe_set_data64(sqe, tag(target));
+}
+
 void event_loop::poll_once(int fd, unsigned events, completion* target) {
     io_uring_sqe* sqe = next_sqe();
     io_uring_prep_poll_add(sqe, fd, events);

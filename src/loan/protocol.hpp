@@ -116,7 +116,7 @@ static_assert(std::is_trivially_copyable_v<close_request> && sizeof(close_reques
 static_assert(std::is_trivially_copyable_v<reclaim_note> && sizeof(reclaim_note) == 16);
 static_assert(std::is_trivially_copyable_v<reclaimed_note> && sizeof(reclaimed_note) == 8);
 
-inline constexpr std::uint32_t last_errc = static_cast<std::uint32_t>(errc::protocol_error);
+inline constexpr std::uint32_t last_errc = static_cast<std::uint32_t>(errc::no_space);
 
 [[nodiscard]] inline constexpr std::int32_t status_of(errc code) {
     return 1 + static_cast<std::int32_t>(code);

@@ -34,6 +34,7 @@ enum class errc : std::uint8_t {
     full,              // a bounded queue or table is full
     peer_gone,         // the other end of a channel died or went away
     protocol_error,    // the other end of a channel broke the protocol (garbage in shared memory)
+    no_space,          // the file system is full (ENOSPC) or the quota is spent (EDQUOT)
 };
 
 struct error {

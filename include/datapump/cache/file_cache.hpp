@@ -32,6 +32,8 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <vector>
 
 namespace datapump::cache {
@@ -131,10 +133,29 @@ public:
     // boundary. Errors: closed after finish/fail, no_buffers.
     [[nodiscard]] result<write_loan> loan_write(std::size_t max_bytes);
     // Writes the last partial block, calls the sink's finish (durability), marks the file
-    // complete and wakes readers.
+    // complete and wakes readers. Not in ingest mode (see complete()).
     [[nodiscard]] result<void> finish();
     // Marks the file failed with `why`; readers at the frontier wake with it.
     void fail(error why);
+
+    // Ingest mode (file_cache::create_ingest_writer): the caller writes the blocks to storage
+    // itself, several at once. A block that a commit fills is sealed instead of written: take it
+    // with take_sealed() before the next loan_write. It stays pinned (so readers find it in the
+    // arena) until the caller drops the reference, after its write completed.
+    struct sealed_block {
+        buffer::buffer_ref ref;   // the whole arena buffer, pinned
+        std::uint64_t offset = 0; // file offset of the buffer's first byte (a multiple of the block size)
+    };
+    [[nodiscard]] std::optional<sealed_block> take_sealed();
+    // The partly filled block at the frontier (none when the frontier is on a block boundary or
+    // nothing was loaned there). Loan nothing more after it.
+    [[nodiscard]] std::optional<sealed_block> take_tail();
+    // The buffer a loan_write() just gave space in, as a whole (for reads into the part of it
+    // before or after the loan: read-modify-write of unaligned heads and tails).
+    [[nodiscard]] std::span<std::byte> current_buffer() const;
+    [[nodiscard]] std::uint32_t current_index() const { return current_.index(); }
+    // The caller made every byte durable: the file is complete; readers at the frontier wake.
+    void complete();
 
     [[nodiscard]] const std::shared_ptr<cached_file>& file() const { return file_; }
     [[nodiscard]] std::uint64_t committed() const { return file_->size(); }
@@ -148,8 +169,9 @@ private:
 
     file_cache* cache_;
     std::shared_ptr<cached_file> file_;
-    std::shared_ptr<block_sink> sink_;
+    std::shared_ptr<block_sink> sink_;  // null: ingest mode
     buffer::buffer_ref current_;  // the block being appended to, pinned while we write it
+    std::optional<sealed_block> sealed_;  // ingest mode: a full block not yet taken
     bool loan_out_ = false;
     bool done_ = false;
 };
@@ -179,6 +201,12 @@ public:
     // sink) and the writer's pinned current block.
     [[nodiscard]] std::unique_ptr<writer> create_writer(std::shared_ptr<block_source> source,
                                                         std::shared_ptr<block_sink> sink);
+    // A writer in ingest mode (see writer): the caller writes full blocks itself. `start` is the
+    // file offset of the first byte to come. `readable`: a load-and-play file readers may follow
+    // (start must be 0); otherwise a private one nobody reads (its blocks are keyed by an id no
+    // reader has, and age out after their writes).
+    [[nodiscard]] std::unique_ptr<writer> create_ingest_writer(std::shared_ptr<block_source> source,
+                                                               std::uint64_t start, bool readable);
     // Drops the file from the prefetcher's table (its loans stay valid). A reopen of the id that
     // came in between keeps its place.
     void close(const cached_file& file);

@@ -77,6 +77,14 @@ public:
     // by the file, valid while it is open. Errors: unsupported (the provider has none).
     [[nodiscard]] result<int> send_fd() const;
 
+    // Where file bytes [offset, offset + length) live on storage (provider_ops::extent), for the
+    // ingest path. Errors: unsupported (the provider has no extent op), the provider's.
+    [[nodiscard]] result<storage_extent> extent(std::uint64_t offset, std::uint64_t length) const;
+    // Sets the file's size to `size` and makes its bytes durable (provider_ops::finish: ftruncate
+    // and fsync for the local providers). May block. Errors: unsupported (read-only provider),
+    // invalid_argument (opened for read), io_error, no_space.
+    [[nodiscard]] result<void> truncate_and_sync(std::uint64_t size) const;
+
     // The provider file as a block source of `size` bytes (unknown_size: no shrink check).
     [[nodiscard]] std::shared_ptr<cache::block_source> source(std::uint64_t size) const;
     // The provider file as a block sink. Errors: unsupported (read-only provider),

@@ -47,8 +47,16 @@
 // │                │      │       │ watcher thread      │ not call unwatch or close                │
 // │ unwatch        │ opt* │ sync  │ any; not from the   │ - ; once it returns the callback never   │
 // │                │      │       │ callback            │ runs again for that file                 │
+// │ send_fd        │ opt  │ sync  │ any                 │ page-cache descriptor; unsupported       │
+// │ extent         │ opt  │ sync  │ any; never blocks   │ storage_extent of a written range (the   │
+// │                │      │       │                     │ ingest path); out_of_range, unsupported  │
+// │ rename         │ opt* │ sync  │ any (may block)     │ replaced?; not_found, escapes_root,      │
+// │                │      │       │                     │ io_error; durable (directory synced)     │
+// │ remove         │ opt* │ sync  │ any (may block)     │ -; not_found, not_regular_file,          │
+// │                │      │       │                     │ escapes_root, io_error                   │
 // └────────────────┴──────┴───────┴─────────────────────┴──────────────────────────────────────────┘
-//   opt* = optional, but in pairs: write_block+finish, lock_range+unlock_range, watch+unwatch.
+//   opt* = optional, but in pairs: write_block+finish, lock_range+unlock_range, watch+unwatch,
+//   rename+remove.
 //   sync/async: what the engine may rely on. async_ops declares which ops complete (or report)
 //   later; this engine version accepts only op_watch and op_access_pattern there.
 //
@@ -73,7 +81,7 @@
 namespace datapump::fs {
 
 // Bumped on any incompatible change of provider_ops or the types below.
-inline constexpr std::uint32_t provider_abi_version = 1;
+inline constexpr std::uint32_t provider_abi_version = 2;
 
 using instance_handle = void*;
 using file_handle = void*;
@@ -92,6 +100,18 @@ enum class open_mode : std::uint32_t {
     read = 0,    // existing file, read-only
     write = 1,   // existing file, read-write
     create = 2,  // created (or truncated) read-write, mode 0644
+    // A new file (O_EXCL: exists -> busy), read-write, mode 0644, written by the ingest path:
+    // with O_DIRECT where the file system allows it (extent() says which).
+    create_new = 3,
+};
+
+// Where bytes of a file live on storage, for the ingest path's own I/O (seed 003's mapping of
+// file offsets to block addresses). `fd` belongs to the provider and stays valid until close().
+struct storage_extent {
+    int fd = -1;
+    std::uint64_t device_offset = 0;  // where the extent's first byte goes on `fd`
+    std::uint64_t length = 0;         // contiguous bytes from there (at least 1)
+    std::uint32_t alignment = 1;      // offset/length/address alignment writes need (O_DIRECT: 4096)
 };
 
 struct byte_range {
@@ -162,6 +182,15 @@ struct provider_ops {
     // the provider's bytes do not live in the page cache (O_DIRECT, a synthetic source): the
     // engine then sends cache loans.
     result<int> (*send_fd)(file_handle file) noexcept;
+    // Optional, sync, never blocks. The storage extent holding file bytes [offset, offset +
+    // length) — or its first part, when they are not contiguous on storage. The engine writes
+    // there itself (io_uring, fixed buffers). Null: the file cannot be ingested into (unsupported).
+    result<storage_extent> (*extent)(file_handle file, std::uint64_t offset, std::uint64_t length) noexcept;
+    // Optional pair, sync, may block. rename: `from` replaces `to` atomically (both beneath the
+    // root, same directory or not), then the directory is made durable; returns true when an
+    // existing `to` was replaced. remove: unlinks a regular file.
+    result<bool> (*rename)(instance_handle instance, const char* from, const char* to) noexcept;
+    result<void> (*remove)(instance_handle instance, const char* path) noexcept;
 };
 
 }  // namespace datapump::fs

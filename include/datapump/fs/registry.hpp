@@ -62,6 +62,11 @@ public:
     // instance has one) and, for read opens, watches it for changes. Errors: those of the
     // provider's open and stat; closed after terminate().
     [[nodiscard]] result<file> open(std::string_view path, open_mode mode = open_mode::read);
+    // Renames `from` over `to` atomically and makes it durable (provider_ops::rename); true when
+    // an existing `to` was replaced. Errors: unsupported (no rename op), the provider's.
+    [[nodiscard]] result<bool> rename(std::string_view from, std::string_view to) const;
+    // Removes the regular file `path` (provider_ops::remove). Errors: unsupported, the provider's.
+    [[nodiscard]] result<void> remove(std::string_view path) const;
     // Calls the provider's terminate now. Errors: busy while files are open (nothing is torn
     // down), closed when already terminated. On success the handle is empty.
     [[nodiscard]] result<void> terminate();

@@ -61,6 +61,11 @@ struct server_config {
     std::uint32_t max_request_line = 8192;
     bool directory_listing = false;
     bool access_log = true;
+    // Uploads (docs/daemon.md, "Uploads"): PUT and DELETE are refused (405) unless writable.
+    bool writable = false;
+    std::string upload_token;       // non-empty: PUT/DELETE need "Authorization: Bearer TOKEN"
+    std::uint64_t max_upload = 0;   // bytes; larger bodies get 413; 0: no limit
+    unsigned upload_windows = 4;    // arena buffers of one upload being written at once
 };
 
 class server {

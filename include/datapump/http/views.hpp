@@ -72,6 +72,21 @@ struct send_view {
     std::uint64_t readahead_advice = 0;  // page-cache paths: WILLNEED advice issued (cold windows)
 };
 
+// The ingest path (docs/ingest.md, "Copies"): copies per byte = copied / received.
+struct ingest_view {
+    std::uint64_t received = 0;        // body bytes received into arena buffers
+    std::uint64_t copied = 0;          // of those, bytes the engine copied (head-buffer prefix, framing spill)
+    std::uint64_t written = 0;         // bytes written to storage (padding of unaligned tails included)
+    std::uint64_t writes = 0;          // storage write operations
+    std::uint64_t rmw_reads = 0;       // file-system blocks read for read-modify-write
+    std::uint64_t zero_filled = 0;     // partial blocks past the end of file, zero-filled instead
+    std::uint64_t uploads_started = 0;
+    std::uint64_t uploads_completed = 0;
+    std::uint64_t uploads_failed = 0;
+    std::uint64_t uploads_in_progress = 0;
+    std::uint64_t leftovers_removed = 0;  // temp files of interrupted uploads removed at start-up
+};
+
 struct server_view {
     std::string version;
     std::uint64_t uptime_ms = 0;
@@ -87,6 +102,7 @@ struct server_view {
     std::vector<loop_view> loops;
     cache_view cache;
     send_view sends;
+    ingest_view ingest;
 };
 
 // GET /metrics: Prometheus text exposition format 0.0.4 (Content-Type

@@ -134,6 +134,13 @@ public:
     // notification (IORING_CQE_F_NOTIF; result has zc_copied_bit set when the kernel copied).
     void send_zc(int fd, std::span<const std::byte> bytes, int msg_flags, std::uint32_t fixed_index,
                  completion* target);
+    // Storage reads and writes at `offset`; with `fixed_index` != ~0U (and the arena registered)
+    // READ_FIXED / WRITE_FIXED from that registered buffer, else plain READ / WRITE. Lengths are
+    // at most 2 GiB - 1. The result is the byte count (short counts are the caller's to finish).
+    void read(int fd, std::uint64_t offset, std::span<std::byte> buffer, std::uint32_t fixed_index,
+              completion* target);
+    void write(int fd, std::uint64_t offset, std::span<const std::byte> bytes, std::uint32_t fixed_index,
+               completion* target);
     void poll_once(int fd, unsigned events, completion* target);
     void splice(int fd_in, std::int64_t off_in, int fd_out, std::int64_t off_out, unsigned length,
                 unsigned splice_flags, completion* target);

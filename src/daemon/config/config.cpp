@@ -197,7 +197,7 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 20> options{{
+constexpr std::array<option_spec, 24> options{{
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
@@ -255,6 +255,18 @@ constexpr std::array<option_spec, 20> options{{
     {"access_log", "on/off", "one line per request",
      [](daemon_config& c, const raw_value& v) { return store(c.access_log, to_bool(v)); },
      [](const daemon_config& c) { return show_switch(c.access_log); }},
+    {"writable", "", "accept uploads (PUT) and DELETE; off: they get 405",
+     [](daemon_config& c, const raw_value& v) { return store(c.writable, to_bool(v)); },
+     [](const daemon_config& c) { return show_switch(c.writable); }},
+    {"upload_token", "TOKEN", "uploads and deletes need 'Authorization: Bearer TOKEN' (empty: none)",
+     [](daemon_config& c, const raw_value& v) { return store(c.upload_token, to_text(v)); },
+     [](const daemon_config& c) { return c.upload_token.empty() ? std::string("none") : std::string("(set)"); }},
+    {"max_upload", "BYTES", "larger upload bodies get 413; SI suffixes as RATE (0: no limit)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_upload, to_rate(v)); },
+     [](const daemon_config& c) { return show_rate(c.max_upload); }},
+    {"upload_windows", "N", "arena buffers of one upload written at once (1..64)",
+     [](daemon_config& c, const raw_value& v) { return store(c.upload_windows, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.upload_windows); }},
     {"log_level", "L", "trace, debug, info, warn, error, critical or off",
      [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
      [](const daemon_config& c) { return c.log_level; }},
@@ -378,7 +390,7 @@ std::vector<std::string> apply_toml(daemon_config& config, const std::string& pa
 // The flags as CLI11 sees them: one text per option, applied only when given.
 struct flag_state {
     std::array<std::string, options.size()> text;
-    bool directory_listing = false;
+    std::array<bool, options.size()> switches{};  // the flags without a value
     std::string config_file;
     std::array<CLI::Option*, options.size()> given{};
     CLI::Option* config = nullptr;
@@ -397,7 +409,7 @@ std::unique_ptr<CLI::App> build_app(flag_state& flags) {
         const option_spec& o = options[i];
         const std::string help = std::string(o.help) + " [default: " + o.show(defaults) + "]";
         if (o.value_name.empty()) {
-            flags.given[i] = app->add_flag(flag_name(o.key), flags.directory_listing, help);
+            flags.given[i] = app->add_flag(flag_name(o.key), flags.switches[i], help);
         } else {
             flags.given[i] = app->add_option(flag_name(o.key), flags.text[i], help)->type_name(std::string(o.value_name));
         }
@@ -454,7 +466,7 @@ parse_outcome parse_or_throw(int argc, const char* const* argv) {
         raw_value v;
         v.origin = flag_name(options[i].key);
         v.from_flag = true;
-        v.value = options[i].value_name.empty() ? show_switch(flags.directory_listing) : flags.text[i];
+        v.value = options[i].value_name.empty() ? show_switch(flags.switches[i]) : flags.text[i];
         if (auto p = options[i].apply(config, v)) {
             problems.push_back(std::move(*p));
         }

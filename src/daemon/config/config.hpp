@@ -54,6 +54,10 @@ struct daemon_config {
     bool directory_listing = false;
     std::uint32_t grace_ms = 5000;
     bool access_log = true;
+    bool writable = false;           // uploads (PUT) and DELETE accepted
+    std::string upload_token;        // non-empty: they need "Authorization: Bearer TOKEN"
+    std::uint64_t max_upload = 0;    // bytes; 0: no limit
+    std::uint32_t upload_windows = 4;
     std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
     std::string config_file;         // the --config file read, empty when none
 

@@ -72,6 +72,24 @@ problem check_arena(const daemon_config& c) {
     return std::nullopt;
 }
 
+problem check_uploads(const daemon_config& c) {
+    if (c.upload_windows < 1 || c.upload_windows > 64) {
+        return "--upload-windows (upload_windows): " + std::to_string(c.upload_windows) +
+               " is not usable; give 1 to 64 (e.g. 4)";
+    }
+    if (!c.upload_token.empty()) {
+        for (const char ch : c.upload_token) {
+            if (ch <= ' ' || ch > '~') {
+                return std::string("--upload-token (upload_token): use visible ASCII characters only (no spaces)");
+            }
+        }
+        if (!c.writable) {
+            return std::string("--upload-token (upload_token): set, but uploads are off; add --writable");
+        }
+    }
+    return std::nullopt;
+}
+
 problem check_rates(const daemon_config& c) {
     if (c.default_rate != 0 && c.max_rate != 0 && c.max_rate < c.default_rate) {
         return "--max-rate (max_rate): " + std::to_string(c.max_rate) + " B/s is below --default-rate " +
@@ -107,13 +125,14 @@ problem check_log_level(const daemon_config& c) {
 }  // namespace
 
 std::string validate_config(const daemon_config& c) {
-    const std::array<problem, 13> found{
+    const std::array<problem, 14> found{
         check_root(c.root),
         check_listen(c),
         check_loops(c),
         check_provider(c),
         check_arena(c),
         check_rates(c),
+        check_uploads(c),
         check_nonzero(c.max_connections, "--max-connections (max_connections)"),
         check_nonzero(c.idle_timeout_ms, "--idle-timeout-ms (idle_timeout_ms)"),
         check_nonzero(c.header_timeout_ms, "--header-timeout-ms (header_timeout_ms)"),

@@ -1,6 +1,7 @@
 #include "common/local.hpp"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@ int flags_for(open_mode mode) {
         case open_mode::read: return O_RDONLY;
         case open_mode::write: return O_RDWR;
         case open_mode::create: return O_RDWR | O_CREAT | O_TRUNC;
+        case open_mode::create_new: return O_RDWR | O_CREAT | O_EXCL;
     }
     return O_RDONLY;
 }
@@ -59,8 +61,21 @@ result<file_info> validate(local_root& r, const char* path, byte_range range, in
 }
 
 result<std::unique_ptr<local_file>> open_file(local_root& r, const char* path, open_mode mode, int extra_flags) {
+    if (mode == open_mode::create_new) {
+        // Written by the ingest path with O_DIRECT where the file system allows it: probe with
+        // it first (an O_EXCL create that fails with EINVAL created nothing), then without.
+        extra_flags |= O_DIRECT;
+    }
     auto fd = open_regular(r.root.get(), path, flags_for(mode) | extra_flags, 0644);
+    if (!fd && mode == open_mode::create_new && fd.error().code == errc::unsupported &&
+        fd.error().sys == EINVAL) {
+        extra_flags &= ~O_DIRECT;
+        fd = open_regular(r.root.get(), path, flags_for(mode) | extra_flags, 0644);
+    }
     if (!fd) {
+        if (fd.error().sys == EEXIST) {
+            return fail(errc::busy, "open: the file already exists", EEXIST);
+        }
         return std::unexpected(fd.error());
     }
     auto f = std::make_unique<local_file>();
@@ -212,6 +227,82 @@ result<void> write_all(int fd, std::uint64_t offset, std::span<const std::byte> 
             return fail_errno("write: pwrite");
         }
         done += static_cast<std::size_t>(n);
+    }
+    return {};
+}
+
+result<storage_extent> extent(file_handle h, std::uint64_t offset, std::uint64_t length) noexcept {
+    const local_file& f = *as_file(h);
+    if (f.mode == open_mode::read) {
+        return fail(errc::invalid_argument, "extent: the file was opened for reading");
+    }
+    if (length == 0 || offset > ~std::uint64_t{0} - length) {
+        return fail(errc::out_of_range, "extent: empty or overflowing range");
+    }
+    // A local file is its own storage: the same offsets on its own descriptor.
+    return storage_extent{.fd = f.fd.get(),
+                          .device_offset = offset,
+                          .length = length,
+                          .alignment = f.direct ? static_cast<std::uint32_t>(dio_align) : 1U};
+}
+
+result<bool> rename(instance_handle i, const char* from, const char* to) noexcept {
+    auto& r = *static_cast<local_root*>(i);
+    auto src = split_last(from);
+    auto dst = split_last(to);
+    if (!src || !dst) {
+        return fail(errc::invalid_argument, "rename: a path without a file name");
+    }
+    auto src_dir = open_directory(r.root.get(), src->directory.c_str());
+    if (!src_dir) {
+        return std::unexpected(src_dir.error());
+    }
+    auto dst_dir = open_directory(r.root.get(), dst->directory.c_str());
+    if (!dst_dir) {
+        return std::unexpected(dst_dir.error());
+    }
+    bool replaced = false;
+    // RENAME_NOREPLACE first, so the caller learns whether a file was replaced without a racy
+    // stat; on EEXIST a plain rename replaces it atomically.
+    if (::renameat2(src_dir->get(), src->name.c_str(), dst_dir->get(), dst->name.c_str(), RENAME_NOREPLACE) != 0) {
+        const int e = errno;
+        if (e != EEXIST && e != EINVAL) {
+            return fail_errno("rename: renameat2", e);
+        }
+        if (::renameat(src_dir->get(), src->name.c_str(), dst_dir->get(), dst->name.c_str()) != 0) {
+            return fail_errno("rename: renameat");
+        }
+        replaced = e == EEXIST;
+    }
+    // The new name is durable once its directory is.
+    if (::fsync(dst_dir->get()) != 0) {
+        return fail_errno("rename: fsync of the directory");
+    }
+    if (src->directory != dst->directory && ::fsync(src_dir->get()) != 0) {
+        return fail_errno("rename: fsync of the source directory");
+    }
+    return replaced;
+}
+
+result<void> remove(instance_handle i, const char* path) noexcept {
+    auto& r = *static_cast<local_root*>(i);
+    auto where = split_last(path);
+    if (!where) {
+        return std::unexpected(where.error());
+    }
+    auto dir = open_directory(r.root.get(), where->directory.c_str());
+    if (!dir) {
+        return std::unexpected(dir.error());
+    }
+    struct stat st {};
+    if (::fstatat(dir->get(), where->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        return fail_errno("remove: fstatat");
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return fail(errc::not_regular_file, "remove: not a regular file");
+    }
+    if (::unlinkat(dir->get(), where->name.c_str(), 0) != 0) {
+        return fail_errno("remove: unlinkat");
     }
     return {};
 }

@@ -67,6 +67,11 @@ void close_file(file_handle f) noexcept;
 [[nodiscard]] result<void> unlock_range(file_handle f, byte_range range) noexcept;
 [[nodiscard]] result<void> watch(instance_handle i, file_handle f, void* context, change_fn callback) noexcept;
 void unwatch(instance_handle i, file_handle f) noexcept;
+// The file's own descriptor at the same offsets (alignment 4096 when opened O_DIRECT).
+[[nodiscard]] result<storage_extent> extent(file_handle f, std::uint64_t offset, std::uint64_t length) noexcept;
+// Namespace ops beneath the root (see provider_ops::rename / remove).
+[[nodiscard]] result<bool> rename(instance_handle i, const char* from, const char* to) noexcept;
+[[nodiscard]] result<void> remove(instance_handle i, const char* path) noexcept;
 [[nodiscard]] result<void> record_pattern(local_file& f, cache::access_pattern pattern, std::uint64_t position);
 
 // Before a batch: fails every read with file_changed when the file has been deleted. Returns

@@ -99,6 +99,33 @@ result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t 
     return fd;
 }
 
+result<unique_fd> open_directory(int root_fd, const char* path) {
+    if (path == nullptr || path[0] == '\0' || std::string_view(path) == ".") {
+        return open_beneath(root_fd, ".", O_RDONLY | O_DIRECTORY, 0);
+    }
+    auto fd = open_beneath(root_fd, path, O_RDONLY | O_DIRECTORY, 0);
+    if (!fd && fd.error().sys == ENOTDIR) {
+        return fail(errc::not_regular_file, "open: not a directory", ENOTDIR);
+    }
+    return fd;
+}
+
+result<split_path> split_last(const char* path) {
+    const std::string_view p = path == nullptr ? std::string_view() : std::string_view(path);
+    const std::size_t slash = p.rfind('/');
+    split_path out;
+    if (slash == std::string_view::npos) {
+        out.name = std::string(p);
+    } else {
+        out.directory = std::string(p.substr(0, slash));
+        out.name = std::string(p.substr(slash + 1));
+    }
+    if (out.name.empty() || out.name == "." || out.name == "..") {
+        return fail(errc::invalid_argument, "path: no file name at its end");
+    }
+    return out;
+}
+
 result<file_info> info_of(int fd) {
     struct stat st {};
     if (::fstat(fd, &st) != 0) {

@@ -13,6 +13,8 @@
 
 #include <sys/types.h>
 
+#include <string>
+
 namespace datapump::fs::local {
 
 // Opens `root` as a directory (O_PATH). Errors: not_found, not_regular_file (not a directory),
@@ -24,6 +26,18 @@ namespace datapump::fs::local {
 // still the same inode. Errors: invalid_argument (empty path), escapes_root, not_found,
 // not_regular_file, unsupported (openat2 or O_DIRECT unavailable), io_error.
 [[nodiscard]] result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode = 0);
+
+// Opens the directory `path` names beneath `root_fd` for reading (fsync-able); "" or "." is the
+// root itself. Errors: as open_regular, not_regular_file when it is not a directory.
+[[nodiscard]] result<unique_fd> open_directory(int root_fd, const char* path);
+
+// Splits "a/b/c" into its directory "a/b" ("" for a bare name) and last component "c". Errors:
+// invalid_argument when the last component is empty, "." or "..".
+struct split_path {
+    std::string directory;
+    std::string name;
+};
+[[nodiscard]] result<split_path> split_last(const char* path);
 
 // Attributes of an open file. Errors: io_error.
 [[nodiscard]] result<file_info> info_of(int fd);

@@ -190,6 +190,9 @@ const provider_ops direct_provider{
     .watch = local::watch,
     .unwatch = local::unwatch,
     .send_fd = nullptr,  // O_DIRECT bytes are not in the page cache: send cache loans
+    .extent = local::extent,
+    .rename = local::rename,
+    .remove = local::remove,
 };
 
 }  // namespace datapump::fs

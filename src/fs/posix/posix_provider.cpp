@@ -113,6 +113,9 @@ const provider_ops posix_provider{
     .watch = local::watch,
     .unwatch = local::unwatch,
     .send_fd = posix_send_fd,
+    .extent = local::extent,
+    .rename = local::rename,
+    .remove = local::remove,
 };
 
 }  // namespace datapump::fs

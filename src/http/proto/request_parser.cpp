@@ -191,6 +191,12 @@ parse_outcome request_parser::feed(std::span<const char> bytes) {
                     return failure(used + n);
                 }
                 head_bytes_ += n + 1;
+                if (current_.body_follows) {
+                    // The body is the caller's to read: the request ends with its head.
+                    current_.keep_alive = http_should_keep_alive(&parser_) != 0;
+                    phase_ = phase::complete;
+                    return {parse_status::complete, used + n + 1, 0, {}};
+                }
                 used += n;
                 http_parser_pause(&parser_, 0);
                 phase_ = phase::body;
@@ -385,7 +391,13 @@ int request_parser::on_headers_complete(http_parser* p) {
     }
     self->in_field_ = false;
     self->headers_done_ = true;
-    if ((p->flags & static_cast<unsigned>(F_CONTENTLENGTH)) != 0 && p->content_length > self->limits_.max_body) {
+    const bool deferred = self->limits_.defer_put_bodies && p->method == HTTP_PUT;
+    if (deferred) {
+        request& put = self->current_;
+        put.body_follows = true;
+        put.body_chunked = (p->flags & static_cast<unsigned>(F_CHUNKED)) != 0;
+        put.body_length = (p->flags & static_cast<unsigned>(F_CONTENTLENGTH)) != 0 ? p->content_length : 0;
+    } else if ((p->flags & static_cast<unsigned>(F_CONTENTLENGTH)) != 0 && p->content_length > self->limits_.max_body) {
         return self->fail_with(413, reason_body_too_large);
     }
     request& req = self->current_;

@@ -148,10 +148,20 @@ void connection::end_body() {
     }
     wait_ = wait::none;
     remaining_ = 0;
+    follow_.reset();
+    follow_sending_.give_back();
+    follow_frame_.clear();
+    follow_pending_ = {};
+    follow_started_ = false;
+    follow_last_ = false;
 }
 
 void connection::pump() {
     if (phase_ != phase::body || wait_ != wait::none) {
+        return;
+    }
+    if (follow_) {
+        pump_follow();
         return;
     }
     if (!apply_controls()) {

@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include "datapump/ingest/ingest.hpp"
+
 #include "datapump/base/log.hpp"
 
 #include <liburing.h>
@@ -22,8 +24,10 @@ connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::u
     : ctx_(ctx), server_(*ctx.owner), fd_(std::move(fd)), peer_(std::move(peer)), id_(id), timer_(&timer_op_),
       in_(input_capacity(ctx.owner->config)),
       parser_(parser_limits{.max_request_line = ctx.owner->config.max_request_line,
-                            .max_header_bytes = ctx.owner->config.max_header_bytes}) {
-    recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = this;
+                            .max_header_bytes = ctx.owner->config.max_header_bytes,
+                            .defer_put_bodies = true}) {
+    recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = follow_op_.self = this;
+    follow_op_.handler = &connection::on_follow_sent;
     recv_op_.handler = &connection::on_recv;
     send_op_.handler = &connection::on_send;
     poll_op_.handler = &connection::on_socket_ready;
@@ -57,8 +61,8 @@ void connection::start() {
 }
 
 void connection::arm_recv() {
-    if (recv_armed_ || phase_ == phase::closing) {
-        return;
+    if (recv_armed_ || phase_ == phase::closing || phase_ == phase::upload) {
+        return;  // an upload's body is the ingest job's to receive
     }
     if (in_begin_ > 0 && in_begin_ == in_end_) {
         in_begin_ = in_end_ = 0;
@@ -88,11 +92,19 @@ void connection::on_recv(int result, std::uint32_t /*flags*/) {
         close_now(phase_ == phase::reading ? std::string_view{} : std::string_view{"the client closed"});
         return;
     }
+    if (phase_ == phase::upload && upload_ != nullptr && result == -ECANCELED) {
+        start_upload_job();  // cancelled by begin_upload: nothing arrived meanwhile
+        return;
+    }
     if (result < 0) {
         close_now(errno_text(-result));
         return;
     }
     in_end_ += static_cast<std::size_t>(result);
+    if (phase_ == phase::upload) {
+        start_upload_job();  // the bytes that came meanwhile are the body's first (the prefix)
+        return;
+    }
     if (phase_ == phase::reading) {
         process_input();
     }
@@ -121,6 +133,10 @@ void connection::process_input() {
         request_started_ = io::clock::now();
         log_request_ = req.method_name + " " + req.target;
         const bool keep = req.keep_alive && !draining_ && !server_.draining.load(std::memory_order_relaxed);
+        if (req.body_follows) {
+            begin_upload(std::move(req), keep);
+            return;
+        }
         answer(route(server_, req, keep));
         return;
     }
@@ -153,6 +169,18 @@ void connection::answer(response_plan plan) {
         if (phase_ != phase::closing) {
             send_out();
         }
+        return;
+    }
+    if (plan.follow) {
+        // A GET of a file being uploaded: the head, then the bytes as they arrive.
+        follow_ = std::move(plan.follow);
+        follow_chunked_ = plan.follow_chunked;
+        view_ = follow_->view();
+        pos_ = 0;
+        out_ = std::move(plan.head);
+        out_sent_ = 0;
+        phase_ = phase::head;
+        send_out();
         return;
     }
     out_ = std::move(plan.head);
@@ -234,9 +262,13 @@ void connection::close_now(std::string_view why) {
     if (abortive && server_.config.access_log) {
         spdlog::info("{} \"{}\" {} {} cut{}{}", peer_, log_request_, status_, body_sent_, why.empty() ? "" : ": ", why);
     }
+    const bool uploading = phase_ == phase::upload;
     phase_ = phase::closing;
     ctx_.loop->disarm(timer_);
     end_body();
+    if (uploading && upload_ != nullptr && upload_->job != nullptr) {
+        upload_->job->cancel(error{errc::closed, 0, "upload: the connection was closed"});
+    }
     // Every pending operation on the socket now completes (recv with 0, sends with EPIPE, a poll
     // with POLLHUP); the last completion deletes the connection. io_uring holds its own reference
     // to the socket, so closing the descriptor early is safe: no new operation names it.
@@ -266,6 +298,12 @@ void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
             if (phase_ == phase::body && wait_ == wait::timer) {
                 wait_ = wait::none;
                 pump();
+            }
+            break;
+        case timer_use::upload:
+            if (phase_ == phase::upload && upload_ != nullptr && upload_->job != nullptr) {
+                upload_timed_out_ = true;
+                upload_->job->cancel(error{errc::closed, ETIMEDOUT, "upload: no body bytes for idle_timeout_ms"});
             }
             break;
         case timer_use::none:

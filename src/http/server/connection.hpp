@@ -20,6 +20,7 @@
 #include "datapump/fs/file.hpp"
 #include "datapump/http/proto/request.hpp"
 #include "datapump/http/proto/request_parser.hpp"
+#include "datapump/ingest/ingest.hpp"
 #include "datapump/io/event_loop.hpp"
 #include "datapump/stream/admission.hpp"
 #include "datapump/stream/pacer.hpp"
@@ -50,12 +51,29 @@ struct response_plan {
     std::shared_ptr<stream::control> control;  // made by the router: its id is in the head
     std::uint64_t rate = 0;
     std::uint64_t burst = 0;
+    // A GET of a file being uploaded: the body follows the upload (follow.cpp).
+    std::shared_ptr<upload_entry> follow;
+    bool follow_chunked = false;
 };
 
 // The router: everything a request can be answered with. Defined in router.cpp.
 [[nodiscard]] response_plan route(server::state& server, const request& req, bool keep_alive);
 // An error answer with a short text body. `close` adds Connection: close.
 [[nodiscard]] response_plan error_response(int status, std::string_view detail, bool close);
+// A PUT's target, relative to the root, once every check before the body passed (writable, token,
+// path, Expect, size limit, no other upload to it); else `refusal` is set and an error returned.
+[[nodiscard]] result<std::string> upload_target(server::state& server, const request& req, response_plan& refusal);
+
+// One PUT in progress on a connection (upload.cpp); shared with the publisher until published.
+struct upload_state {
+    std::string path;  // the target, relative to the root
+    std::string temp;  // the temp file beside it
+    request req;
+    bool keep_alive = false;
+    std::optional<fs::file> file;
+    std::unique_ptr<ingest::job> job;
+    std::shared_ptr<upload_entry> entry;
+};
 
 class connection {
 public:
@@ -73,6 +91,10 @@ public:
     void drain();
     // Deletes the connection if it is closing and nothing is outstanding. Call last.
     static void settle(connection* c);
+    // The upload this connection follows moved on (loop thread, from a posted task).
+    void follow_kick();
+    // The publisher finished this connection's upload (loop thread, from a posted task).
+    void on_published(result<bool> replaced);
 
 private:
     struct op final : io::completion {
@@ -105,9 +127,9 @@ private:
         unsigned sqes = 0;       // SQEs whose final CQE has not come
         [[nodiscard]] bool free() const { return sqes == 0 && loan.empty(); }
     };
-    enum class phase : std::uint8_t { reading, head, body, memory, closing };
-    enum class wait : std::uint8_t { none, socket, timer, loan, paused, send };
-    enum class timer_use : std::uint8_t { none, idle, header, pacing };
+    enum class phase : std::uint8_t { reading, head, body, memory, upload, closing };
+    enum class wait : std::uint8_t { none, socket, timer, loan, paused, send, follow };
+    enum class timer_use : std::uint8_t { none, idle, header, pacing, upload };
 
     // Reading and answering.
     void arm_recv();
@@ -146,6 +168,19 @@ private:
     void account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter);
     void answer_error(int status, std::string_view reason);
     void end_body();
+
+    // Uploads (upload.cpp).
+    void begin_upload(request req, bool keep_alive);
+    void start_upload_job();
+    void on_upload_done(result<std::uint64_t> total);
+    void upload_failed(const error& why, int http_status, bool count = true);
+    void upload_progress();
+
+    // Following an upload (follow.cpp).
+    void pump_follow();
+    void follow_send(std::span<const std::byte> bytes);
+    void on_follow_sent(int result, std::uint32_t flags);
+    void on_follow_loans(result<std::vector<cache::read_loan>> loans);
 
     loop_context& ctx_;
     server::state& server_;
@@ -202,6 +237,22 @@ private:
     cache::read_loan ready_;
     std::array<send_slot, 4> slots_;
     bool sending_ = false;  // a body send's result CQE is pending (one ordered send at a time)
+
+    // The upload in progress (phase upload).
+    std::shared_ptr<upload_state> upload_;
+    bool upload_timed_out_ = false;
+
+    // The upload this GET follows.
+    std::shared_ptr<upload_entry> follow_;
+    bool follow_chunked_ = false;
+    bool follow_started_ = false;      // a chunk was sent (the next frame starts with its CRLF)
+    std::string follow_frame_;          // chunk framing being sent
+    std::span<const std::byte> follow_pending_;  // data to send after the frame in flight
+    const std::byte* follow_frame_sent_ = nullptr;  // the send in flight: its bytes
+    std::size_t follow_frame_left_ = 0;
+    cache::read_loan follow_sending_;   // the loan the data send is from
+    bool follow_last_ = false;          // the last-chunk frame is being sent
+    op follow_op_;
 };
 
 }  // namespace datapump::http

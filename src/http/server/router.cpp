@@ -9,6 +9,7 @@
 #include "datapump/http/proto/range.hpp"
 #include "datapump/http/proto/response_head.hpp"
 #include "datapump/http/proto/validators.hpp"
+#include "datapump/ingest/upload_names.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -122,8 +123,8 @@ response_plan directory_response(server::state& s, const request& req, const std
     // readdir is safe here: this thread owns `dir` (the tidy check is about sharing one DIR).
     while (const dirent* e = ::readdir(dir)) {  // NOLINT(concurrency-mt-unsafe)
         const std::string name = e->d_name;
-        if (name == "." || name == "..") {
-            continue;
+        if (name == "." || name == ".." || ingest::is_temp_name(name)) {
+            continue;  // an upload's temp file is nobody's file yet
         }
         struct stat st {};
         if (::fstatat(::dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -179,15 +180,104 @@ result<std::pair<std::uint64_t, std::uint64_t>> requested_qos(const server::stat
     return std::pair{rate, burst};
 }
 
+// A GET of a file while it is uploaded (load-and-play): what has arrived, then the rest as it
+// arrives. The length is the upload's Content-Length, else the answer is chunked (HTTP/1.1) or
+// ends with the connection (HTTP/1.0). Ranges and validators do not apply: there is no version
+// of the file yet to name.
+response_plan follow_response(const request& req, const std::string& relative, std::shared_ptr<upload_entry> upload,
+                              bool close) {
+    const bool http11 = req.version_major == 1 && req.version_minor >= 1;
+    const auto length = upload->length();
+    response_plan plan;
+    plan.status = 200;
+    plan.close_after = close || (!length && !http11);
+    response_head h(200);
+    common_headers(h, plan.close_after);
+    h.add("Content-Type", content_type_for(relative));
+    h.add("Cache-Control", "no-store");
+    h.add("X-Datapump-Upload", "in-progress");
+    if (length) {
+        h.add("Content-Length", *length);
+    } else if (http11) {
+        h.add("Transfer-Encoding", "chunked");
+        plan.follow_chunked = true;
+    }
+    plan.head = std::move(h).finish();
+    if (req.verb == method::head || (length && *length == 0)) {
+        return plan;
+    }
+    plan.follow = std::move(upload);
+    return plan;
+}
+
+// Who may write: --writable, and the bearer token when one is set. Empty: allowed.
+std::optional<response_plan> write_refusal(const server::state& s, const request& req, bool close) {
+    if (!s.config.writable) {
+        return method_not_allowed("GET, HEAD", close);
+    }
+    if (!s.config.upload_token.empty() && !bearer_matches(req.header("authorization"), s.config.upload_token)) {
+        return memory_response(401, "text/plain; charset=utf-8", error_body(401, "a valid bearer token is needed"),
+                               close, false, {"WWW-Authenticate", "Bearer realm=\"datapump\""});
+    }
+    return std::nullopt;
+}
+
+response_plan delete_response(server::state& s, const request& req, bool keep_alive) {
+    const bool close = !keep_alive;
+    if (auto refused = write_refusal(s, req, close)) {
+        return std::move(*refused);
+    }
+    auto relative = decode_path(req.path);
+    if (!relative) {
+        return error_response(relative.error().code == errc::escapes_root ? 403 : 400, relative.error().what, close);
+    }
+    if (relative->empty() || ingest::is_temp_name(*relative)) {
+        return error_response(relative->empty() ? 405 : 404, relative->empty() ? "the root" : "no such file", close);
+    }
+    if (s.uploads.find(*relative) != nullptr) {
+        return error_response(409, "the file is being uploaded", close);
+    }
+    auto removed = s.instance.remove(*relative);
+    if (!removed) {
+        switch (removed.error().code) {
+            case errc::not_found: return error_response(404, "no such file", close);
+            case errc::escapes_root: return error_response(403, "the path leaves the served folder", close);
+            case errc::not_regular_file: return error_response(409, "not a regular file", close);
+            default:
+                spdlog::error("delete {}: {}", *relative, describe(removed.error()));
+                return error_response(500, "the file cannot be removed", close);
+        }
+    }
+    response_head h(204);
+    common_headers(h, close);
+    response_plan plan;
+    plan.status = 204;
+    plan.head = std::move(h).finish();
+    plan.close_after = close;
+    return plan;
+}
+
 response_plan file_response(server::state& s, const request& req, bool keep_alive) {
     const bool close = !keep_alive;
+    if (req.verb == method::delete_) {
+        return delete_response(s, req, keep_alive);
+    }
     if (!is_get_or_head(req)) {
-        return method_not_allowed("GET, HEAD", close);
+        return s.config.writable ? method_not_allowed("GET, HEAD, PUT, DELETE", close)
+                                 : method_not_allowed("GET, HEAD", close);
     }
     auto relative = decode_path(req.path);
     if (!relative) {
         const int status = relative.error().code == errc::escapes_root ? 403 : 400;
         return error_response(status, relative.error().what, close);
+    }
+    if (ingest::is_temp_name(*relative)) {
+        return error_response(404, "no such file", close);
+    }
+    if (s.config.writable) {
+        if (auto uploading = s.uploads.find(*relative)) {
+            return follow_response(req, *relative, std::move(uploading), close);
+        }
     }
     // A directory asked for as one (the root, or a path ending in '/') is answered by its
     // index.html when it has one, as nginx's default `index` does; else listed or refused.
@@ -365,6 +455,45 @@ response_plan control_response(server::state& s, const request& req, bool keep_a
 }
 
 }  // namespace
+
+result<std::string> upload_target(server::state& s, const request& req, response_plan& refusal) {
+    // Every refusal closes: the body's bytes are on their way and will not be read.
+    if (auto refused = write_refusal(s, req, true)) {
+        refusal = std::move(*refused);
+        return fail(errc::invalid_argument, "refused");
+    }
+    const auto refuse = [&](int status, std::string_view why) {
+        refusal = error_response(status, why, true);
+        return fail(errc::invalid_argument, "refused");
+    };
+    if (req.path == "/metrics" || req.path == reserved_prefix || req.path.starts_with(std::string(reserved_prefix) + "/")) {
+        return refuse(405, "not a file");
+    }
+    auto relative = decode_path(req.path);
+    if (!relative) {
+        return refuse(relative.error().code == errc::escapes_root ? 403 : 400, relative.error().what);
+    }
+    if (relative->empty() || req.path.ends_with('/')) {
+        return refuse(405, "a PUT needs a file name, not a folder");
+    }
+    if (ingest::is_temp_name(*relative)) {
+        return refuse(403, "names of upload temp files are reserved");
+    }
+    if (const std::string* expect = req.header("expect"); expect != nullptr) {
+        std::string lower = *expect;
+        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (lower != "100-continue") {
+            return refuse(417, "the only expectation understood is 100-continue");
+        }
+    }
+    if (!req.body_chunked && s.config.max_upload != 0 && req.body_length > s.config.max_upload) {
+        return refuse(413, "the body is larger than the upload limit");
+    }
+    if (s.uploads.find(*relative) != nullptr) {
+        return refuse(409, "the file is being uploaded by another request");
+    }
+    return relative;
+}
 
 response_plan error_response(int status, std::string_view detail, bool close) {
     return memory_response(status, "text/plain; charset=utf-8", error_body(status, detail), close);

@@ -1,6 +1,8 @@
 #include "datapump/http/server.hpp"
 
 #include "connection.hpp"
+
+#include "datapump/ingest/upload_names.hpp"
 #include "datapump/base/log.hpp"
 #include "datapump/io/features.hpp"
 #include "server_state.hpp"
@@ -218,7 +220,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     }
     // The page-cache paths send from the kernel's page cache: the arena would sit unused (and
     // pre-faulting it delayed start-up by seconds), so they keep only a token one.
-    cc.buffers.buffer_count = s->loans_path()
+    cc.buffers.buffer_count = s->arena_used()
                                   ? std::max<std::size_t>(16, std::size_t{config.cache_mib} * 1024 / config.buffer_kib)
                                   : 16;
     cc.readahead_blocks = 8;
@@ -247,6 +249,18 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     s->root_fd = unique_fd(::open(config.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!s->root_fd) {
         return fail_errno("open root");
+    }
+    if (config.writable) {
+        // Uploads a crash interrupted left their temp files: they never became anyone's file.
+        auto removed = ingest::remove_leftovers(config.root);
+        if (!removed) {
+            return std::unexpected(removed.error());
+        }
+        s->leftovers_removed = *removed;
+        if (*removed > 0) {
+            spdlog::info("removed {} temp files of interrupted uploads", *removed);
+        }
+        s->publishing = std::make_unique<publisher>();
     }
 
     auto address = parse_address(config.listen_host, config.listen_port);
@@ -282,7 +296,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     }
 
     // Each loop creates its ring on its own thread (a single-issuer ring belongs to its creator).
-    const buffer::arena* arena = s->loans_path() ? &s->cache->buffers().arena() : nullptr;
+    const buffer::arena* arena = s->arena_used() ? &s->cache->buffers().arena() : nullptr;
     for (auto& ctx : s->loops) {
         std::promise<result<void>> ready;
         auto started = ready.get_future();
@@ -345,6 +359,8 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
     for (auto& ctx : s.loops) {
         ctx->thread.join();
     }
+    // Uploads already received are published (the publisher runs what was posted, then stops).
+    s.publishing.reset();
     // A fallback read still queued for a stream (even one long closed) posts its loans to the
     // stream's loop when it completes: wait for them before the loops are freed.
     s.cache->quiesce();
@@ -436,6 +452,18 @@ server_view make_view(const server::state& s) {
     v.sends.send_zc_copied = s.sends.send_zc_copied.load(std::memory_order_relaxed);
     v.sends.readahead_advice = s.sends.readahead_advice.load(std::memory_order_relaxed);
     v.sends.send_bytes = s.sends.send_bytes.load(std::memory_order_relaxed);
+    const auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    v.ingest.received = load(s.ingest.received);
+    v.ingest.copied = load(s.ingest.copied);
+    v.ingest.written = load(s.ingest.written);
+    v.ingest.writes = load(s.ingest.writes);
+    v.ingest.rmw_reads = load(s.ingest.rmw_reads);
+    v.ingest.zero_filled = load(s.ingest.zero_filled);
+    v.ingest.uploads_started = load(s.uploads_started);
+    v.ingest.uploads_completed = load(s.uploads_completed);
+    v.ingest.uploads_failed = load(s.uploads_failed);
+    v.ingest.uploads_in_progress = s.uploads.size();
+    v.ingest.leftovers_removed = s.leftovers_removed;
     return v;
 }
 

@@ -13,9 +13,11 @@
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/fs/registry.hpp"
 #include "datapump/http/server.hpp"
+#include "datapump/ingest/ingest.hpp"
 #include "datapump/io/event_loop.hpp"
 #include "datapump/stream/admission.hpp"
 #include "datapump/stream/stream_table.hpp"
+#include "uploads.hpp"
 
 #include <array>
 #include <atomic>
@@ -115,6 +117,14 @@ struct server::state {
     std::atomic<std::uint64_t> connections{0};
     std::atomic<std::uint64_t> active_streams{0};
     send_counters sends;
+    // Uploads: those in progress (followed by GETs), the path's counters, the publisher thread.
+    upload_table uploads;
+    ingest::counters ingest;
+    std::atomic<std::uint64_t> uploads_started{0};
+    std::atomic<std::uint64_t> uploads_completed{0};
+    std::atomic<std::uint64_t> uploads_failed{0};
+    std::uint64_t leftovers_removed = 0;
+    std::unique_ptr<publisher> publishing;
     io::clock::time_point started{};
     std::uint16_t port = 0;
 
@@ -125,6 +135,9 @@ struct server::state {
     explicit state(const server_config& c) : config(c), admission(c.capacity) {}
     [[nodiscard]] std::uint64_t block_size() const { return cache->block_size(); }
     [[nodiscard]] bool loans_path() const { return path == send_path::send_zc || path == send_path::send; }
+    // The arena is in use (and registered with the loops): loans are sent from it, or uploads
+    // are received into it.
+    [[nodiscard]] bool arena_used() const { return loans_path() || config.writable; }
 };
 
 // Snapshots for the control API, the status page and /metrics (server.cpp).

@@ -110,6 +110,18 @@ std::string status_json(const server_view& server) {
         {"loops", std::move(loops)},
         {"cache", to_json(server.cache)},
         {"sends", to_json(server.sends)},
+        {"ingest",
+         {{"received", server.ingest.received},
+          {"copied", server.ingest.copied},
+          {"written", server.ingest.written},
+          {"writes", server.ingest.writes},
+          {"rmw_reads", server.ingest.rmw_reads},
+          {"zero_filled", server.ingest.zero_filled},
+          {"uploads_started", server.ingest.uploads_started},
+          {"uploads_completed", server.ingest.uploads_completed},
+          {"uploads_failed", server.ingest.uploads_failed},
+          {"uploads_in_progress", server.ingest.uploads_in_progress},
+          {"leftovers_removed", server.ingest.leftovers_removed}}},
     });
 }
 

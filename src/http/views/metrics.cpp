@@ -186,6 +186,26 @@ std::string send_metrics(const send_view& s) {
     return w.take();
 }
 
+std::string ingest_metrics(const ingest_view& v) {
+    writer w;
+    w.counter("datapump_ingest_received_bytes_total", "Upload body bytes received into arena buffers.", v.received);
+    w.counter("datapump_ingest_copied_bytes_total",
+              "Upload body bytes the engine copied (prefix read with the head, chunk data beside framing).",
+              v.copied);
+    w.counter("datapump_ingest_written_bytes_total", "Bytes written to storage by the ingest path.", v.written);
+    w.counter("datapump_ingest_writes_total", "Storage write operations of the ingest path.", v.writes);
+    w.counter("datapump_ingest_rmw_reads_total", "File-system blocks read for read-modify-write.", v.rmw_reads);
+    w.counter("datapump_ingest_zero_filled_total", "Partial blocks past the end of file zero-filled.", v.zero_filled);
+    w.family("datapump_uploads_total", "counter", "Uploads (PUT), by outcome.");
+    w.sample("datapump_uploads_total", "outcome", "started", v.uploads_started);
+    w.sample("datapump_uploads_total", "outcome", "completed", v.uploads_completed);
+    w.sample("datapump_uploads_total", "outcome", "failed", v.uploads_failed);
+    w.gauge("datapump_uploads_in_progress", "Uploads receiving or being published.", v.uploads_in_progress);
+    w.counter("datapump_upload_leftovers_removed_total", "Temp files of interrupted uploads removed at start-up.",
+              v.leftovers_removed);
+    return w.take();
+}
+
 std::string loop_metrics(const std::vector<loop_view>& loops) {
     writer w;
     w.family("datapump_loop_connections", "gauge", "Open connections, by event loop.");
@@ -211,7 +231,7 @@ std::string loop_metrics(const std::vector<loop_view>& loops) {
 
 std::string metrics_text(const server_view& server) {
     return server_metrics(server) + cache_metrics(server.cache) + send_metrics(server.sends) +
-           loop_metrics(server.loops);
+           ingest_metrics(server.ingest) + loop_metrics(server.loops);
 }
 
 }  // namespace datapump::http

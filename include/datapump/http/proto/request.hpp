@@ -34,6 +34,11 @@ struct request {
     bool keep_alive = false;                                   // http_should_keep_alive: false means answer, then close
     std::vector<std::pair<std::string, std::string>> headers;  // lowercase names, trimmed values
     std::string body;
+    // A PUT under parser_limits::defer_put_bodies: the parser stopped after the head, and the
+    // body (body_length bytes, or chunked) follows on the connection for the caller to read.
+    bool body_follows = false;
+    bool body_chunked = false;
+    std::uint64_t body_length = 0;
 
     // Returns the value of the first header named `lowercase_name`, or nullptr when there is none.
     // The pointer stays valid until `headers` is modified or the request is destroyed.

@@ -51,6 +51,9 @@ struct parser_limits {
     std::size_t max_header_bytes = 16384;
     std::size_t max_headers = 100;
     std::size_t max_body = 65536;
+    // PUT requests end at their head (request::body_follows): the caller reads the body itself
+    // (the ingest path) and max_body does not apply to them.
+    bool defer_put_bodies = false;
 };
 
 enum class parse_status : std::uint8_t {

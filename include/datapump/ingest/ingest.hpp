@@ -1,0 +1,120 @@
+// File: datapump/ingest/ingest.hpp
+//
+// The network-to-storage write path (seed 003; design: docs/ingest.md). One call couples a
+// socket with a file range: received bytes land in arena buffers (the cache's blocks) and go to
+// storage from there with O_DIRECT fixed-buffer writes, one per block, several in flight; heads
+// and tails that are not aligned to the file system's block get read-modify-write of just those
+// blocks. The engine never copies a received byte, except the `prefix` the caller read before the
+// call and chunk data that arrived in one receive with chunk framing (both counted).
+//
+//   socket ──recv──> window k (arena buffer = cache block k) ──WRITE_FIXED──> extent(file, kB..)
+//                    window k+1 receiving while k, k-1 .. are written
+//
+// A job runs on one io::event_loop; every operation is an io_uring operation of that loop.
+// Lifetime: the caller owns the job and keeps it (and the target file) alive until on_done has
+// run; on_done is the job's last act, so it may destroy the job. Destroying a job before that
+// aborts (a bug).
+// Thread-safety: loop thread only, except the counters (relaxed atomics, any thread).
+#pragma once
+
+#include "datapump/base/error.hpp"
+#include "datapump/cache/file_cache.hpp"
+#include "datapump/fs/file.hpp"
+#include "datapump/io/event_loop.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+
+namespace datapump::ingest {
+
+enum class framing : std::uint8_t {
+    identity,  // exactly target.length bytes
+    chunked,   // HTTP/1.1 chunked transfer coding; the length is what it decodes to
+};
+
+struct source {
+    int socket = -1;                     // a connected stream socket; not owned
+    framing coding = framing::identity;
+    std::span<const std::byte> prefix;   // body bytes already read from the socket: copied at start
+    std::uint64_t max_body = 0;          // chunked: the most decoded bytes accepted (else body_too_large)
+};
+
+struct target {
+    fs::file* file = nullptr;    // opened for writing (open_mode::create_new for uploads); not owned
+    std::uint64_t offset = 0;    // where the first byte goes
+    std::uint64_t length = 0;    // identity: the byte count; chunked: ignored
+    std::uint64_t old_size = 0;  // the file's size before: blocks at or past it are zero-filled, not read
+};
+
+struct options {
+    unsigned windows_in_flight = 4;  // blocks being written while the next one receives (>= 1)
+    // A load-and-play file readers may follow (view()); needs offset 0 into a new file.
+    bool load_and_play = false;
+};
+
+// Path counters; several jobs may share one set. Relaxed: monitoring only.
+struct counters {
+    std::atomic<std::uint64_t> received{0};   // body bytes received (or taken from the prefix)
+    std::atomic<std::uint64_t> copied{0};     // of those, bytes the engine copied (prefix, framing spill)
+    std::atomic<std::uint64_t> written{0};    // bytes written to storage (aligned, padding included)
+    std::atomic<std::uint64_t> writes{0};     // storage write operations
+    std::atomic<std::uint64_t> rmw_reads{0};  // file-system blocks read for read-modify-write
+    std::atomic<std::uint64_t> zero_filled{0};// file-system blocks zero-filled instead (past the old end)
+};
+
+// What a job was stopped by, beyond the storage and socket errors (errc values in `error`):
+// the body was shorter than declared (peer closed: errc::peer_gone), malformed chunk framing
+// (errc::protocol_error, http_status() 400), too large (errc::full, http_status() 413).
+struct callbacks {
+    // One per storage write as it completes: its file offset and bytes written, or its error.
+    std::function<void(std::uint64_t offset, result<std::uint64_t> bytes)> on_write;
+    // After each receive landed (the load-and-play frontier moved). Optional.
+    std::function<void()> on_progress;
+    // Once: the body's byte count, or the first error; every write has completed by then.
+    std::function<void(result<std::uint64_t> total)> on_done;
+};
+
+class job {
+public:
+    // Starts receiving (and consumes the prefix). Errors (nothing started, no callback runs):
+    // invalid_argument (no file, no socket, chunked into the middle of a file, load-and-play not
+    // at offset 0), unsupported (the provider has no extent op), no_buffers.
+    [[nodiscard]] static result<std::unique_ptr<job>> start(io::event_loop& loop, cache::file_cache& cache,
+                                                            const source& from, const target& to,
+                                                            const options& opts, callbacks done,
+                                                            counters* stats);
+    job(const job&) = delete;
+    job& operator=(const job&) = delete;
+    ~job();
+
+    // Prefix bytes the body used (the rest belong to whatever follows the body on the socket).
+    [[nodiscard]] std::size_t prefix_used() const;
+    // Bytes received past the end of a chunked body (the next request's first bytes); valid
+    // after on_done.
+    [[nodiscard]] std::span<const std::byte> leftover() const;
+    // The size the file must be truncated to when the last block was written padded past it
+    // (max(old_size, offset + body)); the caller does it (fs::file::truncate_and_sync).
+    [[nodiscard]] std::uint64_t final_size() const;
+    // The load-and-play file (null without options::load_and_play).
+    [[nodiscard]] std::shared_ptr<cache::cached_file> view() const;
+    // 400 or 413 when the body was refused for its framing or size (0 otherwise).
+    [[nodiscard]] int http_status() const;
+    // After a successful on_done: the caller made the file durable and published it, so the
+    // load-and-play file is complete (its readers end cleanly); or it failed to, and they get
+    // `why`. Without either, destroying the job fails the file (readers get writer_failed).
+    void publish_succeeded();
+    void publish_failed(error why);
+    // Stops the job: receiving is cancelled and on_done reports `why` once writes in flight are
+    // done. Idempotent; nothing happens after on_done.
+    void cancel(error why);
+
+private:
+    struct impl;
+    explicit job(std::unique_ptr<impl> state);
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace datapump::ingest

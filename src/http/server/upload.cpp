@@ -1,0 +1,251 @@
+// PUT: an upload through the ingest path into a temp file beside the target, published by the
+// publisher thread (fsync, rename, fsync of the directory), then answered 201 or 204
+// (docs/daemon.md "Uploads", docs/ingest.md).
+//
+//   reading ──PUT head──> checks (router: upload_target) ──> phase upload:
+//     [a recv of ours still armed: cancel it, its bytes join the prefix]
+//     open temp (create_new) ──> 100 Continue ──> ingest::job (prefix = bytes after the head)
+//     ──on_done ok──> publisher ──on_published──> 201/204 ──> reading (keep-alive)
+//     ──on_done error──> temp removed ──> 400/413/507/500 and close (or just close: peer gone)
+#include "connection.hpp"
+
+#include "datapump/base/log.hpp"
+#include "datapump/http/proto/response_head.hpp"
+#include "datapump/ingest/upload_names.hpp"
+
+#include <sys/socket.h>
+
+#include <ctime>
+
+namespace datapump::http {
+
+
+namespace {
+
+// A plain answer without a body (201, 204).
+std::string empty_answer(int status, bool close, std::string_view location) {
+    response_head h(status);
+    h.add("Server", "datapump");
+    h.add_date(static_cast<std::int64_t>(std::time(nullptr)));
+    h.add("Connection", close ? "close" : "keep-alive");
+    if (!location.empty()) {
+        h.add("Location", location);
+    }
+    if (status != 204) {
+        h.add("Content-Length", "0");
+    }
+    return std::move(h).finish();
+}
+
+int status_for(const error& why) {
+    switch (why.code) {
+        case errc::no_space: return 507;
+        case errc::protocol_error: return 400;
+        case errc::full: return 413;
+        case errc::not_found: return 409;  // the folder does not exist
+        case errc::escapes_root: return 403;
+        case errc::not_regular_file: return 409;  // a folder is in the way
+        case errc::busy: return 409;
+        default: return 500;
+    }
+}
+
+}  // namespace
+
+void connection::begin_upload(request req, bool keep_alive) {
+    response_plan refusal;
+    auto target = upload_target(server_, req, refusal);
+    if (!target) {
+        answer(std::move(refusal));
+        return;
+    }
+    upload_ = std::make_shared<upload_state>();
+    upload_->path = std::move(*target);
+    upload_->req = std::move(req);
+    upload_->keep_alive = keep_alive;
+    upload_timed_out_ = false;
+    phase_ = phase::upload;
+    bump(server_.uploads_started);
+    if (recv_armed_) {
+        // Our receive into the head buffer is still armed: the body must not go there. Its
+        // completion (with whatever it got) starts the job.
+        ctx_.loop->cancel(&recv_op_);
+        return;
+    }
+    start_upload_job();
+}
+
+void connection::start_upload_job() {
+    upload_state& up = *upload_;
+    const request& req = up.req;
+    up.temp = ingest::temp_name(up.path);
+    auto opened = server_.instance.open(up.temp, fs::open_mode::create_new);
+    if (!opened) {
+        const error why = opened.error();
+        if (why.code != errc::not_found) {
+            spdlog::error("upload {}: {}", up.path, describe(why, up.temp));
+        }
+        upload_failed(why, status_for(why));
+        return;
+    }
+    up.file.emplace(std::move(*opened));
+    const auto prefix = std::span(in_).subspan(in_begin_, in_end_ - in_begin_);
+    const std::string* expect = req.header("expect");
+    if (expect != nullptr && prefix.empty() && req.version_minor >= 1) {
+        // The client waits for this before it sends the body (RFC 9110 §10.1.1). A fresh
+        // connection's send buffer takes 25 bytes at once; if not, the client's own timer sends.
+        static constexpr char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        (void)::send(fd_.get(), go_on, sizeof go_on - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    const std::uint64_t max = server_.config.max_upload == 0 ? ~std::uint64_t{0} : server_.config.max_upload;
+    ingest::callbacks cb;
+    cb.on_done = [this](result<std::uint64_t> total) {
+        on_upload_done(total);
+        settle(this);
+    };
+    cb.on_progress = [this] { upload_progress(); };
+    auto job = ingest::job::start(
+        *ctx_.loop, *server_.cache,
+        {.socket = fd_.get(),
+         .coding = req.body_chunked ? ingest::framing::chunked : ingest::framing::identity,
+         .prefix = prefix,
+         .max_body = max},
+        {.file = &*up.file, .offset = 0, .length = req.body_length, .old_size = 0},
+        {.windows_in_flight = server_.config.upload_windows, .load_and_play = true}, std::move(cb),
+        &server_.ingest);
+    if (!job) {
+        spdlog::error("upload {}: {}", up.path, describe(job.error()));
+        (void)server_.instance.remove(up.temp);
+        upload_failed(job.error(), 500);
+        return;
+    }
+    up.job = std::move(*job);
+    in_begin_ += up.job->prefix_used();
+    ++outstanding_;  // the job: on_done is its last act
+    up.entry = std::make_shared<upload_entry>(
+        up.path, up.job->view(), req.body_chunked ? std::nullopt : std::optional<std::uint64_t>(req.body_length));
+    if (!server_.uploads.add(up.entry)) {
+        // Another PUT to the same name got there first (on another loop).
+        up.entry.reset();
+        up.job->cancel(error{errc::busy, 0, "upload: another upload to this name is in progress"});
+        return;
+    }
+    timer_use_ = timer_use::upload;
+    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.idle_timeout_ms));
+}
+
+void connection::upload_progress() {
+    if (upload_ && upload_->entry) {
+        upload_->entry->notify();
+    }
+    if (timer_use_ == timer_use::upload) {
+        // Re-armed at most every 100 ms of progress: the heap update is cheap but not free.
+        const auto now = io::clock::now();
+        const auto deadline = now + std::chrono::milliseconds(server_.config.idle_timeout_ms);
+        if (deadline - timer_.deadline() > std::chrono::milliseconds(100)) {
+            ctx_.loop->arm(timer_, deadline);
+        }
+    }
+}
+
+void connection::on_upload_done(result<std::uint64_t> total) {
+    --outstanding_;
+    std::shared_ptr<upload_state> up = upload_;
+    if (timer_use_ == timer_use::upload) {
+        ctx_.loop->disarm(timer_);
+        timer_use_ = timer_use::none;
+    }
+    if (!total) {
+        const error why = total.error();
+        (void)server_.instance.remove(up->temp);
+        if (up->entry) {
+            server_.uploads.remove(*up->entry);
+            up->entry->notify();  // followers find the file failed
+        }
+        if (phase_ == phase::closing) {
+            bump(server_.uploads_failed);
+            upload_.reset();
+            return;
+        }
+        int status = up->job->http_status() != 0 ? up->job->http_status() : status_for(why);
+        if (upload_timed_out_) {
+            status = 408;
+        }
+        if (why.code == errc::peer_gone) {
+            bump(server_.uploads_failed);
+            upload_.reset();
+            close_now(describe(why, up->path));
+            return;
+        }
+        if (status >= 500) {
+            spdlog::error("upload {}: {}", up->path, describe(why));
+        }
+        upload_failed(why, status);
+        return;
+    }
+    // Bytes of the next request that arrived with the end of a chunked body.
+    const auto extra = up->job->leftover();
+    if (!extra.empty() && in_end_ + extra.size() <= in_.size()) {
+        std::copy(extra.begin(), extra.end(), in_.begin() + static_cast<std::ptrdiff_t>(in_end_));
+        in_end_ += extra.size();
+    }
+    // Durable, then named: off the loop (fsync and rename block).
+    server::state* s = &server_;
+    loop_context* ctx = &ctx_;
+    const std::uint64_t cid = id_;
+    s->publishing->post([s, ctx, cid, up, bell = ctx_.doorbell] {
+        auto synced = up->file->truncate_and_sync(up->job->final_size());
+        result<bool> replaced = synced ? s->instance.rename(up->temp, up->path) : std::unexpected(synced.error());
+        if (replaced) {
+            up->job->publish_succeeded();
+            bump(s->uploads_completed);
+        } else {
+            up->job->publish_failed(replaced.error());
+            (void)s->instance.remove(up->temp);
+            bump(s->uploads_failed);
+        }
+        if (up->entry) {
+            s->uploads.remove(*up->entry);
+            up->entry->notify();
+        }
+        bell->ring([ctx, cid, replaced] {
+            const auto it = ctx->conns.find(cid);
+            if (it != ctx->conns.end()) {
+                connection* c = it->second;
+                c->on_published(replaced);
+                settle(c);
+            }
+        });
+    });
+}
+
+void connection::on_published(result<bool> replaced) {
+    if (phase_ != phase::upload || !upload_) {
+        return;
+    }
+    std::shared_ptr<upload_state> up = std::exchange(upload_, nullptr);
+    if (!replaced) {
+        spdlog::error("upload {}: {}", up->path, describe(replaced.error()));
+        upload_failed(replaced.error(), status_for(replaced.error()), false);
+        return;
+    }
+    const bool close = !up->keep_alive || draining_;
+    response_plan plan;
+    plan.status = *replaced ? 204 : 201;
+    plan.head = empty_answer(plan.status, close, *replaced ? std::string_view{} : std::string_view(up->req.path));
+    plan.close_after = close;
+    body_sent_ = 0;
+    answer(std::move(plan));
+}
+
+void connection::upload_failed(const error& why, int http_status, bool count) {
+    if (count) {
+        bump(server_.uploads_failed);
+    }
+    upload_.reset();
+    phase_ = phase::reading;  // answer() takes it from here
+    // The body was not read to its end: the connection cannot carry another request.
+    answer(error_response(http_status, why.what, true));
+}
+
+}  // namespace datapump::http

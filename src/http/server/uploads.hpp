@@ -1,0 +1,103 @@
+// File: src/http/server/uploads.hpp
+//
+// The server's side of ingest (docs/ingest.md, docs/daemon.md "Uploads"): the table of PUTs in
+// progress that GETs follow (load-and-play), and the publisher thread that makes a finished
+// upload durable and gives it its name.
+//
+//   connection (PUT) ──job──> temp file ──on_done──> publisher: truncate + fsync, rename, fsync dir
+//        │ registers                                      └──posts the answer back to the loop
+//        v
+//   upload_table[path] ──upload_entry──> view (the load-and-play cached_file), Content-Length
+//        ^ find                      └──> followers waiting at the frontier (rung on progress/end)
+//   connection (GET of that path)
+//
+// Thread-safety: upload_table and upload_entry lock their own mutex; any thread. publisher::post
+// from any thread; tasks run on the publisher thread in order.
+#pragma once
+
+#include "datapump/cache/file_cache.hpp"
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace datapump::http {
+
+struct loop_doorbell;
+struct loop_context;
+
+// One PUT in progress, shared by its uploader and the GETs following it.
+class upload_entry {
+public:
+    upload_entry(std::string path, std::shared_ptr<cache::cached_file> view, std::optional<std::uint64_t> length)
+        : path_(std::move(path)), view_(std::move(view)), length_(length) {}
+
+    [[nodiscard]] const std::string& path() const { return path_; }
+    [[nodiscard]] const std::shared_ptr<cache::cached_file>& view() const { return view_; }
+    // The upload's Content-Length (nullopt for a chunked upload).
+    [[nodiscard]] std::optional<std::uint64_t> length() const { return length_; }
+
+    // A follower at the frontier asks to be kicked once: rung by the next notify(). Register
+    // first, then look at the view again (so a notify between the two is never missed).
+    void wait(std::shared_ptr<loop_doorbell> bell, loop_context* ctx, std::uint64_t connection_id);
+    // Kicks every waiting follower on its loop (the frontier moved, or the upload ended).
+    void notify();
+
+private:
+    struct follower {
+        std::shared_ptr<loop_doorbell> bell;
+        loop_context* ctx = nullptr;
+        std::uint64_t connection = 0;
+    };
+    const std::string path_;
+    const std::shared_ptr<cache::cached_file> view_;
+    const std::optional<std::uint64_t> length_;
+    std::mutex mutex_;
+    std::vector<follower> waiting_;  // guarded by mutex_
+};
+
+class upload_table {
+public:
+    // Registers an upload to entry->path(). False when one to that path is already running.
+    [[nodiscard]] bool add(const std::shared_ptr<upload_entry>& entry);
+    // Unregisters `entry` (only that one: a newer upload to the path stays).
+    void remove(const upload_entry& entry);
+    [[nodiscard]] std::shared_ptr<upload_entry> find(const std::string& path) const;
+    [[nodiscard]] std::size_t size() const;
+
+private:
+    mutable std::mutex mutex_;
+    std::unordered_map<std::string, std::shared_ptr<upload_entry>> uploads_;  // guarded by mutex_
+};
+
+// Runs blocking publication steps (fsync, rename) off the event loops, in order.
+class publisher {
+public:
+    publisher();
+    publisher(const publisher&) = delete;
+    publisher& operator=(const publisher&) = delete;
+    ~publisher();  // runs every task already posted, then joins
+
+    void post(std::function<void()> task);
+
+private:
+    void run();
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::function<void()>> tasks_;  // guarded by mutex_
+    bool stopping_ = false;                     // guarded by mutex_
+    std::thread thread_;
+};
+
+// Constant-time check of an `Authorization: Bearer TOKEN` header value against `token`.
+[[nodiscard]] bool bearer_matches(const std::string* authorization, const std::string& token);
+
+}  // namespace datapump::http

@@ -1,0 +1,601 @@
+// The ingest job: the receive / read-modify-write / write state machine of docs/ingest.md.
+//
+//   advance() is the driver, run after every event (start, a receive, a read, a write, cancel):
+//     stopping or finished receiving -> wait for the writes in flight, then on_done
+//     a read of a head/tail block pending, or a receive pending -> nothing to do yet
+//     body complete -> seal the tail block, queue its write, finish
+//     need a window -> loan the next block space (a new block: claim + read-modify-write prep)
+//     pending bytes (prefix, framing spill) -> copy into the window (counted)
+//     else receive from the socket straight into the window (chunked framing: a small buffer)
+#include "datapump/ingest/ingest.hpp"
+
+#include "datapump/base/check.hpp"
+#include "datapump/http/proto/chunked.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <vector>
+
+namespace datapump::ingest {
+
+namespace {
+
+constexpr std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v / a * a; }
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+constexpr std::size_t frame_recv = 64;  // chunk framing receive size: data behind it is copied
+
+void add(std::atomic<std::uint64_t>& c, std::uint64_t n) { c.fetch_add(n, std::memory_order_relaxed); }
+
+}  // namespace
+
+struct job::impl {
+    // One completion per kind of operation; each forwards to the impl.
+    struct op final : io::completion {
+        impl* self = nullptr;
+        void (impl::*handler)(int, std::uint32_t) = nullptr;
+        void complete(int result, std::uint32_t flags) override { (self->*handler)(result, flags); }
+    };
+    struct write_op final : io::completion {
+        impl* self = nullptr;
+        cache::writer::sealed_block block;
+        std::uint64_t lo = 0;    // file range being written: [lo, hi)
+        std::uint64_t hi = 0;
+        std::uint64_t done = 0;  // bytes of it written so far
+        bool busy = false;
+        void complete(int result, std::uint32_t /*flags*/) override { self->on_write(*this, result); }
+    };
+
+    io::event_loop* loop = nullptr;
+    cache::file_cache* cache = nullptr;
+    fs::file* file = nullptr;
+    std::unique_ptr<cache::writer> writer;
+    callbacks cb;
+    counters* stats = nullptr;
+    counters own_stats;
+    int socket = -1;
+    framing coding = framing::identity;
+    std::optional<http::chunked_decoder> decoder;
+
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;        // identity only
+    std::uint64_t old_size = 0;
+    std::uint64_t align = 1;
+    std::uint64_t block_size = 0;
+    std::uint64_t received = 0;      // body bytes in windows
+    std::uint64_t to_receive = 0;    // identity: bytes still to come from the socket
+    std::size_t prefix_used = 0;
+
+    // Bytes to copy into windows before receiving more: prefix data, then framing spill.
+    std::deque<std::span<const std::byte>> pending;
+    std::array<std::byte, frame_recv> frame{};
+    std::size_t frame_len = 0;       // bytes in `frame`
+    std::size_t frame_pos = 0;       // of which consumed
+    std::vector<std::byte> leftover; // received past the end of a chunked body
+
+    cache::write_loan loan;
+    std::uint64_t window_block = ~std::uint64_t{0};
+    std::uint64_t head_read_block = ~std::uint64_t{0};  // fs block read for the head (file offset)
+
+    op kick;
+    op recv_op;
+    op read_op;
+    op cancel_op;
+    unsigned reads_pending = 0;
+    bool recv_pending = false;
+    bool cancel_sent = false;
+    std::vector<write_op> writes;
+    std::deque<cache::writer::sealed_block> queued;
+    unsigned writes_in_flight = 0;
+    unsigned max_windows = 4;
+
+    bool receiving_done = false;
+    std::optional<error> stopped;
+    int status = 0;
+    bool finished = false;
+
+    [[nodiscard]] counters& count() { return stats != nullptr ? *stats : own_stats; }
+
+    void init_ops() {
+        kick.self = this;
+        kick.handler = &impl::on_kick;
+        recv_op.self = this;
+        recv_op.handler = &impl::on_recv;
+        read_op.self = this;
+        read_op.handler = &impl::on_read;
+        cancel_op.self = this;
+        cancel_op.handler = &impl::on_cancelled;
+        for (auto& w : writes) {
+            w.self = this;
+        }
+    }
+
+    void on_kick(int, std::uint32_t) {
+        kick_pending = false;
+        advance();
+    }
+    void on_cancelled(int, std::uint32_t) {}
+    // Runs advance() from the loop at the end of this iteration (never twice at once).
+    void schedule() {
+        if (!kick_pending) {
+            kick_pending = true;
+            loop->defer(&kick);
+        }
+    }
+    bool kick_pending = false;
+    bool readable = false;
+
+    void stop(error why, int http = 0) {
+        if (!stopped) {
+            stopped = why;
+            if (status == 0) {
+                status = http;
+            }
+        }
+        loan = cache::write_loan{};
+        pending.clear();
+        if (recv_pending && !cancel_sent) {
+            cancel_sent = true;
+            loop->cancel(&recv_op);
+        }
+    }
+
+    [[nodiscard]] bool body_complete() const {
+        if (!pending.empty()) {
+            return false;
+        }
+        if (coding == framing::identity) {
+            return to_receive == 0;
+        }
+        return decoder->current() == http::chunked_decoder::state::done;
+    }
+
+    void advance() {
+        if (finished) {
+            return;
+        }
+        while (true) {
+            if (stopped || receiving_done) {
+                pump_writes();
+                if (writes_in_flight == 0 && reads_pending == 0 && !recv_pending && !kick_pending) {
+                    finish();
+                }
+                return;
+            }
+            if (recv_pending || reads_pending > 0) {
+                return;
+            }
+            if (body_complete()) {
+                seal_tail();
+                receiving_done = true;
+                continue;
+            }
+            if (coding == framing::chunked && pending.empty() &&
+                decoder->current() == http::chunked_decoder::state::framing) {
+                if (frame_pos < frame_len) {
+                    take_framing();
+                    continue;
+                }
+                frame_len = 0;
+                frame_pos = 0;
+                recv_pending = true;
+                loop->recv(socket, std::span<std::byte>(frame.data(), frame.size()), &recv_op);
+                return;
+            }
+            if (loan.empty() && !take_window()) {
+                return;  // waiting for a write slot or a head/tail read, or stopped
+            }
+            if (!pending.empty()) {
+                copy_pending();
+                continue;
+            }
+            std::uint64_t want = loan.data().size();
+            if (coding == framing::identity) {
+                want = std::min(want, to_receive);
+            } else {
+                want = std::min(want, decoder->data_left());
+            }
+            DP_CHECK(want > 0);
+            recv_pending = true;
+            loop->recv(socket, loan.data().first(static_cast<std::size_t>(want)), &recv_op);
+            return;
+        }
+    }
+
+    // Feeds framing bytes in `frame` to the decoder; data after them becomes pending.
+    void take_framing() {
+        while (frame_pos < frame_len) {
+            const auto st = decoder->current();
+            if (st == http::chunked_decoder::state::framing) {
+                const std::size_t n = decoder->feed(
+                    std::span<const char>(reinterpret_cast<const char*>(frame.data()) + frame_pos, frame_len - frame_pos));
+                frame_pos += n;
+                if (decoder->current() == http::chunked_decoder::state::failed) {
+                    stop(error{decoder->http_status() == 413 ? errc::full : errc::protocol_error, 0,
+                               "ingest: chunked body refused"},
+                         decoder->http_status());
+                    return;
+                }
+            } else if (st == http::chunked_decoder::state::data) {
+                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(decoder->data_left(), frame_len - frame_pos));
+                pending.emplace_back(frame.data() + frame_pos, n);
+                decoder->took_data(n);
+                frame_pos += n;
+            } else {
+                // done: the rest belongs to whatever follows the body.
+                leftover.assign(frame.begin() + static_cast<std::ptrdiff_t>(frame_pos),
+                                frame.begin() + static_cast<std::ptrdiff_t>(frame_len));
+                frame_pos = frame_len;
+            }
+        }
+    }
+
+    // Loans space at the frontier; a new block is prepared first (read-modify-write).
+    bool take_window() {
+        auto got = writer->loan_write(~std::size_t{0});
+        if (!got) {
+            stop(got.error());
+            return false;
+        }
+        const std::uint64_t block = got->file_offset() / block_size;
+        if (block != window_block) {
+            // A new window: it needs a write slot when it fills.
+            if (queued.size() + writes_in_flight >= max_windows) {
+                // Dropped uncommitted: the same space is loaned again when a write completes.
+                *got = cache::write_loan{};
+                return false;
+            }
+            window_block = block;
+            loan = std::move(*got);
+            prepare_window(block);
+            return reads_pending == 0;
+        }
+        loan = std::move(*got);
+        return true;
+    }
+
+    // Read-modify-write preparation of window `block`: the file-system blocks holding an
+    // unaligned first or last byte of this ingest are read (inside the old file) or zeroed.
+    void prepare_window(std::uint64_t block) {
+        if (align <= 1) {
+            return;
+        }
+        const std::uint64_t base = block * block_size;
+        const std::uint64_t lo = std::max(base, offset);
+        auto buf = writer->current_buffer();
+        // `counted`: the fs block was already counted (the head's, zeroed, holds the tail too).
+        const auto fill = [&](std::uint64_t fs_block, std::uint64_t from, std::uint64_t to, bool counted) {
+            if (fs_block < old_size) {
+                issue_read(fs_block, buf.subspan(static_cast<std::size_t>(fs_block - base), static_cast<std::size_t>(align)));
+                return true;
+            }
+            std::memset(buf.data() + (from - base), 0, static_cast<std::size_t>(to - from));
+            if (!counted) {
+                add(count().zero_filled, 1);
+            }
+            return false;
+        };
+        std::uint64_t head_zeroed_block = ~std::uint64_t{0};
+        if (lo % align != 0) {
+            const std::uint64_t hb = align_down(lo, align);
+            if (fill(hb, hb, lo, false)) {
+                head_read_block = hb;
+            } else {
+                head_zeroed_block = hb;
+            }
+        }
+        if (coding == framing::identity) {
+            const std::uint64_t end = offset + length;
+            if (end > base && end < base + block_size && end % align != 0) {
+                const std::uint64_t tb = align_down(end, align);
+                if (tb != head_read_block) {
+                    fill(tb, end, tb + align, tb == head_zeroed_block);
+                }
+            }
+        }
+    }
+
+    void issue_read(std::uint64_t fs_block, std::span<std::byte> into) {
+        auto where = file->extent(fs_block, into.size());
+        if (!where) {
+            stop(where.error());
+            return;
+        }
+        ++reads_pending;
+        add(count().rmw_reads, 1);
+        // A whole fs block into its place in the window; bytes past the old end come back short
+        // and are zeroed in on_read.
+        pending_read = into;
+        loop->read(where->fd, where->device_offset, into, writer->current_index(), &read_op);
+    }
+    std::span<std::byte> pending_read;
+
+    void on_read(int result, std::uint32_t /*flags*/) {
+        --reads_pending;
+        if (result < 0) {
+            stop(error{errc::io_error, -result, "ingest: read of a block for read-modify-write"});
+        } else if (static_cast<std::size_t>(result) < pending_read.size()) {
+            std::memset(pending_read.data() + result, 0, pending_read.size() - static_cast<std::size_t>(result));
+        }
+        advance();
+    }
+
+    void copy_pending() {
+        auto& p = pending.front();
+        const std::size_t n = std::min(p.size(), loan.data().size());
+        std::memcpy(loan.data().data(), p.data(), n);
+        p = p.subspan(n);
+        if (p.empty()) {
+            pending.pop_front();
+        }
+        add(count().copied, n);
+        committed(n);
+    }
+
+    void on_recv(int result, std::uint32_t /*flags*/) {
+        recv_pending = false;
+        if (stopped) {
+            advance();
+            return;
+        }
+        if (result < 0) {
+            const int e = -result;
+            stop(e == ECONNRESET || e == EPIPE ? error{errc::peer_gone, e, "ingest: the client reset the connection"}
+                                               : error{errc::io_error, e, "ingest: receive"});
+        } else if (result == 0) {
+            stop(error{errc::peer_gone, 0, "ingest: the client closed before the end of the body"});
+        } else if (coding == framing::chunked && decoder->current() == http::chunked_decoder::state::framing) {
+            frame_len = static_cast<std::size_t>(result);
+            frame_pos = 0;
+        } else {
+            const auto n = static_cast<std::size_t>(result);
+            if (coding == framing::identity) {
+                to_receive -= n;
+            } else {
+                decoder->took_data(n);
+            }
+            committed(n);
+        }
+        advance();
+    }
+
+    // `n` bytes landed at the frontier: publish them, and queue the block if it is full.
+    void committed(std::size_t n) {
+        if (auto ok = std::move(loan).commit(n); !ok) {
+            stop(ok.error());
+            return;
+        }
+        loan = cache::write_loan{};
+        received += n;
+        add(count().received, n);
+        if (auto full = writer->take_sealed()) {
+            queued.push_back(std::move(*full));
+            pump_writes();
+        }
+        if (cb.on_progress) {
+            cb.on_progress();
+        }
+    }
+
+    void seal_tail() {
+        auto tail = writer->take_tail();
+        if (!tail) {
+            return;
+        }
+        const std::uint64_t end = offset + received;
+        if (align > 1 && end % align != 0 && coding == framing::chunked) {
+            // Past the old end of the file (chunked ingests only append): zero the padding.
+            auto buf = tail->ref.owner()->data(tail->ref.index());
+            const std::uint64_t from = end - tail->offset;
+            std::memset(buf.data() + from, 0, static_cast<std::size_t>(align_up(end, align) - end));
+            add(count().zero_filled, 1);
+        }
+        queued.push_back(std::move(*tail));
+        pump_writes();
+    }
+
+    void pump_writes() {
+        while (!queued.empty()) {
+            if (stopped) {
+                queued.clear();  // never written: the pins go back
+                return;
+            }
+            auto slot = std::find_if(writes.begin(), writes.end(), [](const write_op& w) { return !w.busy; });
+            if (slot == writes.end()) {
+                return;
+            }
+            cache::writer::sealed_block blk = std::move(queued.front());
+            queued.pop_front();
+            const std::uint64_t lo = std::max(blk.offset, offset);
+            const std::uint64_t hi = std::min(blk.offset + block_size, offset + received);
+            if (hi <= lo) {
+                continue;  // an empty tail
+            }
+            slot->block = std::move(blk);
+            slot->lo = align > 1 ? align_down(lo, align) : lo;
+            slot->hi = align > 1 ? align_up(hi, align) : hi;
+            slot->done = 0;
+            slot->busy = true;
+            ++writes_in_flight;
+            submit(*slot);
+        }
+    }
+
+    void submit(write_op& w) {
+        const std::uint64_t at = w.lo + w.done;
+        auto where = file->extent(at, w.hi - at);
+        if (!where) {
+            w.busy = false;
+            --writes_in_flight;
+            w.block = {};
+            stop(where.error());
+            return;
+        }
+        const std::uint64_t n = std::min(where->length, w.hi - at);
+        auto buf = w.block.ref.owner()->data(w.block.ref.index());
+        const auto bytes = std::span<const std::byte>(buf.data() + (at - w.block.offset), static_cast<std::size_t>(n));
+        add(count().writes, 1);
+        loop->write(where->fd, where->device_offset, bytes, w.block.ref.index(), &w);
+    }
+
+    void on_write(write_op& w, int result) {
+        const std::uint64_t lo = w.lo;
+        if (result <= 0) {
+            const error e = result == 0 ? error{errc::io_error, 0, "ingest: the storage write made no progress"}
+                                        : fail_errno("ingest: storage write", -result).error();
+            w.busy = false;
+            --writes_in_flight;
+            w.block = {};
+            if (cb.on_write) {
+                cb.on_write(lo, std::unexpected(e));
+            }
+            stop(e);
+            advance();
+            return;
+        }
+        w.done += static_cast<std::uint64_t>(result);
+        add(count().written, static_cast<std::uint64_t>(result));
+        if (w.lo + w.done < w.hi && !stopped) {
+            submit(w);  // a short write, or the next extent
+            return;
+        }
+        const std::uint64_t bytes = w.done;
+        w.busy = false;
+        --writes_in_flight;
+        w.block = {};  // on storage: unpinned, it stays cached until evicted
+        if (cb.on_write) {
+            cb.on_write(lo, bytes);
+        }
+        pump_writes();
+        advance();
+    }
+
+    void finish() {
+        finished = true;
+        loan = cache::write_loan{};
+        result<std::uint64_t> outcome = received;
+        if (stopped) {
+            writer->fail(*stopped);
+            outcome = std::unexpected(*stopped);
+        }
+        auto done = std::move(cb.on_done);
+        // The caller may destroy the job from on_done: nothing of `this` is touched after it.
+        done(outcome);
+    }
+};
+
+job::job(std::unique_ptr<impl> state) : impl_(std::move(state)) {}
+
+job::~job() { DP_CHECK(impl_ == nullptr || impl_->finished); }
+
+result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache& cache, const source& from,
+                                        const target& to, const options& opts, callbacks done, counters* stats) {
+    if (to.file == nullptr || from.socket < 0 || !done.on_done) {
+        return fail(errc::invalid_argument, "ingest: no file, socket or completion");
+    }
+    if (from.coding == framing::chunked && to.old_size > to.offset) {
+        return fail(errc::invalid_argument, "ingest: a chunked body can only append (unknown length)");
+    }
+    if (opts.load_and_play && to.offset != 0) {
+        return fail(errc::invalid_argument, "ingest: load-and-play needs a whole new file (offset 0)");
+    }
+    if (from.coding == framing::identity && to.offset > ~std::uint64_t{0} - to.length) {
+        return fail(errc::invalid_argument, "ingest: offset + length overflows");
+    }
+    auto where = to.file->extent(to.offset, 1);
+    if (!where) {
+        return std::unexpected(where.error());
+    }
+    auto st = std::make_unique<impl>();
+    impl& s = *st;
+    s.loop = &loop;
+    s.cache = &cache;
+    s.file = to.file;
+    s.cb = std::move(done);
+    s.stats = stats;
+    s.socket = from.socket;
+    s.coding = from.coding;
+    s.offset = to.offset;
+    s.length = to.length;
+    s.old_size = to.old_size;
+    s.align = std::max<std::uint32_t>(where->alignment, 1);
+    s.block_size = cache.block_size();
+    if (s.align > 1 && s.block_size % s.align != 0) {
+        return fail(errc::invalid_argument, "ingest: the arena buffer size is not a multiple of the storage alignment");
+    }
+    s.max_windows = std::max(opts.windows_in_flight, 1U);
+    s.writes.resize(s.max_windows);
+    s.writer = cache.create_ingest_writer(to.file->source(fs::unknown_size), to.offset, opts.load_and_play);
+    s.init_ops();
+
+    // The prefix: identity takes up to the length; chunked runs the decoder over it.
+    const auto* p = from.prefix.data();
+    if (from.coding == framing::identity) {
+        s.prefix_used = static_cast<std::size_t>(std::min<std::uint64_t>(from.prefix.size(), to.length));
+        if (s.prefix_used > 0) {
+            s.pending.emplace_back(p, s.prefix_used);
+        }
+        s.to_receive = to.length - s.prefix_used;
+    } else {
+        s.decoder.emplace(http::chunked_limits{.max_body = from.max_body});
+        std::size_t at = 0;
+        while (at < from.prefix.size()) {
+            const auto state = s.decoder->current();
+            if (state == http::chunked_decoder::state::framing) {
+                at += s.decoder->feed(std::span<const char>(reinterpret_cast<const char*>(p) + at, from.prefix.size() - at));
+            } else if (state == http::chunked_decoder::state::data) {
+                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.decoder->data_left(), from.prefix.size() - at));
+                s.pending.emplace_back(p + at, n);
+                s.decoder->took_data(n);
+                at += n;
+            } else {
+                break;
+            }
+        }
+        s.prefix_used = at;
+        if (s.decoder->current() == http::chunked_decoder::state::failed) {
+            s.stop(error{s.decoder->http_status() == 413 ? errc::full : errc::protocol_error, 0,
+                         "ingest: chunked body refused"},
+                   s.decoder->http_status());
+        }
+    }
+    s.readable = opts.load_and_play;
+    // The first step runs from the loop, so on_done never runs inside start().
+    s.schedule();
+    return std::unique_ptr<job>(new job(std::move(st)));
+}
+
+std::size_t job::prefix_used() const { return impl_->prefix_used; }
+
+std::span<const std::byte> job::leftover() const { return impl_->leftover; }
+
+std::uint64_t job::final_size() const { return std::max(impl_->old_size, impl_->offset + impl_->received); }
+
+std::shared_ptr<cache::cached_file> job::view() const {
+    return impl_->readable ? impl_->writer->file() : nullptr;
+}
+
+int job::http_status() const { return impl_->status; }
+
+void job::publish_succeeded() {
+    DP_CHECK(impl_->finished);
+    impl_->writer->complete();
+}
+
+void job::publish_failed(error why) {
+    DP_CHECK(impl_->finished);
+    impl_->writer->fail(why);
+}
+
+void job::cancel(error why) {
+    if (impl_->finished) {
+        return;
+    }
+    impl_->stop(why);
+    impl_->schedule();
+}
+
+}  // namespace datapump::ingest
