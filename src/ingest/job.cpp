@@ -12,6 +12,8 @@
 #include "datapump/base/check.hpp"
 #include "datapump/http/proto/chunked.hpp"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -71,6 +73,9 @@ struct job::impl {
 
     // Bytes to copy into windows before receiving more: prefix data, then framing spill.
     std::deque<std::span<const std::byte>> pending;
+    // The caller's prefix, taken at start (the contract lets the caller reuse its buffer once
+    // start() returned, but the windows it goes into are claimed later, one by one).
+    std::vector<std::byte> prefix;
     std::array<std::byte, frame_recv> frame{};
     std::size_t frame_len = 0;       // bytes in `frame`
     std::size_t frame_pos = 0;       // of which consumed
@@ -200,7 +205,8 @@ struct job::impl {
             }
             DP_CHECK(want > 0);
             recv_pending = true;
-            loop->recv(socket, loan.data().first(static_cast<std::size_t>(want)), &recv_op);
+            // MSG_WAITALL: one completion per window piece rather than one per segment burst.
+            loop->recv(socket, loan.data().first(static_cast<std::size_t>(want)), &recv_op, MSG_WAITALL);
             return;
         }
     }
@@ -387,11 +393,14 @@ struct job::impl {
         }
         const std::uint64_t end = offset + received;
         if (align > 1 && end % align != 0 && coding == framing::chunked) {
-            // Past the old end of the file (chunked ingests only append): zero the padding.
+            // Past the old end of the file (chunked ingests only append): zero the padding. A
+            // block the head read already holds past the old end was zeroed and counted as read.
             auto buf = tail->ref.owner()->data(tail->ref.index());
             const std::uint64_t from = end - tail->offset;
             std::memset(buf.data() + from, 0, static_cast<std::size_t>(align_up(end, align) - end));
-            add(count().zero_filled, 1);
+            if (align_down(end, align) != head_read_block) {
+                add(count().zero_filled, 1);
+            }
         }
         queued.push_back(std::move(*tail));
         pump_writes();
@@ -460,6 +469,9 @@ struct job::impl {
         add(count().written, static_cast<std::uint64_t>(result));
         if (w.lo + w.done < w.hi && !stopped) {
             submit(w);  // a short write, or the next extent
+            if (stopped) {
+                advance();  // its extent failed: it may have been the last operation in flight
+            }
             return;
         }
         const std::uint64_t bytes = w.done;
@@ -532,9 +544,13 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
     s.init_ops();
 
     // The prefix: identity takes up to the length; chunked runs the decoder over it.
-    const auto* p = from.prefix.data();
+    const std::size_t keep = from.coding == framing::identity
+                                 ? static_cast<std::size_t>(std::min<std::uint64_t>(from.prefix.size(), to.length))
+                                 : from.prefix.size();
+    s.prefix.assign(from.prefix.begin(), from.prefix.begin() + static_cast<std::ptrdiff_t>(keep));
+    const auto* p = s.prefix.data();
     if (from.coding == framing::identity) {
-        s.prefix_used = static_cast<std::size_t>(std::min<std::uint64_t>(from.prefix.size(), to.length));
+        s.prefix_used = keep;
         if (s.prefix_used > 0) {
             s.pending.emplace_back(p, s.prefix_used);
         }
@@ -542,12 +558,12 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
     } else {
         s.decoder.emplace(http::chunked_limits{.max_body = from.max_body});
         std::size_t at = 0;
-        while (at < from.prefix.size()) {
+        while (at < s.prefix.size()) {
             const auto state = s.decoder->current();
             if (state == http::chunked_decoder::state::framing) {
-                at += s.decoder->feed(std::span<const char>(reinterpret_cast<const char*>(p) + at, from.prefix.size() - at));
+                at += s.decoder->feed(std::span<const char>(reinterpret_cast<const char*>(p) + at, s.prefix.size() - at));
             } else if (state == http::chunked_decoder::state::data) {
-                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.decoder->data_left(), from.prefix.size() - at));
+                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.decoder->data_left(), s.prefix.size() - at));
                 s.pending.emplace_back(p + at, n);
                 s.decoder->took_data(n);
                 at += n;

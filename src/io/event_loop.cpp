@@ -135,9 +135,9 @@ void event_loop::accept_multishot(int listen_fd, completion* target) {
     io_uring_sqe_set_data64(sqe, tag(target));
 }
 
-void event_loop::recv(int fd, std::span<std::byte> buffer, completion* target) {
+void event_loop::recv(int fd, std::span<std::byte> buffer, completion* target, int msg_flags) {
     io_uring_sqe* sqe = next_sqe();
-    io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), 0);
+    io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), msg_flags);
     io_uring_sqe_set_data64(sqe, tag(target));
 }
 

@@ -127,7 +127,9 @@ public:
     // Loop thread. Operation builders: each takes an SQE (submitting the queue first if it is
     // full), fills it and tags it with `target`. Submission happens when the loop next waits.
     void accept_multishot(int listen_fd, completion* target);
-    void recv(int fd, std::span<std::byte> buffer, completion* target);
+    // `msg_flags` MSG_WAITALL: io_uring retries until the buffer is full, the peer closes or an
+    // error comes (then the CQE carries the bytes received so far): one completion per buffer.
+    void recv(int fd, std::span<std::byte> buffer, completion* target, int msg_flags = 0);
     void send(int fd, std::span<const std::byte> bytes, int msg_flags, completion* target);
     // Zero-copy send; with `fixed_index` != ~0U the bytes must lie in that registered buffer.
     // Two CQEs: the result (flags has IORING_CQE_F_MORE when a notification follows), then the

@@ -97,6 +97,27 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_TRUE(c.access_log);
     EXPECT_EQ(c.log_level, "info");
     EXPECT_EQ(c.config_file, "");
+    EXPECT_FALSE(c.writable);
+    EXPECT_EQ(c.upload_token, "");
+    EXPECT_EQ(c.max_upload, 0U);
+    EXPECT_EQ(c.upload_windows, 4U);
+}
+
+// Two switches side by side: each flag sets its own (they once shared one variable).
+TEST_F(config_test, upload_flags) {
+    const daemon_config c = parse_ok({"--root", dir_, "--writable", "--upload-token", "s3cret", "--max-upload", "10G",
+                                      "--upload-windows", "8"});
+    EXPECT_TRUE(c.writable);
+    EXPECT_FALSE(c.directory_listing);
+    EXPECT_EQ(c.upload_token, "s3cret");
+    EXPECT_EQ(c.max_upload, 10000000000U);
+    EXPECT_EQ(c.upload_windows, 8U);
+    const daemon_config listing = parse_ok({"--root", dir_, "--directory-listing"});
+    EXPECT_FALSE(listing.writable);
+    EXPECT_TRUE(listing.directory_listing);
+    EXPECT_NE(error_of({"--root", dir_, "--upload-token", "x"}).find("add --writable"), std::string::npos);
+    EXPECT_NE(error_of({"--root", dir_, "--writable", "--upload-token", "a b"}).find("visible ASCII"), std::string::npos);
+    EXPECT_NE(error_of({"--root", dir_, "--upload-windows", "0"}).find("--upload-windows"), std::string::npos);
 }
 
 TEST_F(config_test, every_flag) {

@@ -544,3 +544,65 @@ TEST(request_parser, header_overflow_of_http_parser_is_431) {
 
 }  // namespace
 }  // namespace datapump::http
+
+namespace datapump::http {
+namespace {
+
+// PUT bodies left to the caller (the ingest path): the request ends with its head, whatever the
+// body's size or coding, byte-wise or at once; other methods keep their bodies.
+TEST(request_parser_deferred_put, ends_at_the_head_and_describes_the_body) {
+    const std::string head = "PUT /up/a.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
+    const std::string text = head + "BODYBYTES";
+    for (const bool bytewise : {false, true}) {
+        request_parser p(parser_limits{.max_body = 10, .defer_put_bodies = true});
+        const parse_outcome out = bytewise ? feed_bytewise(p, text) : feed_all(p, text);
+        ASSERT_EQ(out.status, parse_status::complete) << out.reason;
+        EXPECT_EQ(out.consumed, head.size());  // the body's bytes are not the parser's
+        const request r = p.take();
+        EXPECT_EQ(r.verb, method::put);
+        EXPECT_TRUE(r.body_follows);
+        EXPECT_FALSE(r.body_chunked);
+        EXPECT_EQ(r.body_length, 100000000U);  // max_body does not apply to deferred bodies
+        EXPECT_TRUE(r.body.empty());
+        EXPECT_TRUE(r.keep_alive);
+    }
+}
+
+TEST(request_parser_deferred_put, chunked_and_empty_bodies) {
+    request_parser p(parser_limits{.defer_put_bodies = true});
+    const std::string chunked = "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const parse_outcome out = feed_all(p, chunked + "5\r\nhello\r\n0\r\n\r\n");
+    ASSERT_EQ(out.status, parse_status::complete);
+    EXPECT_EQ(out.consumed, chunked.size());
+    const request r = p.take();
+    EXPECT_TRUE(r.body_follows);
+    EXPECT_TRUE(r.body_chunked);
+
+    const std::string empty = "PUT /e HTTP/1.0\r\n\r\n";
+    ASSERT_EQ(feed_all(p, empty).status, parse_status::complete);
+    const request e = p.take();
+    EXPECT_TRUE(e.body_follows);
+    EXPECT_EQ(e.body_length, 0U);
+    EXPECT_FALSE(e.keep_alive);  // HTTP/1.0 without keep-alive
+}
+
+TEST(request_parser_deferred_put, smuggling_is_still_refused_and_other_methods_keep_bodies) {
+    request_parser p(parser_limits{.defer_put_bodies = true});
+    const parse_outcome bad =
+        feed_all(p, "PUT /c HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+    EXPECT_EQ(bad.status, parse_status::error);
+    EXPECT_EQ(bad.http_status, 400);
+
+    request_parser q(parser_limits{.defer_put_bodies = true});
+    ASSERT_EQ(feed_all(q, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc").status, parse_status::complete);
+    const request r = q.take();
+    EXPECT_FALSE(r.body_follows);
+    EXPECT_EQ(r.body, "abc");
+
+    request_parser off;  // without the option a PUT's body is parsed (and limited) as before
+    const parse_outcome big = feed_all(off, "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+    EXPECT_EQ(big.http_status, 413);
+}
+
+}  // namespace
+}  // namespace datapump::http

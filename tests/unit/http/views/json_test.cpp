@@ -102,7 +102,10 @@ TEST(views_json, status_has_every_field) {
     const json j = json::parse(status_json(s));
     EXPECT_EQ(keys(j), (std::set<std::string>{"version", "uptime_ms", "provider", "send_path", "capacity", "reserved",
                                               "connections", "active_streams", "admission_refusals",
-                                              "requests_by_status", "bytes_sent", "loops", "cache", "sends"}));
+                                              "requests_by_status", "bytes_sent", "loops", "cache", "sends",
+                                              "ingest"}));
+    EXPECT_EQ(j["ingest"]["received"], 0);
+    EXPECT_EQ(j["ingest"].size(), 11U);
     EXPECT_EQ(j["version"], "0.1.0");
     EXPECT_EQ(j["uptime_ms"], 5000);
     EXPECT_EQ(j["provider"], "direct");

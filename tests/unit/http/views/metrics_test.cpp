@@ -26,6 +26,7 @@ server_view sample_server() {
     s.loops = {{0, 4, 2, 1'500'000'000, 99}, {1, 3, 1, 7, 5}};
     s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10};
     s.sends = {11, 12, 13, 14, 15, 16, 17};
+    s.ingest = {21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
     return s;
 }
 
@@ -112,6 +113,15 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_send_zc_sends_total", "counter"},
         {"datapump_send_zc_copied_total", "counter"},
         {"datapump_readahead_advice_total", "counter"},
+        {"datapump_ingest_received_bytes_total", "counter"},
+        {"datapump_ingest_copied_bytes_total", "counter"},
+        {"datapump_ingest_written_bytes_total", "counter"},
+        {"datapump_ingest_writes_total", "counter"},
+        {"datapump_ingest_rmw_reads_total", "counter"},
+        {"datapump_ingest_zero_filled_total", "counter"},
+        {"datapump_uploads_total", "counter"},
+        {"datapump_uploads_in_progress", "gauge"},
+        {"datapump_upload_leftovers_removed_total", "counter"},
         {"datapump_loop_connections", "gauge"},
         {"datapump_loop_streams", "gauge"},
         {"datapump_loop_busy_seconds_total", "counter"},
@@ -150,6 +160,17 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_send_zc_sends_total", "14"},
         {"datapump_send_zc_copied_total", "15"},
         {"datapump_readahead_advice_total", "17"},
+        {"datapump_ingest_received_bytes_total", "21"},
+        {"datapump_ingest_copied_bytes_total", "22"},
+        {"datapump_ingest_written_bytes_total", "23"},
+        {"datapump_ingest_writes_total", "24"},
+        {"datapump_ingest_rmw_reads_total", "25"},
+        {"datapump_ingest_zero_filled_total", "26"},
+        {R"(datapump_uploads_total{outcome="started"})", "27"},
+        {R"(datapump_uploads_total{outcome="completed"})", "28"},
+        {R"(datapump_uploads_total{outcome="failed"})", "29"},
+        {"datapump_uploads_in_progress", "30"},
+        {"datapump_upload_leftovers_removed_total", "31"},
         {R"(datapump_loop_connections{loop="0"})", "4"},
         {R"(datapump_loop_connections{loop="1"})", "3"},
         {R"(datapump_loop_streams{loop="0"})", "2"},
@@ -174,7 +195,7 @@ TEST(metrics_text, label_values_are_escaped) {
               std::string::npos)
         << text;
     const auto m = parse(text);
-    ASSERT_EQ(m.labels.size(), 16U);  // 3 status + 4 paths + 4 x 2 loops + info
+    ASSERT_EQ(m.labels.size(), 19U);  // 3 status + 4 paths + 3 upload outcomes + 4 x 2 loops + info
     const auto& info = m.labels.at(R"(datapump_info{version="1.2\"3\\x\ny",provider="posix",send_path="sendfile"})");
     EXPECT_EQ(info.at("version"), "1.2\"3\\x\ny");
     EXPECT_EQ(info.at("provider"), "posix");
@@ -182,7 +203,7 @@ TEST(metrics_text, label_values_are_escaped) {
 
 TEST(metrics_text, empty_server_still_announces_every_family) {
     const auto m = parse(metrics_text(server_view{}));
-    EXPECT_EQ(m.type.size(), 28U);
+    EXPECT_EQ(m.type.size(), 37U);
     EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
     EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
     EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);
