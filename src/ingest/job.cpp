@@ -205,8 +205,11 @@ struct job::impl {
             }
             DP_CHECK(want > 0);
             recv_pending = true;
-            // MSG_WAITALL: one completion per window piece rather than one per segment burst.
-            loop->recv(socket, loan.data().first(static_cast<std::size_t>(want)), &recv_op, MSG_WAITALL);
+            // MSG_WAITALL: one completion per window piece rather than one per segment burst. Not
+            // for a load-and-play file: its readers' end of file is what was received so far, so
+            // every receive must land (commit) as soon as it has bytes.
+            loop->recv(socket, loan.data().first(static_cast<std::size_t>(want)), &recv_op,
+                       readable ? 0 : MSG_WAITALL);
             return;
         }
     }

@@ -105,6 +105,8 @@ public:
     // After a successful on_done: the caller made the file durable and published it, so the
     // load-and-play file is complete (its readers end cleanly); or it failed to, and they get
     // `why`. Without either, destroying the job fails the file (readers get writer_failed).
+    // Unlike the rest, these two may be called from any thread (once the job is finished nothing
+    // else touches its writer): the daemon calls them from its publisher thread.
     void publish_succeeded();
     void publish_failed(error why);
     // Stops the job: receiving is cancelled and on_done reports `why` once writes in flight are
