@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <mutex>
@@ -43,13 +44,18 @@ std::string temp_name(std::string_view path) {
     const std::size_t slash = path.rfind('/');
     const std::string_view dir = slash == std::string_view::npos ? std::string_view() : path.substr(0, slash + 1);
     const std::string_view name = last_component(path);
+    std::string tail(marker);
+    tail += std::to_string(::getpid());
+    tail += '-';
+    tail += std::to_string(next.fetch_add(1, std::memory_order_relaxed));
+    // A name component is at most NAME_MAX (255) bytes: a long target name is shortened in its
+    // temp name (the counter keeps temp names unique).
+    constexpr std::size_t name_max = 255;
+    const std::size_t room = name_max - 1 - tail.size();
     std::string out(dir);
     out += '.';
-    out += name;
-    out += marker;
-    out += std::to_string(::getpid());
-    out += '-';
-    out += std::to_string(next.fetch_add(1, std::memory_order_relaxed));
+    out += name.substr(0, std::min(name.size(), room));
+    out += tail;
     return out;
 }
 

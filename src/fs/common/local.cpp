@@ -165,12 +165,16 @@ result<void> record_pattern(local_file& f, cache::access_pattern pattern, std::u
 }
 
 bool check_not_deleted(const local_file& f, std::span<cache::block_read> reads) {
+    // An unlinked file keeps its bytes while it is open: a view opened before a deletion, or
+    // before an upload was renamed over the name, keeps reading the version it opened (new opens
+    // see the change: fs::file::cached() fails with file_changed once the watcher reports it).
     struct stat st {};
-    if (::fstat(f.fd.get(), &st) == 0 && st.st_nlink > 0) {
+    if (::fstat(f.fd.get(), &st) == 0) {
         return true;
     }
+    const int e = errno;
     for (auto& r : reads) {
-        r.outcome = fail(errc::file_changed, "read: the file was deleted");
+        r.outcome = fail(errc::io_error, "read: fstat of the open file", e);
     }
     return false;
 }

@@ -74,8 +74,9 @@ void unwatch(instance_handle i, file_handle f) noexcept;
 [[nodiscard]] result<void> remove(instance_handle i, const char* path) noexcept;
 [[nodiscard]] result<void> record_pattern(local_file& f, cache::access_pattern pattern, std::uint64_t position);
 
-// Before a batch: fails every read with file_changed when the file has been deleted. Returns
-// false when it did so.
+// Before a batch: fails every read with io_error when the open file cannot even be stat'ed.
+// Returns false when it did so. A deleted (unlinked) file is still readable: its old readers
+// finish on the version they opened.
 [[nodiscard]] bool check_not_deleted(const local_file& f, std::span<cache::block_read> reads);
 
 // Finishes block read `r` of which `got` bytes are in: keeps reading with pread until the bytes

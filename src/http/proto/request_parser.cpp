@@ -12,6 +12,7 @@ namespace datapump::http {
 
 namespace {
 
+constexpr std::string_view reason_coding = "a transfer coding other than chunked is not implemented";
 constexpr std::string_view reason_line_too_long = "request line longer than the limit";
 constexpr std::string_view reason_head_too_large = "request head larger than the limit";
 constexpr std::string_view reason_too_many_headers = "more header fields than the limit";
@@ -394,6 +395,16 @@ int request_parser::on_headers_complete(http_parser* p) {
     const bool deferred = self->limits_.defer_put_bodies && p->method == HTTP_PUT;
     if (deferred) {
         request& put = self->current_;
+        if (const std::string* te = put.header("transfer-encoding"); te != nullptr) {
+            std::string coding = *te;
+            for (char& c : coding) {
+                c = ascii_lower(c);
+            }
+            if (coding != "chunked") {
+                // The body would be stored still encoded (gzip, ...): refuse it (RFC 9112 §6.1).
+                return self->fail_with(501, reason_coding);
+            }
+        }
         put.body_follows = true;
         put.body_chunked = (p->flags & static_cast<unsigned>(F_CHUNKED)) != 0;
         put.body_length = (p->flags & static_cast<unsigned>(F_CONTENTLENGTH)) != 0 ? p->content_length : 0;

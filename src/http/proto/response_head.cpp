@@ -32,8 +32,12 @@ bool is_token(std::string_view s) {
 
 std::string_view reason_phrase(int status) {
     switch (status) {
+        case 100:
+            return "Continue";
         case 200:
             return "OK";
+        case 201:
+            return "Created";
         case 204:
             return "No Content";
         case 206:
@@ -44,6 +48,8 @@ std::string_view reason_phrase(int status) {
             return "Not Modified";
         case 400:
             return "Bad Request";
+        case 401:
+            return "Unauthorized";
         case 403:
             return "Forbidden";
         case 404:
@@ -52,6 +58,8 @@ std::string_view reason_phrase(int status) {
             return "Method Not Allowed";
         case 408:
             return "Request Timeout";
+        case 409:
+            return "Conflict";
         case 411:
             return "Length Required";
         case 413:
@@ -60,6 +68,8 @@ std::string_view reason_phrase(int status) {
             return "URI Too Long";
         case 416:
             return "Range Not Satisfiable";
+        case 417:
+            return "Expectation Failed";
         case 431:
             return "Request Header Fields Too Large";
         case 500:
@@ -70,6 +80,8 @@ std::string_view reason_phrase(int status) {
             return "Service Unavailable";
         case 505:
             return "HTTP Version Not Supported";
+        case 507:
+            return "Insufficient Storage";
         default:
             return "Unknown";
     }

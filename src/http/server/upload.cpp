@@ -15,6 +15,7 @@
 
 #include <sys/socket.h>
 
+#include <cstring>
 #include <ctime>
 
 namespace datapump::http {
@@ -185,7 +186,18 @@ void connection::on_upload_done(result<std::uint64_t> total) {
     }
     // Bytes of the next request that arrived with the end of a chunked body.
     const auto extra = up->job->leftover();
-    if (!extra.empty() && in_end_ + extra.size() <= in_.size()) {
+    if (!extra.empty()) {
+        // The job only reads past a chunked body after taking every prefix byte, so the buffer's
+        // unread part is empty here and the (at most 64) extra bytes fit once it is rewound.
+        if (in_begin_ > 0) {
+            std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+            in_end_ -= in_begin_;
+            in_begin_ = 0;
+        }
+        if (in_end_ + extra.size() > in_.size()) {
+            close_now("no room for the bytes after a chunked body");  // never lose a request silently
+            return;
+        }
         std::copy(extra.begin(), extra.end(), in_.begin() + static_cast<std::ptrdiff_t>(in_end_));
         in_end_ += extra.size();
     }

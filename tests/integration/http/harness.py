@@ -483,6 +483,18 @@ def metrics(server):
     return out
 
 
+def metric_samples(server):
+    """{'name' or 'name{labels}': value} of the Prometheus text at /metrics, one per sample."""
+    r = get(server, "/metrics")
+    expect(r.status == 200, f"GET /metrics: {r.brief()}")
+    out = {}
+    for line in r.body.decode(errors="replace").splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)", line)
+        if m and not line.startswith("#"):
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
 class Background:
     """A paced curl download in the background: its output file, header file, process."""
 
@@ -553,9 +565,10 @@ class Ctx:
         self._procs.append(p)
         return p
 
-    def extra_server(self, extra=()):
-        """A second server (own flags) that lives until the end of the current check."""
-        s = self.factory.spawn(self.fx.root, extra)
+    def extra_server(self, extra=(), root=None):
+        """A second server (own flags; the fixture's root unless another is given) that lives
+        until the end of the current check."""
+        s = self.factory.spawn(root or self.fx.root, extra)
         self._servers.append(s)
         return s
 

@@ -8,8 +8,9 @@ Usage:
 
 Makes a temp root (random files, a 0-byte file, a unicode name, a subdir, a symlink out of the
 root, a 6 s clip, index.html), starts one server per variant on a free port and runs every check
-against it. Checks that only datapumpd can pass are skipped against nginx; checks where nginx
-answers differently by design must fail there (XFAIL). Ends with 'http_test: N passed, N failed'.
+against it; the upload checks (ingest/*) start their own --writable servers on roots of their own.
+Checks that only datapumpd can pass are skipped against nginx; checks where nginx answers
+differently by design must fail there (XFAIL). Ends with 'http_test: N passed, N failed'.
 """
 import argparse
 import shutil
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 import checks_files  # noqa: E402,F401  (registers checks)
 import checks_hostile  # noqa: E402,F401
+import checks_ingest  # noqa: E402,F401
 import checks_streams  # noqa: E402,F401
 
 VARIANTS = {  # name -> (provider, send path)

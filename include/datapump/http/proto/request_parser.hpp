@@ -52,7 +52,8 @@ struct parser_limits {
     std::size_t max_headers = 100;
     std::size_t max_body = 65536;
     // PUT requests end at their head (request::body_follows): the caller reads the body itself
-    // (the ingest path) and max_body does not apply to them.
+    // (the ingest path) and max_body does not apply to them. A Transfer-Encoding other than
+    // exactly "chunked" (gzip, chunked; ...) is refused with 501.
     bool defer_put_bodies = false;
 };
 
@@ -65,7 +66,7 @@ enum class parse_status : std::uint8_t {
 struct parse_outcome {
     parse_status status = parse_status::need_more;
     std::size_t consumed = 0;  // bytes of the span given to feed() that the parser used
-    int http_status = 0;       // error only: 400, 413, 414, 431 or 505
+    int http_status = 0;       // error only: 400, 413, 414, 431, 501 (deferred PUT codings) or 505
     std::string_view reason;   // error only: static text (never freed), e.g. for the log or body
 };
 

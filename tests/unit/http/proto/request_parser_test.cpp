@@ -599,6 +599,12 @@ TEST(request_parser_deferred_put, smuggling_is_still_refused_and_other_methods_k
     EXPECT_FALSE(r.body_follows);
     EXPECT_EQ(r.body, "abc");
 
+    request_parser coded(parser_limits{.defer_put_bodies = true});
+    const parse_outcome gz =
+        feed_all(coded, "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    EXPECT_EQ(gz.status, parse_status::error);
+    EXPECT_EQ(gz.http_status, 501);
+
     request_parser off;  // without the option a PUT's body is parsed (and limited) as before
     const parse_outcome big = feed_all(off, "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
     EXPECT_EQ(big.http_status, 413);
