@@ -60,7 +60,7 @@ struct job::impl {
     counters own_stats;
     int socket = -1;
     framing coding = framing::identity;
-    std::optional<http::chunked_decoder> decoder;
+    std::unique_ptr<http::chunked_decoder> decoder;  // chunked only
 
     std::uint64_t offset = 0;
     std::uint64_t length = 0;        // identity only
@@ -559,7 +559,7 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
         }
         s.to_receive = to.length - s.prefix_used;
     } else {
-        s.decoder.emplace(http::chunked_limits{.max_body = from.max_body});
+        s.decoder = std::make_unique<http::chunked_decoder>(http::chunked_limits{.max_body = from.max_body});
         std::size_t at = 0;
         while (at < s.prefix.size()) {
             const auto state = s.decoder->current();

@@ -90,7 +90,8 @@ result<std::uint64_t> remove_leftovers(const std::string& root) {
     const std::lock_guard lock(walk_mutex);
     walk_removed = 0;
     walk_error = 0;
-    if (::nftw(root.c_str(), &visit, 32, FTW_PHYS | FTW_MOUNT) != 0) {
+    // nftw's only shared state is ours (walk_*), serialised by walk_mutex.
+    if (::nftw(root.c_str(), &visit, 32, FTW_PHYS | FTW_MOUNT) != 0) {  // NOLINT(concurrency-mt-unsafe)
         return fail_errno("upload leftovers: walking the root");
     }
     if (walk_error != 0) {

@@ -45,8 +45,8 @@ int status_for(const error& why) {
         case errc::full: return 413;
         case errc::not_found: return 409;  // the folder does not exist
         case errc::escapes_root: return 403;
-        case errc::not_regular_file: return 409;  // a folder is in the way
-        case errc::busy: return 409;
+        case errc::not_regular_file:  // a folder is in the way
+        case errc::busy: return 409;   // another upload of the name
         default: return 500;
     }
 }
