@@ -167,26 +167,7 @@ survived() {
   return 1
 }
 
-stop_server() {
-  [ -n "$srv_pid" ] || return 0
-  kill -TERM "$srv_pid" 2>/dev/null || true
-  local i
-  for i in $(seq 100); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$srv_pid" 2>/dev/null || true
-  wait "$srv_pid" 2>/dev/null || true
-  srv_pid=""
-}
 
-# CPU ticks of the server: the process (all its threads, io_uring workers included) and, for
-# nginx, its workers.
-cpu_ticks() {
-  local t=0 p pids="$srv_pid"
-  [ "$srv_name" != nginx ] || pids="$pids $(pgrep -P "$srv_pid" || true)"
-  for p in $pids; do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$t"
-}
 
 # ----- results --------------------------------------------------------------------------------
 declare -A res

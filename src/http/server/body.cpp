@@ -487,22 +487,27 @@ bool connection::take_loan() {
     }
     // Not cached (or busy): a fallback worker reads just this block and posts it back to the loop.
     wait_ = wait::loan;
-    const std::uint64_t length = std::min(bs - pos_ % bs, source_end_ - pos_);
+    loan_async(pos_, std::min(bs - pos_ % bs, source_end_ - pos_), &connection::on_loans);
+    return false;
+}
+
+void connection::loan_async(std::uint64_t offset, std::uint64_t length,
+                            void (connection::*done)(result<std::vector<cache::read_loan>>)) {
     io::event_loop* loop = ctx_.loop.get();
     loop_context* ctx = &ctx_;
     const std::uint64_t cid = id_;
-    server_.cache->loan_read_async(view_, pos_, length, [loop, ctx, cid](result<std::vector<cache::read_loan>> loans) {
+    server_.cache->loan_read_async(view_, offset, length,
+                                   [loop, ctx, cid, done](result<std::vector<cache::read_loan>> loans) {
         auto box = std::make_shared<result<std::vector<cache::read_loan>>>(std::move(loans));
-        loop->post([ctx, cid, box] {
+        loop->post([ctx, cid, box, done] {
             const auto it = ctx->conns.find(cid);
             if (it != ctx->conns.end()) {
                 connection* c = it->second;
-                c->on_loans(std::move(*box));
+                (c->*done)(std::move(*box));
                 settle(c);
             }
         });
     });
-    return false;
 }
 
 // Every cache buffer is pinned (by sends in flight, other streams, the prefetcher): this stream

@@ -160,6 +160,10 @@ private:
     std::uint64_t paced_allowance(std::uint64_t want);
     void retry_later();
     void on_loans(result<std::vector<cache::read_loan>> loans);
+    // A fallback worker loans [offset, offset + length) of view_; `done` gets them on the loop
+    // (if the connection still exists), then settle().
+    void loan_async(std::uint64_t offset, std::uint64_t length,
+                    void (connection::*done)(result<std::vector<cache::read_loan>>));
     void on_socket_ready(int result, std::uint32_t flags);
     void on_slot(send_slot& slot, int result, std::uint32_t flags);
     void on_deferred(int result, std::uint32_t flags);

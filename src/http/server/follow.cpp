@@ -55,21 +55,7 @@ void connection::pump_follow() {
                 } else {
                     // Evicted after its write (or busy): a fallback worker reads it from the temp file.
                     wait_ = wait::loan;
-                    loop_context* ctx = &ctx_;
-                    io::event_loop* loop = ctx_.loop.get();
-                    const std::uint64_t cid = id_;
-                    const std::uint64_t n = std::min(bs - pos_ % bs, size - pos_);
-                    server_.cache->loan_read_async(view_, pos_, n, [loop, ctx, cid](result<std::vector<cache::read_loan>> got) {
-                        auto box = std::make_shared<result<std::vector<cache::read_loan>>>(std::move(got));
-                        loop->post([ctx, cid, box] {
-                            const auto it = ctx->conns.find(cid);
-                            if (it != ctx->conns.end()) {
-                                connection* c = it->second;
-                                c->on_follow_loans(std::move(*box));
-                                settle(c);
-                            }
-                        });
-                    });
+                    loan_async(pos_, std::min(bs - pos_ % bs, size - pos_), &connection::on_follow_loans);
                     return;
                 }
             }
