@@ -100,11 +100,9 @@ std::optional<writer::sealed_block> writer::take_tail() {
     if (current_.empty()) {
         return std::nullopt;
     }
+    // The current block holds the frontier (it starts there when nothing was committed in it).
     const std::size_t bs = cache_->block_size();
-    const std::uint64_t committed = file_->size();
-    // The current block holds the frontier; with nothing committed in it yet, it starts there.
-    const std::uint64_t offset = committed % bs == 0 ? committed : committed / bs * bs;
-    return sealed_block{std::move(current_), offset};
+    return sealed_block{std::move(current_), file_->size() / bs * bs};
 }
 
 std::span<std::byte> writer::current_buffer() const {

@@ -52,7 +52,6 @@ struct job::impl {
     };
 
     io::event_loop* loop = nullptr;
-    cache::file_cache* cache = nullptr;
     fs::file* file = nullptr;
     std::unique_ptr<cache::writer> writer;
     callbacks cb;
@@ -88,9 +87,11 @@ struct job::impl {
     op kick;
     op recv_op;
     op read_op;
-    op cancel_op;
     unsigned reads_pending = 0;
+    std::span<std::byte> pending_read;  // where the head/tail read goes (zero-filled if short)
     bool recv_pending = false;
+    bool kick_pending = false;  // advance() is deferred to the end of this loop iteration
+    bool readable = false;      // a load-and-play file: readers follow every receive
     bool cancel_sent = false;
     std::vector<write_op> writes;
     std::deque<cache::writer::sealed_block> queued;
@@ -111,8 +112,6 @@ struct job::impl {
         recv_op.handler = &impl::on_recv;
         read_op.self = this;
         read_op.handler = &impl::on_read;
-        cancel_op.self = this;
-        cancel_op.handler = &impl::on_cancelled;
         for (auto& w : writes) {
             w.self = this;
         }
@@ -122,7 +121,6 @@ struct job::impl {
         kick_pending = false;
         advance();
     }
-    void on_cancelled(int, std::uint32_t) {}
     // Runs advance() from the loop at the end of this iteration (never twice at once).
     void schedule() {
         if (!kick_pending) {
@@ -130,9 +128,6 @@ struct job::impl {
             loop->defer(&kick);
         }
     }
-    bool kick_pending = false;
-    bool readable = false;
-
     void stop(error why, int http = 0) {
         if (!stopped) {
             stopped = why;
@@ -214,32 +209,42 @@ struct job::impl {
         }
     }
 
-    // Feeds framing bytes in `frame` to the decoder; data after them becomes pending.
-    void take_framing() {
-        while (frame_pos < frame_len) {
+    // Runs the chunked decoder over `bytes` (the prefix, or a framing receive): framing is
+    // consumed, data becomes pending (copied into windows later), and it stops at the end of the
+    // body or on a refusal. Returns the bytes used; the rest follow the body.
+    std::size_t decode(std::span<const std::byte> bytes) {
+        std::size_t at = 0;
+        while (at < bytes.size()) {
             const auto st = decoder->current();
             if (st == http::chunked_decoder::state::framing) {
-                const std::size_t n = decoder->feed(
-                    std::span<const char>(reinterpret_cast<const char*>(frame.data()) + frame_pos, frame_len - frame_pos));
-                frame_pos += n;
-                if (decoder->current() == http::chunked_decoder::state::failed) {
-                    stop(error{decoder->http_status() == 413 ? errc::full : errc::protocol_error, 0,
-                               "ingest: chunked body refused"},
-                         decoder->http_status());
-                    return;
-                }
+                at += decoder->feed(std::span<const char>(reinterpret_cast<const char*>(bytes.data()) + at,
+                                                          bytes.size() - at));
             } else if (st == http::chunked_decoder::state::data) {
-                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(decoder->data_left(), frame_len - frame_pos));
-                pending.emplace_back(frame.data() + frame_pos, n);
+                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(decoder->data_left(), bytes.size() - at));
+                pending.emplace_back(bytes.data() + at, n);
                 decoder->took_data(n);
-                frame_pos += n;
+                at += n;
             } else {
-                // done: the rest belongs to whatever follows the body.
-                leftover.assign(frame.begin() + static_cast<std::ptrdiff_t>(frame_pos),
-                                frame.begin() + static_cast<std::ptrdiff_t>(frame_len));
-                frame_pos = frame_len;
+                break;
             }
         }
+        if (decoder->current() == http::chunked_decoder::state::failed) {
+            stop(error{decoder->http_status() == 413 ? errc::full : errc::protocol_error, 0,
+                       "ingest: chunked body refused"},
+                 decoder->http_status());
+        }
+        return at;
+    }
+
+    // A framing receive landed in `frame`: decode it; bytes past the body's end are the next
+    // request's (leftover).
+    void take_framing() {
+        const auto rest = std::span<const std::byte>(frame.data() + frame_pos, frame_len - frame_pos);
+        const std::size_t used = decode(rest);
+        if (!stopped && used < rest.size()) {
+            leftover.assign(rest.begin() + static_cast<std::ptrdiff_t>(used), rest.end());
+        }
+        frame_pos = frame_len;
     }
 
     // Loans space at the frontier; a new block is prepared first (read-modify-write).
@@ -320,7 +325,6 @@ struct job::impl {
         pending_read = into;
         loop->read(where->fd, where->device_offset, into, writer->current_index(), &read_op);
     }
-    std::span<std::byte> pending_read;
 
     void on_read(int result, std::uint32_t /*flags*/) {
         --reads_pending;
@@ -527,7 +531,6 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
     auto st = std::make_unique<impl>();
     impl& s = *st;
     s.loop = &loop;
-    s.cache = &cache;
     s.file = to.file;
     s.cb = std::move(done);
     s.stats = stats;
@@ -551,35 +554,15 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
                                  ? static_cast<std::size_t>(std::min<std::uint64_t>(from.prefix.size(), to.length))
                                  : from.prefix.size();
     s.prefix.assign(from.prefix.begin(), from.prefix.begin() + static_cast<std::ptrdiff_t>(keep));
-    const auto* p = s.prefix.data();
     if (from.coding == framing::identity) {
         s.prefix_used = keep;
         if (s.prefix_used > 0) {
-            s.pending.emplace_back(p, s.prefix_used);
+            s.pending.emplace_back(s.prefix.data(), s.prefix_used);
         }
         s.to_receive = to.length - s.prefix_used;
     } else {
         s.decoder = std::make_unique<http::chunked_decoder>(http::chunked_limits{.max_body = from.max_body});
-        std::size_t at = 0;
-        while (at < s.prefix.size()) {
-            const auto state = s.decoder->current();
-            if (state == http::chunked_decoder::state::framing) {
-                at += s.decoder->feed(std::span<const char>(reinterpret_cast<const char*>(p) + at, s.prefix.size() - at));
-            } else if (state == http::chunked_decoder::state::data) {
-                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.decoder->data_left(), s.prefix.size() - at));
-                s.pending.emplace_back(p + at, n);
-                s.decoder->took_data(n);
-                at += n;
-            } else {
-                break;
-            }
-        }
-        s.prefix_used = at;
-        if (s.decoder->current() == http::chunked_decoder::state::failed) {
-            s.stop(error{s.decoder->http_status() == 413 ? errc::full : errc::protocol_error, 0,
-                         "ingest: chunked body refused"},
-                   s.decoder->http_status());
-        }
+        s.prefix_used = s.decode(s.prefix);
     }
     s.readable = opts.load_and_play;
     // The first step runs from the loop, so on_done never runs inside start().

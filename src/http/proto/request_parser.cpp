@@ -12,7 +12,7 @@ namespace datapump::http {
 
 namespace {
 
-constexpr std::string_view reason_coding = "a transfer coding other than chunked is not implemented";
+constexpr std::string_view reason_coding = "only the chunked transfer coding is accepted for a body";
 constexpr std::string_view reason_line_too_long = "request line longer than the limit";
 constexpr std::string_view reason_head_too_large = "request head larger than the limit";
 constexpr std::string_view reason_too_many_headers = "more header fields than the limit";

@@ -69,10 +69,6 @@ bool window_cached(int fd, std::uint64_t offset, std::uint64_t length) {
     return counts.nr_cache >= pages;
 }
 
-bool covers(const cache::read_loan& loan, std::uint64_t pos) {
-    return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
-}
-
 }  // namespace
 
 void connection::begin_body() {

@@ -56,8 +56,15 @@ struct response_plan {
     bool follow_chunked = false;
 };
 
+// True when `loan` holds the file byte at `pos`.
+[[nodiscard]] inline bool covers(const cache::read_loan& loan, std::uint64_t pos) {
+    return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
+}
+
 // The router: everything a request can be answered with. Defined in router.cpp.
 [[nodiscard]] response_plan route(server::state& server, const request& req, bool keep_alive);
+// An answer without a body (201 with `location`, 204). `close` adds Connection: close.
+[[nodiscard]] response_plan empty_response(int status, bool close, std::string_view location = {});
 // An error answer with a short text body. `close` adds Connection: close.
 [[nodiscard]] response_plan error_response(int status, std::string_view detail, bool close);
 // A PUT's target, relative to the root, once every check before the body passed (writable, token,

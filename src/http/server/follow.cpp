@@ -19,14 +19,6 @@
 
 namespace datapump::http {
 
-namespace {
-
-bool holds(const cache::read_loan& loan, std::uint64_t pos) {
-    return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
-}
-
-}  // namespace
-
 void connection::follow_kick() {
     if (phase_ == phase::body && follow_ && wait_ == wait::follow) {
         wait_ = wait::none;
@@ -44,10 +36,10 @@ void connection::pump_follow() {
             return;
         }
         if (pos_ < size) {
-            if (!holds(ready_, pos_)) {
+            if (!covers(ready_, pos_)) {
                 ready_.give_back();
                 auto hit = server_.cache->try_loan(*view_, pos_ / bs);
-                if (hit && holds(*hit, pos_)) {
+                if (hit && covers(*hit, pos_)) {
                     ready_ = std::move(*hit);
                 } else if (!hit && hit.error().code != errc::would_block && hit.error().code != errc::no_buffers) {
                     close_now(describe(hit.error(), follow_->path()));
@@ -121,7 +113,7 @@ void connection::on_follow_loans(result<std::vector<cache::read_loan>> loans) {
         close_now(describe(loans.error(), follow_->path()));
         return;
     }
-    if (loans->empty() || !holds(loans->front(), pos_)) {
+    if (loans->empty() || !covers(loans->front(), pos_)) {
         close_now("the upload's bytes could not be read back");
         return;
     }

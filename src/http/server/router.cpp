@@ -248,13 +248,7 @@ response_plan delete_response(server::state& s, const request& req, bool keep_al
                 return error_response(500, "the file cannot be removed", close);
         }
     }
-    response_head h(204);
-    common_headers(h, close);
-    response_plan plan;
-    plan.status = 204;
-    plan.head = std::move(h).finish();
-    plan.close_after = close;
-    return plan;
+    return empty_response(204, close);
 }
 
 response_plan file_response(server::state& s, const request& req, bool keep_alive) {
@@ -493,6 +487,22 @@ result<std::string> upload_target(server::state& s, const request& req, response
         return refuse(409, "the file is being uploaded by another request");
     }
     return relative;
+}
+
+response_plan empty_response(int status, bool close, std::string_view location) {
+    response_head h(status);
+    common_headers(h, close);
+    if (!location.empty()) {
+        h.add("Location", location);
+    }
+    if (status != 204) {
+        h.add("Content-Length", "0");
+    }
+    response_plan plan;
+    plan.status = status;
+    plan.head = std::move(h).finish();
+    plan.close_after = close;
+    return plan;
 }
 
 response_plan error_response(int status, std::string_view detail, bool close) {

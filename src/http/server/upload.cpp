@@ -10,33 +10,16 @@
 #include "connection.hpp"
 
 #include "datapump/base/log.hpp"
-#include "datapump/http/proto/response_head.hpp"
 #include "datapump/ingest/upload_names.hpp"
 
 #include <sys/socket.h>
 
 #include <cstring>
-#include <ctime>
 
 namespace datapump::http {
 
 
 namespace {
-
-// A plain answer without a body (201, 204).
-std::string empty_answer(int status, bool close, std::string_view location) {
-    response_head h(status);
-    h.add("Server", "datapump");
-    h.add_date(static_cast<std::int64_t>(std::time(nullptr)));
-    h.add("Connection", close ? "close" : "keep-alive");
-    if (!location.empty()) {
-        h.add("Location", location);
-    }
-    if (status != 204) {
-        h.add("Content-Length", "0");
-    }
-    return std::move(h).finish();
-}
 
 int status_for(const error& why) {
     switch (why.code) {
@@ -242,12 +225,8 @@ void connection::on_published(result<bool> replaced) {
         return;
     }
     const bool close = !up->keep_alive || draining_;
-    response_plan plan;
-    plan.status = *replaced ? 204 : 201;
-    plan.head = empty_answer(plan.status, close, *replaced ? std::string_view{} : std::string_view(up->req.path));
-    plan.close_after = close;
     body_sent_ = 0;
-    answer(std::move(plan));
+    answer(*replaced ? empty_response(204, close) : empty_response(201, close, up->req.path));
 }
 
 void connection::upload_failed(const error& why, int http_status, bool count) {
