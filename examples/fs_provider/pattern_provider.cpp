@@ -148,6 +148,8 @@ const fs::provider_ops table{
     .extent = nullptr,   // read-only: nothing to ingest into
     .rename = nullptr,
     .remove = nullptr,
+    .resize = nullptr,
+    .sync = nullptr,
 };
 
 }  // namespace

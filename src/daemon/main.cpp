@@ -91,6 +91,8 @@ int main(int argc, char** argv) {
     sc.upload_token = cfg.upload_token;
     sc.max_upload = cfg.max_upload;
     sc.upload_windows = cfg.upload_windows;
+    sc.durability = cfg.durability_batch ? datapump::ingest::durability::batched : datapump::ingest::durability::per_upload;
+    sc.durability_window = std::chrono::milliseconds(cfg.durability_window_ms);
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

@@ -208,6 +208,17 @@ result<void> file::truncate_and_sync(std::uint64_t size) const {
     return state_->core->finish(size);
 }
 
+result<void> file::resize(std::uint64_t size) const {
+    if (state_->mode == open_mode::read) {
+        return fail(errc::invalid_argument, "fs resize: the file was opened for reading");
+    }
+    const provider_ops& ops = state_->core->instance->ops();
+    if (ops.resize == nullptr) {
+        return fail(errc::unsupported, "fs resize: the provider has no batched durability (resize/sync)");
+    }
+    return ops.resize(state_->core->handle, size);
+}
+
 std::shared_ptr<cache::block_source> file::source(std::uint64_t size) const {
     return std::make_shared<detail::view_source>(state_->core, size);
 }

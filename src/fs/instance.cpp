@@ -115,14 +115,25 @@ result<void> provider_instance::terminate() {
     return done;
 }
 
-result<bool> provider_instance::rename(std::string_view from, std::string_view to) const {
+result<bool> provider_instance::rename(std::string_view from, std::string_view to, bool durable) const {
     if (state_ == nullptr) {
         return fail(errc::closed, "provider rename: empty instance handle");
     }
     if (state_->ops().rename == nullptr) {
         return fail(errc::unsupported, "provider rename: the provider has no namespace ops");
     }
-    return state_->ops().rename(state_->handle, std::string(from).c_str(), std::string(to).c_str());
+    return state_->ops().rename(state_->handle, std::string(from).c_str(), std::string(to).c_str(),
+                                durable ? 0U : rename_defer_sync);
+}
+
+result<void> provider_instance::sync() const {
+    if (state_ == nullptr) {
+        return fail(errc::closed, "provider sync: empty instance handle");
+    }
+    if (state_->ops().sync == nullptr) {
+        return fail(errc::unsupported, "provider sync: the provider has no batched durability (resize/sync)");
+    }
+    return state_->ops().sync(state_->handle);
 }
 
 result<void> provider_instance::remove(std::string_view path) const {

@@ -44,6 +44,8 @@ result<void> check_provider(const provider_ops* ops) {
          "provider registration: 'watch' and 'unwatch' come as a pair"},
         {(ops->rename == nullptr) == (ops->remove == nullptr),
          "provider registration: 'rename' and 'remove' come as a pair"},
+        {(ops->resize == nullptr) == (ops->sync == nullptr),
+         "provider registration: 'resize' and 'sync' come as a pair"},
     };
     for (const required& r : ops_required) {
         if (!r.present) {

@@ -84,6 +84,10 @@ public:
     // and fsync for the local providers). May block. Errors: unsupported (read-only provider),
     // invalid_argument (opened for read), io_error, no_space.
     [[nodiscard]] result<void> truncate_and_sync(std::uint64_t size) const;
+    // Sets the size without making anything durable (provider_ops::resize): batched publishing
+    // calls provider_instance::sync() once for many files. Errors: unsupported (the provider has
+    // no resize/sync pair), invalid_argument (opened for read), io_error.
+    [[nodiscard]] result<void> resize(std::uint64_t size) const;
 
     // The provider file as a block source of `size` bytes (unknown_size: no shrink check).
     [[nodiscard]] std::shared_ptr<cache::block_source> source(std::uint64_t size) const;

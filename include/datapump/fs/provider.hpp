@@ -52,11 +52,15 @@
 // │                │      │       │                     │ ingest path); out_of_range, unsupported  │
 // │ rename         │ opt* │ sync  │ any (may block)     │ replaced?; not_found, escapes_root,      │
 // │                │      │       │                     │ io_error; durable (directory synced)     │
+// │                │      │       │                     │ unless rename_defer_sync                 │
 // │ remove         │ opt* │ sync  │ any (may block)     │ -; not_found, not_regular_file,          │
 // │                │      │       │                     │ escapes_root, io_error                   │
+// │ resize         │ opt* │ sync  │ the file's writer   │ -; io_error; not durable until sync      │
+// │ sync           │ opt* │ sync  │ any (may block)     │ -; io_error, no_space: every change      │
+// │                │      │       │                     │ beneath the root durable (syncfs)        │
 // └────────────────┴──────┴───────┴─────────────────────┴──────────────────────────────────────────┘
 //   opt* = optional, but in pairs: write_block+finish, lock_range+unlock_range, watch+unwatch,
-//   rename+remove.
+//   rename+remove, resize+sync.
 //   sync/async: what the engine may rely on. async_ops declares which ops complete (or report)
 //   later; this engine version accepts only op_watch and op_access_pattern there.
 //
@@ -81,7 +85,7 @@
 namespace datapump::fs {
 
 // Bumped on any incompatible change of provider_ops or the types below.
-inline constexpr std::uint32_t provider_abi_version = 2;
+inline constexpr std::uint32_t provider_abi_version = 3;
 
 using instance_handle = void*;
 using file_handle = void*;
@@ -89,6 +93,9 @@ using file_handle = void*;
 // provider_config::flags. Built-in providers ignore flags they do not know.
 inline constexpr std::uint32_t config_no_fixed_buffers = 1U << 0;  // direct: plain reads, no registration
 inline constexpr std::uint32_t config_no_io_uring = 1U << 1;       // direct: preadv, no io_uring at all
+
+// provider_ops::rename flags.
+inline constexpr std::uint32_t rename_defer_sync = 1U << 0;  // the caller makes it durable (sync)
 
 struct provider_config {
     const char* root = nullptr;           // directory every path resolves beneath; must exist
@@ -187,10 +194,18 @@ struct provider_ops {
     // there itself (io_uring, fixed buffers). Null: the file cannot be ingested into (unsupported).
     result<storage_extent> (*extent)(file_handle file, std::uint64_t offset, std::uint64_t length) noexcept;
     // Optional pair, sync, may block. rename: `from` replaces `to` atomically (both beneath the
-    // root, same directory or not), then the directory is made durable; returns true when an
-    // existing `to` was replaced. remove: unlinks a regular file.
-    result<bool> (*rename)(instance_handle instance, const char* from, const char* to) noexcept;
+    // root, same directory or not), then the directory is made durable unless `flags` has
+    // rename_defer_sync (the caller then calls sync); returns true when an existing `to` was
+    // replaced. remove: unlinks a regular file.
+    result<bool> (*rename)(instance_handle instance, const char* from, const char* to, std::uint32_t flags) noexcept;
     result<void> (*remove)(instance_handle instance, const char* path) noexcept;
+    // Optional pair, sync, may block: batched durability (docs/ingest.md, "Publishing"). resize:
+    // sets the size of a file opened for writing, without making anything durable. sync: makes
+    // every change beneath the root durable — file bytes, sizes and names — in one call (syncfs
+    // for the local providers). finish on each file, then rename without the flag, is the same
+    // per file.
+    result<void> (*resize)(file_handle file, std::uint64_t size) noexcept;
+    result<void> (*sync)(instance_handle instance) noexcept;
 };
 
 }  // namespace datapump::fs

@@ -63,8 +63,13 @@ public:
     // provider's open and stat; closed after terminate().
     [[nodiscard]] result<file> open(std::string_view path, open_mode mode = open_mode::read);
     // Renames `from` over `to` atomically and makes it durable (provider_ops::rename); true when
-    // an existing `to` was replaced. Errors: unsupported (no rename op), the provider's.
-    [[nodiscard]] result<bool> rename(std::string_view from, std::string_view to) const;
+    // an existing `to` was replaced. With `durable` false the directory is not synced: the
+    // caller's sync() does it (batched publishing). Errors: unsupported (no rename op), the
+    // provider's.
+    [[nodiscard]] result<bool> rename(std::string_view from, std::string_view to, bool durable = true) const;
+    // Makes every change beneath the root durable at once (provider_ops::sync). Errors:
+    // unsupported (the provider has no resize/sync pair), io_error, no_space.
+    [[nodiscard]] result<void> sync() const;
     // Removes the regular file `path` (provider_ops::remove). Errors: unsupported, the provider's.
     [[nodiscard]] result<void> remove(std::string_view path) const;
     // Calls the provider's terminate now. Errors: busy while files are open (nothing is torn

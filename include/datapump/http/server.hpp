@@ -19,6 +19,7 @@
 
 #include "datapump/base/error.hpp"
 #include "datapump/http/views.hpp"
+#include "datapump/ingest/publisher.hpp"
 #include "datapump/stream/stream_table.hpp"
 
 #include <chrono>
@@ -66,6 +67,10 @@ struct server_config {
     std::string upload_token;       // non-empty: PUT/DELETE need "Authorization: Bearer TOKEN"
     std::uint64_t max_upload = 0;   // bytes; larger bodies get 413; 0: no limit
     unsigned upload_windows = 4;    // arena buffers of one upload being written at once
+    // How a finished upload becomes durable (ingest::publisher): fsync per upload, or batched
+    // (one syncfs for the uploads finishing within durability_window).
+    ingest::durability durability = ingest::durability::per_upload;
+    std::chrono::microseconds durability_window{5000};
 };
 
 class server {

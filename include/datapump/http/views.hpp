@@ -85,6 +85,8 @@ struct ingest_view {
     std::uint64_t uploads_failed = 0;
     std::uint64_t uploads_in_progress = 0;
     std::uint64_t leftovers_removed = 0;  // temp files of interrupted uploads removed at start-up
+    std::uint64_t publish_batches = 0;    // groups of uploads published together (per upload: 1 each)
+    std::uint64_t publish_syncs = 0;      // fsync/syncfs calls made to publish them
 };
 
 struct server_view {

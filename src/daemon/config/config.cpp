@@ -174,6 +174,18 @@ problem store_send_path(daemon_config& c, const raw_value& v) {
     return std::nullopt;
 }
 
+problem store_durability(daemon_config& c, const raw_value& v) {
+    auto text = to_text(v);
+    if (!text) {
+        return std::move(text.error());
+    }
+    if (*text != "upload" && *text != "batch") {
+        return v.origin + ": unknown durability '" + *text + "' (use upload or batch)";
+    }
+    c.durability_batch = *text == "batch";
+    return std::nullopt;
+}
+
 std::string show_rate(std::uint64_t rate) {
     return std::to_string(rate);
 }
@@ -197,7 +209,7 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 24> options{{
+constexpr std::array<option_spec, 26> options{{
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
@@ -267,6 +279,12 @@ constexpr std::array<option_spec, 24> options{{
     {"upload_windows", "N", "arena buffers of one upload written at once (1..64)",
      [](daemon_config& c, const raw_value& v) { return store(c.upload_windows, to_whole<std::uint32_t>(v)); },
      [](const daemon_config& c) { return std::to_string(c.upload_windows); }},
+    {"durability", "MODE", "upload: fsync each upload and its folder; batch: one syncfs per window",
+     store_durability,
+     [](const daemon_config& c) { return std::string(c.durability_batch ? "batch" : "upload"); }},
+    {"durability_window_ms", "N", "batch: how long a finished upload waits for others (1..1000)",
+     [](daemon_config& c, const raw_value& v) { return store(c.durability_window_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.durability_window_ms); }},
     {"log_level", "L", "trace, debug, info, warn, error, critical or off",
      [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
      [](const daemon_config& c) { return c.log_level; }},

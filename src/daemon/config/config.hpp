@@ -58,6 +58,8 @@ struct daemon_config {
     std::string upload_token;        // non-empty: they need "Authorization: Bearer TOKEN"
     std::uint64_t max_upload = 0;    // bytes; 0: no limit
     std::uint32_t upload_windows = 4;
+    bool durability_batch = false;    // "batch": one syncfs for the uploads finishing together
+    std::uint32_t durability_window_ms = 5;
     std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
     std::string config_file;         // the --config file read, empty when none
 

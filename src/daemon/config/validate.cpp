@@ -77,6 +77,10 @@ problem check_uploads(const daemon_config& c) {
         return "--upload-windows (upload_windows): " + std::to_string(c.upload_windows) +
                " is not usable; give 1 to 64 (e.g. 4)";
     }
+    if (c.durability_window_ms < 1 || c.durability_window_ms > 1000) {
+        return "--durability-window-ms (durability_window_ms): " + std::to_string(c.durability_window_ms) +
+               " is not usable; give 1 to 1000 (e.g. 5)";
+    }
     if (!c.upload_token.empty()) {
         for (const char ch : c.upload_token) {
             if (ch <= ' ' || ch > '~') {

@@ -250,7 +250,7 @@ result<storage_extent> extent(file_handle h, std::uint64_t offset, std::uint64_t
                           .alignment = f.direct ? static_cast<std::uint32_t>(dio_align) : 1U};
 }
 
-result<bool> rename(instance_handle i, const char* from, const char* to) noexcept {
+result<bool> rename(instance_handle i, const char* from, const char* to, std::uint32_t flags) noexcept {
     auto& r = *static_cast<local_root*>(i);
     auto src = split_last(from);
     auto dst = split_last(to);
@@ -277,6 +277,9 @@ result<bool> rename(instance_handle i, const char* from, const char* to) noexcep
             return fail_errno("rename: renameat");
         }
         replaced = e == EEXIST;
+    }
+    if ((flags & rename_defer_sync) != 0) {
+        return replaced;  // the caller's sync() makes it durable
     }
     // The new name is durable once its directory is.
     if (::fsync(dst_dir->get()) != 0) {
@@ -307,6 +310,31 @@ result<void> remove(instance_handle i, const char* path) noexcept {
     }
     if (::unlinkat(dir->get(), where->name.c_str(), 0) != 0) {
         return fail_errno("remove: unlinkat");
+    }
+    return {};
+}
+
+result<void> resize(file_handle f, std::uint64_t size) noexcept {
+    const auto& file = *static_cast<local_file*>(f);
+    if (file.mode == open_mode::read) {
+        return fail(errc::invalid_argument, "resize: the file was opened for reading");
+    }
+    if (::ftruncate(file.fd.get(), static_cast<off_t>(size)) != 0) {
+        return fail_errno("resize: ftruncate");
+    }
+    return {};
+}
+
+result<void> sync(instance_handle i) noexcept {
+    const auto& r = *static_cast<local_root*>(i);
+    auto dir = open_directory(r.root.get(), ".");  // the root handle is O_PATH: syncfs needs a real one
+    if (!dir) {
+        return std::unexpected(dir.error());
+    }
+    // One call for every file and directory of the root's file system (Linux >= 5.8 reports
+    // write-back errors here too).
+    if (::syncfs(dir->get()) != 0) {
+        return fail_errno("sync: syncfs");
     }
     return {};
 }

@@ -70,8 +70,11 @@ void unwatch(instance_handle i, file_handle f) noexcept;
 // The file's own descriptor at the same offsets (alignment 4096 when opened O_DIRECT).
 [[nodiscard]] result<storage_extent> extent(file_handle f, std::uint64_t offset, std::uint64_t length) noexcept;
 // Namespace ops beneath the root (see provider_ops::rename / remove).
-[[nodiscard]] result<bool> rename(instance_handle i, const char* from, const char* to) noexcept;
+[[nodiscard]] result<bool> rename(instance_handle i, const char* from, const char* to, std::uint32_t flags) noexcept;
 [[nodiscard]] result<void> remove(instance_handle i, const char* path) noexcept;
+// Batched durability (see provider_ops::resize / sync): ftruncate; syncfs of the root's file system.
+[[nodiscard]] result<void> resize(file_handle f, std::uint64_t size) noexcept;
+[[nodiscard]] result<void> sync(instance_handle i) noexcept;
 [[nodiscard]] result<void> record_pattern(local_file& f, cache::access_pattern pattern, std::uint64_t position);
 
 // Before a batch: fails every read with io_error when the open file cannot even be stat'ed.

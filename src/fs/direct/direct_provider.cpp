@@ -193,6 +193,8 @@ const provider_ops direct_provider{
     .extent = local::extent,
     .rename = local::rename,
     .remove = local::remove,
+    .resize = local::resize,
+    .sync = local::sync,
 };
 
 }  // namespace datapump::fs

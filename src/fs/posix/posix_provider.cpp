@@ -116,6 +116,8 @@ const provider_ops posix_provider{
     .extent = local::extent,
     .rename = local::rename,
     .remove = local::remove,
+    .resize = local::resize,
+    .sync = local::sync,
 };
 
 }  // namespace datapump::fs

@@ -20,6 +20,7 @@ constexpr std::string_view reason_body_too_large = "request body larger than the
 constexpr std::string_view reason_trailer_name = "trailer field line without a token before its ':'";
 constexpr std::string_view reason_trailer_value = "control byte in a trailer field value";
 constexpr std::string_view reason_trailers_too_large = "trailer section larger than the limit";
+constexpr std::string_view reason_framing_overhead = "chunk framing out of proportion to the data";
 
 // Sixteen hex digits are 64 bits: the size cannot overflow, whatever the digits are.
 constexpr std::size_t max_size_digits = 16;
@@ -93,6 +94,16 @@ void chunked_decoder::took_data(std::uint64_t n) {
 }
 
 chunked_decoder::step chunked_decoder::take_byte(char c) {
+    // Saturating: limits near 2^64 mean "no limit".
+    const std::uint64_t per_data = body_bytes_ > UINT64_MAX / (limits_.max_framing_per_data_byte + 1)
+                                       ? UINT64_MAX
+                                       : body_bytes_ * limits_.max_framing_per_data_byte;
+    const std::uint64_t allowed =
+        per_data > UINT64_MAX - limits_.max_framing_base ? UINT64_MAX : per_data + limits_.max_framing_base;
+    if (framing_bytes_ >= allowed) {
+        return fail_with(400, reason_framing_overhead);
+    }
+    ++framing_bytes_;
     switch (phase_) {
         case phase::size:
         case phase::size_ows:

@@ -260,7 +260,12 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         if (*removed > 0) {
             spdlog::info("removed {} temp files of interrupted uploads", *removed);
         }
-        s->publishing = std::make_unique<publisher>();
+        auto pub = ingest::publisher::start(
+            s->instance, {.mode = config.durability, .batch_window = config.durability_window, .max_batch = 256});
+        if (!pub) {
+            return std::unexpected(pub.error());
+        }
+        s->publishing = std::move(*pub);
     }
 
     auto address = parse_address(config.listen_host, config.listen_port);
@@ -464,6 +469,11 @@ server_view make_view(const server::state& s) {
     v.ingest.uploads_failed = load(s.uploads_failed);
     v.ingest.uploads_in_progress = s.uploads.size();
     v.ingest.leftovers_removed = s.leftovers_removed;
+    if (s.publishing) {
+        const ingest::publish_stats published = s.publishing->stats();
+        v.ingest.publish_batches = published.batches;
+        v.ingest.publish_syncs = published.syncs;
+    }
     return v;
 }
 

@@ -124,7 +124,7 @@ struct server::state {
     std::atomic<std::uint64_t> uploads_completed{0};
     std::atomic<std::uint64_t> uploads_failed{0};
     std::uint64_t leftovers_removed = 0;
-    std::unique_ptr<publisher> publishing;
+    std::unique_ptr<ingest::publisher> publishing;
     io::clock::time_point started{};
     std::uint16_t port = 0;
 

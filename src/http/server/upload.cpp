@@ -1,5 +1,5 @@
-// PUT: an upload through the ingest path into a temp file beside the target, published by the
-// publisher thread (fsync, rename, fsync of the directory), then answered 201 or 204
+// PUT: an upload through the ingest path into a temp file beside the target, published by
+// ingest::publisher (durable, then renamed: per upload or batched), then answered 201 or 204
 // (docs/daemon.md "Uploads", docs/ingest.md).
 //
 //   reading ──PUT head──> checks (router: upload_target) ──> phase upload:
@@ -9,6 +9,7 @@
 //     ──on_done error──> temp removed ──> 400/413/507/500 and close (or just close: peer gone)
 #include "connection.hpp"
 
+#include "datapump/base/check.hpp"
 #include "datapump/base/log.hpp"
 #include "datapump/ingest/upload_names.hpp"
 
@@ -185,18 +186,18 @@ void connection::on_upload_done(result<std::uint64_t> total) {
         in_end_ += extra.size();
     }
     // Durable, then named: off the loop (fsync and rename block).
+    std::optional<fs::file>& written = up->file;
+    fs::file* temp_file = written ? &*written : nullptr;
+    DP_CHECK(temp_file != nullptr);  // the job wrote into it
     server::state* s = &server_;
     loop_context* ctx = &ctx_;
     const std::uint64_t cid = id_;
-    s->publishing->post([s, ctx, cid, up, bell = ctx_.doorbell] {
-        auto synced = up->file->truncate_and_sync(up->job->final_size());
-        result<bool> replaced = synced ? s->instance.rename(up->temp, up->path) : std::unexpected(synced.error());
+    auto published = [s, ctx, cid, up, bell = ctx_.doorbell](result<bool> replaced) {
         if (replaced) {
             up->job->publish_succeeded();
             bump(s->uploads_completed);
         } else {
-            up->job->publish_failed(replaced.error());
-            (void)s->instance.remove(up->temp);
+            up->job->publish_failed(replaced.error());  // the publisher removed the temp file
             bump(s->uploads_failed);
         }
         if (up->entry) {
@@ -211,7 +212,12 @@ void connection::on_upload_done(result<std::uint64_t> total) {
                 settle(c);
             }
         });
-    });
+    };
+    s->publishing->post({.file = temp_file,
+                         .size = up->job->final_size(),
+                         .temp = up->temp,
+                         .path = up->path,
+                         .done = std::move(published)});
 }
 
 void connection::on_published(result<bool> replaced) {

@@ -62,40 +62,6 @@ std::size_t upload_table::size() const {
     return uploads_.size();
 }
 
-publisher::publisher() : thread_([this] { run(); }) {}
-
-publisher::~publisher() {
-    {
-        const std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    wake_.notify_one();
-    thread_.join();
-}
-
-void publisher::post(std::function<void()> task) {
-    {
-        const std::lock_guard lock(mutex_);
-        tasks_.push_back(std::move(task));
-    }
-    wake_.notify_one();
-}
-
-void publisher::run() {
-    std::unique_lock lock(mutex_);
-    while (true) {
-        wake_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-        if (tasks_.empty()) {
-            return;  // stopping, and everything posted has run
-        }
-        auto task = std::move(tasks_.front());
-        tasks_.pop_front();
-        lock.unlock();
-        task();
-        lock.lock();
-    }
-}
-
 bool bearer_matches(const std::string* authorization, const std::string& token) {
     if (authorization == nullptr) {
         return false;

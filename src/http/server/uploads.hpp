@@ -1,31 +1,26 @@
 // File: src/http/server/uploads.hpp
 //
 // The server's side of ingest (docs/ingest.md, docs/daemon.md "Uploads"): the table of PUTs in
-// progress that GETs follow (load-and-play), and the publisher thread that makes a finished
-// upload durable and gives it its name.
+// progress that GETs follow (load-and-play). The publisher thread that makes a finished upload
+// durable and gives it its name is ingest::publisher.
 //
-//   connection (PUT) ──job──> temp file ──on_done──> publisher: truncate + fsync, rename, fsync dir
+//   connection (PUT) ──job──> temp file ──on_done──> ingest::publisher: durable, renamed
 //        │ registers                                      └──posts the answer back to the loop
 //        v
 //   upload_table[path] ──upload_entry──> view (the load-and-play cached_file), Content-Length
 //        ^ find                      └──> followers waiting at the frontier (rung on progress/end)
 //   connection (GET of that path)
 //
-// Thread-safety: upload_table and upload_entry lock their own mutex; any thread. publisher::post
-// from any thread; tasks run on the publisher thread in order.
+// Thread-safety: upload_table and upload_entry lock their own mutex; any thread.
 #pragma once
 
 #include "datapump/cache/file_cache.hpp"
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -76,25 +71,6 @@ public:
 private:
     mutable std::mutex mutex_;
     std::unordered_map<std::string, std::shared_ptr<upload_entry>> uploads_;  // guarded by mutex_
-};
-
-// Runs blocking publication steps (fsync, rename) off the event loops, in order.
-class publisher {
-public:
-    publisher();
-    publisher(const publisher&) = delete;
-    publisher& operator=(const publisher&) = delete;
-    ~publisher();  // runs every task already posted, then joins
-
-    void post(std::function<void()> task);
-
-private:
-    void run();
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    std::deque<std::function<void()>> tasks_;  // guarded by mutex_
-    bool stopping_ = false;                     // guarded by mutex_
-    std::thread thread_;
 };
 
 // Constant-time check of an `Authorization: Bearer TOKEN` header value against `token`.

@@ -121,7 +121,9 @@ std::string status_json(const server_view& server) {
           {"uploads_completed", server.ingest.uploads_completed},
           {"uploads_failed", server.ingest.uploads_failed},
           {"uploads_in_progress", server.ingest.uploads_in_progress},
-          {"leftovers_removed", server.ingest.leftovers_removed}}},
+          {"leftovers_removed", server.ingest.leftovers_removed},
+          {"publish_batches", server.ingest.publish_batches},
+          {"publish_syncs", server.ingest.publish_syncs}}},
     });
 }
 

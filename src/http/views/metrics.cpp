@@ -203,6 +203,9 @@ std::string ingest_metrics(const ingest_view& v) {
     w.gauge("datapump_uploads_in_progress", "Uploads receiving or being published.", v.uploads_in_progress);
     w.counter("datapump_upload_leftovers_removed_total", "Temp files of interrupted uploads removed at start-up.",
               v.leftovers_removed);
+    w.counter("datapump_publish_batches_total", "Groups of uploads made durable together (per upload: one each).",
+              v.publish_batches);
+    w.counter("datapump_publish_syncs_total", "fsync/syncfs calls made to publish uploads.", v.publish_syncs);
     return w.take();
 }
 

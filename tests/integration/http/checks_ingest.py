@@ -29,6 +29,8 @@ MARKER = ".dp-upload-"
 FAILED = 'datapump_uploads_total{outcome="failed"}'
 COMPLETED = 'datapump_uploads_total{outcome="completed"}'
 LEFTOVERS = "datapump_upload_leftovers_removed_total"
+BATCHES = "datapump_publish_batches_total"
+SYNCS = "datapump_publish_syncs_total"
 IN_PROGRESS = "datapump_uploads_in_progress"
 
 
@@ -293,11 +295,56 @@ def _(ctx):
     expect(m.get(COMPLETED) == puts and m.get(FAILED) == 0 and m.get(IN_PROGRESS) == 0,
            f"after {puts} uploads: completed {m.get(COMPLETED)}, failed {m.get(FAILED)}, in progress "
            f"{m.get(IN_PROGRESS)}")
+    # --durability upload (the default): each upload is published on its own, with two syncs
+    # (the file's, the folder's).
+    expect(m.get(BATCHES) == puts and m.get(SYNCS) == 2 * puts,
+           f"after {puts} uploads published one by one: {BATCHES} {m.get(BATCHES)}, {SYNCS} {m.get(SYNCS)}, "
+           f"want {puts} and {2 * puts}")
     body_bytes = 2 * sum(ROUND_TRIP_SIZES)
     received, written = m.get("datapump_ingest_received_bytes_total"), m.get("datapump_ingest_written_bytes_total")
     expect(received == body_bytes and written is not None and written >= body_bytes,
            f"after uploads of {body_bytes} body bytes: datapump_ingest_received_bytes_total {received}, "
            f"datapump_ingest_written_bytes_total {written}")
+
+
+@check("ingest/batched-durability", nginx=NGINX)
+def _(ctx):
+    # --durability batch: uploads finishing within the window are published together, with one
+    # syncfs before and one after their renames. Six uploads are held one byte short of their
+    # end, then all finished at once: one batch, two syncs, six exact files, 201s and 204s.
+    root = _root(ctx, "batch")
+    server = _daemon(ctx, root, "--durability", "batch", "--durability-window-ms", "1000")
+    sizes = [0, 1, 4097, 262144, 262145, 3 * MIB + 7]
+    (root / "sub").mkdir()
+    old = _rand(77, 5000)
+    (root / "sub" / "f3.bin").write_bytes(old)  # replaced: 204
+    bodies = [_rand(300 + i, n) for i, n in enumerate(sizes)]
+    paths = [f"/sub/f{i}.bin" if i % 2 else f"/f{i}.bin" for i in range(len(sizes))]
+    conns = [Conn(server.port, 30) for _ in sizes]
+    try:
+        held = 0
+        for c, path, body in zip(conns, paths, bodies):
+            if body:
+                c.send(_put_head(path, len(body)) + body[:-1])
+                held += len(body) - 1
+        # Every body is in but its last byte; then they all end (the empty one starts and ends).
+        _wait_metric(server, "datapump_ingest_received_bytes_total", held, timeout=20)
+        for c, path, body in zip(conns, paths, bodies):
+            c.send(body[-1:] if body else _put_head(path, 0))
+        answers = [_answer(c, f"PUT {p}", 30) for c, p in zip(conns, paths)]
+    finally:
+        for c in conns:
+            c.close()
+    want = [204 if p == "/sub/f3.bin" else 201 for p in paths]
+    got = [a.status for a in answers]
+    expect(got == want, f"answers {got}, want {want}")
+    for path, body in zip(paths, bodies):
+        _expect_file(root, path, body, f"batched PUT {path}")
+    _expect_no_temps(root, "after the batch")
+    m = metric_samples(server)
+    expect(m.get(COMPLETED) == len(sizes) and m.get(BATCHES) == 1 and m.get(SYNCS) == 2,
+           f"{len(sizes)} uploads finishing together: completed {m.get(COMPLETED)}, {BATCHES} {m.get(BATCHES)} "
+           f"(want 1), {SYNCS} {m.get(SYNCS)} (want 2)")
 
 
 @check("ingest/reason-phrases", nginx=NGINX)
@@ -528,6 +575,17 @@ def _(ctx):
                 continue
             if r.status != 400:
                 bad.append(f"malformed chunked body {framing[:24]!r}: {r.status} (want 400)")
+    # Framing out of proportion to the data: 4 KiB extensions on 1-byte chunks, 160 KiB of them.
+    flood = (b"1;" + b"x" * 4000 + b"\r\nA\r\n") * 40 + b"0\r\n\r\n"
+    with Conn(server.port, timeout=10) as c:
+        c.send(_put_head("/framing.bin", chunked=True))
+        sent = _send_paced(c, flood, 8 * KIB, 0.002)
+        try:
+            r = _answer(c, "a chunk-extension flood", timeout=5)
+            if r.status != 400 or sent >= len(flood):
+                bad.append(f"a chunk-extension flood: {r.status} after {sent} of {len(flood)} bytes (want 400 early)")
+        except CheckFailed as e:
+            bad.append(str(e))
     if _on_disk(root, "/framing.bin") is not None:
         bad.append("a malformed chunked body left /framing.bin")
     # The folder: nothing but what was meant.

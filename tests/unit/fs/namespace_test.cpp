@@ -52,6 +52,30 @@ TEST_P(namespace_test, rename_replaces_atomically_and_says_so) {
     EXPECT_EQ(instance_.rename("a", "nodir/b").error().code, errc::not_found);
 }
 
+TEST_P(namespace_test, batched_durability_resizes_renames_without_a_directory_sync_then_syncs_once) {
+    auto fresh = instance_.open(".b.tmp", fs::open_mode::create_new);
+    ASSERT_TRUE(fresh.has_value()) << describe(fresh.error());
+    ASSERT_TRUE(fresh->resize(12345).has_value());
+    EXPECT_EQ(std::filesystem::file_size(dir_.path() / ".b.tmp"), 12345U);
+    ASSERT_TRUE(fresh->resize(100).has_value());  // shrinks too
+    EXPECT_EQ(std::filesystem::file_size(dir_.path() / ".b.tmp"), 100U);
+
+    auto renamed = instance_.rename(".b.tmp", "b", false);
+    ASSERT_TRUE(renamed.has_value()) << describe(renamed.error());
+    EXPECT_FALSE(*renamed);
+    EXPECT_EQ(std::filesystem::file_size(dir_.path() / "b"), 100U);  // visible before the sync
+    EXPECT_TRUE(instance_.sync().has_value());
+    write_file(dir_.str() + "/.b.tmp", pattern(7, 5));
+    auto replaced = instance_.rename(".b.tmp", "b", false);
+    ASSERT_TRUE(replaced.has_value());
+    EXPECT_TRUE(*replaced);
+    EXPECT_EQ(instance_.rename("missing", "c", false).error().code, errc::not_found);
+
+    auto reader = instance_.open("b");
+    ASSERT_TRUE(reader.has_value());
+    EXPECT_EQ(reader->resize(1).error().code, errc::invalid_argument);  // not for read opens
+}
+
 TEST_P(namespace_test, remove_takes_regular_files_only) {
     write_file(dir_.str() + "/f", pattern(10, 4));
     std::filesystem::create_directory(dir_.path() / "d");

@@ -75,6 +75,9 @@ TEST(registry, add_rejects_each_missing_required_op_by_name) {
         {[](provider_ops& o) { o.finish = nullptr; }, "'finish'"},
         {[](provider_ops& o) { o.unlock_range = nullptr; }, "'unlock_range'"},
         {[](provider_ops& o) { o.unwatch = nullptr; }, "'unwatch'"},
+        {[](provider_ops& o) { o.remove = nullptr; }, "'remove'"},
+        {[](provider_ops& o) { o.sync = nullptr; }, "'sync'"},
+        {[](provider_ops& o) { o.resize = nullptr; }, "'resize'"},
     };
     for (const hole& h : holes) {
         provider_ops ops = posix_copy(r, "holey");

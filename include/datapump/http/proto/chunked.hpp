@@ -37,6 +37,10 @@
 //     any of its data)                                                                       -> 413
 //   trailer field lines (CRLFs included; the empty line that ends the body is not part of the
 //     trailer section, RFC 9112 §7.1.2) longer than max_trailer_bytes in total               -> 413
+//   framing out of proportion to the data: more framing bytes (size lines, the CRLFs after data,
+//     trailers) than max_framing_base + max_framing_per_data_byte x the data bytes received so
+//     far — a client that sends long extensions or empty-ish chunks forever, making the server
+//     parse without storing anything (1-byte chunks, 5 framing bytes each, pass)             -> 400
 //
 // Thread-safety: none; one decoder belongs to one connection's request. Copyable and movable
 // (plain values, nothing points at it between calls).
@@ -53,6 +57,8 @@ struct chunked_limits {
     std::uint64_t max_body = 0;             // decoded data bytes allowed in total (0: only an empty body)
     std::size_t max_line = 4096;            // a chunk-size line incl. extensions, without CRLF
     std::size_t max_trailer_bytes = 16384;  // the trailer field lines incl. their CRLFs (see above)
+    std::uint64_t max_framing_base = 65536;   // framing bytes allowed before any data (see above)
+    std::uint64_t max_framing_per_data_byte = 8;  // more framing bytes allowed per data byte received
 };
 
 class chunked_decoder {
@@ -131,6 +137,7 @@ private:
     std::uint64_t data_left_ = 0;   // state data: bytes of the current chunk not yet received
     std::uint64_t body_bytes_ = 0;  // data bytes received
     std::size_t trailer_bytes_ = 0;  // bytes of trailer field lines, CRLFs included
+    std::uint64_t framing_bytes_ = 0;  // every framing byte consumed
     int status_ = 0;
     std::string_view reason_;
 };

@@ -101,6 +101,8 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.upload_token, "");
     EXPECT_EQ(c.max_upload, 0U);
     EXPECT_EQ(c.upload_windows, 4U);
+    EXPECT_FALSE(c.durability_batch);
+    EXPECT_EQ(c.durability_window_ms, 5U);
 }
 
 // Two switches side by side: each flag sets its own (they once shared one variable).
@@ -118,6 +120,20 @@ TEST_F(config_test, upload_flags) {
     EXPECT_NE(error_of({"--root", dir_, "--upload-token", "x"}).find("add --writable"), std::string::npos);
     EXPECT_NE(error_of({"--root", dir_, "--writable", "--upload-token", "a b"}).find("visible ASCII"), std::string::npos);
     EXPECT_NE(error_of({"--root", dir_, "--upload-windows", "0"}).find("--upload-windows"), std::string::npos);
+}
+
+TEST_F(config_test, durability_modes) {
+    const daemon_config batch =
+        parse_ok({"--root", dir_, "--writable", "--durability", "batch", "--durability-window-ms", "20"});
+    EXPECT_TRUE(batch.durability_batch);
+    EXPECT_EQ(batch.durability_window_ms, 20U);
+    EXPECT_FALSE(parse_ok({"--root", dir_, "--durability", "upload"}).durability_batch);
+    EXPECT_NE(error_of({"--root", dir_, "--durability", "sometimes"}).find("use upload or batch"), std::string::npos);
+    EXPECT_NE(error_of({"--root", dir_, "--durability-window-ms", "0"}).find("--durability-window-ms"),
+              std::string::npos);
+    EXPECT_NE(error_of({"--root", dir_, "--durability-window-ms", "1001"}).find("1 to 1000"), std::string::npos);
+    const daemon_config from_file = parse_ok({"--config", write_toml("root = '" + dir_ + "'\ndurability = 'batch'\n")});
+    EXPECT_TRUE(from_file.durability_batch);
 }
 
 TEST_F(config_test, every_flag) {

@@ -191,6 +191,42 @@ TEST(chunked_decoder, extensions) {
     expect_done("3;\xC3\xA9t\xC3\xA9\r\nabc\r\n0\r\n\r\n", with_body(3), "abc");  // obs-text
 }
 
+TEST(chunked_decoder, framing_in_proportion_to_the_data_passes) {
+    // 1-byte chunks cost 5 framing bytes each: under 8 per data byte, however many there are.
+    std::string wire;
+    std::string data;
+    for (int i = 0; i < 30000; ++i) {
+        data += static_cast<char>('a' + i % 26);
+        wire += chunk(data.substr(data.size() - 1));
+    }
+    wire += "0\r\n\r\n";
+    const run_result r = drive_whole(wire, with_body(data.size()));
+    EXPECT_EQ(r.end, state::done) << r.reason;
+    EXPECT_EQ(r.data, data);
+}
+
+TEST(chunked_decoder, framing_out_of_proportion_fails_at_the_byte_past_the_allowance) {
+    chunked_limits limits = with_body(1000);
+    limits.max_framing_base = 100;
+    // No data yet: the 101st framing byte fails (inside a long extension).
+    const std::string first = "1;" + std::string(200, 'x') + "\r\nA\r\n0\r\n\r\n";
+    expect_failure(first, limits, 400, 100);
+
+    // Data raises the allowance: 10 + 8 x 4 = 42 framing bytes after "abcd". 5 are used by
+    // "4\r\n" and the CRLF after the data; the second size line may take 37 more (wire bytes
+    // 9..45): byte 46 fails.
+    limits.max_framing_base = 10;
+    const std::string second = "4\r\nabcd\r\n1;" + std::string(100, 'y') + "\r\nB\r\n0\r\n\r\n";
+    expect_failure(second, limits, 400, 46);
+    limits.max_framing_per_data_byte = 30;  // 130 allowed: the same body passes
+    expect_done(second, limits, "abcdB");
+
+    // Trailers count too.
+    limits = with_body(0);
+    limits.max_framing_base = 20;
+    expect_failure("0\r\nX-A: 0123456789abcdef\r\n\r\n", limits, 400, 20);
+}
+
 TEST(chunked_decoder, trailers) {
     expect_done("5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n", with_body(5), "hello");
     expect_done("0\r\nA: 1\r\nb-c:\r\nd:\t v\t \r\nE:x\xFF\r\n\r\n", with_body(0), "");

@@ -105,7 +105,8 @@ TEST(views_json, status_has_every_field) {
                                               "requests_by_status", "bytes_sent", "loops", "cache", "sends",
                                               "ingest"}));
     EXPECT_EQ(j["ingest"]["received"], 0);
-    EXPECT_EQ(j["ingest"].size(), 11U);
+    EXPECT_EQ(j["ingest"].size(), 13U);
+    EXPECT_EQ(j["ingest"]["publish_syncs"], 0);
     EXPECT_EQ(j["version"], "0.1.0");
     EXPECT_EQ(j["uptime_ms"], 5000);
     EXPECT_EQ(j["provider"], "direct");

@@ -26,7 +26,7 @@ server_view sample_server() {
     s.loops = {{0, 4, 2, 1'500'000'000, 99}, {1, 3, 1, 7, 5}};
     s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10};
     s.sends = {11, 12, 13, 14, 15, 16, 17};
-    s.ingest = {21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+    s.ingest = {21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33};
     return s;
 }
 
@@ -122,6 +122,8 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_uploads_total", "counter"},
         {"datapump_uploads_in_progress", "gauge"},
         {"datapump_upload_leftovers_removed_total", "counter"},
+        {"datapump_publish_batches_total", "counter"},
+        {"datapump_publish_syncs_total", "counter"},
         {"datapump_loop_connections", "gauge"},
         {"datapump_loop_streams", "gauge"},
         {"datapump_loop_busy_seconds_total", "counter"},
@@ -171,6 +173,8 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {R"(datapump_uploads_total{outcome="failed"})", "29"},
         {"datapump_uploads_in_progress", "30"},
         {"datapump_upload_leftovers_removed_total", "31"},
+        {"datapump_publish_batches_total", "32"},
+        {"datapump_publish_syncs_total", "33"},
         {R"(datapump_loop_connections{loop="0"})", "4"},
         {R"(datapump_loop_connections{loop="1"})", "3"},
         {R"(datapump_loop_streams{loop="0"})", "2"},
