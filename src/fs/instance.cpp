@@ -115,7 +115,7 @@ result<void> provider_instance::terminate() {
     return done;
 }
 
-result<bool> provider_instance::rename(std::string_view from, std::string_view to, bool durable) const {
+result<bool> provider_instance::rename(std::string_view from, std::string_view to, bool durable, bool replace) const {
     if (state_ == nullptr) {
         return fail(errc::closed, "provider rename: empty instance handle");
     }
@@ -123,7 +123,7 @@ result<bool> provider_instance::rename(std::string_view from, std::string_view t
         return fail(errc::unsupported, "provider rename: the provider has no namespace ops");
     }
     return state_->ops().rename(state_->handle, std::string(from).c_str(), std::string(to).c_str(),
-                                durable ? 0U : rename_defer_sync);
+                                (durable ? 0U : rename_defer_sync) | (replace ? 0U : rename_no_replace));
 }
 
 result<void> provider_instance::sync() const {

@@ -7,12 +7,15 @@
 //     need a window -> loan the next block space (a new block: claim + read-modify-write prep)
 //     pending bytes (prefix, framing spill) -> copy into the window (counted)
 //     else receive from the socket straight into the window (chunked framing: a small buffer)
+//   A source that is not a socket (a pipe) is read with READ at no offset instead of RECV; its
+//   short reads are looped exactly like the socket's partial receives.
 #include "datapump/ingest/ingest.hpp"
 
 #include "datapump/base/check.hpp"
 #include "datapump/http/proto/chunked.hpp"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
@@ -58,6 +61,7 @@ struct job::impl {
     counters* stats = nullptr;
     counters own_stats;
     int socket = -1;
+    bool is_socket = true;           // false: a pipe or other stream, read with READ
     framing coding = framing::identity;
     std::unique_ptr<http::chunked_decoder> decoder;  // chunked only
 
@@ -181,8 +185,7 @@ struct job::impl {
                 }
                 frame_len = 0;
                 frame_pos = 0;
-                recv_pending = true;
-                loop->recv(socket, std::span<std::byte>(frame.data(), frame.size()), &recv_op);
+                receive(std::span<std::byte>(frame.data(), frame.size()), 0);
                 return;
             }
             if (loan.empty() && !take_window()) {
@@ -199,13 +202,22 @@ struct job::impl {
                 want = std::min(want, decoder->data_left());
             }
             DP_CHECK(want > 0);
-            recv_pending = true;
             // MSG_WAITALL: one completion per window piece rather than one per segment burst. Not
             // for a load-and-play file: its readers' end of file is what was received so far, so
             // every receive must land (commit) as soon as it has bytes.
-            loop->recv(socket, loan.data().first(static_cast<std::size_t>(want)), &recv_op,
-                       readable ? 0 : MSG_WAITALL);
+            receive(loan.data().first(static_cast<std::size_t>(want)), readable ? 0 : MSG_WAITALL);
             return;
+        }
+    }
+
+    // One receive into `into`; on_recv gets it. `msg_flags` apply to sockets only: a pipe's READ
+    // returns what the pipe holds, and advance() loops short reads like partial receives.
+    void receive(std::span<std::byte> into, int msg_flags) {
+        recv_pending = true;
+        if (is_socket) {
+            loop->recv(socket, into, &recv_op, msg_flags);
+        } else {
+            loop->read_stream(socket, into, &recv_op);
         }
     }
 
@@ -524,6 +536,10 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
     if (from.coding == framing::identity && to.offset > ~std::uint64_t{0} - to.length) {
         return fail(errc::invalid_argument, "ingest: offset + length overflows");
     }
+    struct stat from_stat {};
+    if (::fstat(from.socket, &from_stat) != 0) {
+        return fail(errc::invalid_argument, "ingest: the source descriptor is not open", errno);
+    }
     auto where = to.file->extent(to.offset, 1);
     if (!where) {
         return std::unexpected(where.error());
@@ -535,6 +551,7 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
     s.cb = std::move(done);
     s.stats = stats;
     s.socket = from.socket;
+    s.is_socket = S_ISSOCK(from_stat.st_mode);
     s.coding = from.coding;
     s.offset = to.offset;
     s.length = to.length;

@@ -183,6 +183,14 @@ void event_loop::write(int fd, std::uint64_t offset, std::span<const std::byte> 
     io_uring_sqe_set_data64(sqe, tag(target));
 }
 
+void event_loop::read_stream(int fd, std::span<std::byte> buffer, completion* target) {
+    io_uring_sqe* sqe = next_sqe();
+    // Offset -1: io_uring's "no position" for streams (a pipe ignores it; a seekable file would
+    // read at its file position).
+    io_uring_prep_read(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()), ~std::uint64_t{0});
+    io_uring_sqe_set_data64(sqe, tag(target));
+}
+
 void event_loop::poll_once(int fd, unsigned events, completion* target) {
     io_uring_sqe* sqe = next_sqe();
     io_uring_prep_poll_add(sqe, fd, events);

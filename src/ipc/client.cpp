@@ -7,6 +7,7 @@
 #include "datapump/ipc/internal/segment.hpp"
 #include "datapump/ipc/internal/wire.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -64,6 +65,21 @@ void prepare_areas(const callbacks& cb, std::span<const std::byte> input, std::s
 }
 
 void complete_async(const callbacks& cb, outcome o) { cb.completion(cb.context, o); }
+
+// Descriptors a command may carry: at most max_fds, each open (checked before anything is sent,
+// so a bad one fails the command cleanly instead of the socket send).
+result<void> check_fds(std::span<const int> fds) {
+    if (fds.size() > internal::max_fds) {
+        return fail(errc::invalid_argument, "ipc execute: more than 16 descriptors");
+    }
+    for (const int fd : fds) {
+        if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
+            const int why = fd < 0 ? EBADF : errno;
+            return fail(errc::invalid_argument, "ipc execute: a descriptor to send is not open", why);
+        }
+    }
+    return {};
+}
 
 }  // namespace
 
@@ -244,8 +260,11 @@ public:
         if (closing_.load(std::memory_order_acquire)) {
             return fail(errc::closed, "ipc execute: the client is being deinitialised");
         }
+        if (auto ok = check_fds(flags.fds); !ok) {
+            return std::unexpected(ok.error());
+        }
         if (direct_) {
-            return execute_direct(code, input, output, cb);
+            return execute_direct(code, input, output, cb, flags.fds);
         }
         if (dead_.load(std::memory_order_acquire)) {
             return fail(errc::peer_gone, "ipc execute: the server is gone");
@@ -253,7 +272,9 @@ public:
         channel* ch = channel_.load(std::memory_order_acquire);
         if (ch == nullptr) {
             maybe_retry_segment();
-        } else if (input.size() <= ch->seg.geo().input_capacity && output.size() <= ch->seg.geo().output_capacity) {
+        } else if (flags.fds.empty() && input.size() <= ch->seg.geo().input_capacity &&
+                   output.size() <= ch->seg.geo().output_capacity) {
+            // Descriptors travel only on the socket: such a command is a backup command.
             std::uint32_t slot = take_slot(*ch);
             if (slot == internal::segment::no_slot) {
                 slot = wait_for_slot(*ch);
@@ -583,7 +604,7 @@ public:
             outstanding_.fetch_add(1, std::memory_order_relaxed);  // before anyone can complete it
             backup_[h.token] = rec;
         }
-        if (auto sent = internal::send_message(sock_.get(), h, rec->sent); !sent) {
+        if (auto sent = internal::send_message(sock_.get(), h, rec->sent, flags.fds); !sent) {
             bool ours = false;
             {
                 std::lock_guard lock(backup_mu_);
@@ -781,7 +802,18 @@ public:
     // --- in-process ---------------------------------------------------------------------------------
 
     result<reply> execute_direct(std::uint32_t code, std::span<const std::byte> input, std::span<std::byte> output,
-                                 const callbacks& cb) {
+                                 const callbacks& cb, std::span<const int> fds) {
+        // The server's copies of the descriptors, as SCM_RIGHTS would make them: the caller keeps
+        // its own; exec closes what its handler does not take.
+        std::vector<unique_fd> copies;
+        copies.reserve(fds.size());
+        for (const int fd : fds) {
+            unique_fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+            if (!copy) {
+                return fail_errno("ipc execute: duplicating a descriptor to send");
+            }
+            copies.push_back(std::move(copy));
+        }
         // Areas: the caller's own buffers unless a prepare callback wants somewhere to build.
         std::vector<std::byte> in_area;
         std::vector<std::byte> out_area;
@@ -800,12 +832,12 @@ public:
             }
         }
         direct_commands_.fetch_add(1, std::memory_order_relaxed);
-        auto r = direct_->exec(code, in, out);
+        auto r = direct_->exec(code, in, out, std::move(copies));
         outcome o = std::move(r);
         if (o) {
-            std::vector<unique_fd> fds = std::move(o->fds);
+            std::vector<unique_fd> attached = std::move(o->fds);
             o = finish_command(cb, input, in, output, out.first(o->output_len), o->status);
-            o->fds = std::move(fds);
+            o->fds = std::move(attached);
         } else {
             failed_.fetch_add(1, std::memory_order_relaxed);
         }

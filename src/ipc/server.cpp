@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 namespace datapump::ipc {
 
@@ -38,10 +39,12 @@ std::atomic<std::uint64_t> next_connection_id{1};
 // How long a reply may wait for room in a client's socket before the client is cut off.
 constexpr std::chrono::milliseconds reply_patience{100};
 
-// The exec running on this thread, so that attach_fd knows where the descriptors go.
+// The exec running on this thread, so that attach_fd knows where the descriptors go and
+// take_fds where the command's came from.
 struct exec_scope {
     const connection* owner;
-    std::vector<unique_fd> fds;
+    std::vector<unique_fd> fds;       // attached by the handler: go with the reply
+    std::vector<unique_fd> incoming;  // sent by the client: the handler takes them, or they close
     exec_scope* outer;  // an exec of another connection this one runs inside (nested calls)
 };
 thread_local exec_scope* current_exec = nullptr;
@@ -57,7 +60,10 @@ bool inside_exec_of(const connection* c) {
 
 struct scoped_exec {
     exec_scope scope;
-    explicit scoped_exec(const connection* c) : scope{c, {}, current_exec} { current_exec = &scope; }
+    explicit scoped_exec(const connection* c, std::vector<unique_fd> incoming = {})
+        : scope{c, {}, std::move(incoming), current_exec} {
+        current_exec = &scope;
+    }
     scoped_exec(const scoped_exec&) = delete;
     scoped_exec& operator=(const scoped_exec&) = delete;
     ~scoped_exec() { current_exec = scope.outer; }
@@ -72,6 +78,13 @@ result<void> attach_to_current(const connection* c, unique_fd fd) {
     }
     current_exec->fds.push_back(std::move(fd));
     return {};
+}
+
+std::vector<unique_fd> take_from_current(const connection* c) {
+    if (current_exec == nullptr || current_exec->owner != c) {
+        return {};
+    }
+    return std::exchange(current_exec->incoming, {});
 }
 
 using internal::read_field;
@@ -139,6 +152,7 @@ public:
     std::uint64_t id() const override { return id_; }
     pid_t peer_pid() const override { return pid_; }
     result<void> attach_fd(unique_fd fd) override { return attach_to_current(this, std::move(fd)); }
+    std::vector<unique_fd> take_fds() override { return take_from_current(this); }
     result<void> notify(std::uint32_t code, std::span<const std::byte> payload) override {
         wire_header h{};
         h.type = static_cast<std::uint32_t>(msg::notify);
@@ -234,6 +248,7 @@ private:
                           describe(opened_ok.error()));
             }
         } else if (hello) {
+            m.fds.clear();
             violation("first message is not hello");
         }
         teardown(opened);
@@ -252,12 +267,18 @@ private:
             switch (static_cast<msg>(m.header.type)) {
                 case msg::command: backup_command(m); break;
                 case msg::notify:
+                    if (!m.fds.empty()) {
+                        m.fds.clear();  // closed before the client can see the disconnect
+                        violation("descriptors on a notification");
+                        return;
+                    }
                     if (shared_.handlers.notify) {
                         shared_.handlers.notify(*this, m.header.code, m.payload);
                     }
                     break;
                 case msg::shm_offer: {
                     if (segment_.valid()) {
+                        m.fds.clear();
                         violation("second segment");
                         return;
                     }
@@ -270,7 +291,10 @@ private:
                     }
                     break;
                 }
-                default: violation("unexpected message type"); return;
+                default:
+                    m.fds.clear();
+                    violation("unexpected message type");
+                    return;
             }
         }
     }
@@ -283,18 +307,23 @@ private:
         if (m.payload.size() != expect || output_cap > shared_.options.max_message ||
             input_len > shared_.options.max_message) {
             shared_.counters.bad_commands.fetch_add(1, std::memory_order_relaxed);
+            m.fds.clear();  // closed before the reply
             send_reply(m.header.token, bad_command, 0, internal::reply_bad, {}, {});
             return;
         }
         shared_.counters.backup_commands.fetch_add(1, std::memory_order_relaxed);
+        // Shared, not moved in: the pool's jobs are std::functions, which must be copyable.
+        auto incoming = std::make_shared<std::vector<unique_fd>>(std::move(m.fds));
+        m.fds.clear();
         auto job = [self = shared_from_this(), token = m.header.token, code = m.header.code, input_len, output_cap,
-                    prepared_output, payload = std::move(m.payload)]() mutable {
+                    prepared_output, payload = std::move(m.payload), incoming]() mutable {
             std::vector<std::byte> output(output_cap);
             if (prepared_output && output_cap > 0) {
                 std::memcpy(output.data(), payload.data() + input_len, output_cap);
             }
-            scoped_exec scope(self.get());
+            scoped_exec scope(self.get(), std::move(*incoming));
             const exec_result r = self->run_exec(code, std::span(payload).first(input_len), output);
+            scope.scope.incoming.clear();  // not taken: closed before the client hears back
             self->send_reply(token, r.status, r.output_len, 0, std::span(output).first(r.output_len), scope.scope.fds);
         };
         m.payload = {};
@@ -545,6 +574,7 @@ public:
     std::uint64_t id() const override { return id_; }
     pid_t peer_pid() const override { return ::getpid(); }
     result<void> attach_fd(unique_fd fd) override { return attach_to_current(this, std::move(fd)); }
+    std::vector<unique_fd> take_fds() override { return take_from_current(this); }
     result<void> notify(std::uint32_t code, std::span<const std::byte> payload) override {
         if (gone()) {
             return fail(errc::peer_gone, "ipc notify: the client is gone");
@@ -556,7 +586,8 @@ public:
     }
     void disconnect() override { end(); }
 
-    result<reply> exec(std::uint32_t code, std::span<const std::byte> input, std::span<std::byte> output) override {
+    result<reply> exec(std::uint32_t code, std::span<const std::byte> input, std::span<std::byte> output,
+                       std::vector<unique_fd> fds) override {
         {
             std::lock_guard lock(mu_);
             if (closed_) {
@@ -566,8 +597,9 @@ public:
         }
         reply out;
         {
-            scoped_exec scope(static_cast<connection*>(this));
+            scoped_exec scope(static_cast<connection*>(this), std::move(fds));
             exec_result r = shared_.handlers.exec(*this, code, input, output);
+            scope.scope.incoming.clear();  // not taken: closed now, as on the socket path
             out.status = r.status;
             out.output_len = std::min<std::uint32_t>(r.output_len, static_cast<std::uint32_t>(output.size()));
             out.fds = std::move(scope.scope.fds);

@@ -95,17 +95,22 @@ result<void> receive_message(int sock, std::size_t max_payload, received& into) 
         }
         return fail_errno("ipc receive");
     }
-    // Take ownership of every descriptor first, so none leaks whatever else is wrong.
+    // Take ownership of every descriptor first, so none leaks whatever else is wrong; a message
+    // refused here has its descriptors closed at once (MSG_CTRUNC: the kernel closed the ones
+    // that did not fit, these are the ones that did).
     into.fds = take_fds(m);
     if (n == 0) {
+        into.fds.clear();
         return fail(errc::peer_gone, "ipc receive: the peer closed the channel");
     }
     if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+        into.fds.clear();
         return fail(errc::protocol_error, "ipc receive: message or descriptors truncated");
     }
     const auto got = static_cast<std::size_t>(n);
     if (got < sizeof(wire_header) || into.header.version != wire_version ||
         into.header.payload_len != got - sizeof(wire_header)) {
+        into.fds.clear();
         return fail(errc::protocol_error, "ipc receive: malformed message");
     }
     const auto payload_len = static_cast<std::ptrdiff_t>(got - sizeof(wire_header));

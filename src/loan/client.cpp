@@ -202,6 +202,37 @@ public:
         return {};
     }
 
+    result<put_result> put(std::string_view path, int fd, std::uint64_t length, put_options options) {
+        if (path.empty() || path.size() > proto::max_path) {
+            return fail(errc::invalid_argument, "loan put: the path must be 1..4096 bytes");
+        }
+        call_guard guard(*this);
+        if (!guard) {
+            return fail(errc::closed, "loan put: the client is closed");
+        }
+        std::vector<std::byte> in(sizeof(proto::put_request) + path.size());
+        const proto::put_request req{length, static_cast<std::uint32_t>(path.size()),
+                                     options.replace ? proto::put_replace : 0U};
+        std::memcpy(in.data(), &req, sizeof(req));
+        std::memcpy(in.data() + sizeof(req), path.data(), path.size());
+        proto::put_reply rep{};
+        // On a worker: the server blocks for the whole put, which must not stall this client's
+        // channel thread (its other commands) on the server.
+        auto r = ipc_->execute(static_cast<std::uint32_t>(proto::command::put), in,
+                               std::as_writable_bytes(std::span(&rep, 1)), {},
+                               {.on_worker = true, .fds = std::span(&fd, 1)});
+        if (!r) {
+            return std::unexpected(r.error());
+        }
+        if (r->status != 0) {
+            return std::unexpected(proto::error_of(r->status, "loan put: the server refused or the put failed"));
+        }
+        if (r->output_len != sizeof(rep) || rep.bytes != length || rep.created > 1) {
+            return fail(errc::protocol_error, "loan put: malformed reply");
+        }
+        return put_result{rep.bytes, rep.created == 1};
+    }
+
     result<std::shared_ptr<lease::record>> borrow(std::uint64_t handle, std::uint64_t offset, std::uint64_t length) {
         call_guard guard(*this);
         if (!guard) {
@@ -604,6 +635,10 @@ result<lease> client::borrow(const file& f, std::uint64_t offset, std::uint64_t 
         return std::unexpected(r.error());
     }
     return lease(impl_, std::move(*r));
+}
+
+result<put_result> client::put(std::string_view path, int fd, std::uint64_t length, put_options options) {
+    return impl_->put(path, fd, length, options);
 }
 
 client_stats client::stats() const { return impl_->stats(); }

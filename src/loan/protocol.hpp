@@ -10,6 +10,7 @@
 //   borrow      borrow_request                 borrow_reply + extent[count]       -
 //   give_back   give_back_request              -                                  -
 //   close       close_request                  -                                  -
+//   put         put_request + path bytes       put_reply                          c -> s: the source
 //
 //   note        direction   payload
 //   reclaim     s -> c      reclaim_note + extent[count]
@@ -17,6 +18,11 @@
 //
 // Reply status: 0 = done; 1 + errc = failed with that errc (see status_of / error_of). The ipc
 // layer's own bad_command (negative) means the channel refused the command before it ran.
+//
+// put carries exactly one descriptor, client to server (ipc exec_flags::fds): the stream the
+// file's bytes are read from. It runs on a worker of the server's pool (exec_flags::on_worker)
+// and its reply comes once the file is published or the put failed. A server of this version
+// without writing enabled answers unsupported; an older one, invalid_argument (unknown command).
 //
 // Every struct is trivially copyable with fixed-size fields and an asserted size; both sides copy
 // a message into a local struct (memcpy) before reading it, and check every field. Little-endian
@@ -33,7 +39,7 @@ namespace datapump::loan::protocol {
 inline constexpr std::uint32_t magic = 0x4e414f4cU;  // "LOAN"
 inline constexpr std::uint32_t version = 1;
 
-enum class command : std::uint32_t { map = 1, open = 2, borrow = 3, give_back = 4, close = 5 };
+enum class command : std::uint32_t { map = 1, open = 2, borrow = 3, give_back = 4, close = 5, put = 6 };
 enum class note : std::uint32_t { reclaim = 1, reclaimed = 2 };
 
 inline constexpr std::uint32_t max_path = 4096;  // bytes of an open path
@@ -94,6 +100,22 @@ struct close_request {
     std::uint64_t handle;
 };
 
+// put_request::flags
+inline constexpr std::uint32_t put_replace = 1U << 0;  // an existing file may be replaced
+inline constexpr std::uint32_t put_known_flags = put_replace;
+
+struct put_request {
+    std::uint64_t length;    // exact byte count to read from the source
+    std::uint32_t path_len;  // path bytes follow; no NUL
+    std::uint32_t flags;     // put_replace; other bits must be 0
+};
+
+struct put_reply {
+    std::uint64_t bytes;     // = the request's length
+    std::uint32_t created;   // 1: the name was new; 0: an existing file was replaced
+    std::uint32_t reserved;
+};
+
 struct reclaim_note {
     std::uint64_t lease;
     std::uint32_t extent_count;
@@ -113,6 +135,8 @@ static_assert(std::is_trivially_copyable_v<extent> && sizeof(extent) == 24);
 static_assert(std::is_trivially_copyable_v<borrow_reply> && sizeof(borrow_reply) == 32);
 static_assert(std::is_trivially_copyable_v<give_back_request> && sizeof(give_back_request) == 8);
 static_assert(std::is_trivially_copyable_v<close_request> && sizeof(close_request) == 8);
+static_assert(std::is_trivially_copyable_v<put_request> && sizeof(put_request) == 16);
+static_assert(std::is_trivially_copyable_v<put_reply> && sizeof(put_reply) == 16);
 static_assert(std::is_trivially_copyable_v<reclaim_note> && sizeof(reclaim_note) == 16);
 static_assert(std::is_trivially_copyable_v<reclaimed_note> && sizeof(reclaimed_note) == 8);
 

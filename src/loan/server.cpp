@@ -6,6 +6,7 @@
 #include "datapump/base/log.hpp"
 #include "datapump/fs/registry.hpp"
 #include "protocol.hpp"
+#include "put.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -134,7 +135,8 @@ public:
             return fail(errc::invalid_argument,
                         "loan server: buffer size must be a multiple of 4096 and max_loan_bytes at least one buffer");
         }
-        if (c.max_files_per_client == 0 || c.max_leases_per_client == 0 || c.workers == 0) {
+        if (c.max_files_per_client == 0 || c.max_leases_per_client == 0 || c.workers == 0 || c.put_windows == 0 ||
+            c.put_idle_timeout.count() <= 0) {
             return fail(errc::invalid_argument, "loan server: zero limit");
         }
         auto made = cache::file_cache::create(c.cache);
@@ -157,6 +159,17 @@ public:
             return std::unexpected(inst.error());
         }
         instance_ = std::move(*inst);
+        if (c.writable) {
+            auto puts = put_service::create(*cache_, instance_,
+                                            {.max_bytes = c.max_put_bytes,
+                                             .idle_timeout = c.put_idle_timeout,
+                                             .windows_in_flight = c.put_windows},
+                                            c.endpoint);
+            if (!puts) {
+                return std::unexpected(puts.error());
+            }
+            puts_ = std::move(*puts);
+        }
         auto rt = ipc::server_runtime::init({c.workers});
         if (!rt) {
             return std::unexpected(rt.error());
@@ -191,11 +204,15 @@ public:
         if (timer_.joinable()) {
             timer_.join();
         }
+        if (puts_) {
+            puts_->stop();  // the puts in progress fail now: their execs return, so destroy can drain
+        }
         if (ipc_) {
             ipc_->destroy();  // every connection's close handler has run when this returns
         }
         ipc_.reset();
         runtime_.reset();
+        puts_.reset();  // no put runs any more: stops the put loop
         {
             std::lock_guard lock(mu_);
             for (auto& h : held_) {
@@ -219,6 +236,13 @@ public:
         s.stuck_clients = stuck_clients_.load(std::memory_order_relaxed);
         s.refused = refused_.load(std::memory_order_relaxed);
         s.clients_now = clients_now_.load(std::memory_order_relaxed);
+        s.puts_failed = puts_refused_.load(std::memory_order_relaxed);
+        if (puts_) {
+            const put_counters& p = puts_->counters();
+            s.puts = p.puts.load(std::memory_order_relaxed);
+            s.put_bytes = p.put_bytes.load(std::memory_order_relaxed);
+            s.puts_failed += p.puts_failed.load(std::memory_order_relaxed);
+        }
         {
             std::lock_guard lock(mu_);
             for (const auto& h : held_) {
@@ -320,6 +344,7 @@ private:
             case proto::command::borrow: return do_borrow(s, in, out);
             case proto::command::give_back: return do_give_back(s, in);
             case proto::command::close: return do_close(s, in);
+            case proto::command::put: return do_put(conn, in, out);
         }
         return refuse(errc::invalid_argument);
     }
@@ -523,6 +548,52 @@ private:
         return {0, 0};  // the file closes here; leases of it keep their loans
     }
 
+    // Runs on an ipc worker when the client asked for one (the loan client does), and blocks it
+    // until the file is published or the put failed (put.hpp says why).
+    ipc::exec_result do_put(ipc::connection& conn, std::span<const std::byte> in, std::span<std::byte> out) {
+        // Taken first: whatever is refused below, the descriptors close when this returns.
+        std::vector<unique_fd> fds = conn.take_fds();
+        proto::put_request req{};
+        if (in.size() < sizeof(req) || out.size() < sizeof(proto::put_reply)) {
+            return refuse_put(errc::invalid_argument);
+        }
+        std::memcpy(&req, in.data(), sizeof(req));
+        if (req.path_len == 0 || req.path_len > proto::max_path || in.size() != sizeof(req) + req.path_len ||
+            (req.flags & ~proto::put_known_flags) != 0 || fds.size() != 1) {
+            return refuse_put(errc::invalid_argument);
+        }
+        std::string path(req.path_len, '\0');
+        std::memcpy(path.data(), in.data() + sizeof(req), req.path_len);
+        if (path.find('\0') != std::string::npos) {
+            return refuse_put(errc::invalid_argument);
+        }
+        if (!puts_) {
+            return refuse_put(errc::unsupported);
+        }
+        auto done = puts_->run(path, std::move(fds[0]), req.length, (req.flags & proto::put_replace) != 0);
+        if (!done) {
+            // The client's own mistakes (a bad path, a short stream) are its to report; the
+            // server's storage failing is ours.
+            const errc code = done.error().code;
+            if (code == errc::io_error || code == errc::no_space || code == errc::no_buffers) {
+                spdlog::warn("loan server {}: put failed: {}", config_.endpoint, describe(done.error(), path));
+            } else {
+                spdlog::debug("loan server {}: put refused: {}", config_.endpoint, describe(done.error(), path));
+            }
+            return refuse(code);
+        }
+        proto::put_reply r{};
+        r.bytes = done->bytes;
+        r.created = done->created ? 1 : 0;
+        return {0, write_struct(out, 0, r)};
+    }
+
+    // A put refused before the put service saw it (the service counts its own).
+    ipc::exec_result refuse_put(errc code) {
+        puts_refused_.fetch_add(1, std::memory_order_relaxed);
+        return refuse(code);
+    }
+
     // --- notes from clients ------------------------------------------------------------------------
 
     void on_note(ipc::connection& conn, std::uint32_t code, std::span<const std::byte> payload) {
@@ -666,6 +737,7 @@ private:
     unique_fd arena_ro_;
     fs::registry registry_;
     fs::provider_instance instance_;
+    std::unique_ptr<put_service> puts_;  // when writable; destroyed after ipc_ (no put runs then)
     std::unique_ptr<ipc::server_runtime> runtime_;
     std::unique_ptr<ipc::server> ipc_;
     std::chrono::milliseconds tick_{100};
@@ -688,6 +760,7 @@ private:
     std::atomic<std::uint64_t> reclaims_{0};
     std::atomic<std::uint64_t> stuck_clients_{0};
     std::atomic<std::uint64_t> refused_{0};
+    std::atomic<std::uint64_t> puts_refused_{0};  // puts refused before the put service ran them
     std::atomic<std::uint32_t> clients_now_{0};
 };
 

@@ -52,7 +52,8 @@
 // │                │      │       │                     │ ingest path); out_of_range, unsupported  │
 // │ rename         │ opt* │ sync  │ any (may block)     │ replaced?; not_found, escapes_root,      │
 // │                │      │       │                     │ io_error; durable (directory synced)     │
-// │                │      │       │                     │ unless rename_defer_sync                 │
+// │                │      │       │                     │ unless rename_defer_sync; busy: `to`     │
+// │                │      │       │                     │ exists and rename_no_replace             │
 // │ remove         │ opt* │ sync  │ any (may block)     │ -; not_found, not_regular_file,          │
 // │                │      │       │                     │ escapes_root, io_error                   │
 // │ resize         │ opt* │ sync  │ the file's writer   │ -; io_error; not durable until sync      │
@@ -96,6 +97,7 @@ inline constexpr std::uint32_t config_no_io_uring = 1U << 1;       // direct: pr
 
 // provider_ops::rename flags.
 inline constexpr std::uint32_t rename_defer_sync = 1U << 0;  // the caller makes it durable (sync)
+inline constexpr std::uint32_t rename_no_replace = 1U << 1;  // an existing `to` fails it (busy)
 
 struct provider_config {
     const char* root = nullptr;           // directory every path resolves beneath; must exist

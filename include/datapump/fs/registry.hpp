@@ -66,7 +66,9 @@ public:
     // an existing `to` was replaced. With `durable` false the directory is not synced: the
     // caller's sync() does it (batched publishing). Errors: unsupported (no rename op), the
     // provider's.
-    [[nodiscard]] result<bool> rename(std::string_view from, std::string_view to, bool durable = true) const;
+    // With `replace` false an existing `to` fails it with busy, atomically (RENAME_NOREPLACE).
+    [[nodiscard]] result<bool> rename(std::string_view from, std::string_view to, bool durable = true,
+                                      bool replace = true) const;
     // Makes every change beneath the root durable at once (provider_ops::sync). Errors:
     // unsupported (the provider has no resize/sync pair), io_error, no_space.
     [[nodiscard]] result<void> sync() const;

@@ -1,11 +1,12 @@
 // File: datapump/ingest/ingest.hpp
 //
 // The network-to-storage write path (seed 003; design: docs/ingest.md). One call couples a
-// socket with a file range: received bytes land in arena buffers (the cache's blocks) and go to
-// storage from there with O_DIRECT fixed-buffer writes, one per block, several in flight; heads
-// and tails that are not aligned to the file system's block get read-modify-write of just those
-// blocks. The engine never copies a received byte, except the `prefix` the caller read before the
-// call and chunk data that arrived in one receive with chunk framing (both counted).
+// socket (or a pipe: a local client's source, docs/ipc.md "Local ingest (put)") with a file
+// range: received bytes land in arena buffers (the cache's blocks) and go to storage from there
+// with O_DIRECT fixed-buffer writes, one per block, several in flight; heads and tails that are
+// not aligned to the file system's block get read-modify-write of just those blocks. The engine
+// never copies a received byte, except the `prefix` the caller read before the call and chunk
+// data that arrived in one receive with chunk framing (both counted).
 //
 //   socket ──recv──> window k (arena buffer = cache block k) ──WRITE_FIXED──> extent(file, kB..)
 //                    window k+1 receiving while k, k-1 .. are written
@@ -36,7 +37,9 @@ enum class framing : std::uint8_t {
 };
 
 struct source {
-    int socket = -1;                     // a connected stream socket; not owned
+    // A connected stream socket (received with RECV), or any other stream — a pipe, a FIFO
+    // (read with READ at no offset; fstat tells them apart once, at start). Not owned.
+    int socket = -1;
     framing coding = framing::identity;
     std::span<const std::byte> prefix;   // body bytes already read from the socket: copied at start
     std::uint64_t max_body = 0;          // chunked: the most decoded bytes accepted (else body_too_large)
@@ -80,8 +83,9 @@ struct callbacks {
 class job {
 public:
     // Starts receiving (and consumes the prefix). Errors (nothing started, no callback runs):
-    // invalid_argument (no file, no socket, chunked into the middle of a file, load-and-play not
-    // at offset 0), unsupported (the provider has no extent op), no_buffers.
+    // invalid_argument (no file, no socket or a closed descriptor, chunked into the middle of a
+    // file, load-and-play not at offset 0), unsupported (the provider has no extent op),
+    // no_buffers.
     [[nodiscard]] static result<std::unique_ptr<job>> start(io::event_loop& loop, cache::file_cache& cache,
                                                             const source& from, const target& to,
                                                             const options& opts, callbacks done,

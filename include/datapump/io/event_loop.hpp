@@ -143,6 +143,10 @@ public:
               completion* target);
     void write(int fd, std::uint64_t offset, std::span<const std::byte> bytes, std::uint32_t fixed_index,
                completion* target);
+    // A read from a stream that is not a socket (a pipe, a FIFO, a character device): plain READ
+    // with offset -1 (no position: whatever the stream has next). At most 2 GiB - 1 bytes; short
+    // counts are normal (a pipe hands out what it holds); 0 is the end of the stream.
+    void read_stream(int fd, std::span<std::byte> buffer, completion* target);
     void poll_once(int fd, unsigned events, completion* target);
     void splice(int fd_in, std::int64_t off_in, int fd_out, std::int64_t off_out, unsigned length,
                 unsigned splice_flags, completion* target);

@@ -3,9 +3,10 @@
 // The client side of the command channel (seed 004): init (`client::init`), execute, deinit (the
 // destructor or `deinit()`). See docs/ipc.md for the design.
 //
-// A command is (code, input bytes, output buffer). By default the input is copied into the
-// command's shared-memory slot and the output copied out of it; the prepare/post callbacks let the
-// caller build the input in place and consume the output in place instead. Callback order, for
+// A command is (code, input bytes, output buffer), optionally with descriptors for the server
+// (exec_flags::fds: such a command travels over the socket). By default the input is copied into
+// the command's shared-memory slot and the output copied out of it; the prepare/post callbacks
+// let the caller build the input in place and consume the output in place instead. Callback order, for
 // every command, whichever path it takes (slot, socket backup, in-process call):
 //
 //   input_prepare -> output_prepare -> [server: exec] -> input_post -> output_post -> completion
@@ -67,6 +68,12 @@ struct callbacks {
 
 struct exec_flags {
     bool on_worker = false;  // run on the server's worker pool instead of its channel thread
+    // Descriptors sent with the command, at most 16 (the handler takes them with
+    // connection::take_fds). A command with descriptors always travels over the socket, as a
+    // backup command with SCM_RIGHTS, whatever its size. The caller keeps its descriptors, open and
+    // its own, in every case: the server gets copies (SCM_RIGHTS; an in-process server gets dup()s
+    // the library makes). Read only during execute(): they may be closed once it returns.
+    std::span<const int> fds{};
 };
 
 struct client_options {
@@ -113,7 +120,7 @@ public:
     // Issues one command. Sync (no completion): the reply, or the error. Async: an empty reply
     // once accepted (the outcome reaches the completion), or an error if it could not be sent (no
     // callback is then called). Errors: peer_gone, closed, invalid_argument (input or output larger
-    // than max_message), protocol_error.
+    // than max_message; more than 16 descriptors, or one that is not open), protocol_error.
     [[nodiscard]] result<reply> execute(std::uint32_t code, std::span<const std::byte> input,
                                         std::span<std::byte> output, const callbacks& cb = {},
                                         exec_flags flags = {});

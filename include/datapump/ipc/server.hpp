@@ -15,6 +15,10 @@
 // span handed to exec points into shared memory the client can still change while exec runs, so
 // exec must treat it as untrusted bytes (copy what it needs to validate). A client breaking the
 // ring protocol is disconnected; bad fields fail only that command (status `bad_command`).
+// Descriptors: only a backup command may carry them (at most 16). A message with more than the
+// socket's control buffer holds (truncated), or descriptors on a message that must not carry them
+// (a notification), disconnects the client; every descriptor that arrived is closed first. A
+// malformed command's descriptors are closed with its bad_command reply.
 //
 // Thread-safety: create/destroy from any thread; handlers are called from the server's threads
 // and must be thread-safe across connections. connection::notify may be called from any thread.
@@ -32,6 +36,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace datapump::ipc {
 
@@ -49,6 +54,10 @@ public:
     // Only inside exec: sends `fd` with this command's reply (the reply then travels over the
     // socket). Errors: invalid_argument outside exec or past 16 descriptors.
     [[nodiscard]] virtual result<void> attach_fd(unique_fd fd) = 0;
+    // Only inside exec: the descriptors the client sent with this command (client exec_flags::fds;
+    // at most 16, in the client's order), handed over once: a second call returns none. Those exec
+    // does not take are closed when it returns, before the reply is sent. Outside exec: none.
+    [[nodiscard]] virtual std::vector<unique_fd> take_fds() = 0;
     // A one-way message to the client's on_notify. Any thread; never blocks. Errors: peer_gone,
     // full (the client is not reading its socket: try again later).
     [[nodiscard]] virtual result<void> notify(std::uint32_t code, std::span<const std::byte> payload) = 0;

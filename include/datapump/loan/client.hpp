@@ -4,7 +4,8 @@
 // process boundary"). A client connects to a loan server, receives its cache arena once (a memfd,
 // mapped read-only and MAP_PRIVATE), opens files and borrows byte ranges of them: a `lease` is a
 // list of read-only spans straight into the server's cache buffers, pinned for us until the lease
-// is given back.
+// is given back. With a server that allows it, put() writes a file from a stream of the caller's
+// (local ingest; docs/ipc.md, "Local ingest (put)").
 //
 //   client ──shared──> impl: ipc::client, the arena mapping, the lease table, per-buffer state
 //   file   ──shared──> impl          (a server handle; closed when dropped)
@@ -70,6 +71,16 @@ struct client_stats {
     std::uint64_t early_reclaims = 0;    // RECLAIM notes that overtook their borrow's reply
 };
 
+// Local ingest (put; docs/ipc.md, "Local ingest (put)").
+struct put_options {
+    bool replace = true;  // false: fail with busy when the name exists
+};
+
+struct put_result {
+    std::uint64_t bytes = 0;  // = the length asked for
+    bool created = false;     // true: the name was new; false: an existing file was replaced
+};
+
 class lease;
 class file;
 
@@ -103,6 +114,25 @@ public:
     // peer_gone, closed (the client is being destroyed), protocol_error (a malformed reply; the
     // lease, if any, is given back).
     [[nodiscard]] result<lease> borrow(const file& f, std::uint64_t offset, std::uint64_t length);
+
+    // Writes `path` beneath the server's root with exactly `length` bytes read from `fd`, and
+    // publishes it atomically: readers (borrowers of the old version included) see the old file or
+    // the new one, never a torn one. `fd` is a pipe's read end, a connected stream socket or a
+    // FIFO; it is sent to the server with the command (SCM_RIGHTS), and the caller keeps it, open
+    // and its own. The server reads exactly `length` bytes and never past them, so the stream may
+    // carry more afterwards. Blocks until the file is published (durable: file and directory
+    // fsynced) or the put failed; meanwhile someone must write the bytes into the other end (not
+    // this thread). Destroying the client waits for a put in progress. Any thread.
+    // Errors (from the server unless said): unsupported (the server does not accept writes:
+    // server_config::writable), full (longer than its max_put_bytes), busy (another put of the same
+    // path in progress, or `replace` is false and the file exists), not_found (no such directory),
+    // escapes_root, not_regular_file (a directory in the way), invalid_argument (a path of 0 or
+    // more than 4096 bytes, or an upload temp name; here: `fd` not open), peer_gone (the stream
+    // ended before `length` bytes or stayed silent for the server's put_idle_timeout — or the server
+    // is gone: server_gone() tells), no_space, no_buffers, io_error, closed (the client or the
+    // server is shutting down). On every error nothing is published and no temp file stays.
+    [[nodiscard]] result<put_result> put(std::string_view path, int fd, std::uint64_t length,
+                                         put_options options = {});
 
     [[nodiscard]] client_stats stats() const;
     // True once the server is known to be gone (leases held keep their bytes).

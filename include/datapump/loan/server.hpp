@@ -8,6 +8,8 @@
 //                ──owns──> file_cache (arena memfd) <── fs provider instance (root, "posix")
 //                ──owns──> per connection: files (handle -> fs::file), leases (id -> read_loans)
 //                ──owns──> the lease timer thread
+//                ──owns──> when `writable`: the put service (an io::event_loop thread, the arena
+//                          registered with its ring) for local ingest
 //
 // A client maps the arena once (MAP: the memfd, reopened read-only, travels with the reply), opens
 // files by path beneath the root (OPEN), and borrows byte ranges (BORROW): the server pins the
@@ -18,6 +20,15 @@
 // that does not acknowledge within `reclaim_grace` is disconnected, and the pins of its
 // unacknowledged leases are held until its process has exited (pidfd), so even a stuck client
 // never sees the bytes it holds change.
+//
+// Local ingest (PUT; docs/ipc.md, "Local ingest (put)"), off unless `writable`: a client sends a
+// path, a length and a descriptor (a pipe or a stream socket); the server reads exactly `length`
+// bytes from it through the ingest path (arena windows, O_DIRECT writes) into a temp file beside
+// the target (.NAME.dp-upload-PID-N), then truncates and fsyncs it, renames it over the target
+// (RENAME_NOREPLACE first, so the reply says whether the name was new) and fsyncs the directory.
+// Any failure removes the temp file; the old version is never touched, and readers (borrowers of
+// the old file included) see the old version or the new one. A put runs on a worker of the ipc
+// pool and holds it until the reply: at most `workers` puts run at once, the others queue there.
 //
 // Connection close (client deinit, death, disconnect): every lease of the connection is dropped,
 // except leases whose RECLAIM note was sent and not acknowledged: those are held as above.
@@ -60,6 +71,13 @@ struct server_config {
     std::uint32_t max_leases_per_client = 4096;
     std::uint32_t workers = 2;        // the ipc server runtime's pool (created internally)
     ipc::server_options ipc{};
+    // Local ingest. Off by default: a put is then refused with unsupported.
+    bool writable = false;
+    std::uint64_t max_put_bytes = std::uint64_t{16} << 30;  // a longer put is refused with full
+    // A put whose source delivers nothing (and whose writes make no progress) this long fails
+    // with peer_gone, so a stalled writer cannot hold a worker for ever. Positive.
+    std::chrono::milliseconds put_idle_timeout{30000};
+    unsigned put_windows = 4;         // blocks of one put being written while the next is read (>= 1)
 
     [[nodiscard]] static cache::file_cache_config default_cache() {
         cache::file_cache_config c;
@@ -83,20 +101,25 @@ struct server_stats {
     std::uint32_t clients_now = 0;
     std::uint32_t pinned_buffers = 0; // cache buffers pinned right now (by anyone)
     std::uint64_t evictions = 0;      // cache buffers reused for other blocks
+    std::uint64_t puts = 0;           // files published by put
+    std::uint64_t put_bytes = 0;      // bytes of those
+    std::uint64_t puts_failed = 0;    // puts refused or failed (nothing published)
 };
 
 class server {
 public:
-    // Creates the cache, the provider instance over `root`, the ipc runtime and server on
-    // `endpoint`, and the lease timer. Errors: invalid_argument (empty endpoint or root, zero
-    // times, an allowance below one buffer, a bad cache geometry), not_found (unknown provider or
-    // root), busy (a live server answers on the endpoint), no_buffers, io_error.
+    // Creates the cache, the provider instance over `root`, the put service (when writable), the
+    // ipc runtime and server on `endpoint`, and the lease timer. Errors: invalid_argument (empty
+    // endpoint or root, zero times, an allowance below one buffer, a bad cache geometry, zero
+    // put_windows), not_found (unknown provider or root), busy (a live server answers on the
+    // endpoint), no_buffers, unsupported (writable without io_uring), io_error.
     [[nodiscard]] static result<std::unique_ptr<server>> create(server_config config);
 
     server(const server&) = delete;
     server& operator=(const server&) = delete;
-    // Stops the timer, closes the endpoint (every client sees peer_gone), drops every lease and
-    // file, then the cache. Clients keep their mappings: the bytes they still hold stay readable.
+    // Stops the timer, fails the puts in progress (closed; their temp files are removed), closes
+    // the endpoint (every client sees peer_gone), drops every lease and file, then the cache.
+    // Clients keep their mappings: the bytes they still hold stay readable.
     ~server();
 
     [[nodiscard]] server_stats stats() const;

@@ -273,6 +273,11 @@ result<bool> rename(instance_handle i, const char* from, const char* to, std::ui
         if (e != EEXIST && e != EINVAL) {
             return fail_errno("rename: renameat2", e);
         }
+        if ((flags & rename_no_replace) != 0) {
+            // EINVAL: the file system has no RENAME_NOREPLACE; refusing is the safe answer.
+            return fail(errc::busy, e == EEXIST ? "rename: the target exists"
+                                                : "rename: the file system cannot rename without replacing");
+        }
         if (::renameat(src_dir->get(), src->name.c_str(), dst_dir->get(), dst->name.c_str()) != 0) {
             return fail_errno("rename: renameat");
         }

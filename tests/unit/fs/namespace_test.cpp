@@ -70,6 +70,12 @@ TEST_P(namespace_test, batched_durability_resizes_renames_without_a_directory_sy
     ASSERT_TRUE(replaced.has_value());
     EXPECT_TRUE(*replaced);
     EXPECT_EQ(instance_.rename("missing", "c", false).error().code, errc::not_found);
+    write_file(dir_.str() + "/.c.tmp", pattern(9, 6));
+    EXPECT_EQ(instance_.rename(".c.tmp", "b", true, false).error().code, errc::busy);  // no replace
+    EXPECT_EQ(read_file(dir_.str() + "/b"), pattern(7, 5));
+    auto fresh_name = instance_.rename(".c.tmp", "c", true, false);
+    ASSERT_TRUE(fresh_name.has_value());
+    EXPECT_FALSE(*fresh_name);
 
     auto reader = instance_.open("b");
     ASSERT_TRUE(reader.has_value());

@@ -2,10 +2,12 @@
 //
 // What every ingest test starts from: a temp dir, a file cache of 64 KiB blocks, a provider
 // instance (posix or direct: the suites are parameterised over both), an event loop on its own
-// thread with the arena registered, and `ingest_run`: one job fed through an AF_UNIX socketpair by
-// a sender thread, waited for with a deadline, then checked byte-exact with pread.
+// thread with the arena registered, and `ingest_run`: one job fed through an AF_UNIX socketpair (or
+// a pipe: send_plan::over_pipe) by a sender thread, waited for with a deadline, then checked
+// byte-exact with pread.
 //
 //   sender thread ──send (random pieces)──> fds[1] ═══ fds[0] <──recv── job (loop thread)
+//                 (pipe: write)                                 (pipe: read)
 //                                                                        └──WRITE_FIXED──> file
 //
 // Thread-safety: one test at a time. The job is touched only on the loop thread (start, the
@@ -21,6 +23,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +31,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,6 +42,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace datapump::test {
@@ -171,6 +176,8 @@ struct send_plan {
     std::chrono::microseconds pause{0};     // between pieces (load-and-play: a slow body)
     std::size_t max_piece = 3 * block;      // pieces are 1..max_piece bytes, from a seeded RNG
     std::uint32_t seed = 12345;
+    bool over_pipe = false;                 // a pipe instead of a socketpair (shut = close the write end)
+    bool nonblocking = false;               // the job's end is O_NONBLOCK (io_uring then answers EAGAIN)
 };
 
 // One job as a test drives it.
@@ -207,11 +214,15 @@ public:
     // job::start's error, if any (no sender runs then).
     [[nodiscard]] result<void> start(const ingest_case& c) {
         int fds[2] = {-1, -1};
-        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-            return fail_errno("socketpair");
+        pipe_ = c.send.over_pipe;
+        if (pipe_ ? ::pipe2(fds, O_CLOEXEC) != 0 : ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+            return fail_errno(pipe_ ? "pipe2" : "socketpair");
         }
         job_fd_ = fds[0];
         send_fd_ = fds[1];
+        if (c.send.nonblocking && ::fcntl(job_fd_, F_SETFL, ::fcntl(job_fd_, F_GETFL) | O_NONBLOCK) != 0) {
+            return fail_errno("fcntl O_NONBLOCK");
+        }
         result<void> started;
         loop_.sync([&] {
             ingest::callbacks cb;
@@ -344,6 +355,14 @@ public:
 
 private:
     void send_body() {
+        if (pipe_) {
+            // A write to a pipe whose reader is gone raises SIGPIPE: blocked on this thread, the
+            // write fails with EPIPE instead (and the pending signal dies with the thread).
+            sigset_t pipe_signal;
+            sigemptyset(&pipe_signal);
+            sigaddset(&pipe_signal, SIGPIPE);
+            pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+        }
         std::mt19937 rng(plan_.seed);
         std::uniform_int_distribution<std::size_t> piece(1, plan_.max_piece);
         std::size_t at = 0;
@@ -357,7 +376,8 @@ private:
             }
             std::size_t off = 0;
             while (off < n) {
-                const ssize_t k = ::send(send_fd_, plan_.wire.data() + at + off, n - off, MSG_NOSIGNAL);
+                const ssize_t k = pipe_ ? ::write(send_fd_, plan_.wire.data() + at + off, n - off)
+                                        : ::send(send_fd_, plan_.wire.data() + at + off, n - off, MSG_NOSIGNAL);
                 if (k < 0 && errno == EINTR) {
                     continue;
                 }
@@ -375,7 +395,9 @@ private:
         if (at == plan_.hold_at && !wait_release()) {
             return;
         }
-        if (plan_.shut) {
+        if (plan_.shut && pipe_) {
+            ::close(std::exchange(send_fd_, -1));  // the only way to end a pipe; joined before anyone reads send_fd_
+        } else if (plan_.shut) {
             ::shutdown(send_fd_, SHUT_WR);
         }
     }
@@ -396,11 +418,14 @@ private:
         }
     }
     void shut_down() {
-        // Closing the job's end makes a sender blocked in send() fail with EPIPE.
-        if (job_fd_ >= 0) {
+        // Closing the job's end makes a sender blocked in send() fail with EPIPE. A pipe has no
+        // shutdown(): its read end is closed only once the job no longer reads it (below).
+        if (job_fd_ >= 0 && !pipe_) {
             ::shutdown(job_fd_, SHUT_RDWR);
         }
-        join_sender();
+        if (!pipe_) {
+            join_sender();
+        }
         if (job_ != nullptr && done_calls_.load() == 0) {
             // A test that stopped early (a failed assertion): the job must finish before it may
             // be destroyed.
@@ -415,6 +440,7 @@ private:
         if (job_fd_ >= 0) {
             ::close(job_fd_);
         }
+        join_sender();  // a pipe's sender blocked on a full pipe got EPIPE from the close above
         if (send_fd_ >= 0) {
             ::close(send_fd_);
         }
@@ -425,6 +451,7 @@ private:
     std::unique_ptr<ingest::job> job_;
     int job_fd_ = -1;
     int send_fd_ = -1;
+    bool pipe_ = false;
     send_plan plan_;
     std::thread sender_;
     std::atomic<std::size_t> sent_{0};

@@ -15,15 +15,18 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace datapump::ipc::internal {
 
 class direct_link {
 public:
     virtual ~direct_link() = default;
-    // Runs exec on the calling thread. Errors: peer_gone when the server was destroyed.
+    // Runs exec on the calling thread; `fds` are the command's descriptors (the handler takes
+    // them with connection::take_fds; the rest are closed when exec returns). Errors: peer_gone
+    // when the server was destroyed.
     [[nodiscard]] virtual result<reply> exec(std::uint32_t code, std::span<const std::byte> input,
-                                             std::span<std::byte> output) = 0;
+                                             std::span<std::byte> output, std::vector<unique_fd> fds) = 0;
     // The client's one-way message to the server's notify handler.
     [[nodiscard]] virtual result<void> notify_server(std::uint32_t code, std::span<const std::byte> payload) = 0;
     [[nodiscard]] virtual bool gone() const = 0;

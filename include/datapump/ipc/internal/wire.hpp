@@ -31,7 +31,7 @@ enum class msg : std::uint32_t {
     hello = 1,      // c->s: version, geometry (code=slots, a=input cap, b=output cap); fd: segment
     welcome = 2,    // s->c: status 0 = segment accepted, else refused (errno); a = max_message
     shm_offer = 3,  // c->s: a new segment after a refusal (same fields and fd as hello)
-    command = 4,    // c->s: backup command: token, code, flags, a=input_len, b=output_cap; payload
+    command = 4,    // c->s: backup command: token, code, flags, a=input_len, b=output_cap; payload; fds
     reply = 5,      // s->c: token, status, a=output_len, flags=reply_flags; payload; fds
     notify = 6,     // either way: code; payload
 };
@@ -71,9 +71,10 @@ struct received {
 [[nodiscard]] result<void> send_message(int sock, const wire_header& header, std::span<const std::byte> payload,
                                         std::span<const int> fds = {}, bool nonblocking = false);
 
-// Receives one message into `into` (payload resized). Errors: peer_gone (EOF or reset),
-// protocol_error (truncated message or descriptors, payload_len disagrees with the size, more
-// than `max_payload`), io_error. EINTR is retried.
+// Receives one message into `into` (payload resized; up to max_fds descriptors in `fds`). Errors:
+// peer_gone (EOF or reset), protocol_error (truncated message or descriptors, payload_len
+// disagrees with the size, more than `max_payload`), io_error. EINTR is retried. On an error no
+// descriptor of the message stays open.
 [[nodiscard]] result<void> receive_message(int sock, std::size_t max_payload, received& into);
 
 // Takes ownership of every descriptor a received message carried (SCM_RIGHTS), so none leaks.

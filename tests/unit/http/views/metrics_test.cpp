@@ -207,7 +207,7 @@ TEST(metrics_text, label_values_are_escaped) {
 
 TEST(metrics_text, empty_server_still_announces_every_family) {
     const auto m = parse(metrics_text(server_view{}));
-    EXPECT_EQ(m.type.size(), 37U);
+    EXPECT_EQ(m.type.size(), 39U);
     EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
     EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
     EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);
