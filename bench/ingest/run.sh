@@ -27,12 +27,13 @@
 #        BENCH_NGINX_BODY_BUFFER  nginx client_body_buffer_size (default nginx's: 8k on x86-64, so
 #                           one pwrite per 8 KiB of body; 1m writes 1 MiB at a time)
 #        BENCH_SINGLE_MIB (1024), BENCH_PARALLEL_MIB (256), BENCH_PARALLEL_N (8): smaller for trials
+#        BENCH_DP_FLAGS     more datapumpd flags (e.g. "--buffer-kib 1024 --upload-windows 2")
 # Needs root (drop_caches) and scripts/deps.sh bench.
 source "$(dirname "$0")/../lib.sh"
 
 command_line="$0 $*"
 for v in DATAPUMP_BIN_DIR DATAPUMP_BENCH_DIR BENCH_UPLOAD_DIR BENCH_CACHE_MIB BENCH_NGINX_BODY_BUFFER \
-         BENCH_SINGLE_MIB BENCH_PARALLEL_MIB BENCH_PARALLEL_N; do
+         BENCH_SINGLE_MIB BENCH_PARALLEL_MIB BENCH_PARALLEL_N BENCH_DP_FLAGS; do
   [ -z "${!v:-}" ] || command_line="$v=${!v} $command_line"
 done
 
@@ -141,7 +142,7 @@ EOF
       ;;
     datapumpd)
       "$dpbin" --root "$(root_of datapumpd)" --listen "127.0.0.1:$srv_port" --writable --provider direct \
-        --cache-mib "$cache_mib" --access-log off --log-level warn >>"$work/datapumpd.log" 2>&1 &
+        --cache-mib "$cache_mib" --access-log off --log-level warn ${BENCH_DP_FLAGS:-} >>"$work/datapumpd.log" 2>&1 &
       ;;
     *) echo "run.sh: unknown server '$srv_name'" >&2; exit 2 ;;
   esac

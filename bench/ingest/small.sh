@@ -97,9 +97,11 @@ function setup(thread)
   threads = threads + 1
   thread:set("prefix", tostring(threads) .. "-")
 end
+local tag = "t"
+function init(args) tag = args[1] or "t" end
 function request()
   counter = counter + 1
-  return wrk.format("PUT", "/" .. (prefix or "x-") .. tostring(counter) .. ".bin", nil, body)
+  return wrk.format("PUT", "/" .. tag .. "-" .. (prefix or "x-") .. tostring(counter) .. ".bin", nil, body)
 end
 EOF
 
@@ -111,14 +113,16 @@ calc() { awk "BEGIN {printf \"%.${2:-1}f\", $1}"; }
 
 # run PEER: one timed wrk run; adds uploads/s, latency and syncs per upload.
 run() {
-  local p=$1 out n rate lat bad syncs0 syncs1 done0 done1
+  local p=$1 out n rate lat bad syncs0 syncs1 done0 done1 i
   find "$up/root" -mindepth 1 -delete
   drop_caches
   start_server "$p"
-  wrk -t2 -c"$conns" -d1s -s "$work/put.lua" "http://127.0.0.1:$srv_port/" >/dev/null 2>&1 || true  # warm-up
+  wrk -t2 -c"$conns" -d1s -s "$work/put.lua" "http://127.0.0.1:$srv_port/" -- w >/dev/null 2>&1 || true  # warm-up
+  # Uploads the warm-up left in flight finish (their temp files go) before its files are removed.
+  for i in $(seq 100); do [ -z "$(find "$up/root" -name '*.dp-upload-*' -print -quit)" ] && break; sleep 0.1; done
   find "$up/root" -mindepth 1 -delete
   if [ "$p" != nginx ]; then syncs0=$(metric datapump_publish_syncs_total); done0=$(metric 'datapump_uploads_total{outcome="completed"}'); fi
-  out=$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s "$work/put.lua" "http://127.0.0.1:$srv_port/" 2>&1)
+  out=$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s "$work/put.lua" "http://127.0.0.1:$srv_port/" -- t 2>&1)
   if [ "$p" != nginx ]; then syncs1=$(metric datapump_publish_syncs_total); done1=$(metric 'datapump_uploads_total{outcome="completed"}'); fi
   stop_server
   bad=$(sed -nE 's/.*Non-2xx or 3xx responses: ([0-9]+).*/\1/p' <<<"$out")
