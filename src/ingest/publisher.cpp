@@ -95,7 +95,7 @@ void publisher::publish_one(publish_request& r) {
         return;
     }
     syncs_.fetch_add(1, std::memory_order_relaxed);  // the directory's
-    auto replaced = instance_.rename(r.temp, r.path);
+    auto replaced = instance_.rename(r.temp, r.path, true, r.replace);
     if (!replaced) {
         fail(r, replaced.error());
         return;
@@ -131,7 +131,7 @@ void publisher::publish_batch(std::deque<pending>& batch) {
     // 2. Names, then one sync for all the directories touched.
     std::deque<std::pair<pending*, bool>> renamed;
     for (pending* p : sized) {
-        auto replaced = instance_.rename(p->request.temp, p->request.path, false);
+        auto replaced = instance_.rename(p->request.temp, p->request.path, false, p->request.replace);
         if (!replaced) {
             fail(p->request, replaced.error());
         } else {

@@ -3,6 +3,7 @@
 // ("Local ingest (put)").
 #include "put.hpp"
 
+#include "datapump/base/check.hpp"
 #include "datapump/base/log.hpp"
 #include "datapump/ingest/upload_names.hpp"
 
@@ -61,6 +62,11 @@ result<std::unique_ptr<put_service>> put_service::create(cache::file_cache& cach
         s->loop_thread_.join();
         return std::unexpected(ok.error());
     }
+    auto pub = ingest::publisher::start(instance, {.mode = ingest::durability::per_upload});
+    if (!pub) {
+        return std::unexpected(pub.error());
+    }
+    s->publisher_ = std::move(*pub);
     if (!s->loop_->has_fixed_buffers()) {
         spdlog::info("loan server {}: puts write with plain WRITE: the arena could not be registered ({})", s->name_,
                      s->loop_->fixed_buffers_error());
@@ -161,21 +167,35 @@ result<put_done> put_service::ingest_and_publish(const std::string& path, unique
         std::erase(active_, st);
     }
     st->source.reset();  // the job is gone (on_done dropped it): nothing reads the stream any more
-    result<bool> replaced = [&]() -> result<bool> {
+    result<std::uint64_t> total = fail(errc::closed, "loan put: not run");
+    std::uint64_t final_size = 0;
+    {
         std::lock_guard lock(st->mu);  // `done` was seen under it: total and final_size are final
-        if (!st->total) {
-            return std::unexpected(st->total.error());
-        }
-        if (auto synced = st->file->truncate_and_sync(st->final_size); !synced) {
-            return std::unexpected(synced.error());
-        }
-        // replace = false: the rename itself refuses an existing name (RENAME_NOREPLACE), so a
-        // file another process creates meanwhile is never replaced (busy).
-        return instance_.rename(temp, path, true, replace);
-    }();
+        total = st->total;
+        final_size = st->final_size;
+    }
+    if (!total) {
+        st->file.reset();
+        (void)instance_.remove(temp);
+        return std::unexpected(total.error());
+    }
+    // The daemon's publisher (per upload): truncate + fsync, rename (replace = false: the rename
+    // itself refuses an existing name, so a file created meanwhile is never replaced), directory
+    // fsync; on failure it removes the temp file.
+    std::optional<fs::file>& written = st->file;
+    fs::file* temp_file = written ? &*written : nullptr;
+    DP_CHECK(temp_file != nullptr);  // opened above, reset only below
+    std::promise<result<bool>> published;
+    auto replaced_future = published.get_future();
+    publisher_->post({.file = temp_file,
+                      .size = final_size,
+                      .temp = temp,
+                      .path = path,
+                      .replace = replace,
+                      .done = [&published](result<bool> r) { published.set_value(std::move(r)); }});
+    const result<bool> replaced = replaced_future.get();
     st->file.reset();
     if (!replaced) {
-        (void)instance_.remove(temp);
         return std::unexpected(replaced.error());
     }
     return put_done{length, !*replaced};

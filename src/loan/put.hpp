@@ -29,6 +29,7 @@
 #include "datapump/fs/registry.hpp"
 #include "datapump/io/event_loop.hpp"
 #include "datapump/ingest/ingest.hpp"
+#include "datapump/ingest/publisher.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -106,6 +107,7 @@ private:
     const std::string name_;
     std::unique_ptr<io::event_loop> loop_;
     std::thread loop_thread_;
+    std::unique_ptr<ingest::publisher> publisher_;  // truncate + fsync, rename, directory fsync
     ingest::counters ingest_counters_;
     put_counters counters_;
 

@@ -55,6 +55,7 @@ struct publish_request {
     std::uint64_t size = 0;    // its final size (job::final_size())
     std::string temp;          // its path beneath the root
     std::string path;          // the name it is published as
+    bool replace = true;       // false: an existing `path` fails it with busy (atomically, at the rename)
     // On the publisher thread: whether an existing file was replaced, or why it failed (the temp
     // file is then gone).
     std::function<void(result<bool> replaced)> done;

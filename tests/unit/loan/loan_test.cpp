@@ -7,6 +7,8 @@
 #include "datapump/loan/server.hpp"
 #include "protocol.hpp"
 
+#include "support/wait.hpp"
+
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -57,17 +59,7 @@ std::vector<std::byte> make_bytes(std::uint32_t seed, std::size_t size) {
     return v;
 }
 
-// Polls `done` every millisecond for at most `limit`: false when it never became true.
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() >= until) {
-            return false;
-        }
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
-}
+using testing::wait_until;
 
 std::vector<std::byte> gather(const lease& l) {
     std::vector<std::byte> out;
