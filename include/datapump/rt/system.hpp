@@ -1,0 +1,290 @@
+// File: datapump/rt/system.hpp
+//
+// rt::system: the active half of seed 001's API. It owns the ports, the virtual processors (VPs)
+// and the buffer pools, admits connections, and upcalls handlers at the instants their QoS asks
+// for, earliest deadline first.
+//
+//   system ──owns──> ports (name -> handler, budget)
+//          ──owns──> VPs: one thread each (pinned, real-time priority where permitted), each with
+//                    an EDF scheduler over the connections admitted to it (partitioned EDF)
+//          ──owns──> connections: a chain of ports, a QoS, a pool of buffer_count buffers
+//          ──owns──> the engine loop (the bulletin board: post())
+//
+// Admission (docs/rt.md): a connection's budget C is the sum of its stages' budgets (declared per
+// port, or measured at connect by dry runs). It fits a VP when, with the connections already
+// there, Σ C/min(D,T) + B/D ≤ max_density for every connection on it, where B is the longest
+// budget among the VP's connections with a later delay bound (nothing preempts an upcall). It
+// goes to the VP where it fits with the least room left; nowhere: refused, with the figures.
+//
+// On a manual clock (tests) the system starts no threads: the test calls run_until(), and every
+// release, upcall, reclaim and posted task happens inside that call in a fixed order.
+//
+// Thread-safety: the system's methods may be called from any thread except from inside an upcall
+// (connect/disconnect/close from an upcall would wait for the VP running it). run_until() only on
+// a manual clock, from one thread at a time. port and connection handles are move-only; their
+// methods may be called from any thread; stats() are monitoring snapshots.
+#pragma once
+
+#include "datapump/base/error.hpp"
+#include "datapump/rt/clock.hpp"
+#include "datapump/rt/handler.hpp"
+#include "datapump/rt/qos.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace datapump::rt {
+
+namespace detail {
+struct system_state;
+struct port_state;
+struct connection_state;
+struct remote;
+}  // namespace detail
+
+// What the VPs ask the kernel for. Each step down is taken when the one before is refused, and
+// said in the log once per VP.
+enum class kernel_priority : std::uint8_t {
+    deadline,  // SCHED_DEADLINE (the VP is then not pinned: the kernel's admission requires it)
+    fifo,      // SCHED_FIFO at fifo_priority
+    nice,      // SCHED_OTHER at nice -20
+    none,      // as the process was started
+};
+
+[[nodiscard]] std::string_view to_string(kernel_priority p);
+
+struct system_config {
+    // Virtual processors. 0: one per online CPU.
+    unsigned vps = 0;
+    // nullptr: the machine's steady clock (threads). A manual clock: no threads, run_until().
+    const clock* time = nullptr;
+    // Admission: the density each VP may be loaded to (room is left for the system's own work).
+    double max_density = 0.9;
+    // The shortest delay or jitter bound the VPs can keep (about their wake-up error). Shorter
+    // requests are refused.
+    duration timing_floor = std::chrono::microseconds(50);
+    // VPs sleep until this long before an instant, then spin on the clock to it.
+    duration spin_window = std::chrono::microseconds(40);
+    // The best the VPs ask for (see kernel_priority) and, for fifo, at which priority.
+    kernel_priority priority = kernel_priority::fifo;
+    int fifo_priority = 50;
+    // Pin VP i to online CPU i mod N.
+    bool pin = true;
+    // mlock the pools (refused: logged once, the pool is still pre-faulted).
+    bool lock_memory = true;
+    // The most pool memory all connections together may hold.
+    std::size_t max_pool_bytes = std::size_t{1} << 30;
+    // Dry runs used to measure a handler without a declared budget, and the margin applied to the
+    // longest of them.
+    unsigned calibration_runs = 16;
+    double calibration_margin = 1.5;
+    // Start an engine loop for post() (steady clock only). Without it post() fails.
+    bool engine = true;
+    // For logs and thread names ("rt-vp0").
+    std::string name = "rt";
+};
+
+// The ends of a direct connection: descriptors the engine moves bytes between, without the
+// application (nor this process's memory) seeing them. Each end is a regular file with an offset
+// or a socket or pipe with offset -1. The descriptors stay the caller's: keep them open until the
+// connection finished or was disconnected.
+struct direct_endpoints {
+    int from = -1;
+    std::int64_t from_offset = 0;
+    int to = -1;
+    std::int64_t to_offset = -1;
+    // Bytes to move; 0: until the source's end.
+    std::uint64_t length = 0;
+};
+
+// What a VP got from the kernel.
+struct vp_info {
+    unsigned index = 0;
+    int cpu = -1;                               // pinned CPU, -1 when not pinned
+    kernel_priority priority = kernel_priority::none;
+    std::string priority_note;                  // why the better ones were refused (empty: none)
+    double density = 0;                         // admitted density (Σ C / min(D, T))
+    std::size_t connections = 0;
+};
+
+struct port_options {
+    // Execution-time budget of one upcall of this port's handler. 0: measured at connect.
+    duration budget{0};
+};
+
+// Counters of one connection. Monitoring snapshot (each value relaxed; consistent enough).
+struct connection_stats {
+    std::uint64_t released = 0;       // buffers the source was upcalled for
+    std::uint64_t completed = 0;      // buffers that passed the last stage
+    std::uint64_t late = 0;           // completed after their deadline (deliver_late)
+    std::uint64_t dropped = 0;        // skipped for lateness (drop)
+    std::uint64_t starved = 0;        // releases skipped: every buffer of the pool was held
+    std::uint64_t jitter_misses = 0;  // source upcalls that started later than the jitter bound
+    std::uint64_t overruns = 0;       // upcalls that ran longer than their stage's budget
+    std::uint64_t reclaims = 0;       // kept buffers taken back past their deadline
+    std::uint64_t bytes = 0;          // bytes that passed the last stage
+    duration max_start_error{0};      // the latest a source upcall started after its ideal instant
+    duration max_response{0};         // the longest from ideal instant to end of the last stage
+    std::uint64_t errors = 0;         // direct connections: a move failed (the connection ended)
+    std::size_t buffers = 0;          // the pool's buffers (0 for direct connections)
+    std::size_t buffers_free = 0;     // of which free now (not in the chain, not kept)
+
+    // Deadline misses: buffers that did not reach the end of the chain by their deadline.
+    [[nodiscard]] std::uint64_t misses() const { return late + dropped + starved; }
+};
+
+class system;
+
+// A named endpoint with its handler. Closing it (or destroying the handle) disconnects the
+// connection it is in.
+class port {
+public:
+    port() = default;
+    port(port&& other) noexcept;
+    port& operator=(port&& other) noexcept;
+    port(const port&) = delete;
+    port& operator=(const port&) = delete;
+    ~port();
+
+    [[nodiscard]] explicit operator bool() const { return state_ != nullptr; }
+    [[nodiscard]] const std::string& name() const;
+    // The declared budget, or the measured one once a connect measured it (0 before).
+    [[nodiscard]] duration budget() const;
+    void close();
+
+private:
+    friend class system;
+    port(system* owner, detail::port_state* state) : owner_(owner), state_(state) {}
+    system* owner_ = nullptr;
+    detail::port_state* state_ = nullptr;
+};
+
+// An admitted connection. Destroying the handle disconnects it.
+class connection {
+public:
+    connection() = default;
+    connection(connection&& other) noexcept;
+    connection& operator=(connection&& other) noexcept;
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection();
+
+    [[nodiscard]] explicit operator bool() const { return state_ != nullptr; }
+    [[nodiscard]] std::uint64_t id() const;
+    [[nodiscard]] unsigned vp() const;
+    // Σ of the stages' budgets, and the density admission charged for it.
+    [[nodiscard]] duration budget() const;
+    [[nodiscard]] double density() const;
+    // The period and delay bound in force (qos.delay 0 becomes one period).
+    [[nodiscard]] duration period() const;
+    [[nodiscard]] duration delay() const;
+    [[nodiscard]] connection_stats stats() const;
+    // The source said end_of_stream and its last buffer passed the chain.
+    [[nodiscard]] bool finished() const;
+    // Steady clock only: waits up to `timeout` for finished(). Returns finished().
+    bool wait_finished(duration timeout) const;
+    // Stops releasing buffers; buffers in flight are abandoned (not counted as misses). Kept
+    // buffers stay valid until their handles are dropped. Waits until no VP runs its upcalls.
+    void disconnect();
+
+private:
+    friend class system;
+    friend struct detail::remote;
+    connection(system* owner, std::shared_ptr<detail::connection_state> state)
+        : owner_(owner), state_(std::move(state)) {}
+    system* owner_ = nullptr;
+    std::shared_ptr<detail::connection_state> state_;
+};
+
+class system {
+public:
+    // Starts the VPs (steady clock) and the engine loop. Errors: invalid_argument (a config figure
+    // that can never work), and the errors of thread or io_uring set-up.
+    [[nodiscard]] static result<std::unique_ptr<system>> create(const system_config& config = {});
+
+    system(const system&) = delete;
+    system& operator=(const system&) = delete;
+    // Disconnects every connection, stops the VPs and the engine. Port and connection handles may
+    // outlive it (not be used concurrently with it): they then only let go of their records.
+    ~system();
+
+    // A port named `name` (unique in this system: 1–64 characters of [A-Za-z0-9._-]).
+    // Errors: invalid_argument (bad name, empty handler), busy (name taken).
+    [[nodiscard]] result<port> open_port(std::string_view name, handler fn, port_options options = {});
+
+    // Connects a chain of two or more ports: the first is the source, the last the sink, each
+    // stage upcalled with the buffer the previous returned. Measures the budgets not declared,
+    // then admits (see the banner) or refuses with the reason.
+    //
+    // A name "proc@<endpoint>/<port>" is a port of the process that serves <endpoint> (serve()).
+    // The chain's tail may be in one such process: the source and the first stages here, the rest
+    // there, on one buffer mapped by both (docs/rt.md). The other process admits its stages too;
+    // its refusal is this connect's. The connection finishes when every buffer came back from it.
+    [[nodiscard]] std::expected<connection, refusal> connect(std::span<const std::string_view> chain,
+                                                             const qos& q);
+    [[nodiscard]] std::expected<connection, refusal> connect(std::initializer_list<std::string_view> chain,
+                                                             const qos& q) {
+        return connect(std::span<const std::string_view>(chain.begin(), chain.size()), q);
+    }
+
+    // A direct connection (file -> socket, socket -> file, …): at each release the VP posts "move
+    // the next qos.buffer_size bytes" to the engine, which moves them with SPLICE through a pipe,
+    // in order, one chunk at a time; then the VP upcalls `sync_port`'s handler (when not empty)
+    // with a null buffer and the bytes moved, for synchronisation only. At most qos.buffer_count
+    // chunks wait for the engine; past that, releases wait (no data is ever skipped: a chunk
+    // that finishes after its deadline is counted late). The connection finishes at the source's
+    // end or after `length` bytes. Refusals as connect(), plus unsupported on a manual clock (no
+    // engine) and invalid_argument for the drop policy (a direct connection never drops data).
+    [[nodiscard]] std::expected<connection, refusal> connect_direct(const direct_endpoints& ends,
+                                                                    std::string_view sync_port, const qos& q);
+
+    // Makes this system's ports reachable from other processes as "proc@<endpoint>/<port>"
+    // (<endpoint>: an ipc endpoint, "/path/to/socket" or "@abstract-name"). One per system.
+    // Errors: busy (already serving, or a live server answers there), and the ipc server's.
+    [[nodiscard]] result<void> serve(std::string_view endpoint);
+
+    // The bulletin board: runs `task` on the engine loop (steady clock), or inside run_until
+    // (manual clock), in posting order. Handlers post here instead of blocking on I/O.
+    // Errors: unsupported (no engine), closed (the system is shutting down).
+    [[nodiscard]] result<void> post(std::function<void()> task);
+
+    // Manual clock only: runs every release, upcall, reclaim and posted task due up to `until`,
+    // moving the clock to each instant in turn (earliest first; ties: the lowest VP), and leaves
+    // the clock at `until` (or later, when a handler advanced it past).
+    void run_until(time_point until);
+
+    [[nodiscard]] unsigned vps() const;
+    [[nodiscard]] vp_info vp(unsigned index) const;
+    [[nodiscard]] const clock& time() const;
+    [[nodiscard]] const system_config& config() const;
+
+private:
+    friend class port;
+    friend class connection;
+    friend struct detail::remote;
+    explicit system(std::unique_ptr<detail::system_state> state);
+    void close_port(detail::port_state* p);
+    void disconnect(detail::connection_state* c);
+    // connect's steps: claim the named ports for c (nullopt: claimed), give them back, fill in the
+    // stages' budgets (measuring the undeclared on `scratch`), admit and start c.
+    std::optional<refusal> claim_ports(detail::connection_state& c, std::span<const std::string_view> names);
+    void release_ports(detail::connection_state& c);
+    // Whether the pool has room for q's buffers (checked before they are allocated).
+    std::optional<refusal> pool_room(const qos& q);
+    duration budgets(detail::connection_state& c, std::span<std::byte> scratch);
+    std::optional<refusal> admit(const std::shared_ptr<detail::connection_state>& c, const qos& q, duration budget,
+                                 const std::function<std::optional<refusal>(detail::connection_state&)>& before_start);
+    std::unique_ptr<detail::system_state> state_;
+};
+
+}  // namespace datapump::rt

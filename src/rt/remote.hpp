@@ -1,0 +1,81 @@
+// File: src/rt/remote.hpp
+//
+// Ports in other processes (seed 001: the API is the same whether the ports are in this address
+// space or another). A system that serve()s an ipc endpoint makes its ports reachable as
+// "proc@<endpoint>/<port>"; a chain whose tail names such ports is split in two:
+//
+//   process A (connects)                          process B (serves)
+//   src -> … -> [out link] ==op_buffer (slot)==>  [fed] -> … -> sink
+//        A's pool: a memfd, mapped by both <==note_returned== (B is done with the buffer)
+//
+// A admits its local stages, B its own (B's admission can refuse: A's connect fails with B's
+// reason). The buffer index travels on the channel's shared-memory ring with its futex doorbell
+// (the seed's asynchronous software interrupt); the bytes never move. B's VP upcalls its handlers
+// with A's buffer mapped at B; a handler at B may keep it (B reclaims it at B). A's buffer stays
+// in A's chain until B returns it, so A's end-to-end delay covers B's stages. A dead peer ends
+// the link: the channel's life line fails what is in flight (A: errors, the connection ends; B:
+// the fed connection is disconnected), never the process.
+//
+// Thread-safety: the channel's threads call into links and the VPs' inboxes; see each type.
+#pragma once
+
+#include "state.hpp"
+
+#include "datapump/ipc/client.hpp"
+#include "datapump/ipc/server.hpp"
+#include "datapump/rt/system.hpp"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace datapump::rt::detail {
+
+struct peer_channel;
+struct system_state;
+
+// "proc@<endpoint>/<port>": the endpoint is everything up to the last '/'.
+struct remote_name {
+    std::string endpoint;
+    std::string port;
+};
+[[nodiscard]] std::optional<remote_name> parse_remote(std::string_view name);
+[[nodiscard]] bool is_remote(std::string_view name);
+
+struct remote_state {
+    std::unique_ptr<ipc::server_runtime> runtime;  // serving side
+    std::unique_ptr<ipc::server> server;
+    std::string endpoint;
+
+    std::mutex mutex;  // guards peers
+    std::map<std::string, std::shared_ptr<peer_channel>, std::less<>> peers;  // connecting side
+
+    remote_state();
+    ~remote_state();
+};
+
+// The parts of rt::system that inter-process ports need (a friend of system and connection).
+struct remote {
+    [[nodiscard]] static result<void> serve(system& s, std::string_view endpoint);
+    // chain[first_remote..] are remote names (checked here); the rest are local.
+    [[nodiscard]] static std::expected<connection, refusal> connect(system& s, std::span<const std::string_view> chain,
+                                                                    std::size_t first_remote, const qos& q);
+    // ~system: stops serving (before the connections are disconnected).
+    static void stop_serving(system& s);
+    // ~system: closes the channels to other processes (after the connections are disconnected).
+    static void close_peers(system& s);
+
+    // The serving side's way into the system's private steps.
+    static system_state& state(system& s);
+    static std::optional<refusal> claim(system& s, connection_state& c, std::span<const std::string_view> names);
+    static void release(system& s, connection_state& c);
+    static duration budgets(system& s, connection_state& c, std::span<std::byte> scratch);
+    static std::optional<refusal> admit(system& s, const std::shared_ptr<connection_state>& c, const qos& q,
+                                        duration budget);
+    static void disconnect(system& s, connection_state& c);
+};
+
+}  // namespace datapump::rt::detail

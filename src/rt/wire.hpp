@@ -1,0 +1,81 @@
+// File: src/rt/wire.hpp
+//
+// The messages of inter-process rt connections on the ipc command channel (docs/rt.md "Across
+// processes"). The connecting process (A) is the channel's client; the serving process (B) its
+// server. Every message is a fixed-size, trivially copyable record checked field by field by its
+// reader (B trusts nothing A wrote, A nothing B wrote).
+//
+//   A -> B  op_connect     (over the socket: carries A's pool memfd) connect_request + port names
+//           op_buffer      (a slot command: shared memory, futex doorbell) buffer_note
+//           op_end         link_note: A's source ended and every buffer came back
+//           op_disconnect  link_note
+//   B -> A  note_returned  (notification) returned_note: B is done with a buffer
+// A dead peer ends the link through the channel's life line (peer_gone / close).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace datapump::rt::detail::wire {
+
+inline constexpr std::uint32_t magic = 0x44505254;  // "DPRT"
+inline constexpr std::uint32_t version = 1;
+
+inline constexpr std::uint32_t op_connect = 0x52540001;
+inline constexpr std::uint32_t op_buffer = 0x52540002;
+inline constexpr std::uint32_t op_end = 0x52540003;
+inline constexpr std::uint32_t op_disconnect = 0x52540004;
+inline constexpr std::uint32_t note_returned = 0x52548001;
+
+// Statuses of B's replies (besides 0).
+inline constexpr std::int32_t refused = -1;     // output: the reason (text)
+inline constexpr std::int32_t no_link = -2;     // the link is not this client's
+inline constexpr std::int32_t bad_buffer = -3;  // a slot out of range or already at B, a bad length
+
+inline constexpr std::size_t max_names = 4096;  // bytes of '\n'-separated port names
+inline constexpr std::size_t max_reason = 1024;
+
+struct connect_request {
+    std::uint32_t magic;
+    std::uint32_t version;
+    double rate;
+    std::int64_t delay_ns;
+    std::int64_t jitter_ns;
+    std::uint64_t buffer_size;
+    std::uint64_t slot_size;
+    std::uint64_t count;
+    std::uint32_t on_late;
+    std::uint32_t names_len;  // the names follow the record
+};
+
+struct connect_reply {
+    std::uint64_t link;
+};
+
+struct buffer_note {
+    std::uint64_t link;
+    std::uint32_t slot;
+    std::uint32_t reserved;
+    std::uint64_t length;
+    std::uint64_t sequence;
+    std::int64_t ideal_ns;     // CLOCK_MONOTONIC: both processes are on one machine
+    std::int64_t deadline_ns;
+};
+
+struct link_note {
+    std::uint64_t link;
+};
+
+struct returned_note {
+    std::uint64_t link;
+    std::uint32_t slot;
+    std::uint32_t reserved;
+};
+
+static_assert(std::is_trivially_copyable_v<connect_request> && sizeof(connect_request) == 64);
+static_assert(std::is_trivially_copyable_v<buffer_note> && sizeof(buffer_note) == 48);
+static_assert(std::is_trivially_copyable_v<returned_note> && sizeof(returned_note) == 16);
+static_assert(sizeof(link_note) == 8 && sizeof(connect_reply) == 8);
+
+}  // namespace datapump::rt::detail::wire
