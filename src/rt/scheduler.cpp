@@ -105,6 +105,18 @@ void scheduler::release_due(time_point now) {
             }
             std::uint64_t k = c->next_sequence++;
             time_point ideal = c->ideal(k);
+            if (!c->buffers) {
+                // A timer connection: its one stage is upcalled with a null buffer.
+                ++c->in_flight;
+                push(job{.c = c.get(),
+                         .stage = 0,
+                         .slot = {0, nullptr},
+                         .sequence = k,
+                         .ideal = ideal,
+                         .deadline = ideal + c->admitted.delay,
+                         .length = c->buffer_size});
+                continue;
+            }
             auto slot = c->buffers->acquire();
             if (!slot && c->has_loans) {
                 c->counters.bump(c->counters.reclaims, c->buffers->reclaim_overdue(now));

@@ -576,6 +576,27 @@ std::expected<connection, refusal> system::connect(std::span<const std::string_v
     return connection(this, std::move(c));
 }
 
+std::expected<connection, refusal> system::connect_timer(std::string_view port, const qos& q) {
+    std::string text = fmt::format("timer {}", port);
+    if (state_->closing.load(std::memory_order_acquire)) {
+        return refused(text, errc::closed, "the system is shutting down");
+    }
+    if (auto no = detail::check_qos(q, false)) {
+        return refused(text, no->code, std::move(no->reason));
+    }
+    auto c = std::make_shared<connection_state>();
+    std::array<std::string_view, 1> names{port};
+    if (auto no = claim_ports(*c, names)) {
+        return refused(text, no->code, std::move(no->reason));
+    }
+    duration budget = budgets(*c, std::span<std::byte>());
+    if (auto no = admit(c, q, budget, nullptr)) {
+        release_ports(*c);
+        return refused(text, no->code, std::move(no->reason));
+    }
+    return connection(this, std::move(c));
+}
+
 std::expected<connection, refusal> system::connect_direct(const direct_endpoints& ends, std::string_view sync_port,
                                                           const qos& q) {
     std::string text = fmt::format("direct fd {} -> fd {}{}{}", ends.from, ends.to, sync_port.empty() ? "" : " sync ",

@@ -248,6 +248,13 @@ public:
     [[nodiscard]] std::expected<connection, refusal> connect_direct(const direct_endpoints& ends,
                                                                     std::string_view sync_port, const qos& q);
 
+    // A timer connection: `port`'s handler alone, upcalled at each of the QoS's instants with a
+    // null buffer and length qos.buffer_size (what the instant stands for: e.g. the bytes a paced
+    // stream may send). For work the engine does elsewhere on the system's schedule (the daemon's
+    // paced streams post "send the next piece" to their loops from it). qos.buffer_count is
+    // unused. Refusals as connect().
+    [[nodiscard]] std::expected<connection, refusal> connect_timer(std::string_view port, const qos& q);
+
     // Makes this system's ports reachable from other processes as "proc@<endpoint>/<port>"
     // (<endpoint>: an ipc endpoint, "/path/to/socket" or "@abstract-name"). One per system.
     // Errors: busy (already serving, or a live server answers there), and the ipc server's.
