@@ -146,9 +146,17 @@ std::optional<pool::slot_ref> pool::take(unsigned index) {
 void pool::freed(unsigned index) {
     if (give_back_) {
         give_back_(index);
-    } else {
-        free_.push_back(index);
+        return;
     }
+    free_.push_back(index);
+    if (on_free_) {
+        on_free_();
+    }
+}
+
+void pool::set_on_free(std::function<void()> fn) {
+    std::lock_guard lock(mutex_);
+    on_free_ = std::move(fn);
 }
 
 std::optional<pool::slot_ref> pool::acquire() {

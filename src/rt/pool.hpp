@@ -97,6 +97,10 @@ public:
     // range or the buffer is already here (a peer submitting it twice).
     [[nodiscard]] std::optional<slot_ref> take(unsigned index);
 
+    // Called (under the pool's mutex: it must not call back into the pool) each time a buffer
+    // becomes free, for a producer waiting for one (the receiving end of a TCP link).
+    void set_on_free(std::function<void()> fn);
+
     // A free buffer, now in the pipeline; nullopt when all are in use or held.
     [[nodiscard]] std::optional<slot_ref> acquire();
     // The pipeline is done with the buffer.
@@ -138,6 +142,7 @@ private:
     int memfd_ = -1;
     std::byte* base_ = nullptr;
     std::function<void(unsigned)> give_back_;  // adopted pools only
+    std::function<void()> on_free_;            // guarded by mutex_
 
     std::mutex mutex_;
     std::vector<slot> slots_;          // guarded by mutex_

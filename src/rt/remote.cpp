@@ -17,6 +17,7 @@ namespace datapump::rt::detail {
 namespace {
 
 constexpr std::string_view proc_prefix = "proc@";
+constexpr std::string_view tcp_prefix = "tcp@";
 
 template <class T>
 std::span<const std::byte> bytes_of(const T& value) {
@@ -39,18 +40,23 @@ time_point from_ns(std::int64_t ns) { return time_point(std::chrono::nanoseconds
 }  // namespace
 
 std::optional<remote_name> parse_remote(std::string_view name) {
-    if (!name.starts_with(proc_prefix)) {
+    bool tcp = name.starts_with(tcp_prefix);
+    if (!tcp && !name.starts_with(proc_prefix)) {
         return std::nullopt;
     }
-    std::string_view rest = name.substr(proc_prefix.size());
+    std::string_view rest = name.substr(tcp ? tcp_prefix.size() : proc_prefix.size());
     auto slash = rest.rfind('/');
     if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size()) {
         return std::nullopt;
     }
-    return remote_name{std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1))};
+    std::string_view where = rest.substr(0, slash);
+    if (tcp && (where.find(':') == std::string_view::npos || where.back() == ':')) {
+        return std::nullopt;  // host:port
+    }
+    return remote_name{tcp, std::string(where), std::string(rest.substr(slash + 1))};
 }
 
-bool is_remote(std::string_view name) { return name.starts_with(proc_prefix); }
+bool is_remote(std::string_view name) { return name.starts_with(proc_prefix) || name.starts_with(tcp_prefix); }
 
 remote_state::remote_state() = default;
 remote_state::~remote_state() = default;
@@ -265,19 +271,26 @@ std::expected<connection, refusal> remote::connect(system& s, std::span<const st
     }
     std::string endpoint;
     std::vector<std::string> names;
+    std::optional<remote_name> first;
     for (std::size_t i = first_remote; i < chain.size(); ++i) {
         auto name = parse_remote(chain[i]);
         if (!name) {
             return no(is_remote(chain[i]) ? errc::invalid_argument : errc::unsupported,
                       is_remote(chain[i])
-                          ? fmt::format("'{}' is not proc@<endpoint>/<port>", chain[i])
+                          ? fmt::format("'{}' is not proc@<endpoint>/<port> nor tcp@<host>:<port>/<port>", chain[i])
                           : "the ports after a remote one must be remote too (a chain leaves this process once)");
         }
-        if (!endpoint.empty() && name->endpoint != endpoint) {
+        if (first && (name->endpoint != first->endpoint || name->tcp != first->tcp)) {
             return no(errc::unsupported, "a chain's remote ports must all be in one process");
+        }
+        if (!first) {
+            first = name;
         }
         endpoint = name->endpoint;
         names.push_back(name->port);
+    }
+    if (first->tcp) {
+        return connect_tcp(s, chain, first_remote, *first, std::move(names), q);
     }
     std::string joined;
     for (const std::string& n : names) {
@@ -621,12 +634,14 @@ std::optional<refusal> remote::admit(system& s, const std::shared_ptr<connection
     return s.admit(c, q, budget, nullptr);
 }
 void remote::disconnect(system& s, connection_state& c) { s.disconnect(&c); }
+std::optional<refusal> remote::pool_room_of(system& s, const qos& q) { return s.pool_room(q); }
 
 void remote::stop_serving(system& s) {
     system_state& st = *s.state_;
     if (!st.remote) {
         return;
     }
+    stop_tcp(s);
     if (st.remote->server) {
         st.remote->server->destroy();
         st.remote->server.reset();

@@ -36,10 +36,13 @@ namespace datapump::rt::detail {
 
 struct peer_channel;
 struct system_state;
+struct tcp_server;
 
-// "proc@<endpoint>/<port>": the endpoint is everything up to the last '/'.
+// "proc@<endpoint>/<port>" (another process: the endpoint is everything up to the last '/') or
+// "tcp@<host>:<port>/<port name>" (another machine).
 struct remote_name {
-    std::string endpoint;
+    bool tcp = false;
+    std::string endpoint;  // the ipc endpoint, or "host:port"
     std::string port;
 };
 [[nodiscard]] std::optional<remote_name> parse_remote(std::string_view name);
@@ -49,6 +52,8 @@ struct remote_state {
     std::unique_ptr<ipc::server_runtime> runtime;  // serving side
     std::unique_ptr<ipc::server> server;
     std::string endpoint;
+
+    std::shared_ptr<tcp_server> tcp;               // serving side, over TCP (remote_tcp.cpp)
 
     std::mutex mutex;  // guards peers
     std::map<std::string, std::shared_ptr<peer_channel>, std::less<>> peers;  // connecting side
@@ -63,6 +68,16 @@ struct remote {
     // chain[first_remote..] are remote names (checked here); the rest are local.
     [[nodiscard]] static std::expected<connection, refusal> connect(system& s, std::span<const std::string_view> chain,
                                                                     std::size_t first_remote, const qos& q);
+    // Over TCP (remote_tcp.cpp): serves this system's ports on host:port (port 0: any) and returns
+    // the port bound; connects a chain whose tail is on another machine.
+    [[nodiscard]] static result<std::uint16_t> serve_tcp(system& s, std::string_view host, std::uint16_t port);
+    [[nodiscard]] static std::expected<connection, refusal> connect_tcp(system& s,
+                                                                        std::span<const std::string_view> chain,
+                                                                        std::size_t first_remote,
+                                                                        const remote_name& where,
+                                                                        std::vector<std::string> names, const qos& q);
+    static void stop_tcp(system& s);
+
     // ~system: stops serving (before the connections are disconnected).
     static void stop_serving(system& s);
     // ~system: closes the channels to other processes (after the connections are disconnected).
@@ -76,6 +91,7 @@ struct remote {
     static std::optional<refusal> admit(system& s, const std::shared_ptr<connection_state>& c, const qos& q,
                                         duration budget);
     static void disconnect(system& s, connection_state& c);
+    static std::optional<refusal> pool_room_of(system& s, const qos& q);
 };
 
 }  // namespace datapump::rt::detail

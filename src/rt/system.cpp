@@ -694,6 +694,10 @@ void system::disconnect(connection_state* c) {
 
 result<void> system::serve(std::string_view endpoint) { return detail::remote::serve(*this, endpoint); }
 
+result<std::uint16_t> system::serve_tcp(std::string_view host, std::uint16_t port) {
+    return detail::remote::serve_tcp(*this, host, port);
+}
+
 result<void> system::post(std::function<void()> task) {
     if (state_->closing.load(std::memory_order_acquire)) {
         return fail(errc::closed, "rt: post: the system is shutting down");

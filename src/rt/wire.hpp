@@ -78,4 +78,44 @@ static_assert(std::is_trivially_copyable_v<buffer_note> && sizeof(buffer_note) =
 static_assert(std::is_trivially_copyable_v<returned_note> && sizeof(returned_note) == 16);
 static_assert(sizeof(link_note) == 8 && sizeof(connect_reply) == 8);
 
+// Inter-machine links (TCP). The connecting side sends a hello (+ the '\n'-separated port names),
+// the serving side answers with a welcome (+ a reason when refused), then frames follow, each a
+// header and `length` bytes; a frame with frame_end ends the stream. The serving side copies each
+// frame into a buffer of its own pool (bytes cross machines: no sharing) and releases it to its
+// handlers at arrival.
+inline constexpr std::uint32_t tcp_magic = 0x44505443;  // "DPTC"
+inline constexpr std::uint32_t frame_magic = 0x44504652;  // "DPFR"
+inline constexpr std::uint32_t frame_end = 1;
+inline constexpr std::uint64_t max_tcp_buffer = std::uint64_t{64} << 20;
+inline constexpr std::uint64_t max_tcp_count = 1024;
+
+struct tcp_hello {
+    std::uint32_t magic;
+    std::uint32_t version;
+    double rate;
+    std::int64_t delay_ns;
+    std::int64_t jitter_ns;
+    std::uint64_t buffer_size;
+    std::uint64_t count;
+    std::uint32_t on_late;
+    std::uint32_t names_len;
+};
+
+struct tcp_welcome {
+    std::int32_t status;  // 0, or refused (the reason follows)
+    std::uint32_t text_len;
+    std::uint64_t link;
+};
+
+struct tcp_frame {
+    std::uint32_t magic;
+    std::uint32_t flags;
+    std::uint64_t sequence;
+    std::uint64_t length;
+};
+
+static_assert(std::is_trivially_copyable_v<tcp_hello> && sizeof(tcp_hello) == 56);
+static_assert(std::is_trivially_copyable_v<tcp_welcome> && sizeof(tcp_welcome) == 16);
+static_assert(std::is_trivially_copyable_v<tcp_frame> && sizeof(tcp_frame) == 24);
+
 }  // namespace datapump::rt::detail::wire

@@ -226,7 +226,8 @@ public:
     // stage upcalled with the buffer the previous returned. Measures the budgets not declared,
     // then admits (see the banner) or refuses with the reason.
     //
-    // A name "proc@<endpoint>/<port>" is a port of the process that serves <endpoint> (serve()).
+    // A name "proc@<endpoint>/<port>" is a port of the process that serves <endpoint> (serve());
+    // "tcp@<host>:<port>/<port>" one of the system serving TCP there (serve_tcp()).
     // The chain's tail may be in one such process: the source and the first stages here, the rest
     // there, on one buffer mapped by both (docs/rt.md). The other process admits its stages too;
     // its refusal is this connect's. The connection finishes when every buffer came back from it.
@@ -259,6 +260,13 @@ public:
     // (<endpoint>: an ipc endpoint, "/path/to/socket" or "@abstract-name"). One per system.
     // Errors: busy (already serving, or a live server answers there), and the ipc server's.
     [[nodiscard]] result<void> serve(std::string_view endpoint);
+    // Makes this system's ports reachable from other machines as "tcp@<host>:<port>/<port name>",
+    // listening on host:port (host empty: every address; port 0: any free one). Returns the port
+    // bound. Bytes cross machines by copy: the serving system reads each frame into a buffer of its
+    // own pool and releases it to its handlers at arrival, with its own deadline (arrival + the
+    // delay bound). One per system. Errors: busy (already serving over TCP, or the port is taken),
+    // invalid_argument, io_error.
+    [[nodiscard]] result<std::uint16_t> serve_tcp(std::string_view host, std::uint16_t port);
 
     // The bulletin board: runs `task` on the engine loop (steady clock), or inside run_until
     // (manual clock), in posting order. Handlers post here instead of blocking on I/O.

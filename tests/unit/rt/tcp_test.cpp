@@ -1,0 +1,255 @@
+// Inter-machine rt links over TCP, on loopback: two systems in this process, one serving TCP.
+// Byte-exact delivery, the far side's chain on its own buffer, its admission's refusal, hostile
+// bytes on the listening port, and the far side going away mid-stream.
+#include "rt_support.hpp"
+
+#include "support/wait.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace datapump::rt::testing {
+namespace {
+
+system_config real_config(const char* name) {
+    system_config config;
+    config.vps = 1;
+    config.priority = kernel_priority::none;
+    config.pin = false;
+    config.engine = false;
+    config.name = name;
+    return config;
+}
+
+class RtTcp : public ::testing::Test {
+protected:
+    void SetUp() override {
+        a_ = make_system(real_config("rt-a"));
+        b_ = make_system(real_config("rt-b"));
+        ASSERT_TRUE(a_ && b_);
+        sink_ = make_port(*b_, "sink", [this](upcall& up) {
+            if (up.calibrating()) {
+                return;
+            }
+            std::lock_guard lock(mutex_);
+            received_.insert(received_.end(), up.data().begin(), up.data().begin() + static_cast<long>(up.length()));
+            ++upcalls_;
+        });
+        flip_ = make_port(*b_, "flip", [](upcall& up) {
+            for (std::size_t i = 0; i < up.length(); ++i) {
+                up.data()[i] = ~up.data()[i];
+            }
+        });
+        greedy_ = make_port(*b_, "greedy", [](upcall&) {}, 80ms);
+        auto port = b_->serve_tcp("127.0.0.1", 0);
+        ASSERT_TRUE(port.has_value());
+        port_ = *port;
+    }
+
+    std::string at(std::string_view name) const { return "tcp@127.0.0.1:" + std::to_string(port_) + "/" + std::string(name); }
+
+    port source(std::uint64_t count, std::size_t size) {
+        return make_port(*a_, "src", [count, size](upcall& up) {
+            if (up.calibrating()) {
+                return;
+            }
+            fill(up.data().subspan(0, size), up.sequence());
+            up.set_length(size);
+            if (up.sequence() + 1 >= count) {
+                up.end_of_stream();
+            }
+        });
+    }
+
+    std::vector<std::byte> expected(std::uint64_t count, std::size_t size, bool flipped) {
+        std::vector<std::byte> all(count * size);
+        for (std::uint64_t k = 0; k < count; ++k) {
+            fill(std::span<std::byte>(all.data() + k * size, size), k);
+        }
+        if (flipped) {
+            for (auto& b : all) {
+                b = ~b;
+            }
+        }
+        return all;
+    }
+
+    bool received_all(std::size_t bytes) {
+        return datapump::testing::wait_until([&] {
+            std::lock_guard lock(mutex_);
+            return received_.size() >= bytes;
+        });
+    }
+
+    std::unique_ptr<system> a_;
+    std::unique_ptr<system> b_;
+    port sink_;
+    port flip_;
+    port greedy_;
+    std::uint16_t port_ = 0;
+    std::mutex mutex_;
+    std::vector<std::byte> received_;  // guarded by mutex_
+    std::size_t upcalls_ = 0;          // guarded by mutex_
+};
+
+TEST_F(RtTcp, DeliversByteExactAtTheRequestedRate) {
+    const std::uint64_t count = 100;
+    const std::size_t size = 8192;
+    port src = source(count, size);
+    auto start = std::chrono::steady_clock::now();
+    auto c = a_->connect({"src", at("sink")}, make_qos(500, 100ms, late_policy::deliver_late, 8, size));
+    ASSERT_TRUE(c.has_value()) << c.error().reason;
+    ASSERT_TRUE(c->wait_finished(60s));
+    ASSERT_TRUE(received_all(count * size));
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_GE(elapsed, static_cast<double>(count - 1) / 500);  // releases never precede their instants
+    auto stats = c->stats();
+    EXPECT_EQ(stats.completed, count);
+    EXPECT_EQ(stats.errors, 0U);
+    EXPECT_EQ(stats.buffers_free, stats.buffers);
+    std::lock_guard lock(mutex_);
+    EXPECT_EQ(received_, expected(count, size, false));
+    EXPECT_EQ(upcalls_, count);
+}
+
+TEST_F(RtTcp, TheFarChainRunsOnOneBufferOfItsOwn) {
+    const std::uint64_t count = 30;
+    const std::size_t size = 4096;
+    port src = source(count, size);
+    auto c = a_->connect({"src", at("flip"), at("sink")}, make_qos(1000, 100ms, late_policy::deliver_late, 8, size));
+    ASSERT_TRUE(c.has_value()) << c.error().reason;
+    ASSERT_TRUE(c->wait_finished(60s));
+    ASSERT_TRUE(received_all(count * size));
+    std::lock_guard lock(mutex_);
+    EXPECT_EQ(received_, expected(count, size, true));
+}
+
+TEST_F(RtTcp, TheFarAdmissionRefusesWithItsReasonAndTheSourceIsFreeAgain) {
+    port src = source(10, 1024);
+    auto greedy = a_->connect({"src", at("greedy")}, make_qos(100, 100ms));
+    ASSERT_FALSE(greedy.has_value());
+    EXPECT_EQ(greedy.error().code, errc::full);
+    EXPECT_NE(greedy.error().reason.find("refused"), std::string::npos) << greedy.error().reason;
+    EXPECT_NE(greedy.error().reason.find("density"), std::string::npos) << greedy.error().reason;
+    auto unknown = a_->connect({"src", at("nobody")}, make_qos(100, 100ms));
+    ASSERT_FALSE(unknown.has_value());
+    EXPECT_NE(unknown.error().reason.find("no port named 'nobody'"), std::string::npos) << unknown.error().reason;
+    auto bad = a_->connect({"src", "tcp@127.0.0.1/sink"}, make_qos(100));
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_EQ(bad.error().code, errc::invalid_argument);
+    auto ok = a_->connect({"src", at("sink")}, make_qos(100, 100ms));
+    ASSERT_TRUE(ok.has_value()) << ok.error().reason;
+    EXPECT_TRUE(ok->wait_finished(60s));
+}
+
+TEST_F(RtTcp, NobodyListeningIsNotFound) {
+    port src = source(10, 1024);
+    int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len);
+    std::uint16_t unused = ntohs(addr.sin_port);
+    ::close(probe);  // bound then closed: nobody listens there
+    auto c = a_->connect({"src", "tcp@127.0.0.1:" + std::to_string(unused) + "/sink"}, make_qos(100));
+    ASSERT_FALSE(c.has_value());
+    EXPECT_EQ(c.error().code, errc::not_found);
+}
+
+// Raw bytes to the listening port: garbage instead of a hello, then a hello followed by a bad frame.
+int dial(std::uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+}
+
+bool closed_by_peer(int fd) {
+    char buf[256];
+    while (true) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) {
+            return n == 0 || errno == ECONNRESET;
+        }
+    }
+}
+
+TEST_F(RtTcp, HostileBytesLoseTheirLinkAndNothingElse) {
+    int garbage = dial(port_);
+    std::vector<char> junk(200, 'x');
+    ASSERT_EQ(::send(garbage, junk.data(), junk.size(), MSG_NOSIGNAL), static_cast<ssize_t>(junk.size()));
+    EXPECT_TRUE(closed_by_peer(garbage));
+    ::close(garbage);
+
+    // A well-formed hello for "sink", then a frame longer than the buffer.
+    int bad = dial(port_);
+    struct {
+        std::uint32_t magic, version;
+        double rate;
+        std::int64_t delay_ns, jitter_ns;
+        std::uint64_t buffer_size, count;
+        std::uint32_t on_late, names_len;
+    } hello{0x44505443, 1, 100.0, 100'000'000, 0, 1024, 4, 0, 4};
+    static_assert(sizeof(hello) == 56);
+    ASSERT_EQ(::send(bad, &hello, sizeof hello, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof hello));
+    ASSERT_EQ(::send(bad, "sink", 4, MSG_NOSIGNAL), 4);
+    struct {
+        std::int32_t status;
+        std::uint32_t text_len;
+        std::uint64_t link;
+    } welcome{};
+    ASSERT_EQ(::recv(bad, &welcome, sizeof welcome, MSG_WAITALL), static_cast<ssize_t>(sizeof welcome));
+    EXPECT_EQ(welcome.status, 0);
+    struct {
+        std::uint32_t magic, flags;
+        std::uint64_t sequence, length;
+    } frame{0x44504652, 0, 0, 1 << 20};  // 1 MiB into a 1 KiB buffer
+    ASSERT_EQ(::send(bad, &frame, sizeof frame, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof frame));
+    EXPECT_TRUE(closed_by_peer(bad));
+    ::close(bad);
+
+    // The port it held is free again and the server still serves.
+    port src = source(20, 1024);
+    std::optional<connection> c;
+    ASSERT_TRUE(datapump::testing::wait_until([&] {
+        auto r = a_->connect({"src", at("sink")}, make_qos(1000, 100ms, late_policy::deliver_late, 4, 1024));
+        if (r) {
+            c = std::move(*r);
+        }
+        return c.has_value();
+    }));
+    ASSERT_TRUE(c->wait_finished(60s));
+    ASSERT_TRUE(received_all(20 * 1024));
+    std::lock_guard lock(mutex_);
+    EXPECT_EQ(received_, expected(20, 1024, false));
+}
+
+TEST_F(RtTcp, TheFarSideGoingAwayEndsTheConnectionWithAnError) {
+    port src = source(1'000'000, 1024);
+    auto c = a_->connect({"src", at("sink")}, make_qos(1000, 100ms, late_policy::deliver_late, 4, 1024));
+    ASSERT_TRUE(c.has_value()) << c.error().reason;
+    ASSERT_TRUE(datapump::testing::wait_until([&] { return c->stats().completed >= 10; }));
+    sink_.close();
+    flip_.close();
+    greedy_.close();
+    b_.reset();  // the serving system goes: its sockets close
+    ASSERT_TRUE(c->wait_finished(60s));
+    auto stats = c->stats();
+    EXPECT_GE(stats.errors, 1U);
+    EXPECT_EQ(stats.buffers_free, stats.buffers);
+}
+
+}  // namespace
+}  // namespace datapump::rt::testing
