@@ -34,7 +34,7 @@ std::vector<std::byte> random_bytes(std::size_t n, unsigned seed) {
     return out;
 }
 
-class direct_test : public ::testing::Test {
+class RtDirect : public ::testing::Test {
 protected:
     void SetUp() override {
         std::signal(SIGPIPE, SIG_IGN);  // a sink socket whose peer closed: EPIPE, not death
@@ -137,7 +137,7 @@ struct drain {
     std::thread thread_;
 };
 
-TEST_F(direct_test, file_to_socket_is_byte_exact_and_the_handler_sees_only_null_buffers) {
+TEST_F(RtDirect, file_to_socket_is_byte_exact_and_the_handler_sees_only_null_buffers) {
     const std::size_t size = (1 << 20) + 12345;
     const std::size_t chunk = 64 << 10;
     auto bytes = random_bytes(size, 1);
@@ -174,7 +174,7 @@ TEST_F(direct_test, file_to_socket_is_byte_exact_and_the_handler_sees_only_null_
     ::close(file);
 }
 
-TEST_F(direct_test, offset_and_length_select_a_slice_over_tcp_loopback) {
+TEST_F(RtDirect, offset_and_length_select_a_slice_over_tcp_loopback) {
     const std::size_t size = 700000;
     auto bytes = random_bytes(size, 2);
     int file = write_file("src", bytes);
@@ -208,7 +208,7 @@ TEST_F(direct_test, offset_and_length_select_a_slice_over_tcp_loopback) {
     ::close(file);
 }
 
-TEST_F(direct_test, socket_to_file_writes_what_the_peer_sent_until_its_end) {
+TEST_F(RtDirect, socket_to_file_writes_what_the_peer_sent_until_its_end) {
     const std::size_t size = 500000;
     auto bytes = random_bytes(size, 3);
     std::string path = (dir_ / "dst").string();
@@ -248,7 +248,7 @@ TEST_F(direct_test, socket_to_file_writes_what_the_peer_sent_until_its_end) {
     ::close(file);
 }
 
-TEST_F(direct_test, a_sink_that_goes_away_ends_the_connection_with_an_error) {
+TEST_F(RtDirect, a_sink_that_goes_away_ends_the_connection_with_an_error) {
     auto bytes = random_bytes(4 << 20, 4);
     int file = write_file("src", bytes);
     int sv[2];
@@ -266,7 +266,7 @@ TEST_F(direct_test, a_sink_that_goes_away_ends_the_connection_with_an_error) {
     ::close(file);
 }
 
-TEST_F(direct_test, disconnect_stops_the_engine_and_the_upcalls) {
+TEST_F(RtDirect, disconnect_stops_the_engine_and_the_upcalls) {
     auto bytes = random_bytes(8 << 20, 5);
     int file = write_file("src", bytes);
     int sv[2];
@@ -310,7 +310,7 @@ TEST_F(direct_test, disconnect_stops_the_engine_and_the_upcalls) {
     ::close(file);
 }
 
-TEST_F(direct_test, refusals_say_why) {
+TEST_F(RtDirect, refusals_say_why) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     auto bytes = random_bytes(100, 6);
