@@ -191,13 +191,16 @@ bool connection::wait_finished(duration timeout) const {
 }
 
 void connection::disconnect() {
-    if (state_) {
+    if (state_ && owner_ != nullptr) {
         if (!state_->detached.load(std::memory_order_acquire)) {  // else the system may be gone
             owner_->disconnect(state_.get());
         }
-        state_.reset();
-        owner_ = nullptr;
+        owner_ = nullptr;  // the state stays: its counters remain readable
     }
+}
+
+bool connection::connected() const {
+    return state_ && owner_ != nullptr && !state_->detached.load(std::memory_order_acquire);
 }
 
 // ---- system ----

@@ -13,8 +13,10 @@
 // calls up.keep(): the returned held_buffer is a loan with a deadline (the buffer's ideal instant
 // plus the connection's delay bound: "transport time plus handler time"). A loan held past its
 // deadline is reclaimed: its bytes become ordinary (swappable) memory at the same address, the
-// pool gets fresh memory for its buffer, and `reclaims` is counted. The holder loses nothing: its
-// pointer stays valid and the bytes stay the same. That is why a kept buffer is read-only.
+// pool gets its memory back at a new address, and `reclaims` is counted. The holder loses nothing:
+// its pointer stays valid and the bytes stay the same. That is why a kept buffer is read-only to
+// its holder. (A middle stage's keep() shares the buffer with the stages after it: they may still
+// change it in place until the chain ends; reclaim waits for that.)
 //
 // For a direct connection (system::connect_direct) the bytes never reach the application: the
 // handler is upcalled with a null buffer (up.data().data() == nullptr) and up.length = the bytes

@@ -126,9 +126,10 @@ struct port_options {
 struct connection_stats {
     std::uint64_t released = 0;       // buffers the source was upcalled for
     std::uint64_t completed = 0;      // buffers that passed the last stage
-    std::uint64_t late = 0;           // completed after their deadline (deliver_late)
+    std::uint64_t late = 0;           // completed after their deadline (either policy)
     std::uint64_t dropped = 0;        // skipped for lateness (drop)
-    std::uint64_t starved = 0;        // releases skipped: every buffer of the pool was held
+    std::uint64_t starved = 0;        // releases skipped: no free buffer (all in the chain or kept);
+                                      // a skipped sequence number never reaches the source
     std::uint64_t jitter_misses = 0;  // source upcalls that started later than the jitter bound
     std::uint64_t overruns = 0;       // upcalls that ran longer than their stage's budget
     std::uint64_t reclaims = 0;       // kept buffers taken back past their deadline
@@ -195,7 +196,10 @@ public:
     bool wait_finished(duration timeout) const;
     // Stops releasing buffers; buffers in flight are abandoned (not counted as misses). Kept
     // buffers stay valid until their handles are dropped. Waits until no VP runs its upcalls.
+    // The handle stays readable: stats(), finished() and the figures keep their last values.
     void disconnect();
+    // True until disconnect() (by this handle, or by closing one of its ports).
+    [[nodiscard]] bool connected() const;
 
 private:
     friend class system;

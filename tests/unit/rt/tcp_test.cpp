@@ -53,6 +53,15 @@ protected:
         port_ = *port;
     }
 
+    // The systems go first: B's reader and VP may still be delivering into received_.
+    void TearDown() override {
+        sink_.close();
+        flip_.close();
+        greedy_.close();
+        b_.reset();
+        a_.reset();
+    }
+
     std::string at(std::string_view name) const { return "tcp@127.0.0.1:" + std::to_string(port_) + "/" + std::string(name); }
 
     port source(std::uint64_t count, std::size_t size) {
