@@ -166,12 +166,10 @@ void direct_mover::complete(int result, std::uint32_t /*flags*/) {
     total_out_ += n;
     chunk_moved_ += n;
     bool all = ends_.length != 0 && total_out_ == ends_.length;
-    if (in_pipe_ > 0) {
-        issue();
-    } else if (all || chunk_moved_ >= chunk_) {
+    if (in_pipe_ == 0 && (all || chunk_moved_ >= chunk_)) {
         finish_chunk(all, 0);
     } else {
-        issue();
+        issue();  // drain what is left in the pipe, or fill it again
     }
 }
 

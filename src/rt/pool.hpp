@@ -31,6 +31,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,10 @@ public:
     // Called (under the pool's mutex: it must not call back into the pool) each time a buffer
     // becomes free, for a producer waiting for one (the receiving end of a TCP link).
     void set_on_free(std::function<void()> fn);
+
+    // The first buffer, for measuring handlers at connect, before the pool is in use (no VP runs
+    // the connection yet). Never afterwards.
+    [[nodiscard]] std::span<std::byte> calibration_buffer() const { return {base_, buffer_size_}; }
 
     // A free buffer, now in the pipeline; nullopt when all are in use or held.
     [[nodiscard]] std::optional<slot_ref> acquire();

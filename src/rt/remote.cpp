@@ -29,7 +29,7 @@ std::optional<T> read_record(std::span<const std::byte> input) {
     if (input.size() < sizeof(T)) {
         return std::nullopt;
     }
-    T value;
+    T value{};
     std::memcpy(&value, input.data(), sizeof(T));  // the peer may still change the shared bytes
     return value;
 }
@@ -212,7 +212,8 @@ private:
         if (failed) {
             done.failure = error{errc::peer_gone, 0, "rt: the serving process"};
         }
-        st_.vps[c->vp]->resume(std::move(c), done);
+        unsigned vp = c->vp;
+        st_.vps[vp]->resume(std::move(c), done);
     }
 
     system_state& st_;
@@ -232,6 +233,9 @@ void peer_channel::on_notify(std::uint32_t code, std::span<const std::byte> payl
         return;
     }
     auto note = read_record<wire::returned_note>(payload);
+    if (!note) {
+        return;
+    }
     if (auto link = find(note->link)) {
         link->returned(note->slot);
     }
@@ -290,7 +294,7 @@ std::expected<connection, refusal> remote::connect(system& s, std::span<const st
         names.push_back(name->port);
     }
     if (first->tcp) {
-        return connect_tcp(s, chain, first_remote, *first, std::move(names), q);
+        return connect_tcp(s, chain, first_remote, *first, names, q);
     }
     std::string joined;
     for (const std::string& n : names) {
@@ -328,9 +332,7 @@ std::expected<connection, refusal> remote::connect(system& s, std::span<const st
     }
     c->buffers = std::move(*buffers);
     c->stages.push_back(nullptr);  // the out stage: 1 us of the VP's time to hand the buffer on
-    auto scratch = c->buffers->acquire();
-    duration budget = s.budgets(*c, std::span<std::byte>(scratch->address, c->buffers->buffer_size()));
-    c->buffers->finish(scratch->index);
+    duration budget = s.budgets(*c, c->buffers->calibration_buffer());
 
     // B admits its part first: its refusal is this connect's.
     std::vector<std::byte> request(sizeof(wire::connect_request) + joined.size());
@@ -528,7 +530,8 @@ struct serve_handlers {
               .length = note->length};
         std::shared_ptr<pool> buffers = c->buffers;
         unsigned index = slot->index;
-        st.vps[c->vp]->arrive(std::move(c), j, [buffers, index] { buffers->finish(index); });
+        unsigned vp = c->vp;
+        st.vps[vp]->arrive(std::move(c), j, [buffers, index] { buffers->finish(index); });
         return ipc::exec_result{.status = 0, .output_len = 0};
     }
 
@@ -555,7 +558,8 @@ struct serve_handlers {
         if (disconnect) {
             remote::disconnect(*s, *c);
         } else {
-            st.vps[c->vp]->end_of_stream(std::move(c));
+            unsigned vp = c->vp;
+            st.vps[vp]->end_of_stream(std::move(c));
         }
         return ipc::exec_result{.status = 0, .output_len = 0};
     }

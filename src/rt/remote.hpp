@@ -75,7 +75,8 @@ struct remote {
                                                                         std::span<const std::string_view> chain,
                                                                         std::size_t first_remote,
                                                                         const remote_name& where,
-                                                                        std::vector<std::string> names, const qos& q);
+                                                                        const std::vector<std::string>& names,
+                                                                        const qos& q);
     static void stop_tcp(system& s);
 
     // ~system: stops serving (before the connections are disconnected).

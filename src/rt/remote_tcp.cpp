@@ -177,8 +177,8 @@ public:
 
 private:
     struct item {
-        job j;
-        bool end;
+        job j{};
+        bool end = false;
     };
 
     void queue(item it) {
@@ -258,7 +258,8 @@ private:
         if (failed) {
             done.failure = error{errc::peer_gone, 0, "rt: tcp peer"};
         }
-        st_.vps[c->vp]->resume(std::move(c), done);
+        unsigned vp = c->vp;
+        st_.vps[vp]->resume(std::move(c), done);
     }
 
     system_state& st_;
@@ -277,7 +278,7 @@ private:
 
 std::expected<connection, refusal> remote::connect_tcp(system& s, std::span<const std::string_view> chain,
                                                        std::size_t first_remote, const remote_name& where,
-                                                       std::vector<std::string> names, const qos& q) {
+                                                       const std::vector<std::string>& names, const qos& q) {
     system_state& st = *s.state_;
     auto no = [](errc code, std::string why) { return std::unexpected(refusal{code, std::move(why)}); };
     if (q.buffer_size > wire::max_tcp_buffer || q.buffer_count > wire::max_tcp_count) {
@@ -307,9 +308,7 @@ std::expected<connection, refusal> remote::connect_tcp(system& s, std::span<cons
     }
     c->buffers = std::move(*buffers);
     c->stages.push_back(nullptr);
-    auto scratch = c->buffers->acquire();
-    duration budget = s.budgets(*c, std::span<std::byte>(scratch->address, c->buffers->buffer_size()));
-    c->buffers->finish(scratch->index);
+    duration budget = s.budgets(*c, c->buffers->calibration_buffer());
 
     auto fd = dial(where.endpoint);
     if (!fd) {
@@ -474,9 +473,7 @@ void tcp_server::serve_one(reader& r) {
     std::mutex free_mutex;
     std::condition_variable free_cv;
     c->buffers->set_on_free([&free_cv] { free_cv.notify_one(); });
-    auto scratch = c->buffers->acquire();
-    duration budget = remote::budgets(*s, *c, std::span<std::byte>(scratch->address, c->buffers->buffer_size()));
-    c->buffers->finish(scratch->index);
+    duration budget = remote::budgets(*s, *c, c->buffers->calibration_buffer());
     if (auto refused = remote::admit(*s, c, q, budget)) {
         remote::release(*s, *c);
         refuse(refused->reason);

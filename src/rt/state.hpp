@@ -15,6 +15,7 @@
 #include "datapump/rt/qos.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -123,7 +124,7 @@ struct connection_state : std::enable_shared_from_this<connection_state> {
     // The ideal instant of buffer k: t_0 + k/rate, computed from k (no accumulated drift).
     [[nodiscard]] time_point ideal(std::uint64_t k) const {
         double ns = static_cast<double>(k) * 1e9 / rate;
-        return start + std::chrono::nanoseconds(static_cast<std::int64_t>(ns + 0.5));
+        return start + std::chrono::nanoseconds(std::llround(ns));
     }
 };
 

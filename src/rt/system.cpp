@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <future>
 #include <map>
@@ -483,7 +484,7 @@ duration system::budgets(connection_state& c, std::span<std::byte> scratch) {
 
 std::optional<refusal> system::admit(const std::shared_ptr<connection_state>& c, const qos& q, duration budget,
                                      const std::function<std::optional<refusal>(connection_state&)>& before_start) {
-    auto period = duration(static_cast<std::int64_t>(1e9 / q.rate + 0.5));
+    auto period = duration(std::llround(1e9 / q.rate));
     c->rate = q.rate;
     c->admitted = detail::task{.budget = budget, .period = period, .delay = q.delay.count() > 0 ? q.delay : period};
     c->jitter = q.jitter;
@@ -568,9 +569,7 @@ std::expected<connection, refusal> system::connect(std::span<const std::string_v
     }
     c->buffers = std::move(*buffers);
     // Budgets not declared are measured on the pool's first buffer.
-    auto scratch = c->buffers->acquire();
-    duration budget = budgets(*c, std::span<std::byte>(scratch->address, c->buffers->buffer_size()));
-    c->buffers->finish(scratch->index);
+    duration budget = budgets(*c, c->buffers->calibration_buffer());
     if (auto no = admit(c, q, budget, nullptr)) {
         release_ports(*c);
         return refused(text, no->code, std::move(no->reason));

@@ -36,7 +36,7 @@ struct qos {
     duration delay{0};
     // Bytes per buffer (rounded up to whole pages for the pool). 0 for direct connections
     // driven by a byte count (see system::connect_direct).
-    std::size_t buffer_size = 64 * 1024;
+    std::size_t buffer_size = std::size_t{64} * 1024;
     // Buffers the connection owns: in flight plus those handlers keep. At least 1.
     std::size_t buffer_count = 4;
     late_policy on_late = late_policy::deliver_late;
