@@ -58,6 +58,24 @@ std::optional<remote_name> parse_remote(std::string_view name) {
 
 bool is_remote(std::string_view name) { return name.starts_with(proc_prefix) || name.starts_with(tcp_prefix); }
 
+void resume_from_link(system_state& st, const std::weak_ptr<connection_state>& c, const job& j, bool failed,
+                      const char* peer) {
+    std::shared_ptr<connection_state> conn = c.lock();
+    if (!conn) {
+        return;
+    }
+    chunk_done done{};
+    done.j = j;
+    done.moved = failed ? 0 : j.length;
+    done.end = failed;
+    done.failed = failed;
+    if (failed) {
+        done.failure = error{errc::peer_gone, 0, peer};
+    }
+    unsigned vp = conn->vp;
+    st.vps[vp]->resume(std::move(conn), done);
+}
+
 remote_state::remote_state() = default;
 remote_state::~remote_state() = default;
 
@@ -199,22 +217,7 @@ private:
         }
     }
 
-    void resume(const job& j, bool failed) {
-        std::shared_ptr<connection_state> c = conn_.lock();
-        if (!c) {
-            return;
-        }
-        chunk_done done{};
-        done.j = j;
-        done.moved = failed ? 0 : j.length;
-        done.end = failed;
-        done.failed = failed;
-        if (failed) {
-            done.failure = error{errc::peer_gone, 0, "rt: the serving process"};
-        }
-        unsigned vp = c->vp;
-        st_.vps[vp]->resume(std::move(c), done);
-    }
+    void resume(const job& j, bool failed) { resume_from_link(st_, conn_, j, failed, "rt: the serving process"); }
 
     system_state& st_;
     std::shared_ptr<peer_channel> peer_;

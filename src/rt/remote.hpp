@@ -48,6 +48,11 @@ struct remote_name {
 [[nodiscard]] std::optional<remote_name> parse_remote(std::string_view name);
 [[nodiscard]] bool is_remote(std::string_view name);
 
+// A link's peer is done with job j of connection c (or failed it): hands it back to c's VP. Any
+// thread; nothing happens when c is gone.
+void resume_from_link(system_state& st, const std::weak_ptr<connection_state>& c, const job& j, bool failed,
+                      const char* peer);
+
 struct remote_state {
     std::unique_ptr<ipc::server_runtime> runtime;  // serving side
     std::unique_ptr<ipc::server> server;

@@ -245,22 +245,7 @@ private:
         }
     }
 
-    void resume(const job& j, bool failed) {
-        std::shared_ptr<connection_state> c = conn_.lock();
-        if (!c) {
-            return;
-        }
-        chunk_done done{};
-        done.j = j;
-        done.moved = failed ? 0 : j.length;
-        done.end = failed;
-        done.failed = failed;
-        if (failed) {
-            done.failure = error{errc::peer_gone, 0, "rt: tcp peer"};
-        }
-        unsigned vp = c->vp;
-        st_.vps[vp]->resume(std::move(c), done);
-    }
+    void resume(const job& j, bool failed) { resume_from_link(st_, conn_, j, failed, "rt: tcp peer"); }
 
     system_state& st_;
     unique_fd fd_;

@@ -82,58 +82,45 @@ time_point scheduler::next_event() {
 void scheduler::release_due(time_point now) {
     for (const auto& c : connections_) {
         while (!c->fed && !c->source_ended && c->ideal(c->next_sequence) <= now) {
+            if (c->direct && c->in_flight >= c->direct_limit) {
+                break;  // released when a chunk comes back: late, never skipped
+            }
+            std::uint64_t k = c->next_sequence++;
+            time_point ideal = c->ideal(k);
+            job j{.c = c.get(),
+                  .stage = 0,
+                  .slot = {0, nullptr},
+                  .sequence = k,
+                  .ideal = ideal,
+                  .deadline = ideal + c->admitted.delay,
+                  .length = c->buffer_size};
             if (c->direct) {
-                if (c->in_flight >= c->direct_limit) {
-                    break;  // released when a chunk comes back: late, never skipped
-                }
-                std::uint64_t k = c->next_sequence++;
-                time_point ideal = c->ideal(k);
+                // The engine moves the chunk; the VP only counts the release (stage 0 is not its).
                 ++c->in_flight;
                 c->counters.bump(c->counters.released);
                 c->counters.raise(c->counters.max_start_error_ns, ns(now - ideal));
                 if (c->jitter.count() > 0 && now - ideal > c->jitter) {
                     c->counters.bump(c->counters.jitter_misses);
                 }
-                c->direct->enqueue(job{.c = c.get(),
-                                       .stage = 0,
-                                       .slot = {0, nullptr},
-                                       .sequence = k,
-                                       .ideal = ideal,
-                                       .deadline = ideal + c->admitted.delay,
-                                       .length = c->buffer_size});
+                c->direct->enqueue(j);
                 continue;
             }
-            std::uint64_t k = c->next_sequence++;
-            time_point ideal = c->ideal(k);
-            if (!c->buffers) {
-                // A timer connection: its one stage is upcalled with a null buffer.
-                ++c->in_flight;
-                push(job{.c = c.get(),
-                         .stage = 0,
-                         .slot = {0, nullptr},
-                         .sequence = k,
-                         .ideal = ideal,
-                         .deadline = ideal + c->admitted.delay,
-                         .length = c->buffer_size});
-                continue;
+            if (c->buffers) {
+                auto slot = c->buffers->acquire();
+                if (!slot && c->has_loans) {
+                    c->counters.bump(c->counters.reclaims, c->buffers->reclaim_overdue(now));
+                    slot = c->buffers->acquire();
+                }
+                if (!slot) {
+                    c->counters.bump(c->counters.starved);
+                    continue;
+                }
+                j.slot = *slot;
+                j.length = c->buffers->buffer_size();
             }
-            auto slot = c->buffers->acquire();
-            if (!slot && c->has_loans) {
-                c->counters.bump(c->counters.reclaims, c->buffers->reclaim_overdue(now));
-                slot = c->buffers->acquire();
-            }
-            if (!slot) {
-                c->counters.bump(c->counters.starved);
-                continue;
-            }
+            // else a timer connection: its one stage is upcalled with a null buffer.
             ++c->in_flight;
-            push(job{.c = c.get(),
-                     .stage = 0,
-                     .slot = *slot,
-                     .sequence = k,
-                     .ideal = ideal,
-                     .deadline = ideal + c->admitted.delay,
-                     .length = c->buffers->buffer_size()});
+            push(j);
         }
     }
 }

@@ -34,6 +34,18 @@ std::vector<std::byte> random_bytes(std::size_t n, unsigned seed) {
     return out;
 }
 
+// One VP, no real-time priority, not pinned (these tests check bytes, not timing).
+rt::system_config config_on(const rt::clock* time, const char* name) {
+    rt::system_config config;
+    config.vps = 1;
+    config.time = time;
+    config.priority = rt::kernel_priority::none;
+    config.pin = false;
+    config.calibration_runs = 4;
+    config.name = name;
+    return config;
+}
+
 class RtDirect : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -42,20 +54,7 @@ protected:
                ("dp-rt-direct-" + std::to_string(::getpid()) + "-" +
                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
         std::filesystem::create_directories(dir_);
-        auto sys = rt::system::create(rt::system_config{.vps = 1,
-                                                        .time = nullptr,
-                                                        .max_density = 0.9,
-                                                        .timing_floor = 50us,
-                                                        .spin_window = 40us,
-                                                        .priority = rt::kernel_priority::none,
-                                                        .fifo_priority = 50,
-                                                        .pin = false,
-                                                        .lock_memory = true,
-                                                        .max_pool_bytes = std::size_t{1} << 30,
-                                                        .calibration_runs = 4,
-                                                        .calibration_margin = 1.5,
-                                                        .engine = true,
-                                                        .name = "rt-test"});
+        auto sys = rt::system::create(config_on(nullptr, "rt-test"));
         ASSERT_TRUE(sys.has_value());
         system_ = std::move(*sys);
     }
@@ -341,20 +340,7 @@ TEST_F(RtDirect, refusals_say_why) {
     EXPECT_EQ(r4.error().code, datapump::errc::invalid_argument);
 
     rt::manual_clock manual;
-    auto sys = rt::system::create(rt::system_config{.vps = 1,
-                                                    .time = &manual,
-                                                    .max_density = 0.9,
-                                                    .timing_floor = 50us,
-                                                    .spin_window = 40us,
-                                                    .priority = rt::kernel_priority::none,
-                                                    .fifo_priority = 50,
-                                                    .pin = false,
-                                                    .lock_memory = true,
-                                                    .max_pool_bytes = std::size_t{1} << 30,
-                                                    .calibration_runs = 4,
-                                                    .calibration_margin = 1.5,
-                                                    .engine = true,
-                                                    .name = "rt-manual"});
+    auto sys = rt::system::create(config_on(&manual, "rt-manual"));
     ASSERT_TRUE(sys.has_value());
     auto r5 = (*sys)->connect_direct(ends, "", fast(4096));
     ASSERT_FALSE(r5.has_value());
