@@ -80,6 +80,8 @@ int main(int argc, char** argv) {
     sc.default_rate = cfg.default_rate;
     sc.max_rate = cfg.max_rate;
     sc.default_burst = cfg.default_burst;
+    sc.rt_vps = cfg.rt_vps;
+    sc.rt_max_density = cfg.rt_max_density;
     sc.max_connections = cfg.max_connections;
     sc.idle_timeout_ms = cfg.idle_timeout_ms;
     sc.header_timeout_ms = cfg.header_timeout_ms;

@@ -5,6 +5,7 @@
 //   server ──owns──> registry + provider instance (posix or direct) + file_cache (the arena)
 //          ──owns──> N loop threads: io::event_loop, a SO_REUSEPORT listening socket, connections
 //          ──owns──> stream_table (live streams, VCR), admission, counters
+//          ──owns──> rt::system (its VPs tick the paced streams: stream::rt_pacing)
 //
 // A connection belongs to the loop that accepted it, for life. Its bytes move by the send path
 // chosen at start: sendfile (page cache -> socket), send_zc (arena loans -> SEND_ZC from fixed
@@ -35,8 +36,9 @@ enum class send_path : std::uint8_t { automatic, sendfile, splice, send_zc, send
 
 // The burst of a paced stream when neither the request nor the configuration names one: a
 // quarter second of its rate, at least 256 KiB. The burst is also the piece a paced stream sends
-// at once, and each piece costs a wake-up and a send: with a fixed 256 KiB, 100 streams at 5 MB/s
-// cost 1.8x nginx's CPU per byte; with a quarter second, less than nginx (docs/benchmarks.md).
+// at once (one rt tick each, stream::rt_piece), and each piece costs a wake-up and a send: with a
+// fixed 256 KiB, 100 streams at 5 MB/s cost 1.8x nginx's CPU per byte; with a quarter second, less
+// than nginx (docs/benchmarks.md).
 [[nodiscard]] constexpr std::uint64_t auto_burst(std::uint64_t rate) {
     return rate / 4 > 262144 ? rate / 4 : 262144;
 }
@@ -55,6 +57,10 @@ struct server_config {
     std::uint64_t max_rate = 0;
     // Token-bucket depth of a paced stream that asks for none; 0: auto_burst(rate).
     std::uint64_t default_burst = 0;
+    // The rt system paced streams run on (docs/daemon.md, "Pacing and admission"): its virtual
+    // processors (0: one per online CPU) and the density each may be loaded to (admission).
+    unsigned rt_vps = 1;
+    double rt_max_density = 0.9;
     std::uint64_t max_connections = 10000;
     std::uint64_t idle_timeout_ms = 60000;
     std::uint64_t header_timeout_ms = 10000;

@@ -89,6 +89,23 @@ struct ingest_view {
     std::uint64_t publish_syncs = 0;      // fsync/syncfs calls made to publish them
 };
 
+// Paced streams on rt/ (docs/daemon.md, "Pacing and admission"): one rt timer connection each.
+struct rt_vp_view {
+    unsigned index = 0;
+    std::uint64_t connections = 0;
+    double density = 0;    // admitted density, Σ budget / period of its connections
+    std::string priority;  // what the kernel gave its thread ("SCHED_FIFO", ...)
+};
+
+struct rt_view {
+    std::uint64_t connections = 0;      // paced streams admitted now
+    std::uint64_t refusals = 0;         // paced streams refused (503) by rt's admission
+    std::uint64_t deadline_misses = 0;  // ticks that ended after their deadline, every stream summed
+    std::uint64_t overruns = 0;         // ticks that ran longer than their declared budget
+    double max_density = 0;             // the admission limit per VP
+    std::vector<rt_vp_view> vps;
+};
+
 struct server_view {
     std::string version;
     std::uint64_t uptime_ms = 0;
@@ -105,6 +122,7 @@ struct server_view {
     cache_view cache;
     send_view sends;
     ingest_view ingest;
+    rt_view rt;
 };
 
 // GET /metrics: Prometheus text exposition format 0.0.4 (Content-Type
@@ -121,8 +139,8 @@ struct server_view {
 [[nodiscard]] std::string stream_json(const stream_view& stream);
 
 // GET /_datapump/api/status: the field names of server_view; requests_by_status is an object
-// {"200":n,...}; loops an array of loop_view objects; cache and sends objects with the field
-// names of cache_view and send_view.
+// {"200":n,...}; loops an array of loop_view objects; cache, sends and rt objects with the field
+// names of cache_view, send_view and rt_view (rt's vps an array of rt_vp_view objects).
 [[nodiscard]] std::string status_json(const server_view& server);
 
 // A control answer: {"ok":true,"stream":{...}} (or {"ok":true} when `stream` is null) when `ok`;

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -124,6 +125,24 @@ converted<std::uint64_t> to_rate(const raw_value& v) {
     return *parsed;
 }
 
+converted<double> to_decimal(const raw_value& v) {
+    if (const auto* number = std::get_if<double>(&v.value)) {
+        return *number;
+    }
+    if (const auto* whole = std::get_if<std::int64_t>(&v.value)) {
+        return static_cast<double>(*whole);
+    }
+    const auto* text = std::get_if<std::string>(&v.value);
+    if (text == nullptr || !v.from_flag) {
+        return std::unexpected(mismatch(v, "a number (e.g. 0.9)"));
+    }
+    auto parsed = detail::parse_decimal(*text);
+    if (!parsed) {
+        return std::unexpected(v.origin + ": " + parsed.error());
+    }
+    return *parsed;
+}
+
 converted<bool> to_bool(const raw_value& v) {
     if (const auto* flag = std::get_if<bool>(&v.value)) {
         return *flag;
@@ -190,6 +209,12 @@ std::string show_rate(std::uint64_t rate) {
     return std::to_string(rate);
 }
 
+std::string show_decimal(double value) {
+    std::ostringstream out;
+    out << value;
+    return out.str();
+}
+
 std::string show_switch(bool on) {
     return on ? "on" : "off";
 }
@@ -209,7 +234,7 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 26> options{{
+constexpr std::array<option_spec, 28> options{{
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
@@ -243,6 +268,12 @@ constexpr std::array<option_spec, 26> options{{
      "token-bucket depth of a paced stream (0: a quarter second of its rate, at least 256 KiB)",
      [](daemon_config& c, const raw_value& v) { return store(c.default_burst, to_whole<std::uint64_t>(v)); },
      [](const daemon_config& c) { return std::to_string(c.default_burst); }},
+    {"rt_vps", "N", "virtual processors (real-time threads) that pace the paced streams (0: one per CPU)",
+     [](daemon_config& c, const raw_value& v) { return store(c.rt_vps, to_whole<unsigned>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.rt_vps); }},
+    {"rt_max_density", "X", "pacing admission: the density (CPU share) each rt VP may be loaded to, in (0, 1]",
+     [](daemon_config& c, const raw_value& v) { return store(c.rt_max_density, to_decimal(v)); },
+     [](const daemon_config& c) { return show_decimal(c.rt_max_density); }},
     {"max_connections", "N", "further connections are accepted and closed at once (503)",
      [](daemon_config& c, const raw_value& v) { return store(c.max_connections, to_whole<std::uint32_t>(v)); },
      [](const daemon_config& c) { return std::to_string(c.max_connections); }},

@@ -46,6 +46,8 @@ struct daemon_config {
     std::uint64_t default_rate = 0;
     std::uint64_t max_rate = 0;
     std::uint64_t default_burst = 0;  // 0: auto, a quarter second of the stream's rate (at least 256 KiB)
+    unsigned rt_vps = 1;              // the rt scheduler's VPs (paced streams); 0: one per online CPU
+    double rt_max_density = 0.9;      // rt admission: the density each VP may be loaded to, (0, 1]
     std::uint32_t max_connections = 10000;
     std::uint32_t idle_timeout_ms = 60000;
     std::uint32_t header_timeout_ms = 10000;
@@ -87,7 +89,8 @@ struct parse_outcome {
 
 // Checks a whole configuration: root exists and is a directory, loops 1..256, provider known,
 // buffer_kib a multiple of 4 in 4..16384, cache_mib holds at least 16 buffers, max_rate not below
-// default_rate, non-zero limits and timeouts, a known log level. Returns an empty string when the
+// default_rate, rt_vps 0..256, rt_max_density in (0, 1], non-zero limits and timeouts, a known
+// log level. Returns an empty string when the
 // configuration is usable, else one line per problem naming the option and what to do.
 [[nodiscard]] std::string validate_config(const daemon_config& config);
 

@@ -102,6 +102,17 @@ problem check_rates(const daemon_config& c) {
     return std::nullopt;
 }
 
+problem check_rt(const daemon_config& c) {
+    if (c.rt_vps > max_loops) {
+        return "--rt-vps (rt_vps): " + std::to_string(c.rt_vps) + " is out of range; give 0 (one per CPU) to 256";
+    }
+    if (!(c.rt_max_density > 0 && c.rt_max_density <= 1)) {
+        return "--rt-max-density (rt_max_density): " + std::to_string(c.rt_max_density) +
+               " is not usable; give a fraction above 0 and at most 1 (e.g. 0.9)";
+    }
+    return std::nullopt;
+}
+
 problem check_nonzero(std::uint64_t value, std::string_view what) {
     if (value == 0) {
         return std::string(what) + ": 0 is not usable; give a positive value";
@@ -129,13 +140,14 @@ problem check_log_level(const daemon_config& c) {
 }  // namespace
 
 std::string validate_config(const daemon_config& c) {
-    const std::array<problem, 14> found{
+    const std::array<problem, 15> found{
         check_root(c.root),
         check_listen(c),
         check_loops(c),
         check_provider(c),
         check_arena(c),
         check_rates(c),
+        check_rt(c),
         check_uploads(c),
         check_nonzero(c.max_connections, "--max-connections (max_connections)"),
         check_nonzero(c.idle_timeout_ms, "--idle-timeout-ms (idle_timeout_ms)"),

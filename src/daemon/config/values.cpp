@@ -41,6 +41,22 @@ parsed<std::uint64_t> parse_unsigned(std::string_view text, std::uint64_t max) {
     return value;
 }
 
+parsed<double> parse_decimal(std::string_view text) {
+    const std::size_t point = text.find('.');
+    const std::string_view whole = text.substr(0, point);
+    const std::string_view fraction = point == std::string_view::npos ? std::string_view{} : text.substr(point + 1);
+    if (whole.empty() || !all_digits(whole) || (point != std::string_view::npos && fraction.empty()) ||
+        !all_digits(fraction)) {
+        return std::unexpected(quoted(text) + " is not a decimal number (digits and one point, e.g. 0.9)");
+    }
+    double value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, std::chars_format::fixed);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+        return std::unexpected(quoted(text) + " is out of range");
+    }
+    return value;
+}
+
 parsed<std::uint64_t> parse_rate(std::string_view text) {
     auto value = http::parse_rate(text);
     if (!value) {

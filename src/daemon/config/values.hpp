@@ -1,7 +1,7 @@
 // File: config/values.hpp (target datapump_daemon_config, internal)
 //
-// The text forms of option values: rates with SI suffixes, listen addresses, whole numbers and
-// on/off switches. Used for flags, and for the TOML values that are text (rates, addresses).
+// The text forms of option values: rates with SI suffixes, listen addresses, whole and decimal
+// numbers and on/off switches. Used for flags, and for the TOML values that are text (rates, addresses).
 // Not part of the config API: visible only to config.cpp and the tests. Rates use the HTTP
 // protocol's parser, the one `rate=` query parameters go through: one grammar everywhere.
 //
@@ -28,6 +28,10 @@ using parsed = std::expected<T, std::string>;
 
 // A decimal whole number no greater than `max`, digits only (no sign, no spaces).
 [[nodiscard]] parsed<std::uint64_t> parse_unsigned(std::string_view text, std::uint64_t max);
+
+// A decimal number: digits with at most one decimal point between digits ("0.9", "1", "0.0005").
+// No sign, exponent or spaces.
+[[nodiscard]] parsed<double> parse_decimal(std::string_view text);
 
 // on/off, true/false, yes/no, 1/0 (lower case).
 [[nodiscard]] parsed<bool> parse_switch(std::string_view text);

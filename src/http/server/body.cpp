@@ -127,10 +127,13 @@ void connection::end_body() {
         server_.active_streams.fetch_sub(1, std::memory_order_relaxed);
         ctx_.stream_count.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (timer_use_ == timer_use::pacing) {
+    if (timer_use_ == timer_use::retry) {
         ctx_.loop->disarm(timer_);
         timer_use_ = timer_use::none;
     }
+    // The rt connection ends with the body: disconnecting waits for the VP (briefly) if it is
+    // running this stream's tick, never for this loop; a wake-up it posted finds no stream.
+    pacing_.release();
     reservation_.release();
     ready_.give_back();
     view_.reset();
@@ -273,14 +276,12 @@ void connection::account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_
     }
 }
 
-// The bytes of `want` the pacer lets go now; 0 after arming the timer for the next piece.
+// The bytes of `want` the stream's credit lets go now (all of them when unpaced); 0 when it has
+// none: the stream then waits for the rt tick that brings the next piece (on_credit).
 std::uint64_t connection::paced_allowance(std::uint64_t want) {
-    const auto now = io::clock::now();
-    const std::uint64_t allowed = pacer_.allowance(now, want);
+    const std::uint64_t allowed = pacing_.allowance(want);
     if (allowed == 0) {
-        wait_ = wait::timer;
-        timer_use_ = timer_use::pacing;
-        ctx_.loop->arm(timer_, pacer_.ready_at(now, want));
+        wait_ = wait::credit;
         if (control_) {
             control_->state.store(stream::run_state::waiting, std::memory_order_relaxed);
         }
@@ -322,8 +323,8 @@ void connection::pump_sendfile() {
     end_turn(remaining_ > 0);
 }
 
-// The next piece of a page-cache body: at most `chunk` bytes, as many as the pacer lets go now
-// (then read-ahead is advised), or 0 when the body stops here (closed, or the pacer's timer set).
+// The next piece of a page-cache body: at most `chunk` bytes, as many as the credit lets go now
+// (then read-ahead is advised), or 0 when the body stops here (closed, or waiting for credit).
 std::uint64_t connection::next_piece(std::uint64_t chunk) {
     if (pos_ >= source_end_) {
         close_now("the source ended before the body did (seek or speed change)");
@@ -340,7 +341,7 @@ std::uint64_t connection::next_piece(std::uint64_t chunk) {
     return allowed;
 }
 
-// The kernel took `n` (> 0 expected) bytes of the file from the send position: the pacer and
+// The kernel took `n` (> 0 expected) bytes of the file from the send position: the credit and
 // the position move past them. False, after closing, when it took none: the file shrank.
 bool connection::took_from_file(ssize_t n) {
     if (n <= 0) {
@@ -348,7 +349,7 @@ bool connection::took_from_file(ssize_t n) {
         return false;
     }
     const auto taken = static_cast<std::uint64_t>(n);
-    pacer_.consume(taken);
+    pacing_.consume(taken);
     sent_bytes(taken);
     return true;
 }
@@ -510,7 +511,7 @@ void connection::loan_async(std::uint64_t offset, std::uint64_t length,
 // waits a moment and asks again instead of failing; the buffers come back as sends complete.
 void connection::retry_later() {
     wait_ = wait::timer;
-    timer_use_ = timer_use::pacing;
+    timer_use_ = timer_use::retry;
     ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(2));
 }
 
@@ -575,7 +576,7 @@ void connection::pump_loans() {
                 ready_ = std::move(*again);
             }
         }
-        pacer_.consume(allowed);
+        pacing_.consume(allowed);
         sent_bytes(allowed);
         submit_slot(*slot);
     }

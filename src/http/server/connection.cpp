@@ -137,7 +137,7 @@ void connection::process_input() {
             begin_upload(std::move(req), keep);
             return;
         }
-        answer(route(server_, req, keep));
+        answer(route(ctx_, req, keep));
         return;
     }
     if (phase_ == phase::reading) {
@@ -161,7 +161,7 @@ void connection::answer(response_plan plan) {
         advised_until_ = plan.start;
         reservation_ = std::move(plan.reservation);
         control_ = std::move(plan.control);
-        pacer_ = stream::pacer(plan.rate, plan.burst, io::clock::now());
+        pacing_ = std::move(plan.pacing);
         out_ = std::move(plan.head);
         out_sent_ = 0;
         phase_ = phase::head;
@@ -294,7 +294,7 @@ void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
                 answer_error(408, "the request head did not arrive in time");
             }
             break;
-        case timer_use::pacing:
+        case timer_use::retry:
             if (phase_ == phase::body && wait_ == wait::timer) {
                 wait_ = wait::none;
                 pump();
@@ -320,11 +320,20 @@ void connection::kick() {
         timer_use_ = timer_use::none;
         wait_ = wait::none;
         pump();
-    } else if (wait_ == wait::paused) {
+    } else if (wait_ == wait::paused || wait_ == wait::credit) {
+        wait_ = wait::none;
+        pump();  // out of credit still: back to waiting for it (the stream's mark stays set)
+    }
+    // Waiting on the socket, a loan or a send: that completion runs pump(), which reads the controls.
+}
+
+void connection::on_credit() {
+    // A wake-up may be stale (the stream got credit meanwhile and waits on something else now):
+    // only a stream waiting for credit pumps.
+    if (phase_ == phase::body && wait_ == wait::credit) {
         wait_ = wait::none;
         pump();
     }
-    // Waiting on the socket, a loan or a send: that completion runs pump(), which reads the controls.
 }
 
 void connection::cut() { close_now("server shutdown"); }

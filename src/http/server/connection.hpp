@@ -13,6 +13,10 @@
 // completion ever names freed memory and no loan is returned before the kernel is done with it.
 // Every entry point (completions, timer, posted tasks) ends with settle().
 //
+// Pacing: a paced body takes its bytes from its rt_stream's credit, which a VP of the server's rt
+// system refills at the stream's rate; out of credit, the body waits (wait::credit) until the VP
+// posts a wake-up to this loop (on_credit). The rt connection ends with the body (end_body).
+//
 // Thread-safety: loop thread only.
 #pragma once
 
@@ -23,7 +27,7 @@
 #include "datapump/ingest/ingest.hpp"
 #include "datapump/io/event_loop.hpp"
 #include "datapump/stream/admission.hpp"
-#include "datapump/stream/pacer.hpp"
+#include "datapump/stream/rt_pacing.hpp"
 #include "datapump/stream/stream_table.hpp"
 #include "server_state.hpp"
 
@@ -51,6 +55,7 @@ struct response_plan {
     std::shared_ptr<stream::control> control;  // made by the router: its id is in the head
     std::uint64_t rate = 0;
     std::uint64_t burst = 0;
+    stream::rt_stream pacing;  // a paced stream's rt timer connection (admitted by the router)
     // A GET of a file being uploaded: the body follows the upload (follow.cpp).
     std::shared_ptr<upload_entry> follow;
     bool follow_chunked = false;
@@ -61,8 +66,8 @@ struct response_plan {
     return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
 }
 
-// The router: everything a request can be answered with. Defined in router.cpp.
-[[nodiscard]] response_plan route(server::state& server, const request& req, bool keep_alive);
+// The router: everything a request can be answered with, on `ctx`'s loop. Defined in router.cpp.
+[[nodiscard]] response_plan route(loop_context& ctx, const request& req, bool keep_alive);
 // An answer without a body (201 with `location`, 204). `close` adds Connection: close.
 [[nodiscard]] response_plan empty_response(int status, bool close, std::string_view location = {});
 // An error answer with a short text body. `close` adds Connection: close.
@@ -93,6 +98,8 @@ public:
     void start();
     // A control request changed this connection's stream (loop thread, from a posted task).
     void kick();
+    // Credit came for this connection's paced stream (loop thread, from the task a VP posted).
+    void on_credit();
     // Shutdown: close at once (cut) or after the response in progress (drain).
     void cut();
     void drain();
@@ -135,8 +142,10 @@ private:
         [[nodiscard]] bool free() const { return sqes == 0 && loan.empty(); }
     };
     enum class phase : std::uint8_t { reading, head, body, memory, upload, closing };
-    enum class wait : std::uint8_t { none, socket, timer, loan, paused, send, follow };
-    enum class timer_use : std::uint8_t { none, idle, header, pacing, upload };
+    // timer: the cache had no free buffer, retried shortly (timer_use::retry); credit: a paced
+    // stream out of credit, until the rt tick's wake-up (on_credit).
+    enum class wait : std::uint8_t { none, socket, timer, credit, loan, paused, send, follow };
+    enum class timer_use : std::uint8_t { none, idle, header, retry, upload };
 
     // Reading and answering.
     void arm_recv();
@@ -239,7 +248,7 @@ private:
     std::uint64_t remaining_ = 0;
     std::uint64_t file_size_ = 0;
     std::uint64_t advised_until_ = 0;
-    stream::pacer pacer_;
+    stream::rt_stream pacing_;  // empty: unpaced
     stream::reservation reservation_;
     std::shared_ptr<stream::control> control_;
     std::uint32_t speed_ = 1;

@@ -11,6 +11,8 @@
 #include "datapump/http/proto/validators.hpp"
 #include "datapump/ingest/upload_names.hpp"
 
+#include <fmt/format.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -20,6 +22,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <functional>
 #include <optional>
 
 namespace datapump::http {
@@ -251,7 +254,30 @@ response_plan delete_response(server::state& s, const request& req, bool keep_al
     return empty_response(204, close);
 }
 
-response_plan file_response(server::state& s, const request& req, bool keep_alive) {
+// The wake-up of stream `sid` on `ctx`'s loop, for its rt ticks: runs on a VP, so it only posts
+// (through the doorbell, which shutdown closes before the loop goes); the task finds the stream
+// by id, so a wake-up that comes after the stream ended finds nothing.
+std::function<void()> credit_wake(loop_context& ctx, std::uint64_t sid) {
+    return [doorbell = ctx.doorbell, ctx_ptr = &ctx, sid] {
+        doorbell->ring([ctx_ptr, sid] {
+            const auto it = ctx_ptr->streams.find(sid);
+            if (it != ctx_ptr->streams.end()) {
+                connection* c = it->second;
+                c->on_credit();
+                connection::settle(c);
+            }
+        });
+    };
+}
+
+// The 503 of a paced stream that admission refused (capacity or rt), with why.
+response_plan admission_refused(const request& req, std::string_view why, bool close) {
+    spdlog::warn("admission refused {}: {}", req.target, why);
+    return memory_response(503, "text/plain; charset=utf-8", error_body(503, why), close, false, {"Retry-After", "1"});
+}
+
+response_plan file_response(loop_context& ctx, const request& req, bool keep_alive) {
+    server::state& s = *ctx.owner;
     const bool close = !keep_alive;
     if (req.verb == method::delete_) {
         return delete_response(s, req, keep_alive);
@@ -350,17 +376,30 @@ response_plan file_response(server::state& s, const request& req, bool keep_aliv
         plan.head = std::move(h).finish();
         return plan;
     }
+    // Admission: the byte capacity, then (paced streams) the rt scheduler's density test.
     auto reserved = s.admission.reserve(qos->first);
     if (!reserved) {
-        const std::string why = reserved.error().text();
-        spdlog::warn("admission refused {}: {}", req.target, why);
-        return memory_response(503, "text/plain; charset=utf-8", error_body(503, why), close, false,
-                               {"Retry-After", "1"});
+        return admission_refused(req, reserved.error().text(), close);
     }
     plan.reservation = std::move(*reserved);
     plan.rate = qos->first;
     plan.burst = qos->second;
     auto control = s.table.make();
+    if (plan.rate != 0) {
+        auto paced = s.pacing->admit(control->id, plan.rate, plan.burst, credit_wake(ctx, control->id));
+        if (!paced) {
+            const std::uint64_t piece =
+                stream::rt_piece(plan.rate, plan.burst, s.pacing->config().max_ticks_per_second);
+            const std::string why =
+                fmt::format("the pacing scheduler (rt) refused the stream ({} B/s in pieces of {} B: {:.1f} ticks/s): "
+                            "{}",
+                            plan.rate, piece, static_cast<double>(plan.rate) / static_cast<double>(piece),
+                            paced.error().reason);
+            return admission_refused(req, why, close);
+        }
+        plan.pacing = std::move(*paced);
+        plan.burst = plan.pacing.piece();  // the bucket's depth: the burst, raised to 1/1000 s of the rate
+    }
     control->file = "/" + *relative;
     control->start = plan.start;
     control->end = plan.start + plan.length;
@@ -509,7 +548,8 @@ response_plan error_response(int status, std::string_view detail, bool close) {
     return memory_response(status, "text/plain; charset=utf-8", error_body(status, detail), close);
 }
 
-response_plan route(server::state& s, const request& req, bool keep_alive) {
+response_plan route(loop_context& ctx, const request& req, bool keep_alive) {
+    server::state& s = *ctx.owner;
     if (req.path == "/metrics") {
         if (!is_get_or_head(req)) {
             return method_not_allowed("GET, HEAD", !keep_alive);
@@ -520,7 +560,7 @@ response_plan route(server::state& s, const request& req, bool keep_alive) {
     if (req.path == reserved_prefix || req.path.starts_with(std::string(reserved_prefix) + "/")) {
         return control_response(s, req, keep_alive);
     }
-    return file_response(s, req, keep_alive);
+    return file_response(ctx, req, keep_alive);
 }
 
 }  // namespace datapump::http

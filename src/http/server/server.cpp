@@ -268,6 +268,26 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         s->publishing = std::move(*pub);
     }
 
+    // Paced streams are ticked by rt's VPs (docs/daemon.md, "Pacing and admission"). Their timer
+    // connections have no buffers (nothing to lock), and a tick need not be timed to the
+    // microsecond: the VPs sleep to each instant and never spin on the clock (a spin would burn
+    // CPU at real-time priority for nothing a network stream can see). No engine: the ticks post
+    // to the daemon's own loops.
+    rt::system_config rc;
+    rc.vps = config.rt_vps;
+    rc.max_density = config.rt_max_density;
+    rc.priority = rt::kernel_priority::fifo;
+    rc.spin_window = rt::duration(0);
+    rc.lock_memory = false;
+    rc.engine = false;
+    rc.name = "rt";
+    auto made_rt = rt::system::create(rc);
+    if (!made_rt) {
+        return std::unexpected(made_rt.error());
+    }
+    s->rt_system = std::move(*made_rt);
+    s->pacing = std::make_unique<stream::rt_pacing>(*s->rt_system);
+
     auto address = parse_address(config.listen_host, config.listen_port);
     if (!address) {
         return std::unexpected(address.error());
@@ -328,8 +348,10 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
             return std::unexpected(ok.error());
         }
     }
-    spdlog::info("datapumpd serving {} on {}:{} ({} loops, provider {}, send path {}, capacity {} B/s)", config.root,
-              config.listen_host, s->port, config.loops, config.provider, to_string(s->path), config.capacity);
+    spdlog::info("datapumpd serving {} on {}:{} ({} loops, provider {}, send path {}, capacity {} B/s, paced "
+                 "streams on {} rt VPs up to density {})",
+                 config.root, config.listen_host, s->port, config.loops, config.provider, to_string(s->path),
+                 config.capacity, s->rt_system->vps(), config.rt_max_density);
     return std::unique_ptr<server>(new server(std::move(s)));
 }
 
@@ -418,6 +440,20 @@ server_view make_view(const server::state& s) {
     v.connections = s.connections.load(std::memory_order_relaxed);
     v.active_streams = s.active_streams.load(std::memory_order_relaxed);
     v.admission_refusals = s.admission.refusals();
+    if (s.pacing) {
+        v.rt.connections = s.pacing->connections();
+        v.rt.refusals = s.pacing->refusals();
+        v.rt.deadline_misses = s.pacing->deadline_misses();
+        v.rt.overruns = s.pacing->overruns();
+        v.rt.max_density = s.rt_system->config().max_density;
+        for (unsigned i = 0; i < s.rt_system->vps(); ++i) {
+            const rt::vp_info info = s.rt_system->vp(i);
+            v.rt.vps.push_back(rt_vp_view{.index = info.index,
+                                          .connections = info.connections,
+                                          .density = info.density,
+                                          .priority = std::string(rt::to_string(info.priority))});
+        }
+    }
     for (std::size_t code = 100; code < s.by_status.size(); ++code) {
         const std::uint64_t n = s.by_status[code].load(std::memory_order_relaxed);
         if (n != 0) {

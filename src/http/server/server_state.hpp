@@ -4,6 +4,7 @@
 //
 //   server::state ──owns──> loop_context[i] ──owns──> event_loop, listener, acceptor
 //                                          ──indexes──> connections by id, streams by id
+//                 ──owns──> rt::system (VP threads) + rt_pacing: one timer connection per paced stream
 //
 // Thread-safety: the atomics may be read from any thread (monitoring snapshots, relaxed). A
 // loop_context's maps and its connections are touched only by that loop's thread.
@@ -15,7 +16,9 @@
 #include "datapump/http/server.hpp"
 #include "datapump/ingest/ingest.hpp"
 #include "datapump/io/event_loop.hpp"
+#include "datapump/rt/system.hpp"
 #include "datapump/stream/admission.hpp"
+#include "datapump/stream/rt_pacing.hpp"
 #include "datapump/stream/stream_table.hpp"
 #include "uploads.hpp"
 
@@ -111,6 +114,10 @@ struct server::state {
     unique_fd root_fd;  // O_PATH, for directory listings
     stream::stream_table table;
     stream::admission admission{0};
+    // Paced streams run on rt: its VPs grant them credit (docs/daemon.md, "Pacing and admission").
+    // Made at start, after the loops' contexts exist; pacing goes before rt (shutdown).
+    std::unique_ptr<rt::system> rt_system;
+    std::unique_ptr<stream::rt_pacing> pacing;
 
     std::array<std::atomic<std::uint64_t>, 600> by_status{};
     std::atomic<std::uint64_t> bytes_sent{0};

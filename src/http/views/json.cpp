@@ -72,6 +72,26 @@ json to_json(const send_view& s) {
     };
 }
 
+json to_json(const rt_view& r) {
+    json vps = json::array();
+    for (const auto& v : r.vps) {
+        vps.push_back(json{
+            {"index", v.index},
+            {"connections", v.connections},
+            {"density", v.density},
+            {"priority", v.priority},
+        });
+    }
+    return json{
+        {"connections", r.connections},
+        {"refusals", r.refusals},
+        {"deadline_misses", r.deadline_misses},
+        {"overruns", r.overruns},
+        {"max_density", r.max_density},
+        {"vps", std::move(vps)},
+    };
+}
+
 }  // namespace
 
 std::string stream_json(const stream_view& stream) {
@@ -124,6 +144,7 @@ std::string status_json(const server_view& server) {
           {"leftovers_removed", server.ingest.leftovers_removed},
           {"publish_batches", server.ingest.publish_batches},
           {"publish_syncs", server.ingest.publish_syncs}}},
+        {"rt", to_json(server.rt)},
     });
 }
 

@@ -70,6 +70,12 @@ public:
         out_ += '\n';
     }
 
+    // A sample from an integer count of 10^-digits units (a density, a ratio), written exactly.
+    void fixed(std::string_view name, std::string_view label, std::string_view label_value, std::uint64_t count,
+               unsigned digits) {
+        seconds(name, label, label_value, count, digits);
+    }
+
     // Opens `name{label="value"`; more labels may follow with label().
     void begin_labelled(std::string_view name, std::string_view label, std::string_view value) {
         out_ += name;
@@ -155,6 +161,25 @@ std::string server_metrics(const server_view& s) {
     return w.take();
 }
 
+std::string rt_metrics(const rt_view& r) {
+    writer w;
+    w.gauge("datapump_rt_connections", "Paced streams running on the rt scheduler (one timer connection each).",
+            r.connections);
+    w.counter("datapump_rt_refusals_total", "Paced streams refused (503) by the rt scheduler's admission (density).",
+              r.refusals);
+    w.counter("datapump_rt_deadline_misses_total",
+              "Pacing ticks that ended after their deadline (one period), every paced stream summed.",
+              r.deadline_misses);
+    w.counter("datapump_rt_overruns_total", "Pacing ticks that ran longer than their declared budget.", r.overruns);
+    w.family("datapump_rt_vp_density", "gauge",
+             "Admitted density (sum of budget / period) of each rt virtual processor, against the limit.");
+    for (const auto& v : r.vps) {
+        const auto millionths = static_cast<std::uint64_t>(v.density * 1e6 + 0.5);
+        w.fixed("datapump_rt_vp_density", "vp", std::to_string(v.index), millionths, 6);
+    }
+    return w.take();
+}
+
 std::string cache_metrics(const cache_view& c) {
     writer w;
     w.gauge("datapump_cache_buffers", "Buffers in the cache arena.", c.buffers);
@@ -233,7 +258,7 @@ std::string loop_metrics(const std::vector<loop_view>& loops) {
 }  // namespace
 
 std::string metrics_text(const server_view& server) {
-    return server_metrics(server) + cache_metrics(server.cache) + send_metrics(server.sends) +
+    return server_metrics(server) + rt_metrics(server.rt) + cache_metrics(server.cache) + send_metrics(server.sends) +
            ingest_metrics(server.ingest) + loop_metrics(server.loops);
 }
 

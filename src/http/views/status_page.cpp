@@ -154,6 +154,9 @@ function renderStatus(st) {
     ['Admission capacity', st.capacity > 0 ? rate(st.capacity) : 'no limit'],
     ['Reserved', st.reserved > 0 ? rate(st.reserved) : '0 B/s'],
     ['Refusals', count(st.admission_refusals)],
+    ['Paced on rt', count((st.rt || {}).connections)],
+    ['rt refusals', count((st.rt || {}).refusals)],
+    ['rt deadline misses', count((st.rt || {}).deadline_misses)],
     ['Bytes sent', si(st.bytes_sent, 'B')],
   ]);
   const c = st.cache || {};

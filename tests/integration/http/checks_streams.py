@@ -67,6 +67,81 @@ def _(ctx):
            "5 s after the admitted client left, a 2M stream is still refused: its reservation was not released")
 
 
+def _rt_connections(server):
+    return metrics(server).get("datapump_rt_connections")
+
+
+@check("pacing/rt-driven", nginx="skip: rt pacing and its metrics are datapumpd's")
+def _(ctx):
+    # A paced stream is an rt timer connection for exactly its life, and the bytes come at its rate:
+    # 3 MiB at 2 MB/s in 64 KiB pieces (30.5 rt ticks a second), measured after the first 512 KiB
+    # (the socket buffers), +-30 % like pacing/rate-2M.
+    expect(wait_until(lambda: _rt_connections(ctx.server) == 0, 5),
+           f"before the stream: datapump_rt_connections {_rt_connections(ctx.server)}, want 0")
+    data = ctx.fx.data("/data.bin")
+    size, mark = len(data), 512 * 1024
+    body = bytearray()
+    with Conn(ctx.server.port, timeout=10) as c:
+        c.send(request("GET", "/data.bin?rate=2M&burst=65536", {"Connection": "close"}))
+        r = c.read_response(head_only=True)
+        expect(r.status == 200 and r.header("content-length") == str(size), f"paced GET: {r.brief()}")
+        m = metrics(ctx.server)
+        expect(m.get("datapump_rt_connections") == 1,
+               f"while the paced stream runs: datapump_rt_connections {m.get('datapump_rt_connections')}, want 1")
+        expect(m.get("datapump_rt_vp_density", 0) > 0,
+               f"while the paced stream runs: datapump_rt_vp_density {m.get('datapump_rt_vp_density')}, want > 0")
+        body += c.buf
+        c.buf.clear()
+        t_mark = None
+        while len(body) < size:
+            chunk = c.sock.recv(1 << 20)
+            expect(chunk, f"paced GET: the connection closed after {len(body)} of {size} bytes")
+            body += chunk
+            if t_mark is None and len(body) >= mark:
+                t_mark, at_mark = time.monotonic(), len(body)
+        t_end = time.monotonic()
+    expect(bytes(body) == data, "paced GET: the body is not the file's bytes")
+    rate = (size - at_mark) / (t_end - t_mark)
+    expect(wait_until(lambda: _rt_connections(ctx.server) == 0, 5),
+           f"5 s after the stream ended: datapump_rt_connections {_rt_connections(ctx.server)}, want 0")
+    m = metrics(ctx.server)
+    expect("datapump_rt_deadline_misses_total" in m and "datapump_rt_refusals_total" in m,
+           "/metrics lacks datapump_rt_deadline_misses_total or datapump_rt_refusals_total")
+    ctx.note(f"{rate / 1e6:.2f} MB/s after the first 512 KiB; rt deadline misses so far "
+             f"{m['datapump_rt_deadline_misses_total']:.0f}")
+    expect(1.4e6 <= rate <= 2.6e6, f"?rate=2M on rt: {rate / 1e6:.2f} MB/s after the first 512 KiB, want 2 MB/s +-30%")
+
+
+@check("pacing/rt-refusal-503", nginx="skip: rt admission is datapumpd's")
+def _(ctx):
+    # Each 2 MB/s stream in 64 KiB pieces costs rt density 0.00061 (a 20 us tick every 32.8 ms): a
+    # limit of 0.001 takes one, and refuses the second with rt's reason.
+    server = ctx.extra_server(["--rt-max-density", "0.001"])
+    first = Background(ctx, server, BIG, "rate=2M&burst=65536", "rt-admitted")
+    status, _ = first.status_and_id()
+    expect(status == 200, f"first 2M stream under --rt-max-density 0.001: {status}, want 200")
+    r = get(server, BIG, query="rate=2M&burst=65536")
+    expect(r.status == 503, f"second 2M stream under --rt-max-density 0.001: {r.brief()}, want 503")
+    expect(r.header("retry-after") == "1", f"503: Retry-After {r.header('retry-after')!r}, want 1")
+    expect(b"(rt) refused" in r.body and b"density" in r.body,
+           f"503 body {r.body[:300]!r} does not give rt's reason (density)")
+    m = metrics(server)
+    expect(m.get("datapump_rt_refusals_total") == 1,
+           f"datapump_rt_refusals_total {m.get('datapump_rt_refusals_total', 'missing')}, want 1")
+    expect(m.get("datapump_admission_refusals_total") == 0,
+           f"datapump_admission_refusals_total {m.get('datapump_admission_refusals_total')}, want 0 (no --capacity)")
+    expect(m.get("datapump_rt_connections") == 1,
+           f"datapump_rt_connections {m.get('datapump_rt_connections')}, want 1 (the admitted stream)")
+    status_code, doc = json_api(server, "GET", "/_datapump/api/status")
+    rt = doc.get("rt") if isinstance(doc, dict) else None
+    expect(status_code == 200 and isinstance(rt, dict) and rt.get("refusals") == 1 and rt.get("connections") == 1,
+           f"/_datapump/api/status rt: {rt!r:.300}, want refusals 1 and connections 1")
+    first.proc.kill()
+    first.proc.wait(5)
+    expect(wait_until(lambda: get(server, "/sub/inner.txt", query="rate=2M&burst=65536").status == 200, 5, 0.2),
+           "5 s after the admitted client left, a 2M stream is still refused: its rt connection was not ended")
+
+
 # ----- control API ----------------------------------------------------------------------------
 
 def _post(ctx, sid, action):
@@ -144,13 +219,14 @@ def _(ctx):
 def _(ctx):
     status, doc = json_api(ctx.server, "GET", "/_datapump/api/status")
     expect(status == 200 and isinstance(doc, dict), f"GET /_datapump/api/status: {status} {doc!r:.200}")
-    missing = {"loops", "connections", "cache"} - set(doc)
+    missing = {"loops", "connections", "cache", "rt"} - set(doc)
     expect(not missing, f"/_datapump/api/status lacks {sorted(missing)}: {sorted(doc)}")
     r = get(ctx.server, "/metrics")
     expect(r.status == 200 and "text/plain" in (r.header("content-type") or ""),
            f"GET /metrics: {r.brief()}, Content-Type {r.header('content-type')!r}")
     m = metrics(ctx.server)
-    for name in ("datapump_active_streams", "datapump_cache_loans_outstanding", "datapump_admission_refusals_total"):
+    for name in ("datapump_active_streams", "datapump_cache_loans_outstanding", "datapump_admission_refusals_total",
+                 "datapump_rt_connections", "datapump_rt_refusals_total", "datapump_rt_deadline_misses_total"):
         expect(name in m, f"/metrics lacks {name}")
     r = get(ctx.server, "/_datapump/")
     expect(r.status == 200 and "text/html" in (r.header("content-type") or ""), f"GET /_datapump/: {r.brief()}")

@@ -87,6 +87,8 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.default_rate, 0U);
     EXPECT_EQ(c.max_rate, 0U);
     EXPECT_EQ(c.default_burst, 0U);  // auto
+    EXPECT_EQ(c.rt_vps, 1U);
+    EXPECT_DOUBLE_EQ(c.rt_max_density, 0.9);
     EXPECT_EQ(c.max_connections, 10000U);
     EXPECT_EQ(c.idle_timeout_ms, 60000U);
     EXPECT_EQ(c.header_timeout_ms, 10000U);
@@ -120,6 +122,24 @@ TEST_F(config_test, upload_flags) {
     EXPECT_NE(error_of({"--root", dir_, "--upload-token", "x"}).find("add --writable"), std::string::npos);
     EXPECT_NE(error_of({"--root", dir_, "--writable", "--upload-token", "a b"}).find("visible ASCII"), std::string::npos);
     EXPECT_NE(error_of({"--root", dir_, "--upload-windows", "0"}).find("--upload-windows"), std::string::npos);
+}
+
+TEST_F(config_test, rt_flags_and_keys) {
+    const daemon_config c = parse_ok({"--root", dir_, "--rt-vps", "2", "--rt-max-density", "0.0005"});
+    EXPECT_EQ(c.rt_vps, 2U);
+    EXPECT_DOUBLE_EQ(c.rt_max_density, 0.0005);
+    EXPECT_EQ(parse_ok({"--root", dir_, "--rt-vps", "0", "--rt-max-density", "1"}).rt_vps, 0U);  // one per CPU
+    const daemon_config from_file = parse_ok({"--config", write_toml("root = '" + dir_ +
+                                                                     "'\nrt_vps = 3\nrt_max_density = 0.5\n")});
+    EXPECT_EQ(from_file.rt_vps, 3U);
+    EXPECT_DOUBLE_EQ(from_file.rt_max_density, 0.5);
+    EXPECT_DOUBLE_EQ(parse_ok({"--config", write_toml("root = '" + dir_ + "'\nrt_max_density = 1\n")}).rt_max_density,
+                     1.0);
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--rt-vps", "257"}), "--rt-vps (rt_vps): 257 is out of range"));
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--rt-max-density", "0"}), "--rt-max-density (rt_max_density)"));
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--rt-max-density", "1.5"}), "at most 1"));
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--rt-max-density", "1e-3"}), "is not a decimal number"));
+    EXPECT_TRUE(contains(error_of({"--config", write_toml("rt_max_density = 'high'\n")}), "expected a number"));
 }
 
 TEST_F(config_test, durability_modes) {

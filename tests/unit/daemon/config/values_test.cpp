@@ -41,6 +41,16 @@ TEST(parse_unsigned, digits_only_within_max) {
     }
 }
 
+TEST(parse_decimal, digits_and_one_point) {
+    EXPECT_DOUBLE_EQ(parse_decimal("0.9").value(), 0.9);
+    EXPECT_DOUBLE_EQ(parse_decimal("1").value(), 1.0);
+    EXPECT_DOUBLE_EQ(parse_decimal("0.0005").value(), 0.0005);
+    for (const char* bad : {"", ".5", "1.", "-0.5", "+1", "1e-3", "0.5.1", " 1", "0,5", "abc"}) {
+        EXPECT_FALSE(parse_decimal(bad).has_value()) << bad;
+    }
+    EXPECT_NE(parse_decimal("x").error().find("'x' is not a decimal number"), std::string::npos);
+}
+
 TEST(parse_switch, on_off_spellings) {
     for (const char* on : {"on", "true", "yes", "1"}) {
         EXPECT_TRUE(parse_switch(on).value()) << on;

@@ -511,6 +511,67 @@ TEST_P(server_test, admission_refuses_the_stream_that_would_exceed_capacity) {
     EXPECT_EQ(server_->view().admission_refusals, 1U);
 }
 
+TEST_P(server_test, a_paced_stream_runs_on_rt_for_exactly_its_life) {
+    start();
+    ASSERT_EQ(server_->view().rt.vps.size(), 1U);  // rt_vps defaults to 1
+    auto unpaced = get("/small.txt");
+    ASSERT_TRUE(unpaced);
+    EXPECT_EQ(server_->view().rt.connections, 0U);  // unpaced: no rt connection
+    {
+        http_client c(port_);
+        ASSERT_TRUE(c.send(get_request("/big.bin?rate=1M&burst=65536")));
+        auto head = c.read_response(true);
+        ASSERT_TRUE(head);
+        EXPECT_EQ(head->status, 200);
+        const auto v = server_->view();
+        EXPECT_EQ(v.rt.connections, 1U);
+        ASSERT_EQ(v.rt.vps.size(), 1U);
+        EXPECT_EQ(v.rt.vps[0].connections, 1U);
+        // 20 us per tick at 1 MB/s in 64 KiB pieces (15.26 ticks/s).
+        EXPECT_NEAR(v.rt.vps[0].density, 20e-6 * 1e6 / 65536, 1e-6);
+        std::string body;
+        ASSERT_TRUE(c.read_body(200000, body));  // the ticks keep it going past the first piece
+        EXPECT_TRUE(body == read("big.bin").substr(0, body.size()));
+        c.abort();
+    }
+    // The client went away: the stream ended, and its rt connection with it.
+    EXPECT_TRUE(eventually([](const http::server_view& v) {
+        return v.active_streams == 0 && v.rt.connections == 0 && !v.rt.vps.empty() && v.rt.vps[0].connections == 0;
+    })) << "rt connections " << server_->view().rt.connections;
+    EXPECT_EQ(server_->view().rt.refusals, 0U);
+}
+
+TEST_P(server_test, a_stream_rt_cannot_take_gets_503_with_rt_s_reason) {
+    // Each 2 MB/s stream in 64 KiB pieces costs density 0.00061 (20 us per 32.8 ms tick): a limit
+    // of 0.001 takes one, not two.
+    config_.rt_max_density = 0.001;
+    start();
+    auto first = std::make_unique<http_client>(port_);
+    ASSERT_TRUE(first->send(get_request("/big.bin?rate=2M&burst=65536")));
+    auto head = first->read_response(true);
+    ASSERT_TRUE(head);
+    EXPECT_EQ(head->status, 200);
+    auto refused = get("/big.bin?rate=2M&burst=65536");
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 503);
+    EXPECT_EQ(refused->header("retry-after"), "1");
+    EXPECT_NE(refused->body.find("the pacing scheduler (rt) refused the stream"), std::string::npos) << refused->body;
+    EXPECT_NE(refused->body.find("density"), std::string::npos) << refused->body;
+    auto v = server_->view();
+    EXPECT_EQ(v.rt.refusals, 1U);
+    EXPECT_EQ(v.admission_refusals, 0U);  // the byte capacity (none here) did not refuse it
+    EXPECT_EQ(v.rt.connections, 1U);
+    auto unpaced = get("/small.txt");  // best effort: rt is not asked
+    ASSERT_TRUE(unpaced);
+    EXPECT_EQ(unpaced->status, 200);
+    first.reset();  // the client goes: its density is given back
+    ASSERT_TRUE(eventually([](const http::server_view& view) { return view.rt.connections == 0; }));
+    auto again = get("/small.txt?rate=2M&burst=65536");
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->status, 200);
+    EXPECT_EQ(again->body, "hello, datapump\n");
+}
+
 // Pauses the stream, drains what the kernel already took, and returns the bytes received.
 std::string pause_and_drain(http::server& s, http_client& c, std::uint64_t id, std::string body) {
     EXPECT_TRUE(s.streams_table().pause(id));

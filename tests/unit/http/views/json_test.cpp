@@ -99,11 +99,19 @@ TEST(views_json, status_has_every_field) {
     s.loops = {{0, 1, 2, 3, 4}, {1, 5, 6, 7, 8}};
     s.cache = {16, 262144, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     s.sends = {11, 12, 13, 14, 15, 16, 17};
+    s.rt.connections = 2;
+    s.rt.refusals = 3;
+    s.rt.deadline_misses = 4;
+    s.rt.overruns = 5;
+    s.rt.max_density = 0.5;
+    s.rt.vps = {{0, 2, 0.25, "SCHED_FIFO"}};
     const json j = json::parse(status_json(s));
     EXPECT_EQ(keys(j), (std::set<std::string>{"version", "uptime_ms", "provider", "send_path", "capacity", "reserved",
                                               "connections", "active_streams", "admission_refusals",
                                               "requests_by_status", "bytes_sent", "loops", "cache", "sends",
-                                              "ingest"}));
+                                              "ingest", "rt"}));
+    EXPECT_EQ(j["rt"], json::parse(R"({"connections":2,"refusals":3,"deadline_misses":4,"overruns":5,
+        "max_density":0.5,"vps":[{"index":0,"connections":2,"density":0.25,"priority":"SCHED_FIFO"}]})"));
     EXPECT_EQ(j["ingest"]["received"], 0);
     EXPECT_EQ(j["ingest"].size(), 13U);
     EXPECT_EQ(j["ingest"]["publish_syncs"], 0);

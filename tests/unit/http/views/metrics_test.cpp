@@ -27,6 +27,12 @@ server_view sample_server() {
     s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10};
     s.sends = {11, 12, 13, 14, 15, 16, 17};
     s.ingest = {21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33};
+    s.rt.connections = 41;
+    s.rt.refusals = 42;
+    s.rt.deadline_misses = 43;
+    s.rt.overruns = 44;
+    s.rt.max_density = 0.9;
+    s.rt.vps = {{0, 40, 0.0125, "SCHED_FIFO"}, {1, 1, 0.5, "nice -20"}};
     return s;
 }
 
@@ -98,6 +104,11 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_admission_refusals_total", "counter"},
         {"datapump_admission_capacity_bytes_per_second", "gauge"},
         {"datapump_admission_reserved_bytes_per_second", "gauge"},
+        {"datapump_rt_connections", "gauge"},
+        {"datapump_rt_refusals_total", "counter"},
+        {"datapump_rt_deadline_misses_total", "counter"},
+        {"datapump_rt_overruns_total", "counter"},
+        {"datapump_rt_vp_density", "gauge"},
         {"datapump_cache_buffers", "gauge"},
         {"datapump_cache_hits_total", "counter"},
         {"datapump_cache_misses_total", "counter"},
@@ -144,6 +155,12 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_admission_refusals_total", "2"},
         {"datapump_admission_capacity_bytes_per_second", "100000000"},
         {"datapump_admission_reserved_bytes_per_second", "5000000"},
+        {"datapump_rt_connections", "41"},
+        {"datapump_rt_refusals_total", "42"},
+        {"datapump_rt_deadline_misses_total", "43"},
+        {"datapump_rt_overruns_total", "44"},
+        {R"(datapump_rt_vp_density{vp="0"})", "0.012500"},
+        {R"(datapump_rt_vp_density{vp="1"})", "0.500000"},
         {"datapump_cache_buffers", "16"},
         {"datapump_cache_hits_total", "100"},
         {"datapump_cache_misses_total", "20"},
@@ -199,7 +216,7 @@ TEST(metrics_text, label_values_are_escaped) {
               std::string::npos)
         << text;
     const auto m = parse(text);
-    ASSERT_EQ(m.labels.size(), 19U);  // 3 status + 4 paths + 3 upload outcomes + 4 x 2 loops + info
+    ASSERT_EQ(m.labels.size(), 21U);  // 3 status + 4 paths + 3 upload outcomes + 4 x 2 loops + 2 VPs + info
     const auto& info = m.labels.at(R"(datapump_info{version="1.2\"3\\x\ny",provider="posix",send_path="sendfile"})");
     EXPECT_EQ(info.at("version"), "1.2\"3\\x\ny");
     EXPECT_EQ(info.at("provider"), "posix");
@@ -207,7 +224,7 @@ TEST(metrics_text, label_values_are_escaped) {
 
 TEST(metrics_text, empty_server_still_announces_every_family) {
     const auto m = parse(metrics_text(server_view{}));
-    EXPECT_EQ(m.type.size(), 39U);
+    EXPECT_EQ(m.type.size(), 44U);
     EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
     EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
     EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);

@@ -22,6 +22,7 @@ TEST(status_page, has_the_stable_selectors_and_relative_api_urls) {
              "'api/streams', 'api/status'", "api/streams/${encodeURIComponent(id)}/${action}${query}",
              "method: 'POST'", "'?offset='", "setTimeout(poll, 1000)", "Cannot reach the datapump API",
              "Hit ratio", "Loans outstanding", "Uptime", "Send path", "Admission capacity", "Refusals",
+             "Paced on rt", "rt refusals", "rt deadline misses",
              "</html>",
          }) {
         EXPECT_TRUE(contains(page, part)) << part;
