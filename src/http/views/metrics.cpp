@@ -5,6 +5,7 @@
 #include "datapump/http/views.hpp"
 
 #include <charconv>
+#include <cmath>
 
 namespace datapump::http {
 namespace {
@@ -174,7 +175,7 @@ std::string rt_metrics(const rt_view& r) {
     w.family("datapump_rt_vp_density", "gauge",
              "Admitted density (sum of budget / period) of each rt virtual processor, against the limit.");
     for (const auto& v : r.vps) {
-        const auto millionths = static_cast<std::uint64_t>(v.density * 1e6 + 0.5);
+        const auto millionths = static_cast<std::uint64_t>(std::llround(v.density * 1e6));
         w.fixed("datapump_rt_vp_density", "vp", std::to_string(v.index), millionths, 6);
     }
     return w.take();
