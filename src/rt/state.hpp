@@ -14,6 +14,7 @@
 #include "datapump/rt/handler.hpp"
 #include "datapump/rt/qos.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -120,6 +121,23 @@ struct connection_state : std::enable_shared_from_this<connection_state> {
     std::atomic<bool> finished{false};
     std::mutex finished_mutex;
     std::condition_variable finished_cv;
+
+    // The first buffer number (at least `from`) whose ideal instant is after `now`.
+    [[nodiscard]] std::uint64_t first_after(time_point now, std::uint64_t from) const {
+        if (now < start) {
+            return from;
+        }
+        double elapsed = static_cast<double>((now - start).count());
+        auto k = static_cast<std::uint64_t>(elapsed * rate / 1e9);
+        k = std::max(k, from);
+        while (ideal(k) <= now) {
+            ++k;
+        }
+        while (k > from && ideal(k - 1) > now) {
+            --k;
+        }
+        return k;
+    }
 
     // The ideal instant of buffer k: t_0 + k/rate, computed from k (no accumulated drift).
     [[nodiscard]] time_point ideal(std::uint64_t k) const {

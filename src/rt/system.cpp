@@ -212,7 +212,8 @@ result<std::unique_ptr<system>> system::create(const system_config& config) {
     if (!(config.max_density > 0 && config.max_density <= 1.0)) {
         return fail(errc::invalid_argument, "rt: max_density must be in (0, 1]");
     }
-    if (config.spin_window.count() < 0 || config.timing_floor.count() < 0) {
+    if (config.spin_window.count() < 0 || config.timing_floor.count() < 0 ||
+        config.max_spin_window < config.spin_window) {
         return fail(errc::invalid_argument, "rt: negative spin window or timing floor");
     }
     if (config.calibration_runs == 0 || config.calibration_margin < 1.0) {
@@ -235,6 +236,7 @@ result<std::unique_ptr<system>> system::create(const system_config& config) {
                                    .priority = config.priority,
                                    .fifo_priority = config.fifo_priority,
                                    .spin_window = config.spin_window,
+                                   .max_spin_window = config.max_spin_window,
                                    .name = fmt::format("{}-vp{}", config.name, i)};
         state->vps.push_back(std::make_unique<detail::vp>(*state->time, options));
     }
@@ -303,6 +305,8 @@ vp_info system::vp(unsigned index) const {
     info.cpu = got.cpu;
     info.priority = got.granted;
     info.priority_note = got.note;
+    info.spin_window = state_->vps[index]->spin_window();
+    info.wake_error = state_->vps[index]->wake_error();
     std::lock_guard lock(state_->mutex);
     info.connections = state_->vp_tasks[index].size();
     for (const detail::task& t : state_->vp_tasks[index]) {

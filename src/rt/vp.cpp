@@ -230,19 +230,42 @@ void vp::take_commands() {
     }
 }
 
+void vp::adapt_spin(std::int64_t late_ns, std::int64_t gap_ns) {
+    // The lateness estimate: a maximum that decays by 1/128 per sleep, so that one stall is
+    // forgotten after a few hundred sleeps and a machine whose wake-ups are slow keeps paying.
+    std::int64_t est = wake_error_ns_.load(std::memory_order_relaxed);
+    est = std::max(late_ns, est - est / 128);
+    wake_error_ns_.store(est, std::memory_order_relaxed);
+    gap_ns_ = gap_ns_ == 0 ? gap_ns : gap_ns_ + (gap_ns - gap_ns_) / 16;
+    std::int64_t want = est + est / 2 + 5'000;
+    want = std::min(want, options_.max_spin_window.count());
+    want = std::min(want, gap_ns_ / 4);
+    want = std::max(want, options_.spin_window.count());
+    spin_ns_.store(want, std::memory_order_relaxed);
+}
+
 void vp::wait_until(time_point t, std::uint32_t seen) {
     if (t == time_point::max()) {
         futex_wait_until(&bell_, seen, nullptr);
         return;
     }
     time_point now = clock_.now();
-    if (t - now > options_.spin_window) {
-        auto wake = (t - options_.spin_window).time_since_epoch();
+    duration spin(spin_ns_.load(std::memory_order_relaxed));
+    if (spin < options_.spin_window) {
+        spin = options_.spin_window;
+    }
+    if (t - now > spin) {
+        time_point wake_at = t - spin;
+        auto wake = wake_at.time_since_epoch();
         auto secs = std::chrono::duration_cast<std::chrono::seconds>(wake);
         timespec abs{};
         abs.tv_sec = static_cast<time_t>(secs.count());
         abs.tv_nsec = static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(wake - secs).count());
         futex_wait_until(&bell_, seen, &abs);
+        time_point woke = clock_.now();
+        if (woke >= wake_at) {  // slept to the end (not rung early): a sample of the lateness
+            adapt_spin((woke - wake_at).count(), (t - now).count());
+        }
         return;
     }
     // The spin: until the instant, or a command, or stop.

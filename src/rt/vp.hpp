@@ -34,6 +34,7 @@ struct vp_options {
     kernel_priority priority = kernel_priority::none;
     int fifo_priority = 50;
     duration spin_window{0};
+    duration max_spin_window{0};
     std::string name;
 };
 
@@ -67,6 +68,9 @@ public:
     void end_of_stream(std::shared_ptr<connection_state> c);
     [[nodiscard]] priority_outcome outcome() const;
     [[nodiscard]] unsigned index() const { return options_.index; }
+    // The spin window in force and the wake-up lateness estimate behind it (monitoring: relaxed).
+    [[nodiscard]] duration spin_window() const { return duration(spin_ns_.load(std::memory_order_relaxed)); }
+    [[nodiscard]] duration wake_error() const { return duration(wake_error_ns_.load(std::memory_order_relaxed)); }
 
     // Manual clock only (the caller's thread is the VP).
     [[nodiscard]] scheduler& driven() { return scheduler_; }
@@ -102,6 +106,11 @@ private:
     // with FUTEX_WAIT_BITSET and re-reads the inbox when it changed (acquire).
     std::atomic<std::uint32_t> bell_{0};
     std::atomic<bool> stop_{false};
+    // Written by the VP thread only (relaxed: monitoring reads accept a stale value).
+    std::atomic<std::int64_t> wake_error_ns_{0};  // decaying maximum of how late sleeps ended
+    std::atomic<std::int64_t> spin_ns_{0};        // the window in force
+    std::int64_t gap_ns_ = 0;                     // moving average of the gaps waited (VP thread)
+    void adapt_spin(std::int64_t late_ns, std::int64_t gap_ns);
     std::thread thread_;
 };
 

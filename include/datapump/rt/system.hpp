@@ -73,8 +73,14 @@ struct system_config {
     // The shortest delay or jitter bound the VPs can keep (about their wake-up error). Shorter
     // requests are refused.
     duration timing_floor = std::chrono::microseconds(50);
-    // VPs sleep until this long before an instant, then spin on the clock to it.
-    duration spin_window = std::chrono::microseconds(40);
+    // VPs sleep until a spin window before an instant, then spin on the clock to it. The window
+    // adapts to the machine: each VP measures how late its sleeps end (a decaying maximum) and
+    // spins for 1.5 times that plus 5 us, at least spin_window and at most max_spin_window, and
+    // never more than a quarter of its typical gap between instants (so that a VP always sleeps
+    // most of the time: the kernel throttles real-time threads that never do).
+    // max_spin_window == spin_window: a fixed window.
+    duration spin_window = std::chrono::microseconds(20);
+    duration max_spin_window = std::chrono::microseconds(300);
     // The best the VPs ask for (see kernel_priority) and, for fifo, at which priority.
     kernel_priority priority = kernel_priority::fifo;
     int fifo_priority = 50;
@@ -113,6 +119,8 @@ struct vp_info {
     int cpu = -1;                               // pinned CPU, -1 when not pinned
     kernel_priority priority = kernel_priority::none;
     std::string priority_note;                  // why the better ones were refused (empty: none)
+    duration spin_window{0};                    // the VP's spin window now (it adapts)
+    duration wake_error{0};                     // its estimate of how late its sleeps end
     double density = 0;                         // admitted density (Σ C / min(D, T))
     std::size_t connections = 0;
 };

@@ -278,6 +278,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     rc.max_density = config.rt_max_density;
     rc.priority = rt::kernel_priority::fifo;
     rc.spin_window = rt::duration(0);
+    rc.max_spin_window = rt::duration(0);
     rc.lock_memory = false;
     rc.engine = false;
     rc.name = "rt";

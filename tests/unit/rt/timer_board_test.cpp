@@ -135,3 +135,49 @@ TEST(RtBoard, PostWithoutAnEngineIsRefused) {
 
 }  // namespace
 }  // namespace datapump::rt::testing
+
+namespace datapump::rt::testing {
+namespace {
+
+// The spin window adapts to how late the VP's sleeps end, within its bounds (no timing figure is
+// asserted: only that the VP measured something and kept the window inside the bounds).
+TEST(RtSpin, TheWindowAdaptsWithinItsBounds) {
+    for (bool fixed : {false, true}) {
+        system_config config;
+        config.vps = 1;
+        config.priority = kernel_priority::none;
+        config.pin = false;
+        config.engine = false;
+        config.spin_window = 20us;
+        config.max_spin_window = fixed ? 20us : 300us;
+        auto sys = make_system(config);
+        std::atomic<int> ticks{0};
+        port tick = make_port(*sys, "tick", [&ticks](upcall& up) {
+            if (!up.calibrating()) {
+                ticks.fetch_add(1);
+            }
+        });
+        auto c = sys->connect_timer("tick", make_qos(1000));
+        ASSERT_TRUE(c.has_value());
+        ASSERT_TRUE(datapump::testing::wait_until([&ticks] { return ticks.load() >= 50; }));
+        vp_info info = sys->vp(0);
+        EXPECT_GT(info.wake_error.count(), 0) << "the VP never measured a sleep";
+        EXPECT_GE(info.spin_window, 20us);
+        EXPECT_LE(info.spin_window, fixed ? 20us : 300us);
+        c->disconnect();
+    }
+}
+
+TEST(RtSpin, BoundsThatCannotWorkAreRefused) {
+    system_config config;
+    config.vps = 1;
+    config.engine = false;
+    config.spin_window = 100us;
+    config.max_spin_window = 50us;
+    auto made = system::create(config);
+    ASSERT_FALSE(made.has_value());
+    EXPECT_EQ(made.error().code, errc::invalid_argument);
+}
+
+}  // namespace
+}  // namespace datapump::rt::testing
