@@ -181,3 +181,35 @@ TEST(RtSpin, BoundsThatCannotWorkAreRefused) {
 
 }  // namespace
 }  // namespace datapump::rt::testing
+
+namespace datapump::rt::testing {
+namespace {
+
+// kernel_priority::deadline: SCHED_DEADLINE where the kernel grants it (then the VP is not
+// pinned: the kernel refuses deadline tasks a restricted affinity), else a step down that says why.
+TEST(RtPriority, DeadlineIsGrantedOrTheStepDownSaysWhy) {
+    system_config config;
+    config.vps = 1;
+    config.priority = kernel_priority::deadline;
+    config.engine = false;
+    auto sys = make_system(config);
+    vp_info info = sys->vp(0);
+    if (info.priority == kernel_priority::deadline) {
+        EXPECT_EQ(info.cpu, -1);
+        EXPECT_TRUE(info.priority_note.empty()) << info.priority_note;
+    } else {
+        EXPECT_NE(info.priority_note.find("SCHED_DEADLINE"), std::string::npos) << info.priority_note;
+    }
+    std::atomic<int> ticks{0};
+    port tick = make_port(*sys, "tick", [&ticks](upcall& up) {
+        if (!up.calibrating()) {
+            ticks.fetch_add(1);
+        }
+    });
+    auto c = sys->connect_timer("tick", make_qos(1000));
+    ASSERT_TRUE(c.has_value());
+    EXPECT_TRUE(datapump::testing::wait_until([&ticks] { return ticks.load() >= 20; }));
+}
+
+}  // namespace
+}  // namespace datapump::rt::testing
