@@ -56,6 +56,14 @@ std::optional<remote_name> parse_remote(std::string_view name) {
     return remote_name{tcp, std::string(where), std::string(rest.substr(slash + 1))};
 }
 
+std::string join_names(const std::vector<std::string>& names) {
+    std::string joined;
+    for (const std::string& n : names) {
+        joined += (joined.empty() ? "" : "\n") + n;
+    }
+    return joined;
+}
+
 bool is_remote(std::string_view name) { return name.starts_with(proc_prefix) || name.starts_with(tcp_prefix); }
 
 void resume_from_link(system_state& st, const std::weak_ptr<connection_state>& c, const job& j, bool failed,
@@ -299,10 +307,7 @@ std::expected<connection, refusal> remote::connect(system& s, std::span<const st
     if (first->tcp) {
         return connect_tcp(s, chain, first_remote, *first, names, q);
     }
-    std::string joined;
-    for (const std::string& n : names) {
-        joined += (joined.empty() ? "" : "\n") + n;
-    }
+    std::string joined = join_names(names);
     if (joined.size() > wire::max_names) {
         return no(errc::invalid_argument, "the remote port names are too long");
     }
@@ -318,22 +323,11 @@ std::expected<connection, refusal> remote::connect(system& s, std::span<const st
                   fmt::format("cannot reach the process serving '{}': {}", endpoint, describe(peer.error())));
     }
 
-    if (auto refused = s.pool_room(q)) {
-        return std::unexpected(std::move(*refused));
+    auto prepared = s.claim_with_pool(chain.subspan(0, first_remote), q);
+    if (!prepared) {
+        return std::unexpected(std::move(prepared.error()));
     }
-    auto c = std::make_shared<connection_state>();
-    if (auto refused = s.claim_ports(*c, chain.subspan(0, first_remote))) {
-        return std::unexpected(std::move(*refused));
-    }
-    auto buffers = pool::create(pool_options{.buffer_size = q.buffer_size,
-                                             .count = q.buffer_count,
-                                             .lock_memory = st.config.lock_memory});
-    if (!buffers) {
-        s.release_ports(*c);
-        return no(buffers.error().code == errc::invalid_argument ? errc::invalid_argument : errc::full,
-                  describe(buffers.error()));
-    }
-    c->buffers = std::move(*buffers);
+    std::shared_ptr<connection_state> c = std::move(*prepared);
     c->stages.push_back(nullptr);  // the out stage: 1 us of the VP's time to hand the buffer on
     duration budget = s.budgets(*c, c->buffers->calibration_buffer());
 

@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace datapump::rt::detail {
 
@@ -47,6 +48,8 @@ struct remote_name {
 };
 [[nodiscard]] std::optional<remote_name> parse_remote(std::string_view name);
 [[nodiscard]] bool is_remote(std::string_view name);
+// The names '\n'-separated, as the wire carries them.
+[[nodiscard]] std::string join_names(const std::vector<std::string>& names);
 
 // A link's peer is done with job j of connection c (or failed it): hands it back to c's VP. Any
 // thread; nothing happens when c is gone.

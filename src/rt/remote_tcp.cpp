@@ -270,28 +270,15 @@ std::expected<connection, refusal> remote::connect_tcp(system& s, std::span<cons
         return no(errc::invalid_argument, fmt::format("a TCP link carries buffers of at most {} bytes, {} of them",
                                                       wire::max_tcp_buffer, wire::max_tcp_count));
     }
-    std::string joined;
-    for (const std::string& n : names) {
-        joined += (joined.empty() ? "" : "\n") + n;
-    }
+    std::string joined = join_names(names);
     if (joined.size() > wire::max_names) {
         return no(errc::invalid_argument, "the remote port names are too long");
     }
-    if (auto refused = s.pool_room(q)) {
-        return std::unexpected(std::move(*refused));
+    auto prepared = s.claim_with_pool(chain.subspan(0, first_remote), q);
+    if (!prepared) {
+        return std::unexpected(std::move(prepared.error()));
     }
-    auto c = std::make_shared<connection_state>();
-    if (auto refused = s.claim_ports(*c, chain.subspan(0, first_remote))) {
-        return std::unexpected(std::move(*refused));
-    }
-    auto buffers = pool::create(pool_options{.buffer_size = q.buffer_size,
-                                             .count = q.buffer_count,
-                                             .lock_memory = st.config.lock_memory});
-    if (!buffers) {
-        s.release_ports(*c);
-        return no(errc::full, describe(buffers.error()));
-    }
-    c->buffers = std::move(*buffers);
+    std::shared_ptr<connection_state> c = std::move(*prepared);
     c->stages.push_back(nullptr);
     duration budget = s.budgets(*c, c->buffers->calibration_buffer());
 

@@ -374,6 +374,28 @@ void system::close_port(port_state* p) {
     state_->ports.erase(p->name);
 }
 
+std::expected<std::shared_ptr<connection_state>, refusal> system::claim_with_pool(
+    std::span<const std::string_view> names, const qos& q) {
+    if (auto no = pool_room(q)) {
+        return std::unexpected(std::move(*no));
+    }
+    auto c = std::make_shared<connection_state>();
+    if (auto no = claim_ports(*c, names)) {
+        return std::unexpected(std::move(*no));
+    }
+    auto buffers = detail::pool::create(detail::pool_options{.buffer_size = q.buffer_size,
+                                                             .count = q.buffer_count,
+                                                             .lock_memory = state_->config.lock_memory});
+    if (!buffers) {
+        release_ports(*c);
+        return std::unexpected(refusal{buffers.error().code == errc::invalid_argument ? errc::invalid_argument
+                                                                                      : errc::full,
+                                       describe(buffers.error())});
+    }
+    c->buffers = std::move(*buffers);
+    return c;
+}
+
 std::optional<refusal> system::pool_room(const qos& q) {
     std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     std::size_t slot = (q.buffer_size + page - 1) / page * page;
@@ -556,22 +578,11 @@ std::expected<connection, refusal> system::connect(std::span<const std::string_v
             return remote;
         }
     }
-    if (auto no = pool_room(q)) {
-        return refused(text, no->code, std::move(no->reason));
+    auto prepared = claim_with_pool(chain, q);
+    if (!prepared) {
+        return refused(text, prepared.error().code, std::move(prepared.error().reason));
     }
-    auto c = std::make_shared<connection_state>();
-    if (auto no = claim_ports(*c, chain)) {
-        return refused(text, no->code, std::move(no->reason));
-    }
-    auto buffers = detail::pool::create(detail::pool_options{.buffer_size = q.buffer_size,
-                                                             .count = q.buffer_count,
-                                                             .lock_memory = state_->config.lock_memory});
-    if (!buffers) {
-        release_ports(*c);
-        return refused(text, buffers.error().code == errc::invalid_argument ? errc::invalid_argument : errc::full,
-                       describe(buffers.error()));
-    }
-    c->buffers = std::move(*buffers);
+    std::shared_ptr<connection_state> c = std::move(*prepared);
     // Budgets not declared are measured on the pool's first buffer.
     duration budget = budgets(*c, c->buffers->calibration_buffer());
     if (auto no = admit(c, q, budget, nullptr)) {

@@ -308,6 +308,10 @@ private:
     void release_ports(detail::connection_state& c);
     // Whether the pool has room for q's buffers (checked before they are allocated).
     std::optional<refusal> pool_room(const qos& q);
+    // A new connection with `names` claimed and a pool for q's buffers (the ports are given back
+    // when that fails).
+    std::expected<std::shared_ptr<detail::connection_state>, refusal> claim_with_pool(
+        std::span<const std::string_view> names, const qos& q);
     duration budgets(detail::connection_state& c, std::span<std::byte> scratch);
     std::optional<refusal> admit(const std::shared_ptr<detail::connection_state>& c, const qos& q, duration budget,
                                  const std::function<std::optional<refusal>(detail::connection_state&)>& before_start);
