@@ -361,14 +361,22 @@ void system::close_port(port_state* p) {
     // A connect that claimed the port may still be measuring or admitting: wait for its outcome
     // (registered, or the ports given back), so that it never runs or keeps a freed handler.
     // (A handler closing its own port during calibration would wait for itself: not allowed.)
-    state_->ports_cv.wait(lock, [this, p] {
-        return p->in == nullptr || std::any_of(state_->connections.begin(), state_->connections.end(),
-                                               [p](const auto& c) { return c.get() == p->in; });
+    std::shared_ptr<connection_state> in;
+    state_->ports_cv.wait(lock, [this, p, &in] {
+        if (p->in == nullptr) {
+            return true;
+        }
+        auto it = std::find_if(state_->connections.begin(), state_->connections.end(),
+                               [p](const auto& c) { return c.get() == p->in; });
+        if (it == state_->connections.end()) {
+            return false;  // being connected, or being disconnected by another thread: wait
+        }
+        in = *it;  // held: disconnect below needs it alive even if another thread gets there first
+        return true;
     });
-    connection_state* in = p->in;
     lock.unlock();
-    if (in != nullptr) {
-        disconnect(in);
+    if (in) {
+        disconnect(in.get());
     }
     lock.lock();
     state_->ports.erase(p->name);
@@ -667,13 +675,19 @@ std::expected<connection, refusal> system::connect_direct(const direct_endpoints
 }
 
 void system::disconnect(connection_state* c) {
+    // Every caller holds a reference to c (a handle, a link's record, a copy of the list), so c
+    // stays valid here even when another thread disconnects it meanwhile.
     std::shared_ptr<connection_state> keep;
     {
-        std::lock_guard lock(state_->mutex);
+        std::unique_lock lock(state_->mutex);
         auto it = std::find_if(state_->connections.begin(), state_->connections.end(),
                                [c](const auto& s) { return s.get() == c; });
         if (it == state_->connections.end()) {
-            return;  // already disconnected (its port closed, or the system is going)
+            // Already disconnected, or being disconnected by another thread (a peer's disconnect
+            // racing a port's close): return only once that one has let go of the ports, so that
+            // the caller may free them.
+            state_->ports_cv.wait(lock, [c] { return c->detached.load(std::memory_order_acquire); });
+            return;
         }
         keep = *it;
         state_->connections.erase(it);
