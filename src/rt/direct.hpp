@@ -19,6 +19,7 @@
 #include "datapump/base/error.hpp"
 #include "datapump/base/unique_fd.hpp"
 #include "datapump/io/event_loop.hpp"
+#include "datapump/rt/system.hpp"
 
 #include <cstdint>
 #include <deque>
@@ -27,13 +28,9 @@
 
 namespace datapump::rt::detail {
 
-struct direct_ends {
-    int from = -1;
-    std::int64_t from_offset = -1;  // -1: a stream (socket, pipe)
-    int to = -1;
-    std::int64_t to_offset = -1;    // -1: a stream
-    std::uint64_t length = 0;       // 0: until the source's end
-};
+// The ends: rt::direct_endpoints (system.hpp): an offset of -1 is a stream (socket, pipe);
+// length 0 moves until the source's end.
+using direct_ends = direct_endpoints;
 
 // What the engine hands back to the VP for one chunk.
 struct chunk_done {

@@ -650,11 +650,7 @@ std::expected<connection, refusal> system::connect_direct(const direct_endpoints
         detail::vp* target = st->vps[cs.vp].get();
         auto mover = detail::direct_mover::create(
             *st->engine,
-            detail::direct_ends{.from = ends.from,
-                                .from_offset = ends.from_offset,
-                                .to = ends.to,
-                                .to_offset = ends.to_offset,
-                                .length = ends.length},
+            ends,
             q.buffer_size, [target, weak_self = cs.weak_from_this()](const detail::chunk_done& done) {
                 if (auto self = weak_self.lock()) {
                     target->resume(std::move(self), done);

@@ -42,6 +42,18 @@ inline system_config manual_config(const manual_clock& clock, unsigned vps = 1) 
     return config;
 }
 
+// One VP on the machine's clock, without real-time priority or pinning (tests check behaviour,
+// not timing), and without the engine loop unless asked.
+inline system_config real_time_config(const char* name = "rt", bool engine = false) {
+    system_config config;
+    config.vps = 1;
+    config.priority = kernel_priority::none;
+    config.pin = false;
+    config.engine = engine;
+    config.name = name;
+    return config;
+}
+
 inline std::unique_ptr<system> make_system(const system_config& config) {
     auto made = system::create(config);
     EXPECT_TRUE(made.has_value()) << (made ? "" : describe(made.error()));

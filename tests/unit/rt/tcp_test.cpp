@@ -18,21 +18,11 @@
 namespace datapump::rt::testing {
 namespace {
 
-system_config real_config(const char* name) {
-    system_config config;
-    config.vps = 1;
-    config.priority = kernel_priority::none;
-    config.pin = false;
-    config.engine = false;
-    config.name = name;
-    return config;
-}
-
 class RtTcp : public ::testing::Test {
 protected:
     void SetUp() override {
-        a_ = make_system(real_config("rt-a"));
-        b_ = make_system(real_config("rt-b"));
+        a_ = make_system(real_time_config("rt-a"));
+        b_ = make_system(real_time_config("rt-b"));
         ASSERT_TRUE(a_ && b_);
         sink_ = make_port(*b_, "sink", [this](upcall& up) {
             if (up.calibrating()) {

@@ -83,11 +83,7 @@ TEST(RtBoard, OnAManualClockPostedTasksRunInsideRunUntilInPostingOrder) {
 }
 
 TEST(RtBoard, OnRealTimeTasksRunOnTheEngineThreadNotTheVp) {
-    system_config config;
-    config.vps = 1;
-    config.priority = kernel_priority::none;
-    config.pin = false;
-    auto sys = make_system(config);
+    auto sys = make_system(real_time_config("rt", true));
     std::mutex mutex;
     std::vector<std::thread::id> vp_threads;
     std::vector<std::thread::id> engine_threads;
@@ -122,12 +118,7 @@ TEST(RtBoard, OnRealTimeTasksRunOnTheEngineThreadNotTheVp) {
 }
 
 TEST(RtBoard, PostWithoutAnEngineIsRefused) {
-    system_config config;
-    config.vps = 1;
-    config.priority = kernel_priority::none;
-    config.pin = false;
-    config.engine = false;
-    auto sys = make_system(config);
+    auto sys = make_system(real_time_config());
     auto r = sys->post([] {});
     ASSERT_FALSE(r.has_value());
     EXPECT_EQ(r.error().code, errc::unsupported);
@@ -143,11 +134,7 @@ namespace {
 // asserted: only that the VP measured something and kept the window inside the bounds).
 TEST(RtSpin, TheWindowAdaptsWithinItsBounds) {
     for (bool fixed : {false, true}) {
-        system_config config;
-        config.vps = 1;
-        config.priority = kernel_priority::none;
-        config.pin = false;
-        config.engine = false;
+        system_config config = real_time_config();
         config.spin_window = 20us;
         config.max_spin_window = fixed ? 20us : 300us;
         auto sys = make_system(config);
