@@ -6,6 +6,7 @@
 // same final outcome. Every outcome is checked against the parser's promises (consumed counts,
 // limits, lowercase names, trimmed values), and every complete request is run through the other
 // protocol pieces the server applies to it (path decoding, ranges, conditions, query, head).
+#include "datapump/http/proto/log_escape.hpp"
 #include "datapump/http/proto/mime.hpp"
 #include "datapump/http/proto/path.hpp"
 #include "datapump/http/proto/query.hpp"
@@ -56,8 +57,8 @@ void check_outcome(const parse_outcome& out, std::size_t given) {
             break;
         case parse_status::error:
             check(out.http_status == 400 || out.http_status == 413 || out.http_status == 414 ||
-                      out.http_status == 431 || out.http_status == 505,
-                  "error status is one of 400 413 414 431 505");
+                      out.http_status == 431 || out.http_status == 501 || out.http_status == 505,
+                  "error status is one of 400 413 414 431 501 505");
             check(!out.reason.empty(), "error has a reason");
             break;
     }
@@ -83,6 +84,17 @@ void check_request(const request& req, const parser_limits& limits) {
     const std::string* cl = req.header("content-length");
     const std::string* te = req.header("transfer-encoding");
     check(cl == nullptr || te == nullptr, "never both Content-Length and Transfer-Encoding");
+    std::size_t hosts = 0;
+    for (const auto& field : req.headers) {
+        hosts += field.first == "host" ? 1 : 0;
+    }
+    check(hosts <= 1 && (req.version_minor == 0 || hosts == 1), "exactly one Host in HTTP/1.1, at most one in 1.0");
+    check(te == nullptr || req.version_minor == 1, "no Transfer-Encoding in HTTP/1.0");
+    // What the access log writes of the request: no raw control byte, quote or backslash.
+    for (const char c : log_escape(req.target)) {
+        const auto b = static_cast<unsigned char>(c);
+        check(b >= 0x20 && b != 0x7F && c != '"', "log_escape leaves no control byte or quote");
+    }
 }
 
 // Parses `input` fed in pieces whose sizes come from `piece` (0 means: all that is left).

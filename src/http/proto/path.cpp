@@ -1,6 +1,9 @@
 #include "datapump/http/proto/path.hpp"
 
 #include "text.hpp"
+
+#include <climits>
+
 namespace datapump::http {
 
 namespace {
@@ -56,6 +59,9 @@ result<std::string> decode_path(std::string_view raw_path) {
         if (*segment == "..") {
             return fail(errc::escapes_root, "decode path: '..' segment leaves the served root");
         }
+        if (segment->size() > NAME_MAX) {
+            return fail(errc::out_of_range, "decode path: a name longer than 255 bytes (NAME_MAX)");
+        }
         if (!segment->empty() && *segment != ".") {
             if (!out.empty()) {
                 out.push_back('/');
@@ -66,6 +72,9 @@ result<std::string> decode_path(std::string_view raw_path) {
             break;
         }
         raw_path.remove_prefix(slash + 1);
+    }
+    if (out.size() >= PATH_MAX) {
+        return fail(errc::out_of_range, "decode path: longer than 4095 bytes (PATH_MAX)");
     }
     return out;
 }

@@ -25,6 +25,13 @@ constexpr std::string_view reason_repeated_host = "repeated Host header";
 constexpr std::string_view reason_name_space = "whitespace in a header name (before its colon)";
 constexpr std::string_view reason_bad_target = "request target cannot be split into path and query";
 constexpr std::string_view reason_bare_cr = "CR not followed by LF in the request framing";
+constexpr std::string_view reason_bare_lf = "LF without CR before it: lines of a request head end with CRLF";
+constexpr std::string_view reason_obs_fold = "a header line starts with whitespace (obs-fold is refused)";
+constexpr std::string_view reason_no_host = "HTTP/1.1 request without a Host header";
+constexpr std::string_view reason_bad_length = "Content-Length is not a single decimal number";
+constexpr std::string_view reason_chunked_final =
+    "Transfer-Encoding must end with chunked, once (the body length cannot be known otherwise)";
+constexpr std::string_view reason_te_http10 = "Transfer-Encoding in an HTTP/1.0 request";
 constexpr std::string_view reason_stopped = "request parser stopped unexpectedly";
 
 std::size_t saturating_add(std::size_t a, std::size_t b) {
@@ -89,6 +96,45 @@ bool split_target(request& req, bool is_connect) {
     req.path = path.empty() && !is_connect ? std::string("/") : std::string(path);
     req.query = std::string(field(UF_QUERY));
     return true;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return ascii_lower(x) == ascii_lower(y);
+           });
+}
+
+// RFC 9112 §6.1 and §6.3 on the Transfer-Encoding fields of a request, all of them in order:
+// 0 when the codings are exactly "chunked"; 400 when chunked is missing, repeated or not the
+// last coding (the body's length cannot be known: a smuggling vector); 501 when another coding
+// comes before it (the server decodes none). Empty list elements are skipped (RFC 9110 §5.6.1).
+int transfer_coding_status(const request& req) {
+    std::size_t codings = 0;
+    std::size_t chunked = 0;
+    bool last_is_chunked = false;
+    for (const auto& [name, value] : req.headers) {
+        if (name != "transfer-encoding") {
+            continue;
+        }
+        std::string_view rest = value;
+        while (true) {
+            const std::size_t comma = rest.find(',');
+            const std::string_view element = text::trim_ows(rest.substr(0, comma));
+            if (!element.empty()) {
+                ++codings;
+                last_is_chunked = iequals(element, "chunked");  // chunked takes no parameters
+                chunked += last_is_chunked ? 1 : 0;
+            }
+            if (comma == std::string_view::npos) {
+                break;
+            }
+            rest.remove_prefix(comma + 1);
+        }
+    }
+    if (chunked != 1 || !last_is_chunked) {
+        return 400;
+    }
+    return codings == 1 ? 0 : 501;
 }
 
 }  // namespace
@@ -228,6 +274,12 @@ parse_outcome request_parser::feed(std::span<const char> bytes) {
             case head_scan::stop::bare_cr:
                 fail_with(400, reason_bare_cr);
                 return failure(used);
+            case head_scan::stop::bare_lf:
+                fail_with(400, reason_bare_lf);
+                return failure(used);
+            case head_scan::stop::obs_fold:
+                fail_with(400, reason_obs_fold);
+                return failure(used);
         }
     }
     return {parse_status::need_more, used, 0, {}};
@@ -240,6 +292,9 @@ request_parser::head_scan request_parser::scan_request_line(std::span<const char
         const char c = bytes[i];
         if (after_cr_ && c != '\n') {
             return {i, stop::bare_cr};
+        }
+        if (c == '\n' && !after_cr_) {
+            return {i, stop::bare_lf};  // also in the blank lines before the request line
         }
         after_cr_ = c == '\r';
         if (!line_started_) {
@@ -267,15 +322,22 @@ request_parser::head_scan request_parser::scan_header_lines(std::span<const char
         if (after_cr_ && c != '\n') {
             return {i, stop::bare_cr};
         }
+        if (c == '\n' && !after_cr_) {
+            return {i, stop::bare_lf};
+        }
         after_cr_ = c == '\r';
         if (at_line_start_) {
-            if (c == '\r' || c == '\n') {
+            if (c == '\r') {
                 head_end_seen_ = true;  // the blank line; the bytes after it are not head
                 break;
             }
-            // A line led by whitespace continues the previous field (obs-fold), except the first.
-            const bool continuation = (c == ' ' || c == '\t') && header_lines_ > 0;
-            if (!continuation && ++header_lines_ > limits_.max_headers) {
+            // A line led by whitespace: a folded continuation of the field before (obs-fold), or
+            // whitespace before the first field. RFC 9112 §5.2 and §2.2 let a server refuse both;
+            // a proxy in front that unfolds (or drops) such lines would see other fields than we do.
+            if (c == ' ' || c == '\t') {
+                return {i, stop::obs_fold};
+            }
+            if (++header_lines_ > limits_.max_headers) {
                 return {i, stop::too_many_headers};
             }
         }
@@ -376,6 +438,11 @@ int request_parser::finish_header() {
             return fail_with(400, reason_repeated_length);
         }
         seen_content_length_ = true;
+        // http-parser refuses these itself (an empty value, a list, a sign); this keeps the rule
+        // true whatever build of it is linked.
+        if (value.empty() || !std::all_of(value.begin(), value.end(), text::is_digit)) {
+            return fail_with(400, reason_bad_length);
+        }
     } else if (name == "transfer-encoding") {
         seen_transfer_encoding_ = true;
     }
@@ -392,19 +459,24 @@ int request_parser::on_headers_complete(http_parser* p) {
     }
     self->in_field_ = false;
     self->headers_done_ = true;
+    if (p->http_major == 1 && p->http_minor == 1 && !self->seen_host_) {
+        return self->fail_with(400, reason_no_host);  // RFC 9112 §3.2
+    }
+    if (self->seen_transfer_encoding_) {
+        if (p->http_minor == 0) {
+            // RFC 9112 §6.1: an HTTP/1.0 message's framing is faulty with it; refused as nginx does.
+            return self->fail_with(400, reason_te_http10);
+        }
+        switch (transfer_coding_status(self->current_)) {
+            case 0: break;
+            // A body still encoded (gzip, ...) would be taken or stored encoded: refused.
+            case 501: return self->fail_with(501, reason_coding);
+            default: return self->fail_with(400, reason_chunked_final);
+        }
+    }
     const bool deferred = self->limits_.defer_put_bodies && p->method == HTTP_PUT;
     if (deferred) {
         request& put = self->current_;
-        if (const std::string* te = put.header("transfer-encoding"); te != nullptr) {
-            std::string coding = *te;
-            for (char& c : coding) {
-                c = ascii_lower(c);
-            }
-            if (coding != "chunked") {
-                // The body would be stored still encoded (gzip, ...): refuse it (RFC 9112 §6.1).
-                return self->fail_with(501, reason_coding);
-            }
-        }
         put.body_follows = true;
         put.body_chunked = (p->flags & static_cast<unsigned>(F_CHUNKED)) != 0;
         put.body_length = (p->flags & static_cast<unsigned>(F_CONTENTLENGTH)) != 0 ? p->content_length : 0;
@@ -482,6 +554,9 @@ parse_outcome request_parser::parser_failure(std::size_t consumed) {
             break;
         case HPE_HEADER_OVERFLOW:
             fail_with(431, reason_head_too_large);
+            break;
+        case HPE_INVALID_TRANSFER_ENCODING:
+            fail_with(400, reason_chunked_final);  // a coding list that does not end with chunked
             break;
         case HPE_UNEXPECTED_CONTENT_LENGTH: {
             // http-parser refuses a second Content-Length, and Content-Length with chunked, before

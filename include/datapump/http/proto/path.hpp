@@ -22,6 +22,9 @@ namespace datapump::http {
 //   escapes_root      a ".." segment, however spelled ("..", "%2e%2e", ".%2E", ...)
 //   invalid_argument  a '%' not followed by two hex digits; an encoded '/' (%2F); a backslash,
 //                     raw or encoded (%5C); a NUL byte (%00)
+//   out_of_range      a decoded segment longer than NAME_MAX (255) bytes, or a result of PATH_MAX
+//                     (4096) bytes or more: no file system opens it (ENAMETOOLONG); the server
+//                     answers 414, as for a request line over its limit
 // `error::what` says which.
 [[nodiscard]] result<std::string> decode_path(std::string_view raw_path);
 

@@ -22,10 +22,19 @@
 //         max_header_bytes                                                         -> 413
 //   version other than HTTP/1.0 and HTTP/1.1 (a request line without one is 0.9)   -> 505
 //   Content-Length together with Transfer-Encoding (smuggling), a repeated
-//         Content-Length or Host, whitespace before a header's colon, a target
+//         Content-Length or Host, a Content-Length that is not one decimal number,
+//         HTTP/1.1 without Host, whitespace before a header's colon, a target
 //         http-parser cannot split, anything http-parser rejects                   -> 400
-//   a CR not followed by LF anywhere in the head or the chunk framing (http-parser
-//         as Debian builds it, without HTTP_PARSER_STRICT, lets some pass)         -> 400
+//   Transfer-Encoding (all its fields, in order) other than exactly one `chunked`
+//         last; Transfer-Encoding in HTTP/1.0                                      -> 400
+//   another coding before that one `chunked` ("gzip, chunked": not decoded)        -> 501
+//   a CR not followed by LF, or an LF not preceded by CR, anywhere in the head
+//         (the blank lines before the request line included) or a CR in the chunk
+//         framing; a header line that starts with SP or HTAB (obs-fold, or
+//         whitespace before the first field). http-parser as Debian builds it
+//         (without HTTP_PARSER_STRICT) lets these pass; the byte scans before it
+//         refuse them at the byte that breaks the rule (RFC 9112 §2.2, §5.2)       -> 400
+// The server closes the connection after every refusal.
 // A method http-parser does not know is a 400; one it knows but the server does not serve
 // parses fine (method::other), and the server answers 405. Trailer fields of a chunked body are
 // parsed and dropped. A request with `Upgrade` is parsed as a plain request (the server does not
@@ -52,8 +61,8 @@ struct parser_limits {
     std::size_t max_headers = 100;
     std::size_t max_body = 65536;
     // PUT requests end at their head (request::body_follows): the caller reads the body itself
-    // (the ingest path) and max_body does not apply to them. A Transfer-Encoding other than
-    // exactly "chunked" (gzip, chunked; ...) is refused with 501.
+    // (the ingest path) and max_body does not apply to them. Their Transfer-Encoding is checked
+    // as every request's is (see above).
     bool defer_put_bodies = false;
 };
 
@@ -66,7 +75,7 @@ enum class parse_status : std::uint8_t {
 struct parse_outcome {
     parse_status status = parse_status::need_more;
     std::size_t consumed = 0;  // bytes of the span given to feed() that the parser used
-    int http_status = 0;       // error only: 400, 413, 414, 431, 501 (deferred PUT codings) or 505
+    int http_status = 0;       // error only: 400, 413, 414, 431, 501 (a coding before chunked) or 505
     std::string_view reason;   // error only: static text (never freed), e.g. for the log or body
 };
 
@@ -130,6 +139,8 @@ private:
             line_too_long,     // the next byte would break max_request_line
             too_many_headers,  // the next byte would start one header field too many
             bare_cr,           // the next byte follows a CR and is not LF
+            bare_lf,           // the next byte is an LF without a CR before it
+            obs_fold,          // the next byte is whitespace starting a header line
         };
         std::size_t length = 0;  // bytes that may go to http-parser
         stop why = stop::none;

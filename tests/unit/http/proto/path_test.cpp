@@ -76,6 +76,27 @@ TEST(decode_path, bad_escapes_are_refused) {
     EXPECT_EQ(std::string_view(decode_path("/%4").error().what), "decode path: '%' not followed by two hex digits");
 }
 
+// Longer than any file system takes (ENAMETOOLONG): refused before the file layer (414).
+TEST(decode_path, over_long_names_are_refused) {
+    expect_path("/" + std::string(255, 'n'), std::string(255, 'n'));
+    expect_refused("/" + std::string(256, 'n'), errc::out_of_range);
+    expect_refused("/a/" + std::string(256, 'n') + "/b", errc::out_of_range);
+    std::string encoded;  // 256 decoded bytes, spelled in 768
+    for (int i = 0; i < 256; ++i) {
+        encoded += "%6E";
+    }
+    expect_refused("/" + encoded, errc::out_of_range);
+    std::string deep;  // 4095 bytes decoded: the most a relative path can be
+    while (deep.size() + 101 <= 4095) {
+        deep += std::string(100, 'd') + "/";
+    }
+    deep += std::string(4095 - deep.size(), 'e');
+    ASSERT_EQ(deep.size(), 4095u);
+    expect_path("/" + deep, deep);
+    expect_refused("/" + deep + "e", errc::out_of_range);
+    expect_path("/" + deep + "//./", deep);  // what is dropped does not count
+}
+
 TEST(html_escape, escapes_the_five_characters) {
     EXPECT_EQ(html_escape("a<b>&\"c'd"), "a&lt;b&gt;&amp;&quot;c&#39;d");
     EXPECT_EQ(html_escape(""), "");
