@@ -2,7 +2,8 @@
 # The main job: installs what is missing, builds the release preset, makes a demo media folder
 # (a short generated H.264/AAC video, a page that plays it, a 64 MiB file) and runs datapumpd on
 # it until Ctrl-C. Open the printed URLs in a browser.
-# Usage: scripts/run.sh [extra datapumpd options...]   (default --listen 127.0.0.1:8080)
+# Usage: scripts/run.sh [extra datapumpd options...]   (default --listen 127.0.0.1:8080; the status
+# page and /metrics on the admin listener, --admin-listen 127.0.0.1:8081)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build run
@@ -21,24 +22,29 @@ if [ ! -f "$demo/big.bin" ]; then
   head -c $((64 * 1024 * 1024)) /dev/urandom >"$demo/big.tmp"
   mv "$demo/big.tmp" "$demo/big.bin"
 fi
-cat >"$demo/index.html" <<'HTML'
-<!doctype html>
-<meta charset="utf-8">
-<title>datapump demo</title>
-<h1>datapump demo</h1>
-<video src="clip.mp4" controls muted autoplay width="640"></video>
-<p>The same clip paced at 200 kB/s: <a href="clip.mp4?rate=200k">clip.mp4?rate=200k</a>.
-Watch it on the <a href="/_datapump/">status page</a>, where it can be paused and sought.
-HTML
 listen=127.0.0.1:8080
+admin=127.0.0.1:8081
 args=("$@")
 given=""
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
     --listen=*) listen=${args[$i]#--listen=}; given=1 ;;
     --listen) listen=${args[$((i + 1))]:-$listen}; given=1 ;;
+    --admin-listen=*) admin=${args[$i]#--admin-listen=} ;;
+    --admin-listen) admin=${args[$((i + 1))]:-$admin} ;;
   esac
 done
 [ -n "$given" ] || args=(--listen "$listen" "${args[@]}")
-echo "datapumpd: serving $demo on http://$listen/ (status page http://$listen/_datapump/, metrics http://$listen/metrics)"
+# The status page and /metrics are on the admin listener (docs/daemon.md, "Control plane").
+cat >"$demo/index.html" <<HTML
+<!doctype html>
+<meta charset="utf-8">
+<title>datapump demo</title>
+<h1>datapump demo</h1>
+<video src="clip.mp4" controls muted autoplay width="640"></video>
+<p>The same clip paced at 200 kB/s: <a href="clip.mp4?rate=200k">clip.mp4?rate=200k</a>.
+Watch it on the <a href="http://$admin/_datapump/">status page</a> (the admin listener, from this
+machine), where it can be paused and sought.
+HTML
+echo "datapumpd: serving $demo on http://$listen/ (status page http://$admin/_datapump/, metrics http://$admin/metrics)"
 exec build/release/src/daemon/datapumpd --root "$demo" "${args[@]}"

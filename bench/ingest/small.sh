@@ -38,6 +38,7 @@ up=$(mktemp -d "${BENCH_UPLOAD_DIR:-/var/tmp}/datapump-small-XXXXXX")
 srv_pid=""
 srv_name=""
 srv_port=""
+adm_port=""
 cleanup() { stop_server; rm -rf "$work" "$up"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
@@ -50,6 +51,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start_server() {
   srv_name=$1
   srv_port=$(free_port)
+  adm_port=$(free_port)  # datapumpd's admin listener: /metrics
   case "$srv_name" in
     nginx)
       cat >"$work/nginx.conf" <<EOF
@@ -65,7 +67,7 @@ EOF
       "$nginx_bin" -p "$work" -c "$work/nginx.conf" -e "$work/nginx.log" >>"$work/nginx.log" 2>&1 &
       ;;
     dp-upload|dp-batch)
-      "$dpbin" --root "$up/root" --listen "127.0.0.1:$srv_port" --writable --provider direct \
+      "$dpbin" --root "$up/root" --listen "127.0.0.1:$srv_port" --admin-listen "127.0.0.1:$adm_port" --writable --provider direct \
         --durability "${srv_name#dp-}" --access-log off --log-level warn >>"$work/$srv_name.log" 2>&1 &
       ;;
   esac
@@ -105,7 +107,7 @@ function request()
 end
 EOF
 
-metric() { curl -s "http://127.0.0.1:$srv_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+metric() { curl -s "http://127.0.0.1:$adm_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 declare -A res
 add() { res["$1|$2"]+="$3 "; }

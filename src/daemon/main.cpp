@@ -95,6 +95,18 @@ int main(int argc, char** argv) {
     sc.upload_windows = cfg.upload_windows;
     sc.durability = cfg.durability_batch ? datapump::ingest::durability::batched : datapump::ingest::durability::per_upload;
     sc.durability_window = std::chrono::milliseconds(cfg.durability_window_ms);
+    // private control plane
+    for (const auto& more : cfg.more_listen) {
+        sc.more_listen.push_back({more.host, more.port});
+    }
+    if (!cfg.admin_socket.empty()) {
+        sc.admin = datapump::http::admin_kind::unix_socket;
+        sc.admin_socket = cfg.admin_socket;
+    } else if (!cfg.admin_host.empty()) {
+        sc.admin = datapump::http::admin_kind::tcp;
+        sc.admin_address = {cfg.admin_host, cfg.admin_port};
+    }
+    sc.admin_token = cfg.admin_token;
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

@@ -1,6 +1,10 @@
 #include "datapump/stream/stream_table.hpp"
 
+#include <sys/random.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
 
 namespace datapump::stream {
 
@@ -18,21 +22,67 @@ const char* to_string(run_state s) {
     return "unknown";
 }
 
+namespace {
+
+// 128 bits from the kernel's CSPRNG as 32 lowercase hex digits; empty if it gave none (it never
+// fails once the pool is initialised, which happens early in boot).
+std::string random_capability() {
+    std::array<unsigned char, 16> bytes{};
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+        const ssize_t n = ::getrandom(bytes.data() + got, bytes.size() - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return {};
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    constexpr std::string_view digits = "0123456789abcdef";
+    std::string out;
+    out.reserve(2 * bytes.size());
+    for (const unsigned char b : bytes) {
+        out += digits[b >> 4U];
+        out += digits[b & 0xfU];
+    }
+    return out;
+}
+
+}  // namespace
+
 std::shared_ptr<control> stream_table::make() {
     auto c = std::make_shared<control>();
     // Relaxed: ids need only be unique, which the atomic increment gives.
     c->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    c->capability = random_capability();
     return c;
 }
 
 void stream_table::add(const std::shared_ptr<control>& c) {
     const std::lock_guard lock(mutex_);
     streams_.emplace(c->id, c);
+    if (!c->capability.empty()) {
+        by_capability_.emplace(c->capability, c);
+    }
 }
 
 void stream_table::remove(std::uint64_t id) {
     const std::lock_guard lock(mutex_);
-    streams_.erase(id);
+    const auto it = streams_.find(id);
+    if (it == streams_.end()) {
+        return;
+    }
+    if (!it->second->capability.empty()) {
+        by_capability_.erase(it->second->capability);
+    }
+    streams_.erase(it);
+}
+
+std::shared_ptr<control> stream_table::find_capability(std::string_view capability) const {
+    const std::lock_guard lock(mutex_);
+    const auto it = by_capability_.find(std::string(capability));
+    return it == by_capability_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<control> stream_table::find(std::uint64_t id) const {

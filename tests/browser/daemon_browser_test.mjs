@@ -2,7 +2,8 @@
 // by playwright-core, which downloads no browser of its own.
 //
 //   node daemon_browser_test.mjs --base http://127.0.0.1:PORT --part video
-//   node daemon_browser_test.mjs --base http://127.0.0.1:PORT --part status --file big.bin
+//   node daemon_browser_test.mjs --base http://127.0.0.1:PORT --admin-base http://127.0.0.1:ADMIN_PORT \
+//        --part status --file big.bin [--token TOKEN]
 //
 // video:  /index.html holds <video src=clip muted>: play() must advance past 1 s; a seek to 4 s
 //         must land (>= 3.9) and keep playing (> 4.5); the element reports no error.
@@ -20,6 +21,12 @@ const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
 const base = args.base;
 const part = args.part ?? 'video';
+// The status page and its API are on the daemon's admin listener (--admin-listen), not on --base.
+const adminBase = args['admin-base'] ?? base;
+// --token: the daemon runs with --admin-token; the page is opened with ?token= and the checks'
+// own API calls send it as a Bearer header.
+const token = args.token;
+const auth = token ? { Authorization: `Bearer ${token}` } : {};
 if (!base) {
   console.error('usage: daemon_browser_test.mjs --base URL --part video|status [--file NAME]');
   process.exit(2);
@@ -69,14 +76,14 @@ async function videoPart(page) {
 }
 
 async function streamsJson() {
-  const res = await fetch(`${base}/_datapump/api/streams`, { signal: AbortSignal.timeout(5_000) });
+  const res = await fetch(`${adminBase}/_datapump/api/streams`, { headers: auth, signal: AbortSignal.timeout(5_000) });
   if (res.status !== 200) fail(`GET /_datapump/api/streams: ${res.status}`);
   return (await res.json()).streams;
 }
 
 async function statusPart(page) {
   const file = args.file ?? 'big.bin';
-  await page.goto(`${base}/_datapump/`, { timeout: 15_000 });
+  await page.goto(`${adminBase}/_datapump/${token ? `?token=${encodeURIComponent(token)}` : ''}`, { timeout: 15_000 });
   const row = page.locator('tr[data-stream-id]', { hasText: file }).first();
   await row.waitFor({ state: 'visible', timeout: 10_000 })
     .catch(() => fail(`the status page shows no row tr[data-stream-id] naming ${file} within 10 s`));

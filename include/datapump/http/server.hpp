@@ -3,7 +3,8 @@
 // The HTTP/1.1 streaming server that datapumpd runs (docs/daemon.md is its user contract).
 //
 //   server ──owns──> registry + provider instance (posix or direct) + file_cache (the arena)
-//          ──owns──> N loop threads: io::event_loop, a SO_REUSEPORT listening socket, connections
+//          ──owns──> N loop threads: io::event_loop, a SO_REUSEPORT listening socket per public
+//                    address, connections; loop 0 also owns the admin listener (if any)
 //          ──owns──> stream_table (live streams, VCR), admission, counters
 //          ──owns──> rt::system (its VPs tick the paced streams: stream::rt_pacing)
 //
@@ -43,6 +44,16 @@ enum class send_path : std::uint8_t { automatic, sendfile, splice, send_zc, send
     return rate / 4 > 262144 ? rate / 4 : 262144;
 }
 
+// An IP address and port to listen on: IPv4, or IPv6 with or without brackets; port 0: the
+// kernel picks.
+struct listen_address {
+    std::string host;
+    std::uint16_t port = 0;
+};
+
+// Where the admin listener is (docs/daemon.md, "Control plane").
+enum class admin_kind : std::uint8_t { off, tcp, unix_socket };
+
 struct server_config {
     std::string root = ".";
     std::string listen_host = "127.0.0.1";
@@ -77,6 +88,15 @@ struct server_config {
     // (one syncfs for the uploads finishing within durability_window).
     ingest::durability durability = ingest::durability::per_upload;
     std::chrono::microseconds durability_window{5000};
+    // private control plane (docs/daemon.md, "Control plane"): further public addresses (every
+    // loop listens on each, as on listen_host:listen_port), and the admin listener, the only one
+    // that serves /metrics, the status page and the control API. Off unless asked for: an
+    // embedding program opts in (datapumpd's default is tcp 127.0.0.1:8081).
+    std::vector<listen_address> more_listen;
+    admin_kind admin = admin_kind::off;
+    listen_address admin_address;  // admin == tcp
+    std::string admin_socket;      // admin == unix_socket: the path (mode 0660, removed at shutdown)
+    std::string admin_token;       // non-empty: every admin request needs "Authorization: Bearer TOKEN"
 };
 
 class server {
@@ -91,8 +111,12 @@ public:
     server& operator=(const server&) = delete;
     ~server();  // shutdown(0) if still running
 
-    // The bound port (the kernel's choice when the config said 0).
+    // The bound port (the kernel's choice when the config said 0) of the first public address.
     [[nodiscard]] std::uint16_t port() const;
+    // The bound ports of every public address, in the config's order (listen, then more_listen).
+    [[nodiscard]] std::vector<std::uint16_t> ports() const;
+    // The admin listener's bound port; 0 when it is off or on a unix socket.
+    [[nodiscard]] std::uint16_t admin_port() const;
     // The send path in use (never `automatic`).
     [[nodiscard]] send_path path() const;
 

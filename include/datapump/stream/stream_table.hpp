@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct control {
     std::uint64_t burst = 0;
     unsigned loop = 0;
     std::string send_path;
+    // The stream's capability: 32 lowercase hex digits of 128 random bits (getrandom), the only
+    // name under which an anonymous client may control it (docs/daemon.md, "Control plane").
+    // Empty when the kernel gave no random bytes: then the stream has no public control.
+    std::string capability;
 
     // Progress, written by the owner with relaxed stores (a monitoring snapshot: readers accept a
     // value one step old; no other memory depends on these).
@@ -63,12 +68,16 @@ struct control {
 
 class stream_table {
 public:
-    // Makes a control with a fresh id (never reused in the table's life). Not yet listed.
+    // Makes a control with a fresh id (never reused in the table's life) and a fresh random
+    // capability. Not yet listed.
     [[nodiscard]] std::shared_ptr<control> make();
-    // Lists `c` (after the owner set kick).
+    // Lists `c` (after the owner set kick), by id and by capability.
     void add(const std::shared_ptr<control>& c);
     void remove(std::uint64_t id);
     [[nodiscard]] std::shared_ptr<control> find(std::uint64_t id) const;
+    // The listed stream whose capability is `capability`; null for an unknown or ended one. A
+    // hash lookup: capabilities are random, so its timing tells nothing about a valid one.
+    [[nodiscard]] std::shared_ptr<control> find_capability(std::string_view capability) const;
     // Every listed stream, by increasing id.
     [[nodiscard]] std::vector<std::shared_ptr<control>> list() const;
     [[nodiscard]] std::size_t size() const;
@@ -85,6 +94,7 @@ public:
 private:
     mutable std::mutex mutex_;
     std::unordered_map<std::uint64_t, std::shared_ptr<control>> streams_;  // guarded by mutex_
+    std::unordered_map<std::string, std::shared_ptr<control>> by_capability_;  // guarded by mutex_
     std::atomic<std::uint64_t> next_id_{1};
 };
 

@@ -68,6 +68,8 @@ struct raw_value {
     bool from_flag = false;
     std::variant<std::monostate, std::string, std::int64_t, double, bool> value;
     std::string_view type_name;  // the TOML type, "a string", for mismatch messages
+    // private control plane: the texts of a repeated flag (--listen) or of a TOML array of strings.
+    std::vector<std::string> texts;
 };
 
 using problem = std::optional<std::string>;  // a message for the user, or nothing wrong
@@ -166,17 +168,49 @@ problem store(T& field, converted<U> value) {
     return std::nullopt;
 }
 
+// Every --listen given (or the TOML value: a string or an array of strings): the first is
+// listen_host:listen_port, the others more_listen. A later source replaces the whole list.
 problem store_listen(daemon_config& c, const raw_value& v) {
+    std::vector<std::string> texts = v.texts;
+    if (texts.empty()) {
+        auto text = to_text(v);
+        if (!text) {
+            return mismatch(v, "a string or an array of strings");
+        }
+        texts.push_back(std::move(*text));
+    }
+    c.more_listen.clear();
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        auto address = detail::parse_listen(texts[i]);
+        if (!address) {
+            return v.origin + ": " + address.error();
+        }
+        if (i == 0) {
+            c.listen_host = std::move(address->host);
+            c.listen_port = address->port;
+        } else {
+            c.more_listen.push_back({std::move(address->host), address->port});
+        }
+    }
+    return std::nullopt;
+}
+
+problem store_admin_listen(daemon_config& c, const raw_value& v) {
     auto text = to_text(v);
     if (!text) {
         return std::move(text.error());
     }
-    auto address = detail::parse_listen(*text);
-    if (!address) {
-        return v.origin + ": " + address.error();
+    auto admin = detail::parse_admin_listen(*text);
+    if (!admin) {
+        return v.origin + ": " + admin.error();
     }
-    c.listen_host = std::move(address->host);
-    c.listen_port = address->port;
+    c.admin_host.clear();
+    c.admin_port = 0;
+    c.admin_socket = std::move(admin->socket);
+    if (!admin->off && c.admin_socket.empty()) {
+        c.admin_host = std::move(admin->address.host);
+        c.admin_port = admin->address.port;
+    }
     return std::nullopt;
 }
 
@@ -219,9 +253,24 @@ std::string show_switch(bool on) {
     return on ? "on" : "off";
 }
 
+std::string show_address(const std::string& host, std::uint16_t port) {
+    const bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
 std::string show_listen(const daemon_config& c) {
-    const bool v6 = c.listen_host.find(':') != std::string::npos;
-    return (v6 ? "[" + c.listen_host + "]" : c.listen_host) + ":" + std::to_string(c.listen_port);
+    std::string out = show_address(c.listen_host, c.listen_port);
+    for (const auto& more : c.more_listen) {
+        out += " " + show_address(more.host, more.port);
+    }
+    return out;
+}
+
+std::string show_admin_listen(const daemon_config& c) {
+    if (!c.admin_socket.empty()) {
+        return "unix:" + c.admin_socket;
+    }
+    return c.admin_host.empty() ? std::string("off") : show_address(c.admin_host, c.admin_port);
 }
 
 // One row of docs/daemon.md's table. The flag is "--" + key with '-' for '_'.
@@ -234,11 +283,11 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 28> options{{
+constexpr std::array<option_spec, 30> options{{
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
-    {"listen", "HOST:PORT", "IPv4 or [IPv6] address and port",
+    {"listen", "HOST:PORT", "IPv4 or [IPv6] address and port; repeat it for more addresses",
      store_listen, show_listen},
     {"loops", "N", "event-loop threads, one io_uring each (1..256)",
      [](daemon_config& c, const raw_value& v) { return store(c.loops, to_whole<unsigned>(v)); },
@@ -319,6 +368,12 @@ constexpr std::array<option_spec, 28> options{{
     {"log_level", "L", "trace, debug, info, warn, error, critical or off",
      [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
      [](const daemon_config& c) { return c.log_level; }},
+    // private control plane
+    {"admin_listen", "ADDR", "/metrics, the status page and the control API: HOST:PORT, unix:/PATH or off",
+     store_admin_listen, show_admin_listen},
+    {"admin_token", "TOKEN", "admin requests need 'Authorization: Bearer TOKEN' (empty: none)",
+     [](daemon_config& c, const raw_value& v) { return store(c.admin_token, to_text(v)); },
+     [](const daemon_config& c) { return c.admin_token.empty() ? std::string("none") : std::string("(set)"); }},
 }};
 // clang-format on
 
@@ -396,7 +451,16 @@ raw_value from_toml(const toml::node& node, std::string origin) {
             v.type_name = "a boolean";
             break;
         case toml::node_type::table: v.type_name = "a table"; break;
-        case toml::node_type::array: v.type_name = "an array"; break;
+        case toml::node_type::array:
+            v.type_name = "an array";
+            for (const auto& element : *node.as_array()) {
+                if (!element.is_string()) {
+                    v.texts.clear();
+                    break;
+                }
+                v.texts.emplace_back(element.as_string()->get());
+            }
+            break;
         case toml::node_type::date: v.type_name = "a date"; break;
         case toml::node_type::time: v.type_name = "a time"; break;
         case toml::node_type::date_time: v.type_name = "a date-time"; break;
@@ -443,6 +507,7 @@ struct flag_state {
     std::string config_file;
     std::array<CLI::Option*, options.size()> given{};
     CLI::Option* config = nullptr;
+    std::vector<std::string> listen;  // --listen may be given several times
 };
 
 std::unique_ptr<CLI::App> build_app(flag_state& flags) {
@@ -459,6 +524,13 @@ std::unique_ptr<CLI::App> build_app(flag_state& flags) {
         const std::string help = std::string(o.help) + " [default: " + o.show(defaults) + "]";
         if (o.value_name.empty()) {
             flags.given[i] = app->add_flag(flag_name(o.key), flags.switches[i], help);
+        } else if (o.key == "listen") {
+            // One value per --listen (never the next word), every occurrence kept.
+            flags.given[i] = app->add_option(flag_name(o.key), flags.listen, help)
+                                 ->type_name(std::string(o.value_name))
+                                 ->expected(1)
+                                 ->allow_extra_args(false)
+                                 ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
         } else {
             flags.given[i] = app->add_option(flag_name(o.key), flags.text[i], help)->type_name(std::string(o.value_name));
         }
@@ -516,6 +588,9 @@ parse_outcome parse_or_throw(int argc, const char* const* argv) {
         v.origin = flag_name(options[i].key);
         v.from_flag = true;
         v.value = options[i].value_name.empty() ? show_switch(flags.switches[i]) : flags.text[i];
+        if (options[i].key == "listen") {
+            v.texts = flags.listen;
+        }
         if (auto p = options[i].apply(config, v)) {
             problems.push_back(std::move(*p));
         }

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace datapump::daemon {
 
@@ -64,6 +65,16 @@ struct daemon_config {
     std::uint32_t durability_window_ms = 5;
     std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
     std::string config_file;         // the --config file read, empty when none
+    // private control plane (docs/daemon.md, "Control plane")
+    struct address {
+        std::string host;  // IPv6 without brackets
+        std::uint16_t port = 0;
+    };
+    std::vector<address> more_listen;      // --listen given again (or a TOML array): after listen_host:listen_port
+    std::string admin_host = "127.0.0.1";  // --admin-listen HOST:PORT; empty (and no admin_socket): off
+    std::uint16_t admin_port = 8081;       // 0: the kernel picks
+    std::string admin_socket;              // --admin-listen unix:PATH (admin_host then empty)
+    std::string admin_token;               // non-empty: admin requests need "Authorization: Bearer TOKEN"
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();

@@ -5,6 +5,7 @@
 #include <array>
 #include <filesystem>
 #include <optional>
+#include <vector>
 
 namespace datapump::daemon {
 namespace {
@@ -137,6 +138,46 @@ problem check_log_level(const daemon_config& c) {
     return std::nullopt;
 }
 
+// private control plane: no address twice, the admin listener apart from the public ones, the
+// admin socket's folder there, a token that fits in a header.
+problem check_control_plane(const daemon_config& c) {
+    std::vector<daemon_config::address> all{{c.listen_host, c.listen_port}};
+    all.insert(all.end(), c.more_listen.begin(), c.more_listen.end());
+    const auto same = [](const daemon_config::address& a, const std::string& host, std::uint16_t port) {
+        return a.host == host && a.port == port;
+    };
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        for (std::size_t j = i + 1; j < all.size(); ++j) {
+            if (same(all[i], all[j].host, all[j].port)) {
+                return "--listen (listen): " + all[j].host + ":" + std::to_string(all[j].port) +
+                       " is given twice; give each address once";
+            }
+        }
+        if (c.admin_port != 0 && (same(all[i], c.admin_host, c.admin_port) ||
+                                  (all[i].port == c.admin_port && (all[i].host == "0.0.0.0" || all[i].host == "::")))) {
+            return "--admin-listen (admin_listen): " + c.admin_host + ":" + std::to_string(c.admin_port) +
+                   " is also a public --listen address; the admin listener needs a port of its own (default 8081)";
+        }
+    }
+    if (!c.admin_socket.empty()) {
+        std::error_code ec;
+        const auto parent = std::filesystem::path(c.admin_socket).parent_path();
+        if (!std::filesystem::is_directory(parent, ec)) {
+            return "--admin-listen (admin_listen): the folder of unix:" + c.admin_socket +
+                   " does not exist; create it (e.g. /run/datapumpd, mode 0750) or choose another path";
+        }
+    }
+    for (const char ch : c.admin_token) {
+        if (ch <= ' ' || ch > '~') {
+            return std::string("--admin-token (admin_token): use visible ASCII characters only (no spaces)");
+        }
+    }
+    if (!c.admin_token.empty() && c.admin_host.empty() && c.admin_socket.empty()) {
+        return std::string("--admin-token (admin_token): set, but --admin-listen is off; give an address or drop the token");
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::string validate_config(const daemon_config& c) {
@@ -166,6 +207,9 @@ std::string validate_config(const daemon_config& c) {
             out += '\n';
         }
         out += *p;
+    }
+    if (const problem p = check_control_plane(c)) {  // private control plane
+        out += (out.empty() ? "" : "\n") + *p;
     }
     return out;
 }

@@ -79,7 +79,7 @@ parsed<bool> parse_switch(std::string_view text) {
     return std::unexpected(quoted(text) + " is not a switch: write on or off");
 }
 
-parsed<listen_address> parse_listen(std::string_view text) {
+parsed<listen_address> parse_listen(std::string_view text, bool allow_port_zero) {
     const std::string form = " (write HOST:PORT, [IPv6]:PORT or :PORT, e.g. 127.0.0.1:8080)";
     listen_address out;
     std::string_view rest;
@@ -112,10 +112,37 @@ parsed<listen_address> parse_listen(std::string_view text) {
     }
     const std::string_view port_text = rest.substr(1);
     const auto port = parse_unsigned(port_text, 65535);
-    if (!port || *port == 0) {
-        return std::unexpected(quoted(text) + ": the port must be a number from 1 to 65535" + form);
+    if (!port || (*port == 0 && !allow_port_zero)) {
+        return std::unexpected(quoted(text) + ": the port must be a number from " + (allow_port_zero ? "0" : "1") +
+                               " to 65535" + form);
     }
     out.port = static_cast<std::uint16_t>(*port);
+    return out;
+}
+
+parsed<admin_listen> parse_admin_listen(std::string_view text) {
+    admin_listen out;
+    if (text == "off") {
+        out.off = true;
+        return out;
+    }
+    constexpr std::string_view unix_prefix = "unix:";
+    if (text.starts_with(unix_prefix)) {
+        out.socket = std::string(text.substr(unix_prefix.size()));
+        if (!out.socket.starts_with('/')) {
+            return std::unexpected(quoted(text) + ": give an absolute path after unix:, e.g. unix:/run/datapumpd/admin.sock");
+        }
+        if (out.socket.size() > 107) {
+            return std::unexpected(quoted(text) + ": a unix socket path has at most 107 bytes (this one has " +
+                                   std::to_string(out.socket.size()) + ")");
+        }
+        return out;
+    }
+    auto address = parse_listen(text, true);
+    if (!address) {
+        return std::unexpected(address.error() + "; or unix:/PATH, or off");
+    }
+    out.address = std::move(*address);
     return out;
 }
 

@@ -41,9 +41,19 @@ struct listen_address {
     std::uint16_t port = 0;
 };
 
-// "HOST:PORT", "[IPv6]:PORT" or ":PORT" (host 0.0.0.0: every IPv4 address). Port 1..65535.
+// "HOST:PORT", "[IPv6]:PORT" or ":PORT" (host 0.0.0.0: every IPv4 address). Port 1..65535
+// (0 too with `allow_port_zero`: the kernel picks).
 // The host text is checked only for being non-empty and, outside brackets, free of ':'; whether
 // it is an address is the socket layer's call. Errors name the part that is wrong.
-[[nodiscard]] parsed<listen_address> parse_listen(std::string_view text);
+[[nodiscard]] parsed<listen_address> parse_listen(std::string_view text, bool allow_port_zero = false);
+
+// private control plane: --admin-listen's value. "off"; "unix:PATH" (an absolute path below
+// 108 bytes); or HOST:PORT as parse_listen, port 0 allowed (the kernel picks).
+struct admin_listen {
+    bool off = false;
+    std::string socket;     // unix:PATH
+    listen_address address; // when neither off nor a socket
+};
+[[nodiscard]] parsed<admin_listen> parse_admin_listen(std::string_view text);
 
 }  // namespace datapump::daemon::detail

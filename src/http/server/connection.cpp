@@ -20,8 +20,9 @@ std::size_t input_capacity(const server_config& c) {
 
 }  // namespace
 
-connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id)
-    : ctx_(ctx), server_(*ctx.owner), fd_(std::move(fd)), peer_(std::move(peer)), id_(id), timer_(&timer_op_),
+connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id, bool admin)
+    : ctx_(ctx), server_(*ctx.owner), fd_(std::move(fd)), peer_(std::move(peer)), id_(id), admin_(admin),
+      timer_(&timer_op_),
       in_(input_capacity(ctx.owner->config)),
       parser_(parser_limits{.max_request_line = ctx.owner->config.max_request_line,
                             .max_header_bytes = ctx.owner->config.max_header_bytes,
@@ -133,11 +134,15 @@ void connection::process_input() {
         request_started_ = io::clock::now();
         log_request_ = req.method_name + " " + req.target;
         const bool keep = req.keep_alive && !draining_ && !server_.draining.load(std::memory_order_relaxed);
+        if (auto refused = refuse_before_routing(server_, req, keep, admin_)) {
+            answer(std::move(*refused));
+            return;
+        }
         if (req.body_follows) {
             begin_upload(std::move(req), keep);
             return;
         }
-        answer(route(ctx_, req, keep));
+        answer(route(ctx_, req, keep, admin_));
         return;
     }
     if (phase_ == phase::reading) {

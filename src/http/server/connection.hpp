@@ -67,7 +67,14 @@ struct response_plan {
 }
 
 // The router: everything a request can be answered with, on `ctx`'s loop. Defined in router.cpp.
-[[nodiscard]] response_plan route(loop_context& ctx, const request& req, bool keep_alive);
+// `admin`: the request came on the admin listener, which serves only the control plane (and
+// the public listeners never serve it, but a stream's own capability).
+[[nodiscard]] response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin);
+// What every request meets before it is routed (or its upload begins): a state-changing request
+// from a foreign origin is refused (403), and on the admin listener one without the admin token
+// (401) or with a body (404: nothing there takes one). Empty: go on.
+[[nodiscard]] std::optional<response_plan> refuse_before_routing(const server::state& server, const request& req,
+                                                                 bool keep_alive, bool admin);
 // An answer without a body (201 with `location`, 204). `close` adds Connection: close.
 [[nodiscard]] response_plan empty_response(int status, bool close, std::string_view location = {});
 // An error answer with a short text body. `close` adds Connection: close.
@@ -89,7 +96,8 @@ struct upload_state {
 
 class connection {
 public:
-    connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id);
+    // `admin`: accepted on the admin listener (it sees only the control plane).
+    connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id, bool admin = false);
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
     ~connection();
@@ -207,6 +215,7 @@ private:
     unique_fd fd_;
     std::string peer_;
     std::uint64_t id_;
+    bool admin_ = false;
     unsigned outstanding_ = 0;
     phase phase_ = phase::reading;
     bool recv_armed_ = false;

@@ -30,6 +30,8 @@ namespace datapump::http {
 namespace {
 
 constexpr std::string_view reserved_prefix = "/_datapump";
+// Where a stream's capability is used on the public listener: this, then 32 hex digits.
+constexpr std::string_view stream_capability_prefix = "/_datapump/streams/";
 
 // The headers every answer carries.
 void common_headers(response_head& h, bool close) {
@@ -91,6 +93,67 @@ response_plan json_response(int status, std::string body, bool close) {
 }
 
 bool is_get_or_head(const request& req) { return req.verb == method::get || req.verb == method::head; }
+
+// What a browser may send to another site from a page (a form, fetch): all but the safe methods.
+bool changes_state(const request& req) {
+    return req.verb != method::get && req.verb != method::head && req.verb != method::options;
+}
+
+std::string lowercase(std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+// A request whose Origin (or Sec-Fetch-Site) names another site than its Host is a page of that
+// site acting through a visitor's browser (CSRF). No Origin: not a browser's cross-site request
+// (curl, scripts) and allowed. The origin's default port (80, 443) is the same as none.
+bool same_origin(const request& req) {
+    if (const std::string* site = req.header("sec-fetch-site"); site != nullptr && lowercase(*site) == "cross-site") {
+        return false;
+    }
+    const std::string* origin = req.header("origin");
+    if (origin == nullptr) {
+        return true;
+    }
+    const std::string* host_header = req.header("host");
+    if (host_header == nullptr) {
+        return false;
+    }
+    const std::string text = lowercase(*origin);
+    const auto scheme_end = text.find("://");
+    if (scheme_end == std::string::npos) {
+        return false;  // "null" (a sandboxed or file: page) or garbage
+    }
+    const std::string_view scheme = std::string_view(text).substr(0, scheme_end);
+    std::string_view authority = std::string_view(text).substr(scheme_end + 3);
+    authority = authority.substr(0, authority.find('/'));
+    std::string host = lowercase(*host_header);
+    const auto strip_default = [&](std::string_view a) {
+        const std::string_view port = scheme == "https" ? ":443" : scheme == "http" ? ":80" : "";
+        return !port.empty() && a.ends_with(port) ? a.substr(0, a.size() - port.size()) : a;
+    };
+    return !authority.empty() && strip_default(authority) == strip_default(host);
+}
+
+// The admin token, when one is set: "Authorization: Bearer TOKEN" on every admin request (what
+// Prometheus' scrape config sends), or ?token=TOKEN on the status page itself, whose script then
+// sends it as the header on its API calls.
+bool admin_authorized(const server::state& s, const request& req) {
+    const std::string& token = s.config.admin_token;
+    if (token.empty() || bearer_matches(req.header("authorization"), token)) {
+        return true;
+    }
+    const bool page = req.path == std::string(reserved_prefix) + "/" || req.path == std::string(reserved_prefix) + "/index.html";
+    if (page && is_get_or_head(req)) {
+        if (const auto given = query_param(req.query, "token")) {
+            const std::string as_header = "Bearer " + *given;
+            return bearer_matches(&as_header, token);
+        }
+    }
+    return false;
+}
 
 response_plan method_not_allowed(std::string_view allow, bool close) {
     return memory_response(405, "text/plain; charset=utf-8", error_body(405, "method not allowed"), close, false,
@@ -409,17 +472,86 @@ response_plan file_response(loop_context& ctx, const request& req, bool keep_ali
     control->burst = plan.rate == 0 ? 0 : plan.burst;
     control->send_path = to_string(s.path);
     h.add("X-Datapump-Stream", control->id);
+    if (!control->capability.empty()) {
+        // The client's own key to its stream on the public listener (docs/daemon.md, "Control plane").
+        h.add("X-Datapump-Control", std::string(stream_capability_prefix) + control->capability);
+    }
     plan.control = std::move(control);
     plan.head = std::move(h).finish();
     plan.file = std::move(*opened);
     return plan;
 }
 
+// A VCR action (pause, resume, seek?offset=N, speed?factor=K) on stream `id`, answered as the
+// control API does: 200 {"ok":true,"stream":{...}}, 404 (`unknown`: no such stream), 400.
+response_plan stream_action(server::state& s, const request& req, std::uint64_t id, std::string_view action,
+                            const std::string& unknown, bool close) {
+    result<std::shared_ptr<stream::control>> done = fail(errc::invalid_argument, "unknown action");
+    if (action == "pause") {
+        done = s.table.pause(id);
+    } else if (action == "resume") {
+        done = s.table.resume(id);
+    } else if (action == "seek") {
+        auto offset = query_param(req.query, "offset");
+        auto value = offset ? parse_uint(*offset) : fail(errc::invalid_argument, "seek needs ?offset=BYTES");
+        done = value ? s.table.seek(id, *value) : std::unexpected(value.error());
+    } else if (action == "speed") {
+        auto factor = query_param(req.query, "factor");
+        auto value = factor ? parse_uint(*factor) : fail(errc::invalid_argument, "speed needs ?factor=K");
+        if (value && *value > stream::stream_table::max_speed) {
+            value = fail(errc::invalid_argument, "speed factor must be 1..64");
+        }
+        done = value ? s.table.set_speed(id, static_cast<std::uint32_t>(*value)) : std::unexpected(value.error());
+    } else {
+        return json_response(404, control_reply(false, "unknown action (pause, resume, seek, speed)", nullptr), close);
+    }
+    if (!done) {
+        if (done.error().code == errc::not_found) {
+            return json_response(404, control_reply(false, unknown, nullptr), close);
+        }
+        return json_response(400, control_reply(false, done.error().what, nullptr), close);
+    }
+    const stream_view v = view_of(**done);
+    return json_response(200, control_reply(true, {}, &v), close);
+}
+
+// The public listener's only view of the control plane: /_datapump/streams/CAP (GET: the
+// stream's JSON) and /_datapump/streams/CAP/ACTION (POST), for the holder of the capability the
+// stream's response carried. Anything else under the prefix is 404, as a missing file is.
+response_plan capability_response(server::state& s, const request& req, bool keep_alive) {
+    const bool close = !keep_alive;
+    const std::string_view path(req.path);
+    if (!path.starts_with(stream_capability_prefix)) {
+        return error_response(404, "no such file", close);
+    }
+    const std::string_view rest = path.substr(stream_capability_prefix.size());
+    const auto slash = rest.find('/');
+    const std::string_view capability = rest.substr(0, slash);
+    const std::string_view action = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    constexpr std::string_view unknown = "no such stream (ended, or never handed out)";
+    const std::shared_ptr<stream::control> c =
+        capability.size() == 32 ? s.table.find_capability(capability) : nullptr;
+    if (c == nullptr) {
+        return json_response(404, control_reply(false, unknown, nullptr), close);
+    }
+    if (action.empty()) {
+        if (!is_get_or_head(req)) {
+            return method_not_allowed("GET, HEAD", close);
+        }
+        return json_response(200, stream_json(view_of(*c)), close);
+    }
+    if (req.verb != method::post) {
+        return method_not_allowed("POST", close);
+    }
+    return stream_action(s, req, c->id, action, std::string(unknown), close);
+}
+
 response_plan control_response(server::state& s, const request& req, bool keep_alive) {
     const bool close = !keep_alive;
     std::string_view sub = std::string_view(req.path).substr(reserved_prefix.size());
     if (sub.empty()) {
-        return redirect(std::string(reserved_prefix) + "/", close);
+        // The query goes along: it may carry the status page's ?token=.
+        return redirect(std::string(reserved_prefix) + "/" + (req.query.empty() ? "" : "?" + req.query), close);
     }
     if (sub == "/" || sub == "/index.html") {
         if (!is_get_or_head(req)) {
@@ -455,34 +587,7 @@ response_plan control_response(server::state& s, const request& req, bool keep_a
         if (req.verb != method::post) {
             return method_not_allowed("POST", close);
         }
-        result<std::shared_ptr<stream::control>> done = fail(errc::invalid_argument, "unknown action");
-        if (action == "pause") {
-            done = s.table.pause(*id);
-        } else if (action == "resume") {
-            done = s.table.resume(*id);
-        } else if (action == "seek") {
-            auto offset = query_param(req.query, "offset");
-            auto value = offset ? parse_uint(*offset) : fail(errc::invalid_argument, "seek needs ?offset=BYTES");
-            done = value ? s.table.seek(*id, *value) : std::unexpected(value.error());
-        } else if (action == "speed") {
-            auto factor = query_param(req.query, "factor");
-            auto value = factor ? parse_uint(*factor) : fail(errc::invalid_argument, "speed needs ?factor=K");
-            if (value && *value > stream::stream_table::max_speed) {
-                value = fail(errc::invalid_argument, "speed factor must be 1..64");
-            }
-            done = value ? s.table.set_speed(*id, static_cast<std::uint32_t>(*value)) : std::unexpected(value.error());
-        } else {
-            return json_response(404, control_reply(false, "unknown action (pause, resume, seek, speed)", nullptr),
-                                 close);
-        }
-        if (!done) {
-            if (done.error().code == errc::not_found) {
-                return json_response(404, control_reply(false, "no stream " + std::to_string(*id), nullptr), close);
-            }
-            return json_response(400, control_reply(false, done.error().what, nullptr), close);
-        }
-        const stream_view v = view_of(**done);
-        return json_response(200, control_reply(true, {}, &v), close);
+        return stream_action(s, req, *id, action, "no stream " + std::to_string(*id), close);
     }
     return error_response(404, "no such control endpoint", close);
 }
@@ -548,8 +653,19 @@ response_plan error_response(int status, std::string_view detail, bool close) {
     return memory_response(status, "text/plain; charset=utf-8", error_body(status, detail), close);
 }
 
-response_plan route(loop_context& ctx, const request& req, bool keep_alive) {
+response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin) {
     server::state& s = *ctx.owner;
+    const bool reserved = req.path == reserved_prefix || req.path.starts_with(std::string(reserved_prefix) + "/");
+    if (!admin) {
+        // The control plane lives on the admin listener only; here the names stay reserved.
+        if (req.path == "/metrics") {
+            return error_response(404, "no such file", !keep_alive);
+        }
+        if (reserved) {
+            return capability_response(s, req, keep_alive);
+        }
+        return file_response(ctx, req, keep_alive);
+    }
     if (req.path == "/metrics") {
         if (!is_get_or_head(req)) {
             return method_not_allowed("GET, HEAD", !keep_alive);
@@ -557,10 +673,30 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive) {
         return memory_response(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(make_view(s)), !keep_alive,
                                req.verb == method::head);
     }
-    if (req.path == reserved_prefix || req.path.starts_with(std::string(reserved_prefix) + "/")) {
+    if (reserved) {
         return control_response(s, req, keep_alive);
     }
-    return file_response(ctx, req, keep_alive);
+    return error_response(404, "the admin listener serves only /metrics and /_datapump/", !keep_alive);
+}
+
+std::optional<response_plan> refuse_before_routing(const server::state& s, const request& req, bool keep_alive,
+                                                   bool admin) {
+    // A refused request's body (a PUT's) is not read: the connection closes after the answer.
+    const bool close = !keep_alive || req.body_follows;
+    if (changes_state(req) && !same_origin(req)) {
+        return error_response(403, "cross-origin request refused", close);
+    }
+    if (!admin) {
+        return std::nullopt;
+    }
+    if (!admin_authorized(s, req)) {
+        return memory_response(401, "text/plain; charset=utf-8", error_body(401, "the admin token is needed"), close,
+                               false, {"WWW-Authenticate", "Bearer realm=\"datapump admin\""});
+    }
+    if (req.body_follows) {
+        return error_response(404, "the admin listener serves only /metrics and /_datapump/", true);
+    }
+    return std::nullopt;
 }
 
 }  // namespace datapump::http

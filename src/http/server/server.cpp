@@ -13,6 +13,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,20 +76,82 @@ result<bound_address> parse_address(const std::string& host, std::uint16_t port)
     return a;
 }
 
-result<unique_fd> make_listener(const bound_address& a) {
+result<unique_fd> make_listener(const bound_address& a, bool reuse_port = true) {
     unique_fd fd(::socket(a.family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) {
         return fail_errno("socket");
     }
     const int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    // Every loop listens on the same address: the kernel spreads connections across them.
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    // Every loop listens on the same address: the kernel spreads connections across them. The
+    // admin listener is one socket: without SO_REUSEPORT no other socket can share its port.
+    if (reuse_port) {
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    }
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&a.storage), a.length) != 0) {
-        return fail_errno("bind");
+        return fail_errno(reuse_port ? "bind" : "bind the admin listener (--admin-listen)");
     }
     if (::listen(fd.get(), 1024) != 0) {
         return fail_errno("listen");
+    }
+    return fd;
+}
+
+std::uint16_t bound_port(int fd) {
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    return bound.ss_family == AF_INET ? ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port)
+                                      : ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
+}
+
+void set_port(bound_address& a, std::uint16_t port) {
+    if (a.family == AF_INET) {
+        reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = htons(port);
+    } else {
+        reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = htons(port);
+    }
+}
+
+// The admin listener on a unix socket at `path`: a socket file left by a dead instance (nobody
+// accepts on it) is replaced; a live one, or a file that is not a socket, is an error. The mode
+// is set to 0660 before listen(), so no connection is ever accepted under the umask's mode.
+result<unique_fd> make_unix_listener(const std::string& path, ino_t& inode) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof a.sun_path) {
+        return fail(errc::invalid_argument, "the admin socket path is empty or longer than 107 bytes");
+    }
+    std::memcpy(a.sun_path, path.data(), path.size());
+    const auto* address = reinterpret_cast<const sockaddr*>(&a);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            return fail(errc::invalid_argument, "the admin socket path exists and is not a socket (remove it)");
+        }
+        unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (probe && ::connect(probe.get(), address, sizeof a) == 0) {
+            return fail(errc::busy, "another process listens on the admin socket");
+        }
+        ::unlink(path.c_str());  // stale: its listener is gone
+    }
+    unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        return fail_errno("socket");
+    }
+    if (::bind(fd.get(), address, sizeof a) != 0) {
+        return fail_errno("bind the admin socket (--admin-listen unix:PATH)");
+    }
+    if (::chmod(path.c_str(), 0660) != 0 || ::lstat(path.c_str(), &st) != 0) {
+        const int sys = errno;
+        ::unlink(path.c_str());
+        return fail_errno("chmod the admin socket", sys);
+    }
+    inode = st.st_ino;
+    if (::listen(fd.get(), 64) != 0) {
+        const int sys = errno;
+        ::unlink(path.c_str());
+        return fail_errno("listen", sys);
     }
     return fd;
 }
@@ -97,6 +161,9 @@ std::string peer_name(int fd) {
     socklen_t len = sizeof ss;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
         return "?";
+    }
+    if (ss.ss_family == AF_UNIX) {
+        return "unix";  // the admin socket: its peers have no address
     }
     char text[INET6_ADDRSTRLEN] = {};
     if (ss.ss_family == AF_INET) {
@@ -121,7 +188,7 @@ void refuse_connection(int fd) {
 
 void acceptor::complete(int result, std::uint32_t flags) {
     if ((flags & IORING_CQE_F_MORE) == 0) {
-        ctx->accepting_armed = false;
+        armed = false;
     }
     server::state& s = *ctx->owner;
     if (result >= 0) {
@@ -133,21 +200,29 @@ void acceptor::complete(int result, std::uint32_t flags) {
         } else {
             const int one = 1;
             ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            auto* c = new connection(*ctx, unique_fd(fd), peer_name(fd), ctx->next_conn_id++);
+            auto* c = new connection(*ctx, unique_fd(fd), peer_name(fd), ctx->next_conn_id++, admin);
             c->start();
             connection::settle(c);
         }
     } else if (result != -ECANCELED) {
         spdlog::warn("loop {}: accept failed: {}", ctx->index, errno_text(-result));
     }
-    if (!ctx->accepting_armed && !s.draining.load(std::memory_order_relaxed)) {
-        ctx->arm_accept();
+    if (!armed && !s.draining.load(std::memory_order_relaxed)) {
+        arm();
     }
 }
 
+void acceptor::arm() {
+    armed = true;
+    ctx->loop->accept_multishot(listener.get(), this);
+}
+
 void loop_context::arm_accept() {
-    accepting_armed = true;
-    loop->accept_multishot(listener.get(), &accepting);
+    for (auto& a : acceptors) {
+        if (!a->armed) {
+            a->arm();
+        }
+    }
 }
 
 // Calls `f` on every connection of this loop, then lets each one go if it is done. The list is
@@ -167,8 +242,10 @@ void loop_context::for_each_connection(F f) {
 
 void loop_context::drain() {
     // The ring holds its own reference to the socket: cancel the accept, then close it.
-    loop->cancel(&accepting);
-    listener.reset();
+    for (auto& a : acceptors) {
+        loop->cancel(a.get());
+        a->listener.reset();
+    }
     for_each_connection([](connection& c) { c.drain(); });
 }
 
@@ -181,6 +258,8 @@ server::server(std::unique_ptr<state> s) : state_(std::move(s)) {}
 server::~server() { shutdown(std::chrono::milliseconds(0)); }
 
 std::uint16_t server::port() const { return state_->port; }
+std::vector<std::uint16_t> server::ports() const { return state_->ports; }
+std::uint16_t server::admin_port() const { return state_->admin_port; }
 send_path server::path() const { return state_->path; }
 stream::stream_table& server::streams_table() { return state_->table; }
 
@@ -289,36 +368,67 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     s->rt_system = std::move(*made_rt);
     s->pacing = std::make_unique<stream::rt_pacing>(*s->rt_system);
 
-    auto address = parse_address(config.listen_host, config.listen_port);
-    if (!address) {
-        return std::unexpected(address.error());
+    // Every loop listens on every public address; the first loop binds each one first, so that
+    // the others bind the port it got (it matters when asked for port 0).
+    std::vector<listen_address> wanted{{config.listen_host, config.listen_port}};
+    wanted.insert(wanted.end(), config.more_listen.begin(), config.more_listen.end());
+    std::vector<bound_address> addresses;
+    for (const auto& w : wanted) {
+        auto address = parse_address(w.host, w.port);
+        if (!address) {
+            return std::unexpected(address.error());
+        }
+        addresses.push_back(*address);
     }
     for (unsigned i = 0; i < config.loops; ++i) {
-        auto listener = make_listener(*address);
-        if (!listener) {
-            return std::unexpected(listener.error());
-        }
-        if (i == 0) {
-            sockaddr_storage bound{};
-            socklen_t len = sizeof bound;
-            ::getsockname(listener->get(), reinterpret_cast<sockaddr*>(&bound), &len);
-            const std::uint16_t port = bound.ss_family == AF_INET
-                                           ? ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port)
-                                           : ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
-            s->port = port;
-            // The other loops bind the port the first one got (it matters when asked for port 0).
-            if (address->family == AF_INET) {
-                reinterpret_cast<sockaddr_in*>(&address->storage)->sin_port = htons(port);
-            } else {
-                reinterpret_cast<sockaddr_in6*>(&address->storage)->sin6_port = htons(port);
-            }
-        }
         auto ctx = std::make_unique<loop_context>();
         ctx->owner = s.get();
         ctx->index = i;
-        ctx->accepting.ctx = ctx.get();
-        ctx->listener = std::move(*listener);
+        for (auto& address : addresses) {
+            auto listener = make_listener(address);
+            if (!listener) {
+                return std::unexpected(listener.error());
+            }
+            if (i == 0) {
+                const std::uint16_t port = bound_port(listener->get());
+                s->ports.push_back(port);
+                set_port(address, port);
+            }
+            auto a = std::make_unique<acceptor>();
+            a->ctx = ctx.get();
+            a->listener = std::move(*listener);
+            ctx->acceptors.push_back(std::move(a));
+        }
         s->loops.push_back(std::move(ctx));
+    }
+    s->port = s->ports.front();
+
+    // The admin listener (docs/daemon.md, "Control plane"): one socket, on loop 0.
+    if (config.admin != admin_kind::off) {
+        result<unique_fd> listener = fail(errc::invalid_argument, "no admin listener");
+        if (config.admin == admin_kind::tcp) {
+            auto address = parse_address(config.admin_address.host, config.admin_address.port);
+            if (!address) {
+                return std::unexpected(address.error());
+            }
+            listener = make_listener(*address, false);
+            if (listener) {
+                s->admin_port = bound_port(listener->get());
+            }
+        } else {
+            listener = make_unix_listener(config.admin_socket, s->admin_socket_inode);
+            if (listener) {
+                s->admin_socket = config.admin_socket;
+            }
+        }
+        if (!listener) {
+            return std::unexpected(listener.error());
+        }
+        auto a = std::make_unique<acceptor>();
+        a->ctx = s->loops.front().get();
+        a->listener = std::move(*listener);
+        a->admin = true;
+        s->loops.front()->acceptors.push_back(std::move(a));
     }
 
     // Each loop creates its ring on its own thread (a single-issuer ring belongs to its creator).
@@ -353,6 +463,22 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
                  "streams on {} rt VPs up to density {})",
                  config.root, config.listen_host, s->port, config.loops, config.provider, to_string(s->path),
                  config.capacity, s->rt_system->vps(), config.rt_max_density);
+    for (std::size_t i = 0; i < config.more_listen.size(); ++i) {
+        spdlog::info("also serving on {}:{}", config.more_listen[i].host, s->ports[i + 1]);
+    }
+    switch (config.admin) {
+        case admin_kind::off:
+            spdlog::info("admin listener off: no /metrics, status page or control API");
+            break;
+        case admin_kind::tcp:
+            spdlog::info("admin (/metrics, /_datapump/) on {}:{}{}", config.admin_address.host, s->admin_port,
+                         config.admin_token.empty() ? "" : " (bearer token required)");
+            break;
+        case admin_kind::unix_socket:
+            spdlog::info("admin (/metrics, /_datapump/) on unix:{}{}", s->admin_socket,
+                         config.admin_token.empty() ? "" : " (bearer token required)");
+            break;
+    }
     return std::unique_ptr<server>(new server(std::move(s)));
 }
 
@@ -396,6 +522,11 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
         spdlog::warn("{} connections had operations in flight at exit", s.connections.load(std::memory_order_relaxed));
     }
     s.loops.clear();
+    // The admin socket's file goes with it, unless another process has bound that path since.
+    struct stat st {};
+    if (!s.admin_socket.empty() && ::lstat(s.admin_socket.c_str(), &st) == 0 && st.st_ino == s.admin_socket_inode) {
+        ::unlink(s.admin_socket.c_str());
+    }
     s.stopped = true;
     if (cut > 0) {
         spdlog::info("shutdown: {} streams cut after the grace period", cut);

@@ -30,6 +30,9 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <vector>
+
+#include <sys/types.h>
 
 namespace datapump::http {
 
@@ -51,9 +54,14 @@ struct send_counters {
     std::atomic<std::uint64_t> readahead_advice{0};
 };
 
-// Accepts connections on one loop's listening socket (multishot accept).
+// Accepts connections on one of a loop's listening sockets (multishot accept): one per public
+// address on every loop, and the admin listener on loop 0.
 struct acceptor final : io::completion {
     loop_context* ctx = nullptr;
+    unique_fd listener;
+    bool admin = false;  // its connections see only the control plane (router.cpp, admin_route)
+    bool armed = false;
+    void arm();
     void complete(int result, std::uint32_t flags) override;
 };
 
@@ -81,9 +89,7 @@ struct loop_context {
     unsigned index = 0;
     std::unique_ptr<io::event_loop> loop;
     std::shared_ptr<loop_doorbell> doorbell = std::make_shared<loop_doorbell>();
-    unique_fd listener;
-    acceptor accepting;
-    bool accepting_armed = false;
+    std::vector<std::unique_ptr<acceptor>> acceptors;  // the public addresses, then the admin one
 
     // Loop thread only.
     std::unordered_map<std::uint64_t, connection*> conns;    // by connection id
@@ -94,6 +100,7 @@ struct loop_context {
     std::atomic<std::uint64_t> stream_count{0};
     std::thread thread;
 
+    // Arms every acceptor that is not armed.
     void arm_accept();
     // Loop thread: stop accepting; close idle connections; others close after their response.
     void drain();
@@ -134,6 +141,12 @@ struct server::state {
     std::unique_ptr<ingest::publisher> publishing;
     io::clock::time_point started{};
     std::uint16_t port = 0;
+    // private control plane: the bound ports of the public addresses, the admin listener's port
+    // (tcp) or socket path (unix: removed at shutdown if it is still the one bound, by inode).
+    std::vector<std::uint16_t> ports;
+    std::uint16_t admin_port = 0;
+    std::string admin_socket;
+    ino_t admin_socket_inode = 0;
 
     std::vector<std::unique_ptr<loop_context>> loops;
     std::atomic<bool> draining{false};

@@ -2,6 +2,8 @@
 // api/streams and api/status (relative: the page lives under the prefix) once a second and posts
 // pause/resume/seek to api/streams/ID/... Rows are updated in place, so a seek offset being typed
 // survives the refresh. Everything from the API reaches the DOM escaped (esc) or as textContent.
+// With an admin token, the page is opened as /_datapump/?token=TOKEN and sends the token as
+// "Authorization: Bearer TOKEN" on every API call (the API takes only the header).
 // Selectors that tests and users rely on: #streams (tbody), tr[data-stream-id], button.pause,
 // button.resume, input.offset + button.seek (each with data-stream-id), #cache, #server, #error.
 #include "datapump/http/views.hpp"
@@ -63,6 +65,9 @@ tr.empty td { color: var(--dim); text-align: center; }
 const $ = (selector) => document.querySelector(selector);
 const known = new Map();  // stream id (string) -> last stream object, for percent seeks
 let noticeTimer = null;
+// The admin token the page was opened with (?token=), for the API calls; none: no header.
+const token = new URLSearchParams(location.search).get('token');
+const auth = token ? { Authorization: `Bearer ${token}` } : {};
 
 function esc(value) {
   return String(value).replace(/[&<>"']/g,
@@ -174,7 +179,7 @@ function renderStatus(st) {
 async function refresh() {
   try {
     const [streams, status] = await Promise.all(
-      ['api/streams', 'api/status'].map((url) => fetch(url, { cache: 'no-store' })));
+      ['api/streams', 'api/status'].map((url) => fetch(url, { cache: 'no-store', headers: auth })));
     for (const r of [streams, status]) {
       if (!r.ok) { throw new Error(`${r.url}: HTTP ${r.status}`); }
     }
@@ -208,7 +213,7 @@ async function control(button) {
     query = '?offset=' + offset;
   }
   try {
-    const r = await fetch(`api/streams/${encodeURIComponent(id)}/${action}${query}`, { method: 'POST' });
+    const r = await fetch(`api/streams/${encodeURIComponent(id)}/${action}${query}`, { method: 'POST', headers: auth });
     const reply = await r.json().catch(() => ({}));
     if (!r.ok || reply.ok === false) { notice(`${action} ${id}: ${reply.error || 'HTTP ' + r.status}`); }
   } catch (e) {

@@ -1,9 +1,10 @@
 """Streams: pacing, admission, the control API, metrics, shutdown, and a real browser."""
+import json
 import signal
 import subprocess
 import time
 
-from harness import (BROWSER_DIR, MIB, Background, CheckFailed, Conn, check, curl, expect, get,
+from harness import (BROWSER_DIR, MIB, Background, CheckFailed, Conn, check, curl, expect, fetch, get,
                      json_api, metrics, request, run, stream_by_id, streams, wait_until)
 
 BIG = "/big.bin"
@@ -132,7 +133,7 @@ def _(ctx):
            f"datapump_admission_refusals_total {m.get('datapump_admission_refusals_total')}, want 0 (no --capacity)")
     expect(m.get("datapump_rt_connections") == 1,
            f"datapump_rt_connections {m.get('datapump_rt_connections')}, want 1 (the admitted stream)")
-    status_code, doc = json_api(server, "GET", "/_datapump/api/status")
+    status_code, doc = json_api(server.admin, "GET", "/_datapump/api/status")
     rt = doc.get("rt") if isinstance(doc, dict) else None
     expect(status_code == 200 and isinstance(rt, dict) and rt.get("refusals") == 1 and rt.get("connections") == 1,
            f"/_datapump/api/status rt: {rt!r:.300}, want refusals 1 and connections 1")
@@ -145,7 +146,7 @@ def _(ctx):
 # ----- control API ----------------------------------------------------------------------------
 
 def _post(ctx, sid, action):
-    status, doc = json_api(ctx.server, "POST", f"/_datapump/api/streams/{sid}/{action}")
+    status, doc = json_api(ctx.server.admin, "POST", f"/_datapump/api/streams/{sid}/{action}")
     expect(status == 200 and isinstance(doc, dict) and doc.get("ok") is True and isinstance(doc.get("stream"), dict),
            f"POST .../{sid}/{action}: {status} {doc!r:.200}, want 200 {{\"ok\":true,\"stream\":{{...}}}}")
     return doc["stream"]
@@ -203,13 +204,13 @@ def _(ctx):
     expect(ctx.fx.data(BIG)[at:at + 4096] in bg.out.read_bytes(),
            f"after seek to {offset}: the file's bytes at {at} never arrived in the body")
 
-    status, doc = json_api(ctx.server, "POST", f"/_datapump/api/streams/{sid}/seek?offset=abc")
+    status, doc = json_api(ctx.server.admin, "POST", f"/_datapump/api/streams/{sid}/seek?offset=abc")
     expect(status == 400, f"seek?offset=abc: {status} {doc!r:.200}, want 400")
 
 
 @check("control/unknown-stream-404", nginx="skip: the control API is datapumpd's")
 def _(ctx):
-    status, doc = json_api(ctx.server, "POST", "/_datapump/api/streams/987654321/pause")
+    status, doc = json_api(ctx.server.admin, "POST", "/_datapump/api/streams/987654321/pause")
     expect(status == 404 and isinstance(doc, dict) and doc.get("ok") is False and "987654321" in str(doc.get("error")),
            f"pause of an unknown stream: {status} {doc!r:.200}, "
            "want 404 {\"ok\":false,\"error\":\"no stream 987654321\"}")
@@ -217,18 +218,19 @@ def _(ctx):
 
 @check("control/status-and-metrics", nginx="skip: the status API and /metrics are datapumpd's")
 def _(ctx):
-    status, doc = json_api(ctx.server, "GET", "/_datapump/api/status")
+    admin = ctx.server.admin  # the control plane is served on the admin listener only
+    status, doc = json_api(admin, "GET", "/_datapump/api/status")
     expect(status == 200 and isinstance(doc, dict), f"GET /_datapump/api/status: {status} {doc!r:.200}")
     missing = {"loops", "connections", "cache", "rt"} - set(doc)
     expect(not missing, f"/_datapump/api/status lacks {sorted(missing)}: {sorted(doc)}")
-    r = get(ctx.server, "/metrics")
+    r = get(admin, "/metrics")
     expect(r.status == 200 and "text/plain" in (r.header("content-type") or ""),
            f"GET /metrics: {r.brief()}, Content-Type {r.header('content-type')!r}")
     m = metrics(ctx.server)
     for name in ("datapump_active_streams", "datapump_cache_loans_outstanding", "datapump_admission_refusals_total",
                  "datapump_rt_connections", "datapump_rt_refusals_total", "datapump_rt_deadline_misses_total"):
         expect(name in m, f"/metrics lacks {name}")
-    r = get(ctx.server, "/_datapump/")
+    r = get(admin, "/_datapump/")
     expect(r.status == 200 and "text/html" in (r.header("content-type") or ""), f"GET /_datapump/: {r.brief()}")
 
 
@@ -271,7 +273,8 @@ def _browser(ctx, part, extra=()):
     expect((BROWSER_DIR / "node_modules" / "playwright-core").is_dir(),
            f"{BROWSER_DIR}/node_modules lacks playwright-core (the setup's npm ci failed)")
     script = BROWSER_DIR / "daemon_browser_test.mjs"
-    r = run(["node", str(script), "--base", ctx.server.base, "--part", part, *extra], 58)
+    admin = ["--admin-base", ctx.server.admin.base] if ctx.is_daemon else []
+    r = run(["node", str(script), "--base", ctx.server.base, *admin, "--part", part, *extra], 58)
     out = (r.stdout + r.stderr).decode(errors="replace")
     expect(r.returncode == 0, f"browser {part}: exit {r.returncode}:\n{out[-3000:]}")
 
@@ -290,3 +293,23 @@ def _(ctx):
     s = stream_by_id(ctx.server, sid)
     expect(s is not None and s.get("state") == "paused",
            f"after the status page's pause button: stream {sid} state {s and s.get('state')!r}, want 'paused'")
+
+
+@check("browser/status-page-admin-token", nginx="skip: the status page and --admin-token are datapumpd's")
+def _(ctx):
+    # With --admin-token the page is opened as /_datapump/?token=T and its script sends the token
+    # on its API calls: the listing still fills and the pause button still pauses.
+    token = "browser-test-token"
+    server = ctx.extra_server(["--admin-token", token])
+    bg = Background(ctx, server, BIG, "rate=300k", "browser-token")
+    status, sid = bg.status_and_id()
+    expect(status == 200 and sid, f"paced GET: {status}, stream {sid!r}")
+    saved, ctx.server = ctx.server, server
+    try:
+        _browser(ctx, "status", ["--file", "big.bin", "--token", token])
+    finally:
+        ctx.server = saved
+    r = fetch(server.admin, "GET", "/_datapump/api/streams", {"Authorization": f"Bearer {token}"})
+    s = next((x for x in json.loads(r.body.decode()).get("streams", []) if str(x.get("id")) == str(sid)), None)
+    expect(s is not None and s.get("state") == "paused",
+           f"after the status page's pause button (with a token): stream {sid} {s!r:.200}, want state 'paused'")

@@ -201,11 +201,37 @@ def ensure_browser_deps():
 # ---------------------------------------------------------------------------------------------
 # Servers
 
-class Server:
-    """One running server process on 127.0.0.1:port, its output in log."""
+class Endpoint:
+    """Where a client connects: 127.0.0.1:port. A Server is one; so is its admin listener."""
 
-    def __init__(self, proc, port, log, kind):
+    def __init__(self, port):
+        self.port = port
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path, query=""):
+        return self.base + url_path(path) + (("?" + query) if query else "")
+
+
+class Server:
+    """One running server process on 127.0.0.1:port, its output in log. datapumpd's admin
+    listener (/metrics, /_datapump/: the control plane) is on admin_port (None: nginx, or an
+    admin listener the check set up itself)."""
+
+    def __init__(self, proc, port, log, kind, admin_port=None):
         self.proc, self.port, self.log, self.kind = proc, port, log, kind
+        self.admin_port = admin_port
+
+    @property
+    def admin(self):
+        """The admin listener as an endpoint for fetch(), get(), json_api(), Conn(...port)."""
+        expect(self.admin_port is not None, f"{self.kind} has no admin listener on a TCP port")
+        return Endpoint(self.admin_port)
+
+    def admin_url(self, path, query=""):
+        return self.admin.url(path, query)
 
     @property
     def base(self):
@@ -241,9 +267,12 @@ def _start(make_argv, log, kind, tries=3):
     taken between free_port() and the server's bind is retried with another."""
     for attempt in range(tries):
         port = free_port()
+        argv, admin_port = make_argv(port), None
+        if isinstance(argv, tuple):  # (argv, the admin listener's port)
+            argv, admin_port = argv
         with open(log, "ab") as out:
-            proc = spawn(make_argv(port), stdout=out, stderr=subprocess.STDOUT)
-        server = Server(proc, port, log, kind)
+            proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT)
+        server = Server(proc, port, log, kind, admin_port)
         if wait_until(lambda: not server.alive() or _answers(port), 10, 0.05) and server.alive():
             return server
         server.stop(signal.SIGKILL)
@@ -267,7 +296,16 @@ class Daemon:
         log = self.tmp / f"datapumpd-{self.provider}-{self.send_path}-{self.count}.log"
         argv = lambda port: [self.binary, "--root", str(root), "--listen", f"127.0.0.1:{port}",
                              "--provider", self.provider, "--send-path", self.send_path, *extra]
-        return _start(argv, log, "datapumpd")
+
+        def with_admin(port):
+            # Every daemon gets its admin listener on another free port, unless the check set one.
+            if any(str(a).startswith("--admin-listen") for a in extra):
+                return argv(port)
+            admin_port = free_port()
+            while admin_port == port:
+                admin_port = free_port()
+            return argv(port) + ["--admin-listen", f"127.0.0.1:{admin_port}"], admin_port
+        return _start(with_admin, log, "datapumpd")
 
 
 class Nginx:
@@ -455,8 +493,13 @@ def json_api(server, method, target, timeout=5):
         return r.status, None
 
 
+def admin_of(server):
+    """datapumpd's admin listener (the control plane lives there only); nginx has none: itself."""
+    return server.admin if getattr(server, "admin_port", None) is not None else server
+
+
 def streams(server):
-    status, doc = json_api(server, "GET", "/_datapump/api/streams")
+    status, doc = json_api(admin_of(server), "GET", "/_datapump/api/streams")
     expect(status == 200 and isinstance(doc, dict) and isinstance(doc.get("streams"), list),
            f"GET /_datapump/api/streams: {status}, {doc!r:.200}: want 200 and {{\"streams\":[...]}}")
     return doc["streams"]
@@ -470,8 +513,8 @@ def stream_by_id(server, sid):
 
 
 def metrics(server):
-    """{name: summed value} of the Prometheus text at /metrics."""
-    r = get(server, "/metrics")
+    """{name: summed value} of the Prometheus text at /metrics (on the admin listener)."""
+    r = get(admin_of(server), "/metrics")
     expect(r.status == 200, f"GET /metrics: {r.brief()}")
     out = {}
     for line in r.body.decode(errors="replace").splitlines():
@@ -484,8 +527,8 @@ def metrics(server):
 
 
 def metric_samples(server):
-    """{'name' or 'name{labels}': value} of the Prometheus text at /metrics, one per sample."""
-    r = get(server, "/metrics")
+    """{'name' or 'name{labels}': value} of the Prometheus text at /metrics (admin), one per sample."""
+    r = get(admin_of(server), "/metrics")
     expect(r.status == 200, f"GET /metrics: {r.brief()}")
     out = {}
     for line in r.body.decode(errors="replace").splitlines():
@@ -505,6 +548,12 @@ class Background:
             f.unlink(missing_ok=True)
         self.proc = ctx.start(["curl", "-sS", "--globoff", "--max-time", "120", "-o", str(self.out),
                                "-D", str(self.hdr), server.url(path, query)])
+
+    def control_path(self, timeout=5):
+        """The X-Datapump-Control path of the response (the stream's capability), or None."""
+        self.status_and_id(timeout)
+        m = re.search(r"(?im)^x-datapump-control:\s*(\S+)", self.hdr.read_bytes().decode("latin-1"))
+        return m.group(1) if m else None
 
     def status_and_id(self, timeout=5):
         """(status, X-Datapump-Stream) once the response head has arrived."""

@@ -26,6 +26,7 @@ import checks_files  # noqa: E402,F401  (registers checks)
 import checks_hostile  # noqa: E402,F401
 import checks_ingest  # noqa: E402,F401
 import checks_streams  # noqa: E402,F401
+import checks_control  # noqa: E402,F401  (private control plane)
 
 VARIANTS = {  # name -> (provider, send path)
     "posix": ("posix", "sendfile"),

@@ -22,6 +22,25 @@ TEST(stream_table, ids_are_unique_and_listing_is_ordered) {
     EXPECT_EQ(t.find(a->id), nullptr);
 }
 
+TEST(stream_table, capabilities_are_random_hex_and_found_only_while_listed) {
+    stream_table t;
+    auto a = t.make();
+    auto b = t.make();
+    ASSERT_EQ(a->capability.size(), 32U);
+    EXPECT_EQ(a->capability.find_first_not_of("0123456789abcdef"), std::string::npos) << a->capability;
+    EXPECT_NE(a->capability, b->capability);
+    EXPECT_EQ(t.find_capability(a->capability), nullptr) << "not listed yet";
+    t.add(a);
+    t.add(b);
+    EXPECT_EQ(t.find_capability(a->capability), a);
+    EXPECT_EQ(t.find_capability(b->capability), b);
+    EXPECT_EQ(t.find_capability(std::to_string(a->id)), nullptr);
+    EXPECT_EQ(t.find_capability(""), nullptr);
+    t.remove(a->id);
+    EXPECT_EQ(t.find_capability(a->capability), nullptr) << "an ended stream's capability is dead";
+    EXPECT_EQ(t.find_capability(b->capability), b);
+}
+
 TEST(stream_table, controls_set_requests_and_kick_the_owner) {
     stream_table t;
     auto c = t.make();

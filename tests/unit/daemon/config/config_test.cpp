@@ -105,6 +105,94 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.upload_windows, 4U);
     EXPECT_FALSE(c.durability_batch);
     EXPECT_EQ(c.durability_window_ms, 5U);
+    // private control plane
+    EXPECT_TRUE(c.more_listen.empty());
+    EXPECT_EQ(c.admin_host, "127.0.0.1");
+    EXPECT_EQ(c.admin_port, 8081);
+    EXPECT_EQ(c.admin_socket, "");
+    EXPECT_EQ(c.admin_token, "");
+}
+
+TEST_F(config_test, listen_repeated_flags_and_toml_arrays) {
+    daemon_config c = parse_ok({"--listen", "127.0.0.1:9000", "--listen", "[::1]:9001", "--listen=:9002"});
+    EXPECT_EQ(c.listen_host, "127.0.0.1");
+    EXPECT_EQ(c.listen_port, 9000);
+    ASSERT_EQ(c.more_listen.size(), 2U);
+    EXPECT_EQ(c.more_listen[0].host, "::1");
+    EXPECT_EQ(c.more_listen[0].port, 9001);
+    EXPECT_EQ(c.more_listen[1].host, "0.0.0.0");
+    EXPECT_EQ(c.more_listen[1].port, 9002);
+
+    const std::string path = write_toml("listen = ['10.0.0.1:80', '[::]:80']\n");
+    c = parse_ok({"--config", path});
+    EXPECT_EQ(c.listen_host, "10.0.0.1");
+    EXPECT_EQ(c.listen_port, 80);
+    ASSERT_EQ(c.more_listen.size(), 1U);
+    EXPECT_EQ(c.more_listen[0].host, "::");
+    // A flag replaces the file's whole list.
+    c = parse_ok({"--config", path, "--listen", "127.0.0.1:7000"});
+    EXPECT_EQ(c.listen_port, 7000);
+    EXPECT_TRUE(c.more_listen.empty());
+    c = parse_ok({"--config", write_toml("listen = '127.0.0.1:7001'\n")});
+    EXPECT_EQ(c.listen_port, 7001);
+    EXPECT_TRUE(c.more_listen.empty());
+
+    std::string message = error_of({"--listen", "127.0.0.1:9000", "--listen", "127.0.0.1:9000"});
+    EXPECT_TRUE(contains(message, "given twice")) << message;
+    message = error_of({"--listen", "127.0.0.1:9000", "--listen", "bad"});
+    EXPECT_TRUE(contains(message, "--listen: 'bad'")) << message;
+    // One value per --listen: a second word is a stray argument, not an address.
+    message = error_of({"--listen", "127.0.0.1:9000", "127.0.0.1:9001"});
+    EXPECT_TRUE(contains(message, "127.0.0.1:9001")) << message;
+}
+
+TEST_F(config_test, admin_listen_forms) {
+    daemon_config c = parse_ok({"--admin-listen", "off"});
+    EXPECT_EQ(c.admin_host, "");
+    EXPECT_EQ(c.admin_socket, "");
+    c = parse_ok({"--admin-listen", "[::1]:0"});
+    EXPECT_EQ(c.admin_host, "::1");
+    EXPECT_EQ(c.admin_port, 0);  // the kernel picks
+    c = parse_ok({"--admin-listen", "unix:" + dir_ + "/admin.sock", "--admin-token", "s3cr3t"});
+    EXPECT_EQ(c.admin_host, "");
+    EXPECT_EQ(c.admin_socket, dir_ + "/admin.sock");
+    EXPECT_EQ(c.admin_token, "s3cr3t");
+    c = parse_ok({"--config", write_toml("admin_listen = '127.0.0.1:9999'\nadmin_token = 'abc'\n")});
+    EXPECT_EQ(c.admin_host, "127.0.0.1");
+    EXPECT_EQ(c.admin_port, 9999);
+    EXPECT_EQ(c.admin_token, "abc");
+    EXPECT_TRUE(contains(usage_text(), "--admin-listen")) << usage_text();
+    EXPECT_TRUE(contains(usage_text(), "127.0.0.1:8081")) << usage_text();
+}
+
+TEST_F(config_test, admin_listen_validation_errors) {
+    struct bad_case {
+        std::vector<std::string> args;
+        const char* expected;
+    };
+    const std::string dir = dir_;
+    for (const auto& [args, expected] : {
+             bad_case{{"--admin-listen", "localhost"}, "--admin-listen: 'localhost' has no port"},
+             bad_case{{"--admin-listen", "127.0.0.1:70000"}, "from 0 to 65535"},
+             bad_case{{"--admin-listen", "unix:relative.sock"}, "absolute path"},
+             bad_case{{"--admin-listen", "unix:/" + std::string(120, 'x')}, "at most 107 bytes"},
+             bad_case{{"--admin-listen", "unix:" + dir + "/missing/admin.sock"}, "does not exist"},
+             bad_case{{"--admin-listen", "127.0.0.1:8080"}, "also a public --listen address"},
+             bad_case{{"--listen", "0.0.0.0:8081"}, "also a public --listen address"},
+             bad_case{{"--admin-listen", "off", "--admin-token", "t"}, "--admin-listen is off"},
+             bad_case{{"--admin-token", "has space"}, "--admin-token (admin_token): use visible ASCII"},
+         }) {
+        std::vector<std::string> storage{"datapumpd"};
+        storage.insert(storage.end(), args.begin(), args.end());
+        std::vector<const char*> argv;
+        for (const auto& a : storage) {
+            argv.push_back(a.c_str());
+        }
+        const auto out = parse_config(static_cast<int>(argv.size()), argv.data());
+        EXPECT_FALSE(out.run()) << args.back();
+        EXPECT_EQ(out.exit_code, 2);
+        EXPECT_TRUE(contains(out.message, expected)) << args.back() << " -> " << out.message;
+    }
 }
 
 // Two switches side by side: each flag sets its own (they once shared one variable).
@@ -207,7 +295,7 @@ TEST_F(config_test, send_path_spellings) {
 TEST_F(config_test, toml_file_then_flags_that_were_given) {
     const std::string path = write_toml("root = '" + dir_ +
                                         "'\n"
-                                        "listen = '0.0.0.0:8081'\n"
+                                        "listen = '0.0.0.0:8082'\n"
                                         "loops = 2\n"
                                         "provider = 'direct'\n"
                                         "send_path = 'splice'\n"
@@ -230,7 +318,7 @@ TEST_F(config_test, toml_file_then_flags_that_were_given) {
     EXPECT_EQ(c.config_file, path);
     EXPECT_EQ(c.root, dir_);
     EXPECT_EQ(c.listen_host, "0.0.0.0");
-    EXPECT_EQ(c.listen_port, 8081);
+    EXPECT_EQ(c.listen_port, 8082);
     EXPECT_EQ(c.loops, 2U);
     EXPECT_EQ(c.provider, "direct");
     EXPECT_EQ(c.send_path, send_path_choice::splice);
@@ -289,7 +377,10 @@ TEST_F(config_test, toml_type_mismatches_name_key_and_type) {
              bad_case{"capacity = -1\n", "cannot be negative"},
              bad_case{"loops = -1\n", "-1 is out of range"},
              bad_case{"cache_mib = 4294967296\n", "out of range (0 to 4294967295)"},
-             bad_case{"listen = ['a']\n", "got an array"},
+             bad_case{"listen = [1]\n", "expected a string or an array of strings, got an array"},
+             bad_case{"listen = []\n", "expected a string or an array of strings, got an array"},
+             bad_case{"listen = ['a']\n", "has no port"},
+             bad_case{"admin_listen = ['127.0.0.1:1']\n", "expected a string, got an array"},
              bad_case{"listen = 'localhost'\n", "has no port"},
              bad_case{"grace_ms = 1979-05-27\n", "got a date"},
          }) {

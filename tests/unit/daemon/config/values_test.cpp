@@ -62,6 +62,19 @@ TEST(parse_switch, on_off_spellings) {
     EXPECT_FALSE(parse_switch("ON").has_value());
 }
 
+TEST(parse_admin_listen, forms) {
+    EXPECT_TRUE(parse_admin_listen("off").value().off);
+    auto a = parse_admin_listen("unix:/run/d/admin.sock").value();
+    EXPECT_FALSE(a.off);
+    EXPECT_EQ(a.socket, "/run/d/admin.sock");
+    a = parse_admin_listen("127.0.0.1:0").value();
+    EXPECT_EQ(a.address.host, "127.0.0.1");
+    EXPECT_EQ(a.address.port, 0);
+    EXPECT_FALSE(parse_admin_listen("unix:").has_value());
+    EXPECT_FALSE(parse_admin_listen("Off").has_value());
+    EXPECT_FALSE(parse_listen("127.0.0.1:0").has_value()) << "a public port is never 0";
+}
+
 TEST(parse_listen, accepted_forms) {
     auto a = parse_listen("127.0.0.1:8080").value();
     EXPECT_EQ(a.host, "127.0.0.1");

@@ -73,6 +73,8 @@ protected:
         config_.buffer_kib = block_kib;
         config_.access_log = std::getenv("DP_TEST_LOG") != nullptr;
         config_.header_timeout_ms = 300;
+        config_.admin = http::admin_kind::tcp;  // the control API is served there only
+        config_.admin_address = {"127.0.0.1", 0};
     }
     void TearDown() override {
         if (server_) {
@@ -94,6 +96,7 @@ protected:
         ASSERT_TRUE(s) << describe(s.error());
         server_ = std::move(*s);
         port_ = server_->port();
+        admin_port_ = server_->admin_port();
     }
     // Polls the server's own view until `pred` holds (or 10 s pass).
     template <class Pred>
@@ -107,8 +110,9 @@ protected:
         }
         return false;
     }
-    std::optional<test::http_response> get(const std::string& target, const std::string& extra = {}) {
-        http_client c(port_);
+    std::optional<test::http_response> get(const std::string& target, const std::string& extra = {},
+                                           bool admin = false) {
+        http_client c(admin ? admin_port_ : port_);
         if (!c.send(get_request(target, extra + "Connection: close\r\n"))) {
             return std::nullopt;
         }
@@ -119,6 +123,7 @@ protected:
     http::server_config config_;
     std::unique_ptr<http::server> server_;
     std::uint16_t port_ = 0;
+    std::uint16_t admin_port_ = 0;
 };
 
 // The configured path carried every body byte; no other path carried any.
@@ -602,7 +607,7 @@ TEST_P(server_test, vcr_pause_seek_and_speed_change_what_fills_the_body) {
     EXPECT_TRUE(body == big.substr(0, body.size()));
 
     // Listed, paused, and nothing more arrives while paused.
-    auto listed = nlohmann::json::parse(get("/_datapump/api/streams")->body);
+    auto listed = nlohmann::json::parse(get("/_datapump/api/streams", {}, true)->body);
     bool found = false;
     for (const auto& s : listed["streams"]) {
         if (s["id"] == id) {
@@ -615,7 +620,7 @@ TEST_P(server_test, vcr_pause_seek_and_speed_change_what_fills_the_body) {
 
     // Seek to block 20 and play at speed 2: the body goes on with block 20, then block 22.
     const std::uint64_t at = 20 * block;
-    http_client control(port_);
+    http_client control(admin_port_);
     ASSERT_TRUE(control.send("POST /_datapump/api/streams/" + std::to_string(id) + "/seek?offset=" + std::to_string(at) +
                              " HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
     auto seek = control.read_response();
