@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -153,6 +154,24 @@ bool admin_authorized(const server::state& s, const request& req) {
         }
     }
     return false;
+}
+
+// DNS rebinding: a page of evil.example whose name is made to resolve to 127.0.0.1 reaches the
+// admin listener as its own origin (so the Origin check passes) and with its own name in Host.
+// Without a token, the admin TCP listener answers only Host: localhost or an IP address, which
+// no rebinding page can send (the Prometheus, Jupyter and Docker guard).
+bool local_host_header(const request& req) {
+    const std::string* header = req.header("host");
+    if (header == nullptr) {
+        return false;
+    }
+    const std::string host = lowercase(*header);
+    if (host.starts_with('[')) {
+        return host.find(']') != std::string::npos;  // an IPv6 literal
+    }
+    const std::string name = host.substr(0, host.rfind(':'));
+    in_addr v4{};
+    return name == "localhost" || ::inet_pton(AF_INET, name.c_str(), &v4) == 1;
 }
 
 response_plan method_not_allowed(std::string_view allow, bool close) {
@@ -692,6 +711,10 @@ std::optional<response_plan> refuse_before_routing(const server::state& s, const
     if (!admin_authorized(s, req)) {
         return memory_response(401, "text/plain; charset=utf-8", error_body(401, "the admin token is needed"), close,
                                false, {"WWW-Authenticate", "Bearer realm=\"datapump admin\""});
+    }
+    if (s.config.admin == admin_kind::tcp && s.config.admin_token.empty() && !local_host_header(req)) {
+        return error_response(403, "the admin listener without --admin-token answers only Host: localhost or an IP "
+                                   "address (a guard against DNS rebinding)", close);
     }
     if (req.body_follows) {
         return error_response(404, "the admin listener serves only /metrics and /_datapump/", true);

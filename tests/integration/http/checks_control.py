@@ -277,3 +277,28 @@ def _(ctx):
     listed = json.dumps(json_api(admin, "GET", "/_datapump/api/streams")[1])
     expect(cap and cap.rsplit("/", 1)[1] not in listed, "the admin listing shows a stream's capability")
     expect(str(sid) in listed, f"stream {sid} is not in the admin listing")
+
+
+@check("control/admin-refuses-foreign-host-names", nginx="skip: datapumpd's admin listener")
+def _(ctx):
+    # DNS rebinding: a page of evil.example resolved to 127.0.0.1 reaches the admin port as its own
+    # origin, with its name in Host. Without a token only localhost and IP addresses are answered.
+    admin = ctx.server.admin
+    for host in ("evil.example", f"evil.example:{admin.port}", "127.0.0.1.evil.example"):
+        with Conn(admin.port) as c:
+            c.send(request("GET", "/_datapump/api/streams", {"Connection": "close"}, host=host))
+            r = c.read_response()
+        expect(r.status == 403 and b"streams" not in r.body, f"admin GET with Host {host}: {r.brief()}, want 403")
+    for host in ("localhost", f"localhost:{admin.port}", f"127.0.0.1:{admin.port}", "[::1]:1"):
+        with Conn(admin.port) as c:
+            c.send(request("GET", "/_datapump/api/streams", {"Connection": "close"}, host=host))
+            r = c.read_response()
+        expect(r.status == 200, f"admin GET with Host {host}: {r.brief()}, want 200")
+    # With a token any name may be used (the page cannot know the token).
+    token = secrets.token_hex(8)
+    server = ctx.extra_server(["--admin-token", token])
+    with Conn(server.admin.port) as c:
+        c.send(request("GET", "/metrics", {"Connection": "close", "Authorization": f"Bearer {token}"},
+                       host="admin.example"))
+        r = c.read_response()
+    expect(r.status == 200, f"admin GET /metrics with the token and Host admin.example: {r.brief()}, want 200")

@@ -75,6 +75,7 @@ protected:
         config_.header_timeout_ms = 300;
         config_.admin = http::admin_kind::tcp;  // the control API is served there only
         config_.admin_address = {"127.0.0.1", 0};
+        config_.admin_token = "unit-test-token";  // any Host is then answered (the requests say "test")
     }
     void TearDown() override {
         if (server_) {
@@ -113,7 +114,8 @@ protected:
     std::optional<test::http_response> get(const std::string& target, const std::string& extra = {},
                                            bool admin = false) {
         http_client c(admin ? admin_port_ : port_);
-        if (!c.send(get_request(target, extra + "Connection: close\r\n"))) {
+        const std::string auth = admin ? "Authorization: Bearer unit-test-token\r\n" : "";
+        if (!c.send(get_request(target, extra + auth + "Connection: close\r\n"))) {
             return std::nullopt;
         }
         return c.read_response();
@@ -595,6 +597,39 @@ std::string pause_and_drain(http::server& s, http_client& c, std::uint64_t id, s
     return body;
 }
 
+// private control plane: the public listener has no /metrics nor control API; a stream's own
+// capability pauses it there; the admin listener wants its token.
+TEST_P(server_test, the_control_plane_is_on_the_admin_listener_and_a_capability_controls_one_stream) {
+    start();
+    ASSERT_NE(admin_port_, 0);
+    EXPECT_EQ(get("/_datapump/api/streams")->status, 404);
+    EXPECT_EQ(get("/metrics")->status, 404);
+    EXPECT_EQ(get("/_datapump/")->status, 404);
+    EXPECT_EQ(get("/metrics", {}, true)->status, 200);
+    http_client anonymous(admin_port_);
+    ASSERT_TRUE(anonymous.send(get_request("/metrics", "Connection: close\r\n")));
+    EXPECT_EQ(anonymous.read_response()->status, 401);
+
+    http_client c(port_);
+    ASSERT_TRUE(c.send(get_request("/big.bin?rate=400k&burst=16384")));
+    auto head = c.read_response(true);
+    ASSERT_TRUE(head);
+    const std::string cap = head->header("x-datapump-control");
+    ASSERT_EQ(cap.size(), std::string("/_datapump/streams/").size() + 32) << cap;
+    const std::uint64_t id = std::stoull(head->header("x-datapump-stream"));
+    http_client control(port_);
+    ASSERT_TRUE(control.send("POST /_datapump/api/streams/" + std::to_string(id) +
+                             "/pause HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+    EXPECT_EQ(control.read_response()->status, 404) << "the public listener paused a stream by id";
+    ASSERT_TRUE(control.send("POST " + cap + "/pause HTTP/1.1\r\nHost: t\r\nOrigin: http://evil.example\r\n"
+                             "Content-Length: 0\r\n\r\n"));
+    EXPECT_EQ(control.read_response()->status, 403);
+    EXPECT_FALSE(server_->streams_table().find(id)->pause_requested.load());
+    ASSERT_TRUE(control.send("POST " + cap + "/pause HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+    EXPECT_EQ(control.read_response()->status, 200);
+    EXPECT_TRUE(server_->streams_table().find(id)->pause_requested.load());
+}
+
 TEST_P(server_test, vcr_pause_seek_and_speed_change_what_fills_the_body) {
     start();
     const std::string big = read("big.bin");
@@ -622,12 +657,12 @@ TEST_P(server_test, vcr_pause_seek_and_speed_change_what_fills_the_body) {
     const std::uint64_t at = 20 * block;
     http_client control(admin_port_);
     ASSERT_TRUE(control.send("POST /_datapump/api/streams/" + std::to_string(id) + "/seek?offset=" + std::to_string(at) +
-                             " HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+                             " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer unit-test-token\r\nContent-Length: 0\r\n\r\n"));
     auto seek = control.read_response();
     ASSERT_TRUE(seek);
     EXPECT_EQ(seek->status, 200);
     ASSERT_TRUE(server_->streams_table().set_speed(id, 2));
-    ASSERT_TRUE(control.send("POST /_datapump/api/streams/" + std::to_string(id) + "/resume HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+    ASSERT_TRUE(control.send("POST /_datapump/api/streams/" + std::to_string(id) + "/resume HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer unit-test-token\r\nContent-Length: 0\r\n\r\n"));
     auto resume = control.read_response();
     ASSERT_TRUE(resume);
     EXPECT_EQ(resume->status, 200);
@@ -637,7 +672,7 @@ TEST_P(server_test, vcr_pause_seek_and_speed_change_what_fills_the_body) {
     EXPECT_TRUE(after.substr(block) == big.substr(at + 2 * block, 1000)) << "speed 2 did not skip a block";
 
     // Unknown stream: 404 JSON.
-    ASSERT_TRUE(control.send("POST /_datapump/api/streams/999999/pause HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+    ASSERT_TRUE(control.send("POST /_datapump/api/streams/999999/pause HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer unit-test-token\r\nContent-Length: 0\r\n\r\n"));
     auto missing = control.read_response();
     ASSERT_TRUE(missing);
     EXPECT_EQ(missing->status, 404);
