@@ -95,6 +95,8 @@ int main(int argc, char** argv) {
     sc.upload_windows = cfg.upload_windows;
     sc.durability = cfg.durability_batch ? datapump::ingest::durability::batched : datapump::ingest::durability::per_upload;
     sc.durability_window = std::chrono::milliseconds(cfg.durability_window_ms);
+    // hostile network: framing and paths
+    sc.serve_dotfiles = cfg.serve_dotfiles;
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

@@ -77,6 +77,10 @@ struct server_config {
     // (one syncfs for the uploads finishing within durability_window).
     ingest::durability durability = ingest::durability::per_upload;
     std::chrono::microseconds durability_window{5000};
+    // hostile network: framing and paths
+    // Paths with a component starting with '.' (but a leading .well-known) are refused (GET/HEAD/
+    // DELETE 404, PUT 403) and left out of listings unless this is set (docs/daemon.md).
+    bool serve_dotfiles = false;
 };
 
 class server {

@@ -234,7 +234,7 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 28> options{{
+constexpr std::array<option_spec, 29> options{{
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
@@ -319,6 +319,10 @@ constexpr std::array<option_spec, 28> options{{
     {"log_level", "L", "trace, debug, info, warn, error, critical or off",
      [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
      [](const daemon_config& c) { return c.log_level; }},
+    // hostile network: framing and paths
+    {"serve_dotfiles", "", "serve, accept and list names starting with '.' (off: 404/403; .well-known always)",
+     [](daemon_config& c, const raw_value& v) { return store(c.serve_dotfiles, to_bool(v)); },
+     [](const daemon_config& c) { return show_switch(c.serve_dotfiles); }},
 }};
 // clang-format on
 

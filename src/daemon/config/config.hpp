@@ -64,6 +64,8 @@ struct daemon_config {
     std::uint32_t durability_window_ms = 5;
     std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
     std::string config_file;         // the --config file read, empty when none
+    // hostile network: framing and paths
+    bool serve_dotfiles = false;     // serve, accept and list names starting with '.'
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();
