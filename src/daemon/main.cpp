@@ -107,6 +107,8 @@ int main(int argc, char** argv) {
         sc.admin_address = {cfg.admin_host, cfg.admin_port};
     }
     sc.admin_token = cfg.admin_token;
+    // hostile network: framing and paths
+    sc.serve_dotfiles = cfg.serve_dotfiles;
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

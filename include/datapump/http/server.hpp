@@ -97,6 +97,10 @@ struct server_config {
     listen_address admin_address;  // admin == tcp
     std::string admin_socket;      // admin == unix_socket: the path (mode 0660, removed at shutdown)
     std::string admin_token;       // non-empty: every admin request needs "Authorization: Bearer TOKEN"
+    // hostile network: framing and paths
+    // Paths with a component starting with '.' (but a leading .well-known) are refused (GET/HEAD/
+    // DELETE 404, PUT 403) and left out of listings unless this is set (docs/daemon.md).
+    bool serve_dotfiles = false;
 };
 
 class server {

@@ -283,7 +283,8 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 30> options{{
+// The size follows the rows (std::to_array), so adding an option touches only its row.
+constexpr auto options = std::to_array<option_spec>({
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
@@ -374,7 +375,11 @@ constexpr std::array<option_spec, 30> options{{
     {"admin_token", "TOKEN", "admin requests need 'Authorization: Bearer TOKEN' (empty: none)",
      [](daemon_config& c, const raw_value& v) { return store(c.admin_token, to_text(v)); },
      [](const daemon_config& c) { return c.admin_token.empty() ? std::string("none") : std::string("(set)"); }},
-}};
+    // hostile network: framing and paths
+    {"serve_dotfiles", "", "serve, accept and list names starting with '.' (off: 404/403; .well-known always)",
+     [](daemon_config& c, const raw_value& v) { return store(c.serve_dotfiles, to_bool(v)); },
+     [](const daemon_config& c) { return show_switch(c.serve_dotfiles); }},
+});
 // clang-format on
 
 std::string flag_name(std::string_view key) {

@@ -75,6 +75,8 @@ struct daemon_config {
     std::uint16_t admin_port = 8081;       // 0: the kernel picks
     std::string admin_socket;              // --admin-listen unix:PATH (admin_host then empty)
     std::string admin_token;               // non-empty: admin requests need "Authorization: Bearer TOKEN"
+    // hostile network: framing and paths
+    bool serve_dotfiles = false;     // serve, accept and list names starting with '.'
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();

@@ -3,6 +3,7 @@
 #include "connection.hpp"
 
 #include "datapump/base/log.hpp"
+#include "datapump/http/proto/log_escape.hpp"
 
 #include <fcntl.h>
 #include <liburing.h>
@@ -99,7 +100,7 @@ void connection::begin_body() {
     if (server_.loans_path()) {
         auto view = file_->cached();
         if (!view) {
-            spdlog::error("{}: {}", peer_, describe(view.error(), file_->path()));
+            spdlog::error("{}: {}", peer_, log_escape(describe(view.error(), file_->path())));
             close_now("no cache view");
             return;
         }
@@ -107,7 +108,7 @@ void connection::begin_body() {
     } else {
         auto fd = file_->send_fd();
         if (!fd) {
-            spdlog::error("{}: {}", peer_, describe(fd.error(), file_->path()));
+            spdlog::error("{}: {}", peer_, log_escape(describe(fd.error(), file_->path())));
             close_now("no descriptor to send from");
             return;
         }
@@ -181,7 +182,7 @@ bool connection::apply_controls() {
     }
     auto set_pattern = [this](cache::play_mode mode) {
         if (auto ok = file_->set_access_pattern({.mode = mode, .speed = speed_}, pos_); !ok) {
-            spdlog::debug("{}: {}", peer_, describe(ok.error(), file_->path()));
+            spdlog::debug("{}: {}", peer_, log_escape(describe(ok.error(), file_->path())));
         }
     };
     // Acquire pairs with the control caller's release store: the request is seen whole.

@@ -3,6 +3,7 @@
 #include "datapump/ingest/ingest.hpp"
 
 #include "datapump/base/log.hpp"
+#include "datapump/http/proto/log_escape.hpp"
 
 #include <liburing.h>
 #include <sys/socket.h>
@@ -132,7 +133,9 @@ void connection::process_input() {
         }
         request req = parser_.take();
         request_started_ = io::clock::now();
-        log_request_ = req.method_name + " " + req.target;
+        // Escaped once here: the access line (and a cut's line) never carries a raw request byte.
+        log_request_ = log_escape(req.method_name) + " " + log_escape(req.target);
+        head_request_ = req.verb == method::head;
         const bool keep = req.keep_alive && !draining_ && !server_.draining.load(std::memory_order_relaxed);
         if (auto refused = refuse_before_routing(server_, req, keep, admin_)) {
             answer(std::move(*refused));
@@ -151,6 +154,14 @@ void connection::process_input() {
 }
 
 void connection::answer(response_plan plan) {
+    if (head_request_) {
+        // Every answer passes here: whatever the router built (a file, an error page, JSON), a
+        // HEAD gets its head only, with the Content-Length a GET would get (RFC 9110 §9.3.2).
+        // One body byte too many would be read as the start of the next response on keep-alive.
+        plan.body.clear();
+        plan.file.reset();
+        plan.follow.reset();
+    }
     status_ = plan.status;
     close_after_ = plan.close_after;
     body_sent_ = 0;
@@ -201,6 +212,7 @@ void connection::answer_error(int status, std::string_view reason) {
     // assign(count, char): GCC 12's -Wrestrict misfires on operator=(const char*) here
     // once TSan's instrumentation changes the inlining (a CI build failure).
     log_request_.assign(1, '-');
+    head_request_ = false;
     request_started_ = io::clock::now();
     answer(error_response(status, reason, true));
 }
@@ -258,14 +270,15 @@ void connection::close_now(std::string_view why) {
         return;
     }
     if (!why.empty()) {
-        spdlog::debug("{}: connection closed: {}", peer_, why);
+        spdlog::debug("{}: connection closed: {}", peer_, log_escape(why));  // may name a file
     }
     // A body cut short is lost to the client anyway: reset the connection, which also frees
     // the socket's queue at once, so zero-copy notifications (and the loans they hold) come back
     // now rather than when a vanished peer would have acknowledged the data.
     const bool abortive = phase_ == phase::head || phase_ == phase::body;
     if (abortive && server_.config.access_log) {
-        spdlog::info("{} \"{}\" {} {} cut{}{}", peer_, log_request_, status_, body_sent_, why.empty() ? "" : ": ", why);
+        spdlog::info("{} \"{}\" {} {} cut{}{}", peer_, log_request_, status_, body_sent_, why.empty() ? "" : ": ",
+                     log_escape(why));
     }
     const bool uploading = phase_ == phase::upload;
     phase_ = phase::closing;

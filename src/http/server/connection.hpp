@@ -239,7 +239,8 @@ private:
     std::size_t out_sent_ = 0;
     bool close_after_ = false;
     int status_ = 0;
-    std::string log_request_;
+    std::string log_request_;  // method and target, log_escape()d
+    bool head_request_ = false;  // the request being answered is a HEAD: answer() sends no body
     io::clock::time_point request_started_{};
     std::uint64_t body_sent_ = 0;
 

@@ -3,6 +3,7 @@
 #include "connection.hpp"
 
 #include "datapump/base/log.hpp"
+#include "datapump/http/proto/log_escape.hpp"
 #include "datapump/http/proto/mime.hpp"
 #include "datapump/http/proto/path.hpp"
 #include "datapump/http/proto/query.hpp"
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <ctime>
 #include <functional>
 #include <optional>
@@ -33,6 +35,71 @@ namespace {
 constexpr std::string_view reserved_prefix = "/_datapump";
 // Where a stream's capability is used on the public listener: this, then 32 hex digits.
 constexpr std::string_view stream_capability_prefix = "/_datapump/streams/";
+constexpr std::string_view stream_capability_root = "_datapump/streams/";  // the same, decoded and relative
+constexpr std::string_view control_root = "_datapump";  // reserved_prefix, as a decoded relative path
+constexpr std::string_view metrics_path = "metrics";
+
+// A request's path decoded and normalised once (decode_path): routing, file answers, uploads and
+// deletes all compare and open this same string, so no spelling of a name (`/%6detrics`,
+// `//_datapump/`, `/./metrics`) can mean one thing to the router and another to the file layer.
+struct target_path {
+    std::string relative;    // relative to the root: "" for the root, never a leading '/'
+    bool directory = false;  // the raw path ends with '/': a folder is asked for
+    bool dotted = false;     // a component starts with '.' (a leading ".well-known" excepted)
+};
+
+bool is_control_path(std::string_view relative) {
+    return relative == control_root ||
+           (relative.starts_with(control_root) && relative.substr(control_root.size()).starts_with('/'));
+}
+
+// Names no client may create or delete, however spelled: the endpoints (which shadow files of
+// those names) and upload temp files.
+bool is_reserved(std::string_view relative) {
+    return relative == metrics_path || is_control_path(relative) || ingest::is_temp_name(relative);
+}
+
+// True when a component of `relative` starts with '.' (.git, .env, .htpasswd, upload temp files),
+// except ".well-known" at the root (RFC 8615: ACME challenges, security.txt), served as nginx
+// users expect.
+bool has_dot_component(std::string_view relative) {
+    if (relative == ".well-known" || relative.starts_with(".well-known/")) {
+        relative.remove_prefix(std::string_view(".well-known").size());
+    }
+    for (std::size_t at = 0; at < relative.size();) {
+        if (relative[at] == '.') {
+            return true;
+        }
+        const std::size_t slash = relative.find('/', at);
+        if (slash == std::string_view::npos) {
+            break;
+        }
+        at = slash + 1;
+    }
+    return false;
+}
+
+result<target_path> resolve_target(const request& req) {
+    auto relative = decode_path(req.path);
+    if (!relative) {
+        return std::unexpected(relative.error());
+    }
+    target_path t;
+    t.directory = req.path.ends_with('/');
+    t.dotted = has_dot_component(*relative);
+    t.relative = std::move(*relative);
+    return t;
+}
+
+// The status for a path decode_path refused: 403 for a step out of the root, 414 for a name or
+// path longer than the file system takes, 400 for the rest (bad escapes, %2F, NUL, backslash).
+int refusal_status(const error& why) {
+    switch (why.code) {
+        case errc::escapes_root: return 403;
+        case errc::out_of_range: return 414;
+        default: return 400;
+    }
+}
 
 // The headers every answer carries.
 void common_headers(response_head& h, bool close) {
@@ -195,9 +262,11 @@ response_plan directory_response(server::state& s, const request& req, const std
     if (req.path.empty() || req.path.back() != '/') {
         return redirect(req.path + "/", close);
     }
+    const bool show_dotted = s.config.serve_dotfiles;
     const int fd = open_directory(s.root_fd.get(), relative);
     if (fd < 0) {
-        return error_response(errno == ENOENT ? 404 : 403, "the directory cannot be opened", close);
+        const int status = errno == ENOENT ? 404 : (errno == ENAMETOOLONG ? 414 : 403);
+        return error_response(status, "the directory cannot be opened", close);
     }
     DIR* dir = ::fdopendir(fd);
     if (dir == nullptr) {
@@ -210,6 +279,9 @@ response_plan directory_response(server::state& s, const request& req, const std
         const std::string name = e->d_name;
         if (name == "." || name == ".." || ingest::is_temp_name(name)) {
             continue;  // an upload's temp file is nobody's file yet
+        }
+        if (name.starts_with('.') && !show_dotted) {
+            continue;  // dot-files are hidden unless served (nginx's autoindex hides them too)
         }
         struct stat st {};
         if (::fstatat(::dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -307,29 +379,32 @@ std::optional<response_plan> write_refusal(const server::state& s, const request
     return std::nullopt;
 }
 
-response_plan delete_response(server::state& s, const request& req, bool keep_alive) {
+response_plan delete_response(server::state& s, const request& req, const target_path& target, bool keep_alive) {
     const bool close = !keep_alive;
     if (auto refused = write_refusal(s, req, close)) {
         return std::move(*refused);
     }
-    auto relative = decode_path(req.path);
-    if (!relative) {
-        return error_response(relative.error().code == errc::escapes_root ? 403 : 400, relative.error().what, close);
+    const std::string& relative = target.relative;
+    if (relative.empty()) {
+        return error_response(405, "the root", close);
     }
-    if (relative->empty() || ingest::is_temp_name(*relative)) {
-        return error_response(relative->empty() ? 405 : 404, relative->empty() ? "the root" : "no such file", close);
+    if (is_reserved(relative) || (target.dotted && !s.config.serve_dotfiles)) {
+        return error_response(404, "no such file", close);
     }
-    if (s.uploads.find(*relative) != nullptr) {
+    if (s.uploads.find(relative) != nullptr) {
         return error_response(409, "the file is being uploaded", close);
     }
-    auto removed = s.instance.remove(*relative);
+    auto removed = s.instance.remove(relative);
     if (!removed) {
+        if (removed.error().sys == ENAMETOOLONG) {
+            return error_response(414, "a name in the path is longer than the file system allows", close);
+        }
         switch (removed.error().code) {
             case errc::not_found: return error_response(404, "no such file", close);
             case errc::escapes_root: return error_response(403, "the path leaves the served folder", close);
             case errc::not_regular_file: return error_response(409, "not a regular file", close);
             default:
-                spdlog::error("delete {}: {}", *relative, describe(removed.error()));
+                spdlog::error("delete {}: {}", log_escape(relative), describe(removed.error()));
                 return error_response(500, "the file cannot be removed", close);
         }
     }
@@ -354,56 +429,55 @@ std::function<void()> credit_wake(loop_context& ctx, std::uint64_t sid) {
 
 // The 503 of a paced stream that admission refused (capacity or rt), with why.
 response_plan admission_refused(const request& req, std::string_view why, bool close) {
-    spdlog::warn("admission refused {}: {}", req.target, why);
+    spdlog::warn("admission refused {}: {}", log_escape(req.target), why);
     return memory_response(503, "text/plain; charset=utf-8", error_body(503, why), close, false, {"Retry-After", "1"});
 }
 
-response_plan file_response(loop_context& ctx, const request& req, bool keep_alive) {
+response_plan file_response(loop_context& ctx, const request& req, const target_path& target, bool keep_alive) {
     server::state& s = *ctx.owner;
     const bool close = !keep_alive;
     if (req.verb == method::delete_) {
-        return delete_response(s, req, keep_alive);
+        return delete_response(s, req, target, keep_alive);
     }
     if (!is_get_or_head(req)) {
         return s.config.writable ? method_not_allowed("GET, HEAD, PUT, DELETE", close)
                                  : method_not_allowed("GET, HEAD", close);
     }
-    auto relative = decode_path(req.path);
-    if (!relative) {
-        const int status = relative.error().code == errc::escapes_root ? 403 : 400;
-        return error_response(status, relative.error().what, close);
-    }
-    if (ingest::is_temp_name(*relative)) {
+    std::string relative = target.relative;
+    if (is_reserved(relative) || (target.dotted && !s.config.serve_dotfiles)) {
         return error_response(404, "no such file", close);
     }
     if (s.config.writable) {
-        if (auto uploading = s.uploads.find(*relative)) {
-            return follow_response(req, *relative, std::move(uploading), close);
+        if (auto uploading = s.uploads.find(relative)) {
+            return follow_response(req, relative, std::move(uploading), close);
         }
     }
     // A directory asked for as one (the root, or a path ending in '/') is answered by its
     // index.html when it has one, as nginx's default `index` does; else listed or refused.
     std::optional<result<fs::file>> index;
-    if (relative->empty() || req.path.ends_with('/')) {
-        std::string name = relative->empty() ? std::string("index.html") : *relative + "/index.html";
+    if (relative.empty() || target.directory) {
+        std::string name = relative.empty() ? std::string("index.html") : relative + "/index.html";
         index.emplace(s.instance.open(name));
         if (!*index) {
-            return directory_response(s, req, *relative, close);
+            return directory_response(s, req, relative, close);
         }
         relative = std::move(name);
     }
-    auto opened = index ? std::move(*index) : s.instance.open(*relative);
+    auto opened = index ? std::move(*index) : s.instance.open(relative);
     if (!opened) {
+        if (opened.error().sys == ENAMETOOLONG) {
+            return error_response(414, "a name in the path is longer than the file system allows", close);
+        }
         switch (opened.error().code) {
             case errc::not_found:
                 return error_response(404, "no such file", close);
             case errc::escapes_root:
                 return error_response(403, "the path leaves the served folder", close);
             case errc::not_regular_file: {
-                return directory_response(s, req, *relative, close);
+                return directory_response(s, req, relative, close);
             }
             default:
-                spdlog::error("open {}: {}", *relative, describe(opened.error()));
+                spdlog::error("open {}: {}", log_escape(relative), describe(opened.error()));
                 return error_response(500, "the file cannot be opened", close);
         }
     }
@@ -448,7 +522,7 @@ response_plan file_response(loop_context& ctx, const request& req, bool keep_ali
         return error_response(400, qos.error().what, close);
     }
     auto h = base_head(plan.status);
-    h.add("Content-Type", content_type_for(*relative));
+    h.add("Content-Type", content_type_for(relative));
     h.add("Content-Length", plan.length);
     if (partial) {
         h.add("Content-Range", content_range(range.first, range.last, info.size));
@@ -482,7 +556,7 @@ response_plan file_response(loop_context& ctx, const request& req, bool keep_ali
         plan.pacing = std::move(*paced);
         plan.burst = plan.pacing.piece();  // the bucket's depth: the burst, raised to 1/1000 s of the rate
     }
-    control->file = "/" + *relative;
+    control->file = "/" + relative;
     control->start = plan.start;
     control->end = plan.start + plan.length;
     control->file_size = info.size;
@@ -537,13 +611,14 @@ response_plan stream_action(server::state& s, const request& req, std::uint64_t 
 // The public listener's only view of the control plane: /_datapump/streams/CAP (GET: the
 // stream's JSON) and /_datapump/streams/CAP/ACTION (POST), for the holder of the capability the
 // stream's response carried. Anything else under the prefix is 404, as a missing file is.
-response_plan capability_response(server::state& s, const request& req, bool keep_alive) {
+response_plan capability_response(server::state& s, const request& req, const target_path& target,
+                                  bool keep_alive) {
     const bool close = !keep_alive;
-    const std::string_view path(req.path);
-    if (!path.starts_with(stream_capability_prefix)) {
+    const std::string_view path(target.relative);
+    if (!path.starts_with(stream_capability_root)) {
         return error_response(404, "no such file", close);
     }
-    const std::string_view rest = path.substr(stream_capability_prefix.size());
+    const std::string_view rest = path.substr(stream_capability_root.size());
     const auto slash = rest.find('/');
     const std::string_view capability = rest.substr(0, slash);
     const std::string_view action = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
@@ -565,9 +640,12 @@ response_plan capability_response(server::state& s, const request& req, bool kee
     return stream_action(s, req, c->id, action, std::string(unknown), close);
 }
 
-response_plan control_response(server::state& s, const request& req, bool keep_alive) {
+response_plan control_response(server::state& s, const request& req, const target_path& target, bool keep_alive) {
     const bool close = !keep_alive;
-    std::string_view sub = std::string_view(req.path).substr(reserved_prefix.size());
+    std::string_view sub = std::string_view(target.relative).substr(control_root.size());
+    if (sub.empty() && target.directory) {
+        sub = "/";
+    }
     if (sub.empty()) {
         // The query goes along: it may carry the status page's ?token=.
         return redirect(std::string(reserved_prefix) + "/" + (req.query.empty() ? "" : "?" + req.query), close);
@@ -623,18 +701,22 @@ result<std::string> upload_target(server::state& s, const request& req, response
         refusal = error_response(status, why, true);
         return fail(errc::invalid_argument, "refused");
     };
-    if (req.path == "/metrics" || req.path == reserved_prefix || req.path.starts_with(std::string(reserved_prefix) + "/")) {
+    auto target = resolve_target(req);
+    if (!target) {
+        return refuse(refusal_status(target.error()), target.error().what);
+    }
+    std::string relative = std::move(target->relative);
+    if (relative == metrics_path || is_control_path(relative)) {
         return refuse(405, "not a file");
     }
-    auto relative = decode_path(req.path);
-    if (!relative) {
-        return refuse(relative.error().code == errc::escapes_root ? 403 : 400, relative.error().what);
-    }
-    if (relative->empty() || req.path.ends_with('/')) {
+    if (relative.empty() || target->directory) {
         return refuse(405, "a PUT needs a file name, not a folder");
     }
-    if (ingest::is_temp_name(*relative)) {
+    if (ingest::is_temp_name(relative)) {
         return refuse(403, "names of upload temp files are reserved");
+    }
+    if (target->dotted && !s.config.serve_dotfiles) {
+        return refuse(403, "names starting with '.' are refused (see --serve-dotfiles)");
     }
     if (const std::string* expect = req.header("expect"); expect != nullptr) {
         std::string lower = *expect;
@@ -646,7 +728,7 @@ result<std::string> upload_target(server::state& s, const request& req, response
     if (!req.body_chunked && s.config.max_upload != 0 && req.body_length > s.config.max_upload) {
         return refuse(413, "the body is larger than the upload limit");
     }
-    if (s.uploads.find(*relative) != nullptr) {
+    if (s.uploads.find(relative) != nullptr) {
         return refuse(409, "the file is being uploaded by another request");
     }
     return relative;
@@ -674,26 +756,31 @@ response_plan error_response(int status, std::string_view detail, bool close) {
 
 response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin) {
     server::state& s = *ctx.owner;
-    const bool reserved = req.path == reserved_prefix || req.path.starts_with(std::string(reserved_prefix) + "/");
+    const auto target = resolve_target(req);
+    if (!target) {
+        return error_response(refusal_status(target.error()), target.error().what, !keep_alive);
+    }
+    const bool metrics = target->relative == metrics_path;
+    const bool control = is_control_path(target->relative);
     if (!admin) {
         // The control plane lives on the admin listener only; here the names stay reserved.
-        if (req.path == "/metrics") {
+        if (metrics) {
             return error_response(404, "no such file", !keep_alive);
         }
-        if (reserved) {
-            return capability_response(s, req, keep_alive);
+        if (control) {
+            return capability_response(s, req, *target, keep_alive);
         }
-        return file_response(ctx, req, keep_alive);
+        return file_response(ctx, req, *target, keep_alive);
     }
-    if (req.path == "/metrics") {
+    if (metrics) {
         if (!is_get_or_head(req)) {
             return method_not_allowed("GET, HEAD", !keep_alive);
         }
         return memory_response(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(make_view(s)), !keep_alive,
                                req.verb == method::head);
     }
-    if (reserved) {
-        return control_response(s, req, keep_alive);
+    if (control) {
+        return control_response(s, req, *target, keep_alive);
     }
     return error_response(404, "the admin listener serves only /metrics and /_datapump/", !keep_alive);
 }

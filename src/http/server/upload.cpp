@@ -11,10 +11,12 @@
 
 #include "datapump/base/check.hpp"
 #include "datapump/base/log.hpp"
+#include "datapump/http/proto/log_escape.hpp"
 #include "datapump/ingest/upload_names.hpp"
 
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
 
 namespace datapump::http {
@@ -29,6 +31,8 @@ int status_for(const error& why) {
         case errc::full: return 413;
         case errc::not_found: return 409;  // the folder does not exist
         case errc::escapes_root: return 403;
+        case errc::io_error:  // a name the file system refuses as too long (the temp name's is longer)
+            return why.sys == ENAMETOOLONG ? 414 : 500;
         case errc::not_regular_file:  // a folder is in the way
         case errc::busy: return 409;   // another upload of the name
         default: return 500;
@@ -67,8 +71,8 @@ void connection::start_upload_job() {
     auto opened = server_.instance.open(up.temp, fs::open_mode::create_new);
     if (!opened) {
         const error why = opened.error();
-        if (why.code != errc::not_found) {
-            spdlog::error("upload {}: {}", up.path, describe(why, up.temp));
+        if (why.code != errc::not_found && why.sys != ENAMETOOLONG) {
+            spdlog::error("upload {}: {}", log_escape(up.path), log_escape(describe(why, up.temp)));
         }
         upload_failed(why, status_for(why));
         return;
@@ -99,7 +103,7 @@ void connection::start_upload_job() {
         {.windows_in_flight = server_.config.upload_windows, .load_and_play = true}, std::move(cb),
         &server_.ingest);
     if (!job) {
-        spdlog::error("upload {}: {}", up.path, describe(job.error()));
+        spdlog::error("upload {}: {}", log_escape(up.path), describe(job.error()));
         (void)server_.instance.remove(up.temp);
         upload_failed(job.error(), 500);
         return;
@@ -163,7 +167,7 @@ void connection::on_upload_done(result<std::uint64_t> total) {
             return;
         }
         if (status >= 500) {
-            spdlog::error("upload {}: {}", up->path, describe(why));
+            spdlog::error("upload {}: {}", log_escape(up->path), describe(why));
         }
         upload_failed(why, status);
         return;
@@ -226,7 +230,7 @@ void connection::on_published(result<bool> replaced) {
     }
     std::shared_ptr<upload_state> up = std::exchange(upload_, nullptr);
     if (!replaced) {
-        spdlog::error("upload {}: {}", up->path, describe(replaced.error()));
+        spdlog::error("upload {}: {}", log_escape(up->path), describe(replaced.error()));
         upload_failed(replaced.error(), status_for(replaced.error()), false);
         return;
     }

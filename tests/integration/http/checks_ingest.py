@@ -983,7 +983,8 @@ def _(ctx):
             ".dp-upload-1-2", "a/b/.z.dp-upload-1-2.txt"]
     for rel in leftovers + keep:
         (root / rel).write_bytes(b"bytes of " + rel.encode())
-    ro = _daemon(ctx, root, "--directory-listing", writable=False)
+    # --serve-dotfiles: temp files must stay hidden even where other dot-files are served.
+    ro = _daemon(ctx, root, "--directory-listing", "--serve-dotfiles", writable=False)
     expect(_sample(ro, LEFTOVERS) == 0, f"a read-only daemon: {LEFTOVERS} {_sample(ro, LEFTOVERS)}")
     expect(all((root / rel).exists() for rel in leftovers), "a daemon without --writable removed temp files")
     for rel in leftovers:

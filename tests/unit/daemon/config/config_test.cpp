@@ -212,6 +212,14 @@ TEST_F(config_test, upload_flags) {
     EXPECT_NE(error_of({"--root", dir_, "--upload-windows", "0"}).find("--upload-windows"), std::string::npos);
 }
 
+// hostile network: framing and paths
+TEST_F(config_test, serve_dotfiles_is_off_unless_asked_for) {
+    EXPECT_FALSE(parse_ok({"--root", dir_}).serve_dotfiles);
+    EXPECT_TRUE(parse_ok({"--root", dir_, "--serve-dotfiles"}).serve_dotfiles);
+    EXPECT_TRUE(parse_ok({"--config", write_toml("root = '" + dir_ + "'\nserve_dotfiles = true\n")}).serve_dotfiles);
+    EXPECT_FALSE(parse_ok({"--config", write_toml("root = '" + dir_ + "'\nserve_dotfiles = false\n")}).serve_dotfiles);
+}
+
 TEST_F(config_test, rt_flags_and_keys) {
     const daemon_config c = parse_ok({"--root", dir_, "--rt-vps", "2", "--rt-max-density", "0.0005"});
     EXPECT_EQ(c.rt_vps, 2U);

@@ -322,6 +322,71 @@ TEST_P(server_test, nothing_outside_the_root_is_reachable) {
     EXPECT_EQ(dir->status, 403);
 }
 
+// One decoded, normalised path for the router and the file layer: no spelling of a reserved name
+// reaches a file of that name, dot-files are refused, over-long names are 414, and a HEAD of any
+// answer carries no body (the next answer on the connection starts where it should).
+TEST_P(server_test, one_decoded_path_for_routes_files_uploads_and_dot_files) {
+    config_.writable = true;
+    write("metrics", "a file named like the endpoint\n");
+    fsys::create_directory(root_ / ".git");
+    write(".git/config", "[core]\n");
+    fsys::create_directories(root_ / ".well-known");
+    write(".well-known/security.txt", "Contact: x\n");
+    start();
+    const auto answer = [&](const std::string& method, const std::string& target, const std::string& body = {}) {
+        http_client c(port_);
+        const std::string length = method == "PUT" ? "Content-Length: " + std::to_string(body.size()) + "\r\n" : "";
+        EXPECT_TRUE(c.send(method + " " + target + " HTTP/1.1\r\nHost: t\r\n" + length + "Connection: close\r\n\r\n" +
+                           body));
+        auto r = c.read_response(method == "HEAD");
+        return r ? *r : test::http_response{};
+    };
+    // Reserved names, however spelled, are the endpoints (or refused), never files.
+    for (const std::string target : {"/%6detrics", "/%6D%65trics", "//metrics", "/./metrics"}) {
+        const auto r = answer("GET", target);
+        EXPECT_EQ(r.status, 200) << target;
+        EXPECT_NE(r.body.find("datapump_"), std::string::npos) << target << ": not the metrics text";
+        EXPECT_EQ(answer("PUT", target, "owned").status, 405) << target;
+        EXPECT_EQ(answer("DELETE", target).status, 405) << target;
+    }
+    for (const std::string target : {"/%5Fdatapump/x", "/%5f%64atapump/x", "//_datapump/x"}) {
+        EXPECT_EQ(answer("PUT", target, "owned").status, 405) << target;
+        EXPECT_EQ(answer("GET", target).status, 404) << target;  // no such control endpoint
+    }
+    EXPECT_EQ(read("metrics"), "a file named like the endpoint\n");
+    EXPECT_FALSE(fsys::exists(root_ / "_datapump"));
+    // Dot-files: 404 to GET/HEAD/DELETE, 403 to PUT; .well-known is served.
+    for (const std::string target : {"/.git/config", "/%2egit/config", "/sub/.env"}) {
+        EXPECT_EQ(answer("GET", target).status, 404) << target;
+        EXPECT_EQ(answer("HEAD", target).status, 404) << target;
+        EXPECT_EQ(answer("DELETE", target).status, 404) << target;
+        EXPECT_EQ(answer("PUT", target, "owned").status, 403) << target;
+    }
+    EXPECT_EQ(read(".git/config"), "[core]\n");
+    EXPECT_FALSE(fsys::exists(root_ / "sub/.env"));
+    EXPECT_EQ(answer("GET", "/.well-known/security.txt").body, "Contact: x\n");
+    // Names longer than the file system takes: 414, never 500.
+    EXPECT_EQ(answer("GET", "/" + std::string(256, 'n')).status, 414);
+    EXPECT_EQ(answer("PUT", "/" + std::string(256, 'n'), "x").status, 414);
+    EXPECT_EQ(answer("DELETE", "/" + std::string(256, 'n')).status, 414);
+
+    // HEAD of a 404, a 403 and a 405, then a GET, on one connection.
+    http_client c(port_);
+    ASSERT_TRUE(c.send("HEAD /nothing HTTP/1.1\r\nHost: t\r\n\r\nHEAD /sub/ HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "HEAD /_datapump/api/streams/1/pause HTTP/1.1\r\nHost: t\r\n\r\n" +
+                       get_request("/small.txt")));
+    for (const int status : {404, 403, 405}) {
+        auto h = c.read_response(true);
+        ASSERT_TRUE(h);
+        EXPECT_EQ(h->status, status);
+        EXPECT_NE(h->header("content-length"), "0");  // what a GET would get
+    }
+    auto r = c.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "hello, datapump\n");
+}
+
 // A directory asked for as one (the root, a path ending in '/') is answered by its index.html,
 // as nginx's default `index` does: the demo folder of scripts/run.sh is opened at "/".
 TEST_P(server_test, a_directory_with_an_index_html_serves_it) {
