@@ -622,6 +622,9 @@ void tcp_server::take(unique_fd fd) {
 bool tcp_server::authenticate(int fd, const read_limit& limit) {
     const tcp_key& key = remote::state(*s).key;
     auto refused = [this, fd](std::string_view why, bool timed_out) {
+        if (stopping.load(std::memory_order_acquire)) {
+            return false;  // stop_tcp shut the socket: not the peer's failure
+        }
         (timed_out ? handshake_timeouts : auth_failures).fetch_add(1, std::memory_order_relaxed);
         std::uint64_t held = 0;
         if (refusals.allow(held)) {
