@@ -254,6 +254,11 @@ private:
                     wire::tcp_frame beat{.magic = wire::frame_magic, .flags = wire::frame_heartbeat, .sequence = 0,
                                          .length = 0};
                     if (!write_record(fd_.get(), beat)) {
+                        std::unique_lock check(mutex_);
+                        if (closed_) {
+                            return;  // close() shut the socket under the heartbeat: not the peer's doing
+                        }
+                        check.unlock();
                         fail_all_queued();
                         return;
                     }
