@@ -11,6 +11,8 @@
 //   short reads are looped exactly like the socket's partial receives.
 #include "datapump/ingest/ingest.hpp"
 
+#include "chunked_body.hpp"
+
 #include "datapump/base/check.hpp"
 #include "datapump/http/proto/chunked.hpp"
 
@@ -31,7 +33,7 @@ namespace {
 
 constexpr std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v / a * a; }
 constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
-constexpr std::size_t frame_recv = 64;  // chunk framing receive size: data behind it is copied
+using detail::frame_recv;  // chunk framing receive size: data behind it is copied
 
 void add(std::atomic<std::uint64_t>& c, std::uint64_t n) { c.fetch_add(n, std::memory_order_relaxed); }
 
@@ -225,21 +227,8 @@ struct job::impl {
     // consumed, data becomes pending (copied into windows later), and it stops at the end of the
     // body or on a refusal. Returns the bytes used; the rest follow the body.
     std::size_t decode(std::span<const std::byte> bytes) {
-        std::size_t at = 0;
-        while (at < bytes.size()) {
-            const auto st = decoder->current();
-            if (st == http::chunked_decoder::state::framing) {
-                at += decoder->feed(std::span<const char>(reinterpret_cast<const char*>(bytes.data()) + at,
-                                                          bytes.size() - at));
-            } else if (st == http::chunked_decoder::state::data) {
-                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(decoder->data_left(), bytes.size() - at));
-                pending.emplace_back(bytes.data() + at, n);
-                decoder->took_data(n);
-                at += n;
-            } else {
-                break;
-            }
-        }
+        const std::size_t at =
+            detail::split_chunked(*decoder, bytes, [this](std::span<const std::byte> data) { pending.push_back(data); });
         if (decoder->current() == http::chunked_decoder::state::failed) {
             stop(error{decoder->http_status() == 413 ? errc::full : errc::protocol_error, 0,
                        "ingest: chunked body refused"},

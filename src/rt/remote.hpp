@@ -76,9 +76,10 @@ struct remote {
     // chain[first_remote..] are remote names (checked here); the rest are local.
     [[nodiscard]] static std::expected<connection, refusal> connect(system& s, std::span<const std::string_view> chain,
                                                                     std::size_t first_remote, const qos& q);
-    // Over TCP (remote_tcp.cpp): serves this system's ports on host:port (port 0: any) and returns
-    // the port bound; connects a chain whose tail is on another machine.
-    [[nodiscard]] static result<std::uint16_t> serve_tcp(system& s, std::string_view host, std::uint16_t port);
+    // Over TCP (remote_tcp.cpp): serves this system's ports (system::serve_tcp) and returns the
+    // port bound; connects a chain whose tail is on another machine.
+    [[nodiscard]] static result<std::uint16_t> serve_tcp(system& s, const tcp_serve_options& options);
+    [[nodiscard]] static tcp_serve_stats tcp_stats(const system& s);
     [[nodiscard]] static std::expected<connection, refusal> connect_tcp(system& s,
                                                                         std::span<const std::string_view> chain,
                                                                         std::size_t first_remote,

@@ -219,8 +219,21 @@ result<std::unique_ptr<system>> system::create(const system_config& config) {
     if (config.calibration_runs == 0 || config.calibration_margin < 1.0) {
         return fail(errc::invalid_argument, "rt: calibration needs at least one run and a margin of 1 or more");
     }
+    if (config.tcp.handshake_timeout <= duration(0) || config.tcp.heartbeat <= duration(0) ||
+        config.tcp.idle_timeout <= config.tcp.heartbeat) {
+        return fail(errc::invalid_argument,
+                    "rt: tcp: the handshake timeout and heartbeat must be above 0, the idle timeout above the heartbeat");
+    }
+    auto key = detail::tcp_key::load(config.tcp.key, config.tcp.key_file);
+    if (!key) {
+        return std::unexpected(key.error());
+    }
     auto state = std::make_unique<detail::system_state>();
     state->config = config;
+    state->key = std::move(*key);
+    // The bytes live on in state->key only (wiped with it); the copy of the config forgets them.
+    state->config.tcp.key.assign(state->config.tcp.key.size(), '\0');
+    state->config.tcp.key.clear();
     state->time = config.time != nullptr ? config.time : &machine_clock();
     unsigned cpus = std::max(1U, std::thread::hardware_concurrency());
     unsigned count = config.vps != 0 ? config.vps : cpus;
@@ -721,9 +734,18 @@ void system::disconnect(connection_state* c) {
 
 result<void> system::serve(std::string_view endpoint) { return detail::remote::serve(*this, endpoint); }
 
-result<std::uint16_t> system::serve_tcp(std::string_view host, std::uint16_t port) {
-    return detail::remote::serve_tcp(*this, host, port);
+result<std::uint16_t> system::serve_tcp(const tcp_serve_options& options) {
+    return detail::remote::serve_tcp(*this, options);
 }
+
+result<std::uint16_t> system::serve_tcp(std::string_view host, std::uint16_t port) {
+    tcp_serve_options options;
+    options.host = std::string(host);
+    options.port = port;
+    return detail::remote::serve_tcp(*this, options);
+}
+
+tcp_serve_stats system::tcp_stats() const { return detail::remote::tcp_stats(*this); }
 
 result<void> system::post(std::function<void()> task) {
     if (state_->closing.load(std::memory_order_acquire)) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "state.hpp"
+#include "tcp_auth.hpp"
 #include "vp.hpp"
 
 #include "datapump/io/event_loop.hpp"
@@ -48,6 +49,8 @@ struct system_state {
 
     // Inter-process ports (remote.cpp): this system's ipc endpoint, and its channels to others.
     std::unique_ptr<remote_state> remote;
+    // Inter-machine links: the shared key of config.tcp, loaded at create (empty: none).
+    tcp_key key;
 };
 
 

@@ -78,16 +78,53 @@ static_assert(std::is_trivially_copyable_v<buffer_note> && sizeof(buffer_note) =
 static_assert(std::is_trivially_copyable_v<returned_note> && sizeof(returned_note) == 16);
 static_assert(sizeof(link_note) == 8 && sizeof(connect_reply) == 8);
 
-// Inter-machine links (TCP). The connecting side sends a hello (+ the '\n'-separated port names),
-// the serving side answers with a welcome (+ a reason when refused), then frames follow, each a
-// header and `length` bytes; a frame with frame_end ends the stream. The serving side copies each
-// frame into a buffer of its own pool (bytes cross machines: no sharing) and releases it to its
-// handlers at arrival.
+// Inter-machine links (TCP). First the mutual proof of the shared key (tcp_auth.hpp):
+//
+//   A (connects)                                              B (serves)
+//            <── challenge {auth_magic, tcp_version, flags, nonce_B}
+//   answer {auth_magic, tcp_version, HMAC(key, nonce_B || "... A->B"), nonce_A} ──>
+//            <── proof {status, HMAC(key, nonce_A || "... B->A")}
+//
+// (an insecure_no_auth server sends a challenge without auth_required, and nothing else of the
+// three follows). Then the connecting side sends a hello (+ the '\n'-separated port names), the
+// serving side answers with a welcome (+ a reason when refused), then frames follow, each a header
+// and `length` bytes; a frame with frame_end ends the stream, one with frame_heartbeat (no bytes)
+// says the sender is alive through a silence. The serving side copies each frame into a buffer of
+// its own pool (bytes cross machines: no sharing) and releases it to its handlers at arrival.
+// The records are parsed by the pure functions of tcp_wire.hpp.
 inline constexpr std::uint32_t tcp_magic = 0x44505443;  // "DPTC"
 inline constexpr std::uint32_t frame_magic = 0x44504652;  // "DPFR"
+inline constexpr std::uint32_t auth_magic = 0x44505441;  // "DPTA"
+// Version 1 had no authentication: its hello is refused (it comes where the answer is expected).
+inline constexpr std::uint32_t tcp_version = 2;
 inline constexpr std::uint32_t frame_end = 1;
+inline constexpr std::uint32_t frame_heartbeat = 2;
+inline constexpr std::uint32_t auth_required = 1;  // challenge flag
+inline constexpr std::size_t nonce_size = 32;
+inline constexpr std::size_t mac_size = 32;        // HMAC-SHA256
 inline constexpr std::uint64_t max_tcp_buffer = std::uint64_t{64} << 20;
 inline constexpr std::uint64_t max_tcp_count = 1024;
+
+struct tcp_challenge {
+    std::uint32_t magic;    // auth_magic
+    std::uint32_t version;  // tcp_version
+    std::uint32_t flags;    // auth_required, or 0 (insecure_no_auth)
+    std::uint32_t reserved;
+    std::uint8_t nonce[nonce_size];
+};
+
+struct tcp_answer {
+    std::uint32_t magic;
+    std::uint32_t version;
+    std::uint8_t mac[mac_size];  // over the challenge's nonce, direction A->B
+    std::uint8_t nonce[nonce_size];
+};
+
+struct tcp_proof {
+    std::int32_t status;  // 0: A proved the key; refused: it did not (B closes after this)
+    std::uint32_t reserved;
+    std::uint8_t mac[mac_size];  // over the answer's nonce, direction B->A (zero when refused)
+};
 
 struct tcp_hello {
     std::uint32_t magic;
@@ -114,6 +151,9 @@ struct tcp_frame {
     std::uint64_t length;
 };
 
+static_assert(std::is_trivially_copyable_v<tcp_challenge> && sizeof(tcp_challenge) == 48);
+static_assert(std::is_trivially_copyable_v<tcp_answer> && sizeof(tcp_answer) == 72);
+static_assert(std::is_trivially_copyable_v<tcp_proof> && sizeof(tcp_proof) == 40);
 static_assert(std::is_trivially_copyable_v<tcp_hello> && sizeof(tcp_hello) == 56);
 static_assert(std::is_trivially_copyable_v<tcp_welcome> && sizeof(tcp_welcome) == 16);
 static_assert(std::is_trivially_copyable_v<tcp_frame> && sizeof(tcp_frame) == 24);

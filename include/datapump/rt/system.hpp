@@ -63,6 +63,28 @@ enum class kernel_priority : std::uint8_t {
 
 [[nodiscard]] std::string_view to_string(kernel_priority p);
 
+// Inter-machine links ("tcp@" names and serve_tcp; docs/rt.md "Authenticated TCP links"). Both
+// ends hold the same secret key and prove it to each other (an HMAC-SHA256 challenge each way)
+// before a port name crosses; a peer without it is closed before it reaches a port or a pool.
+// The key authenticates the peer; it does not encrypt nor sign the frames that follow (TLS may
+// come later): use it on networks where the path is trusted but the port may be reached by others.
+struct tcp_link_config {
+    // The shared key: at least 32 bytes (e.g. `openssl rand -hex 32`, whose 64 characters are the
+    // key). Either the bytes here, or a file holding them (read once, at create(); one trailing
+    // newline dropped; a file others may read is warned about). Neither: this system connects
+    // only to, and serves only as, an insecure_no_auth server on loopback.
+    std::string key;
+    std::string key_file;
+    // The whole handshake (challenge, answer, proof, hello, welcome) must be done by then, on
+    // both sides: a peer that connects and says nothing is closed after it.
+    duration handshake_timeout = std::chrono::seconds(5);
+    // Established links: the serving side closes a link it has heard nothing from for this long;
+    // the connecting side sends a heartbeat frame after `heartbeat` without a frame (a slow
+    // stream has long legitimate silences). idle_timeout must exceed the peers' heartbeat.
+    duration idle_timeout = std::chrono::seconds(30);
+    duration heartbeat = std::chrono::seconds(10);
+};
+
 struct system_config {
     // Virtual processors. 0: one per online CPU.
     unsigned vps = 0;
@@ -98,6 +120,8 @@ struct system_config {
     bool engine = true;
     // For logs and thread names ("rt-vp0").
     std::string name = "rt";
+    // Inter-machine links, both directions (serve_tcp and "tcp@" names).
+    tcp_link_config tcp;
 };
 
 // The ends of a direct connection: descriptors the engine moves bytes between, without the
@@ -150,6 +174,33 @@ struct connection_stats {
 
     // Deadline misses: buffers that did not reach the end of the chain by their deadline.
     [[nodiscard]] std::uint64_t misses() const { return late + dropped + starved; }
+};
+
+// Where and how serve_tcp listens (the key is the system's: system_config::tcp).
+struct tcp_serve_options {
+    // Loopback unless told otherwise. "" (or 0.0.0.0, ::): every address; needs a key.
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;  // 0: any free one
+    // Authenticated links at once; one more is closed right after accept (its thread never starts).
+    std::size_t max_links = 64;
+    // Connections still in their handshake at once (each holds a thread for at most
+    // handshake_timeout); more are closed right after accept. Separate from max_links so that
+    // unauthenticated peers cannot take the links' places.
+    std::size_t max_handshakes = 16;
+    // Serve without a key: anyone who reaches the port may feed this system's ports. Only on a
+    // loopback address (127.0.0.0/8, ::1); a warning says so at start.
+    bool insecure_no_auth = false;
+};
+
+// The serving side's counters (monitoring; each value relaxed).
+struct tcp_serve_stats {
+    std::size_t links = 0;               // authenticated links now
+    std::size_t handshakes = 0;          // connections in their handshake now
+    std::uint64_t accepted = 0;          // connections accepted (within the caps)
+    std::uint64_t over_cap = 0;          // closed right after accept: max_links or max_handshakes
+    std::uint64_t auth_failures = 0;     // closed for a wrong key, no key or a malformed answer
+    std::uint64_t handshake_timeouts = 0;// closed for saying too little before handshake_timeout
+    std::uint64_t idle_timeouts = 0;     // established links closed after idle_timeout of silence
 };
 
 class system;
@@ -273,12 +324,18 @@ public:
     // Errors: busy (already serving, or a live server answers there), and the ipc server's.
     [[nodiscard]] result<void> serve(std::string_view endpoint);
     // Makes this system's ports reachable from other machines as "tcp@<host>:<port>/<port name>",
-    // listening on host:port (host empty: every address; port 0: any free one). Returns the port
-    // bound. Bytes cross machines by copy: the serving system reads each frame into a buffer of its
-    // own pool and releases it to its handlers at arrival, with its own deadline (arrival + the
-    // delay bound). One per system. Errors: busy (already serving over TCP, or the port is taken),
-    // invalid_argument, io_error.
+    // listening on options.host:options.port (loopback by default). Returns the port bound. Every
+    // peer proves the key of system_config::tcp first (see tcp_link_config); without a key,
+    // serve_tcp refuses unless options.insecure_no_auth on a loopback address. Bytes cross machines
+    // by copy: the serving system reads each frame into a buffer of its own pool and releases it to
+    // its handlers at arrival, with its own deadline (arrival + the delay bound). One per system.
+    // Errors: busy (already serving over TCP, or the port is taken), invalid_argument (no key, a
+    // non-loopback address without one, a cap of 0, an unresolvable address), io_error.
+    [[nodiscard]] result<std::uint16_t> serve_tcp(const tcp_serve_options& options);
+    // The same on host:port with the other options at their defaults.
     [[nodiscard]] result<std::uint16_t> serve_tcp(std::string_view host, std::uint16_t port);
+    // The serving side's counters (all 0 when not serving over TCP).
+    [[nodiscard]] tcp_serve_stats tcp_stats() const;
 
     // The bulletin board: runs `task` on the engine loop (steady clock), or inside run_until
     // (manual clock), in posting order. Handlers post here instead of blocking on I/O.

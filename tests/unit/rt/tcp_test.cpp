@@ -1,16 +1,11 @@
-// Inter-machine rt links over TCP, on loopback: two systems in this process, one serving TCP.
-// Byte-exact delivery, the far side's chain on its own buffer, its admission's refusal, hostile
-// bytes on the listening port, and the far side going away mid-stream.
-#include "rt_support.hpp"
+// Inter-machine rt links over TCP, on loopback: two systems in this process, one serving TCP,
+// both with the shared key. Byte-exact delivery, the far side's chain on its own buffer, its
+// admission's refusal, hostile bytes on the listening port (before and after the key's proof), and
+// the far side going away mid-stream. (The proof itself, the caps and timeouts: tcp_auth_test.cpp.)
+#include "tcp_support.hpp"
 
 #include "support/wait.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cstring>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -21,8 +16,8 @@ namespace {
 class RtTcp : public ::testing::Test {
 protected:
     void SetUp() override {
-        a_ = make_system(real_time_config("rt-a"));
-        b_ = make_system(real_time_config("rt-b"));
+        a_ = make_system(keyed_config("rt-a"));
+        b_ = make_system(keyed_config("rt-b"));
         ASSERT_TRUE(a_ && b_);
         sink_ = make_port(*b_, "sink", [this](upcall& up) {
             if (up.calibrating()) {
@@ -174,58 +169,24 @@ TEST_F(RtTcp, NobodyListeningIsNotFound) {
     EXPECT_EQ(c.error().code, errc::not_found);
 }
 
-// Raw bytes to the listening port: garbage instead of a hello, then a hello followed by a bad frame.
-int dial(std::uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    return fd;
-}
-
-bool closed_by_peer(int fd) {
-    char buf[256];
-    while (true) {
-        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) {
-            return n == 0 || errno == ECONNRESET;
-        }
-    }
-}
-
+// Raw bytes to the listening port: garbage instead of an answer, then a peer that proves the key,
+// sends a well-formed hello and then a bad frame.
 TEST_F(RtTcp, HostileBytesLoseTheirLinkAndNothingElse) {
-    int garbage = dial(port_);
+    int garbage = dial_loopback(port_);
     std::vector<char> junk(200, 'x');
     ASSERT_EQ(::send(garbage, junk.data(), junk.size(), MSG_NOSIGNAL), static_cast<ssize_t>(junk.size()));
     EXPECT_TRUE(closed_by_peer(garbage));
     ::close(garbage);
 
     // A well-formed hello for "sink", then a frame longer than the buffer.
-    int bad = dial(port_);
-    struct {
-        std::uint32_t magic, version;
-        double rate;
-        std::int64_t delay_ns, jitter_ns;
-        std::uint64_t buffer_size, count;
-        std::uint32_t on_late, names_len;
-    } hello{0x44505443, 1, 100.0, 100'000'000, 0, 1024, 4, 0, 4};
-    static_assert(sizeof(hello) == 56);
-    ASSERT_EQ(::send(bad, &hello, sizeof hello, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof hello));
-    ASSERT_EQ(::send(bad, "sink", 4, MSG_NOSIGNAL), 4);
-    struct {
-        std::int32_t status;
-        std::uint32_t text_len;
-        std::uint64_t link;
-    } welcome{};
-    ASSERT_EQ(::recv(bad, &welcome, sizeof welcome, MSG_WAITALL), static_cast<ssize_t>(sizeof welcome));
+    int bad = dial_loopback(port_);
+    ASSERT_TRUE(raw_handshake(bad, test_key));
+    detail::wire::tcp_welcome welcome{};
+    ASSERT_TRUE(raw_hello(bad, "sink", 1024, welcome));
     EXPECT_EQ(welcome.status, 0);
-    struct {
-        std::uint32_t magic, flags;
-        std::uint64_t sequence, length;
-    } frame{0x44504652, 0, 0, 1 << 20};  // 1 MiB into a 1 KiB buffer
-    ASSERT_EQ(::send(bad, &frame, sizeof frame, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof frame));
+    detail::wire::tcp_frame frame{.magic = detail::wire::frame_magic, .flags = 0, .sequence = 0,
+                                  .length = 1 << 20};  // 1 MiB into a 1 KiB buffer
+    ASSERT_TRUE(send_record(bad, frame));
     EXPECT_TRUE(closed_by_peer(bad));
     ::close(bad);
 
