@@ -234,7 +234,7 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 28> options{{
+constexpr std::array<option_spec, 34> options{{
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
@@ -304,7 +304,7 @@ constexpr std::array<option_spec, 28> options{{
     {"upload_token", "TOKEN", "uploads and deletes need 'Authorization: Bearer TOKEN' (empty: none)",
      [](daemon_config& c, const raw_value& v) { return store(c.upload_token, to_text(v)); },
      [](const daemon_config& c) { return c.upload_token.empty() ? std::string("none") : std::string("(set)"); }},
-    {"max_upload", "BYTES", "larger upload bodies get 413; SI suffixes as RATE (0: no limit)",
+    {"max_upload", "BYTES", "larger upload bodies get 413; SI suffixes as RATE (default 4 GiB; 0: no limit)",
      [](daemon_config& c, const raw_value& v) { return store(c.max_upload, to_rate(v)); },
      [](const daemon_config& c) { return show_rate(c.max_upload); }},
     {"upload_windows", "N", "arena buffers of one upload written at once (1..64)",
@@ -319,6 +319,25 @@ constexpr std::array<option_spec, 28> options{{
     {"log_level", "L", "trace, debug, info, warn, error, critical or off",
      [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
      [](const daemon_config& c) { return c.log_level; }},
+    // hostile network: uploads
+    {"insecure_writable", "", "allow --writable without --upload-token on a non-loopback address (warned at every start)",
+     [](daemon_config& c, const raw_value& v) { return store(c.insecure_writable, to_bool(v)); },
+     [](const daemon_config& c) { return show_switch(c.insecure_writable); }},
+    {"max_uploads", "N", "uploads at once; more get 503 (0: auto, half the arena / (upload_windows + 1))",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_uploads, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_uploads); }},
+    {"max_uploads_per_ip", "N", "uploads at once from one client address; more get 503 (0: no cap)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_uploads_per_ip, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_uploads_per_ip); }},
+    {"upload_min_rate", "RATE", "an upload slower than this over a window is cut with 408 (0: none)",
+     [](daemon_config& c, const raw_value& v) { return store(c.upload_min_rate, to_rate(v)); },
+     [](const daemon_config& c) { return show_rate(c.upload_min_rate); }},
+    {"upload_rate_window_ms", "N", "the window --upload-min-rate is averaged over (the first one is the grace)",
+     [](daemon_config& c, const raw_value& v) { return store(c.upload_rate_window_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.upload_rate_window_ms); }},
+    {"follow_uploads", "WHO", "who may GET a file while it is uploaded: auto (token if set, else public), public, token, off",
+     [](daemon_config& c, const raw_value& v) { return store(c.follow_uploads, to_text(v)); },
+     [](const daemon_config& c) { return c.follow_uploads; }},
 }};
 // clang-format on
 
