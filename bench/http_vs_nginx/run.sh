@@ -22,6 +22,9 @@
 #        DATAPUMP_BENCH_DIR where the files are made once (default /var/tmp/datapump-bench; 5.3 GiB)
 #        BENCH_CACHE_MIB    datapumpd --cache-mib (default 2048)
 #        BENCH_WRK_SECONDS (5), BENCH_PACED_SECONDS (20), BENCH_PACED_CLIENTS (100)
+#        DATAPUMP_BASE_BIN_DIR  an older datapumpd's folder: adds servers dp-posix-base and
+#                           dp-direct-base (same flags) and a before/after table, so a change's
+#                           cost is measured in the same run, rotated with the others
 # Needs root (drop_caches) and scripts/deps.sh bench.
 source "$(dirname "$0")/../lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -44,6 +47,12 @@ for s in "${only[@]}"; do
 done
 
 dpbin="${DATAPUMP_BIN_DIR:-${top}/build/release/src/daemon}/datapumpd"
+basebin=""
+if [ -n "${DATAPUMP_BASE_BIN_DIR:-}" ]; then
+  basebin="${DATAPUMP_BASE_BIN_DIR}/datapumpd"
+  [ -x "$basebin" ] || { echo "run.sh: no datapumpd at $basebin (DATAPUMP_BASE_BIN_DIR)" >&2; exit 2; }
+  grep -q 'dp-posix-base' <<<"${servers[*]}" || servers+=(dp-posix-base dp-direct-base)
+fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 cache_mib=${BENCH_CACHE_MIB:-2048}
 wrk_s=${BENCH_WRK_SECONDS:-5}
@@ -102,12 +111,12 @@ http {
 EOF
       "$nginx_bin" -p "$work" -c "$work/nginx.conf" -e "$work/nginx.log" &
       ;;
-    dp-posix)
-      "$dpbin" --root "$http" --listen "127.0.0.1:$srv_port" --provider posix --send-path sendfile \
+    dp-posix|dp-posix-base)
+      "$([ "$srv_name" = dp-posix ] && echo "$dpbin" || echo "$basebin")" --root "$http" --listen "127.0.0.1:$srv_port" --provider posix --send-path sendfile \
         --access-log off --log-level warn --cache-mib "$cache_mib" >>"$work/$srv_name.log" 2>&1 &
       ;;
-    dp-direct)
-      "$dpbin" --root "$http" --listen "127.0.0.1:$srv_port" --provider direct --send-path send-zc \
+    dp-direct|dp-direct-base)
+      "$([ "$srv_name" = dp-direct ] && echo "$dpbin" || echo "$basebin")" --root "$http" --listen "127.0.0.1:$srv_port" --provider direct --send-path send-zc \
         --access-log off --log-level warn --cache-mib "$cache_mib" >>"$work/$srv_name.log" 2>&1 &
       ;;
     *) echo "run.sh: unknown server '$srv_name'" >&2; exit 2 ;;
@@ -347,5 +356,31 @@ for s in "${only[@]}"; do
       row "cold: CPU-s/GiB" cold.cpu ;;
   esac
 done
+if [ -n "$basebin" ]; then
+  echo
+  echo "before/after: $basebin -> $dpbin (ratio = after / before)"
+  ab() {  # label key: posix before, after, ratio; direct before, after, ratio
+    local k=$2 a b r out=""
+    for pair in "dp-posix-base dp-posix" "dp-direct-base dp-direct"; do
+      read -r b a <<<"$pair"
+      local mb ma
+      mb=$(tr ' ' '\n' <<<"${res["$k|$b"]:-}" | sed '/^$/d' | median)
+      ma=$(tr ' ' '\n' <<<"${res["$k|$a"]:-}" | sed '/^$/d' | median)
+      r=$(awk -v a="$ma" -v b="$mb" 'BEGIN {if (b == 0 || a == "") print "-"; else printf "%.3fx", a / b}')
+      out+=$(printf '%-12s %-12s %-8s ' "${mb:--}" "${ma:--}" "$r")
+    done
+    printf '%-30s %s\n' "$1" "$out"
+  }
+  printf '%-30s %-12s %-12s %-8s %-12s %-12s %-8s\n' "median over $reps runs" "posix before" "after" ratio \
+    "direct before" "after" ratio
+  for s in "${only[@]}"; do
+    case "$s" in
+      single) ab "single 1 GiB: MB/s" single.MBps; ab "single: CPU-s/GiB" single.cpu ;;
+      wrk) for c in 1 16 64 256; do ab "wrk -c$c: req/s" "wrk.c$c.rps"; ab "wrk -c$c: MB/s" "wrk.c$c.MBps"; ab "wrk -c$c: p99 ms" "wrk.c$c.p99"; done ;;
+      paced) ab "paced: on time" paced.ontime; ab "paced: CPU-s/GiB" paced.cpu ;;
+      cold) ab "cold: MB/s" cold.MBps ;;
+    esac
+  done
+fi
 echo "ratio = datapumpd / nginx (higher is better for MB/s, req/s, on time; lower for ms, CPU, disk)." \
      "Target: cold direct >= 1.30x."

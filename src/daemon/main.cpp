@@ -109,6 +109,24 @@ int main(int argc, char** argv) {
     sc.admin_token = cfg.admin_token;
     // hostile network: framing and paths
     sc.serve_dotfiles = cfg.serve_dotfiles;
+    // hostile network: uploads
+    sc.max_uploads = cfg.max_uploads;
+    sc.max_uploads_per_ip = cfg.max_uploads_per_ip;
+    sc.upload_min_rate = cfg.upload_min_rate;
+    sc.upload_rate_window_ms = cfg.upload_rate_window_ms;
+    if (cfg.follow_uploads == "auto") {
+        // The safest default that keeps load-and-play: a server that guards writes with a token
+        // guards uploads in progress with it too.
+        sc.follow_uploads = cfg.upload_token.empty() ? datapump::http::follow_policy::public_
+                                                     : datapump::http::follow_policy::token;
+    } else {
+        sc.follow_uploads = cfg.follow_uploads == "public" ? datapump::http::follow_policy::public_
+                            : cfg.follow_uploads == "token" ? datapump::http::follow_policy::token
+                                                             : datapump::http::follow_policy::off;
+    }
+    if (const std::string warning = datapump::daemon::exposure_warning(cfg); !warning.empty()) {
+        spdlog::warn("{}", warning);
+    }
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

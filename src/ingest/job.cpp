@@ -191,7 +191,10 @@ struct job::impl {
                 return;
             }
             if (loan.empty() && !take_window()) {
-                return;  // waiting for a write slot or a head/tail read, or stopped
+                if (stopped) {
+                    continue;  // no buffer, or the storage refused: finish with the error
+                }
+                return;  // waiting for a write slot or a head/tail read
             }
             if (!pending.empty()) {
                 copy_pending();
@@ -581,6 +584,8 @@ std::size_t job::prefix_used() const { return impl_->prefix_used; }
 std::span<const std::byte> job::leftover() const { return impl_->leftover; }
 
 std::uint64_t job::final_size() const { return std::max(impl_->old_size, impl_->offset + impl_->received); }
+
+std::uint64_t job::received() const { return impl_->received; }
 
 std::shared_ptr<cache::cached_file> job::view() const {
     return impl_->readable ? impl_->writer->file() : nullptr;

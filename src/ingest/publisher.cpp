@@ -87,6 +87,14 @@ void publisher::fail(publish_request& r, const error& why) {
     }
 }
 
+namespace {
+// The temp file's lock (create_temp) kept other processes' start-ups off it; under its final name
+// it must not get in the way of anyone's range locks.
+void release_temp_lock(const publish_request& r) {
+    (void)r.file->unlock_range({.offset = 0, .length = 0});
+}
+}  // namespace
+
 void publisher::publish_one(publish_request& r) {
     batches_.fetch_add(1, std::memory_order_relaxed);
     syncs_.fetch_add(1, std::memory_order_relaxed);
@@ -100,6 +108,7 @@ void publisher::publish_one(publish_request& r) {
         fail(r, replaced.error());
         return;
     }
+    release_temp_lock(r);
     published_.fetch_add(1, std::memory_order_relaxed);
     if (r.done) {
         r.done(replaced);
@@ -135,6 +144,7 @@ void publisher::publish_batch(std::deque<pending>& batch) {
         if (!replaced) {
             fail(p->request, replaced.error());
         } else {
+            release_temp_lock(p->request);
             renamed.emplace_back(p, *replaced);
         }
     }

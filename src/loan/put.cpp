@@ -138,13 +138,14 @@ result<put_done> put_service::ingest_and_publish(const std::string& path, unique
     if (existing && !replace) {
         return fail(errc::busy, "loan put: the file exists and put_options::replace is false");
     }
-    const std::string temp = ingest::temp_name(path);
-    auto opened = instance_.open(temp, fs::open_mode::create_new);
-    if (!opened) {
-        return std::unexpected(opened.error());
+    // Locked for its life, like the daemon's uploads: a datapumpd starting on the same root leaves it.
+    auto created = ingest::create_temp(instance_, path);
+    if (!created) {
+        return std::unexpected(created.error());
     }
+    const std::string temp = std::move(created->name);
     auto st = std::make_shared<state>();
-    st->file.emplace(std::move(*opened));
+    st->file.emplace(std::move(created->file));
     st->source = std::move(source);
     st->length = length;
     bool stopping = false;

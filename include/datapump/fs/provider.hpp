@@ -198,7 +198,8 @@ struct provider_ops {
     // Optional pair, sync, may block. rename: `from` replaces `to` atomically (both beneath the
     // root, same directory or not), then the directory is made durable unless `flags` has
     // rename_defer_sync (the caller then calls sync); returns true when an existing `to` was
-    // replaced. remove: unlinks a regular file.
+    // replaced, whose permission bits and owner `from` takes first (the owner where the process
+    // may set it, e.g. as root). remove: unlinks a regular file.
     result<bool> (*rename)(instance_handle instance, const char* from, const char* to, std::uint32_t flags) noexcept;
     result<void> (*remove)(instance_handle instance, const char* path) noexcept;
     // Optional pair, sync, may block: batched durability (docs/ingest.md, "Publishing"). resize:

@@ -54,6 +54,14 @@ struct listen_address {
 // Where the admin listener is (docs/daemon.md, "Control plane").
 enum class admin_kind : std::uint8_t { off, tcp, unix_socket };
 
+// Who may GET a file while it is being uploaded (load-and-play; docs/daemon.md "Uploads"). Not
+// allowed: the GET is answered as if no upload ran (the previous version, or 404).
+enum class follow_policy : std::uint8_t {
+    public_,  // anyone who may GET the file
+    token,    // only a request with the upload token (Authorization: Bearer)
+    off,      // nobody
+};
+
 struct server_config {
     std::string root = ".";
     std::string listen_host = "127.0.0.1";
@@ -82,7 +90,7 @@ struct server_config {
     // Uploads (docs/daemon.md, "Uploads"): PUT and DELETE are refused (405) unless writable.
     bool writable = false;
     std::string upload_token;       // non-empty: PUT/DELETE need "Authorization: Bearer TOKEN"
-    std::uint64_t max_upload = 0;   // bytes; larger bodies get 413; 0: no limit
+    std::uint64_t max_upload = std::uint64_t{4} << 30;  // bytes; larger bodies get 413; 0: no limit
     unsigned upload_windows = 4;    // arena buffers of one upload being written at once
     // How a finished upload becomes durable (ingest::publisher): fsync per upload, or batched
     // (one syncfs for the uploads finishing within durability_window).
@@ -101,6 +109,15 @@ struct server_config {
     // Paths with a component starting with '.' (but a leading .well-known) are refused (GET/HEAD/
     // DELETE 404, PUT 403) and left out of listings unless this is set (docs/daemon.md).
     bool serve_dotfiles = false;
+    // hostile network: uploads (docs/daemon.md "Uploads"). Over a cap: 503 with Retry-After,
+    // before the body is read.
+    unsigned max_uploads = 0;         // at once; 0: auto, half the arena's buffers / (upload_windows + 1)
+    unsigned max_uploads_per_ip = 4;  // at once from one client address; 0: no cap
+    // An upload must average this many B/s over every window from its head on (its first window
+    // is its grace), else it is cut with 408; 0: no minimum (idle_timeout_ms between bytes only).
+    std::uint64_t upload_min_rate = 4096;
+    std::uint64_t upload_rate_window_ms = 10000;
+    follow_policy follow_uploads = follow_policy::public_;
 };
 
 class server {

@@ -102,6 +102,9 @@ public:
     // The size the file must be truncated to when the last block was written padded past it
     // (max(old_size, offset + body)); the caller does it (fs::file::truncate_and_sync).
     [[nodiscard]] std::uint64_t final_size() const;
+    // Body bytes received so far (the prefix's included; chunk framing not): a caller's minimum
+    // rate is measured on it.
+    [[nodiscard]] std::uint64_t received() const;
     // The load-and-play file (null without options::load_and_play).
     [[nodiscard]] std::shared_ptr<cache::cached_file> view() const;
     // 400 or 413 when the body was refused for its framing or size (0 otherwise).

@@ -59,7 +59,7 @@ struct daemon_config {
     bool access_log = true;
     bool writable = false;           // uploads (PUT) and DELETE accepted
     std::string upload_token;        // non-empty: they need "Authorization: Bearer TOKEN"
-    std::uint64_t max_upload = 0;    // bytes; 0: no limit
+    std::uint64_t max_upload = std::uint64_t{4} << 30;  // bytes (4 GiB); 0: no limit
     std::uint32_t upload_windows = 4;
     bool durability_batch = false;    // "batch": one syncfs for the uploads finishing together
     std::uint32_t durability_window_ms = 5;
@@ -77,6 +77,13 @@ struct daemon_config {
     std::string admin_token;               // non-empty: admin requests need "Authorization: Bearer TOKEN"
     // hostile network: framing and paths
     bool serve_dotfiles = false;     // serve, accept and list names starting with '.'
+    // hostile network: uploads (docs/daemon.md "Uploads")
+    bool insecure_writable = false;          // allow --writable without a token on a non-loopback address
+    std::uint32_t max_uploads = 0;           // at once; 0: auto (half the arena / (upload_windows + 1))
+    std::uint32_t max_uploads_per_ip = 4;    // at once from one client address; 0: no cap
+    std::uint64_t upload_min_rate = 4096;    // B/s averaged over each window; 0: none
+    std::uint32_t upload_rate_window_ms = 10000;
+    std::string follow_uploads = "auto";     // auto (token with a token, else public), public, token, off
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();
@@ -109,5 +116,14 @@ struct parse_outcome {
 
 // The usage text of --help (stdout of `datapumpd --help`).
 [[nodiscard]] std::string usage_text();
+
+// hostile network: uploads.
+// True for an address only this machine reaches: 127.0.0.0/8, ::1 (and ::ffff:127.x.y.z), or a
+// unix socket path ("unix:..." or "/...").
+[[nodiscard]] bool is_loopback_host(std::string_view host);
+// The warning datapumpd logs at every start when a configuration lets anyone who reaches a
+// non-loopback address upload and delete (--writable --insecure-writable, no token); empty when
+// it does not.
+[[nodiscard]] std::string exposure_warning(const daemon_config& config);
 
 }  // namespace datapump::daemon

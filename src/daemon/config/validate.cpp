@@ -1,6 +1,9 @@
 // validate_config: the checks that need several options at once, or the file system.
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <array>
 #include <filesystem>
@@ -95,6 +98,71 @@ problem check_uploads(const daemon_config& c) {
     return std::nullopt;
 }
 
+// hostile network: uploads. Anyone who reaches a non-loopback address could upload and delete:
+// refused unless a token guards it, or the operator says so in so many words.
+// The first public --listen address that is not loopback, as HOST:PORT; empty when all are.
+std::string first_exposed_address(const daemon_config& c) {
+    const auto shown = [](const std::string& host, std::uint16_t port) {
+        const bool v6 = host.find(':') != std::string::npos;
+        return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    };
+    if (!is_loopback_host(c.listen_host)) {
+        return shown(c.listen_host, c.listen_port);
+    }
+    for (const auto& more : c.more_listen) {
+        if (!is_loopback_host(more.host)) {
+            return shown(more.host, more.port);
+        }
+    }
+    return {};
+}
+
+problem check_writable_exposure(const daemon_config& c) {
+    if (!c.writable || !c.upload_token.empty() || c.insecure_writable) {
+        return std::nullopt;
+    }
+    const std::string where = first_exposed_address(c);
+    if (where.empty()) {
+        return std::nullopt;
+    }
+    return "--writable (writable): " + where +
+           " is not a loopback address, and without a token anyone who reaches it could upload and delete "
+           "files; set --upload-token TOKEN (upload_token), or pass --insecure-writable (insecure_writable) to "
+           "accept anonymous writes from the network";
+}
+
+problem check_upload_bounds(const daemon_config& c) {
+    if (c.follow_uploads != "auto" && c.follow_uploads != "public" && c.follow_uploads != "token" &&
+        c.follow_uploads != "off") {
+        return "--follow-uploads (follow_uploads): unknown value '" + c.follow_uploads +
+               "'; use auto, public, token or off";
+    }
+    if (c.follow_uploads == "token" && c.upload_token.empty()) {
+        return std::string("--follow-uploads (follow_uploads): token, but no --upload-token is set; set one, or use "
+                           "public or off");
+    }
+    if (c.upload_min_rate != 0 && (c.upload_rate_window_ms < 100 || c.upload_rate_window_ms > 3600000)) {
+        return "--upload-rate-window-ms (upload_rate_window_ms): " + std::to_string(c.upload_rate_window_ms) +
+               " is not usable; give 100 to 3600000 (e.g. 10000)";
+    }
+    if (c.upload_min_rate > 100'000'000'000ULL) {
+        return "--upload-min-rate (upload_min_rate): " + std::to_string(c.upload_min_rate) +
+               " B/s is more than any network carries; give at most 100G (e.g. 4096)";
+    }
+    if (c.writable && c.max_uploads != 0 && c.buffer_kib != 0) {
+        // Each upload pins up to upload_windows + 1 arena buffers while it runs.
+        const std::uint64_t buffers = std::uint64_t{c.cache_mib} * 1024 / c.buffer_kib;
+        const std::uint64_t pinned = std::uint64_t{c.max_uploads} * (c.upload_windows + 1);
+        if (pinned > buffers) {
+            return "--max-uploads (max_uploads): " + std::to_string(c.max_uploads) + " uploads of " +
+                   std::to_string(c.upload_windows + 1) + " buffers each need " + std::to_string(pinned) +
+                   " arena buffers, and the arena has " + std::to_string(buffers) +
+                   "; lower it (0: half the arena), lower --upload-windows or raise --cache-mib";
+        }
+    }
+    return std::nullopt;
+}
+
 problem check_rates(const daemon_config& c) {
     if (c.default_rate != 0 && c.max_rate != 0 && c.max_rate < c.default_rate) {
         return "--max-rate (max_rate): " + std::to_string(c.max_rate) + " B/s is below --default-rate " +
@@ -181,7 +249,7 @@ problem check_control_plane(const daemon_config& c) {
 }  // namespace
 
 std::string validate_config(const daemon_config& c) {
-    const std::array<problem, 15> found{
+    const std::array<problem, 17> found{
         check_root(c.root),
         check_listen(c),
         check_loops(c),
@@ -197,6 +265,9 @@ std::string validate_config(const daemon_config& c) {
         check_nonzero(c.max_request_line, "--max-request-line (max_request_line)"),
         check_request_line(c),
         check_log_level(c),
+        // hostile network: uploads
+        check_writable_exposure(c),
+        check_upload_bounds(c),
     };
     std::string out;
     for (const auto& p : found) {
@@ -212,6 +283,38 @@ std::string validate_config(const daemon_config& c) {
         out += (out.empty() ? "" : "\n") + *p;
     }
     return out;
+}
+
+bool is_loopback_host(std::string_view host) {
+    if (host.starts_with("unix:") || host.starts_with("/")) {
+        return true;  // a unix socket: only processes of this machine, with the path's permissions
+    }
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    const std::string text(host);
+    in_addr v4{};
+    if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    }
+    in6_addr v6{};
+    if (::inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&v6)) {
+            return true;
+        }
+        return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+    }
+    return false;  // a name, or nothing (every address): not known to stay on this machine
+}
+
+std::string exposure_warning(const daemon_config& c) {
+    const std::string where = first_exposed_address(c);
+    if (!c.writable || !c.upload_token.empty() || !c.insecure_writable || where.empty()) {
+        return {};
+    }
+    return "INSECURE: --insecure-writable: anyone who reaches " + where +
+           " can upload, replace and delete files under " + c.root +
+           " without a token; set --upload-token to guard writes";
 }
 
 }  // namespace datapump::daemon

@@ -31,6 +31,31 @@ flock make_lock(short type, byte_range range) {
     l.l_pid = 0;                                 // required by F_OFD_*
     return l;
 }
+// A new version takes the place of the old one with the old one's permissions and owner: a
+// private (0600) file stays private, and a file that belonged to someone else still does (the
+// owner only when we may give files away: as root, CAP_CHOWN). Owner first: chown clears the
+// set-user/group-ID bits, chmod puts them back. `to` not a regular file: nothing to keep.
+result<void> keep_attributes(int from_dir, const char* from, int to_dir, const char* to) {
+    struct stat old {};
+    if (::fstatat(to_dir, to, &old, AT_SYMLINK_NOFOLLOW) != 0) {
+        return errno == ENOENT ? result<void>{} : fail_errno("rename: fstatat of the file replaced");
+    }
+    if (!S_ISREG(old.st_mode)) {
+        return {};
+    }
+    struct stat mine {};
+    if (::fstatat(from_dir, from, &mine, AT_SYMLINK_NOFOLLOW) != 0) {
+        return fail_errno("rename: fstatat of the new version");
+    }
+    if ((mine.st_uid != old.st_uid || mine.st_gid != old.st_gid) &&
+        ::fchownat(from_dir, from, old.st_uid, old.st_gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM) {
+        return fail_errno("rename: fchownat to the replaced file's owner");
+    }
+    if (::fchmodat(from_dir, from, old.st_mode & 07777, 0) != 0) {
+        return fail_errno("rename: fchmodat to the replaced file's mode");
+    }
+    return {};
+}
 }  // namespace
 
 result<void> init_root(local_root& r, const provider_config& config) {
@@ -277,6 +302,12 @@ result<bool> rename(instance_handle i, const char* from, const char* to, std::ui
             // EINVAL: the file system has no RENAME_NOREPLACE; refusing is the safe answer.
             return fail(errc::busy, e == EEXIST ? "rename: the target exists"
                                                 : "rename: the file system cannot rename without replacing");
+        }
+        if (e == EEXIST) {
+            if (auto kept = keep_attributes(src_dir->get(), src->name.c_str(), dst_dir->get(), dst->name.c_str());
+                !kept) {
+                return std::unexpected(kept.error());
+            }
         }
         if (::renameat(src_dir->get(), src->name.c_str(), dst_dir->get(), dst->name.c_str()) != 0) {
             return fail_errno("rename: renameat");

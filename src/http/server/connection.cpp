@@ -319,10 +319,7 @@ void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
             }
             break;
         case timer_use::upload:
-            if (phase_ == phase::upload && upload_ != nullptr && upload_->job != nullptr) {
-                upload_timed_out_ = true;
-                upload_->job->cancel(error{errc::closed, ETIMEDOUT, "upload: no body bytes for idle_timeout_ms"});
-            }
+            upload_timer();
             break;
         case timer_use::none:
             break;

@@ -92,6 +92,12 @@ struct upload_state {
     std::optional<fs::file> file;
     std::unique_ptr<ingest::job> job;
     std::shared_ptr<upload_entry> entry;
+    // hostile network: uploads. Its place under the caps (released when the state goes), and its
+    // timing: the last body bytes, and the window its minimum rate is measured over.
+    upload_slot slot;
+    io::clock::time_point last_progress{};
+    io::clock::time_point window_start{};
+    std::uint64_t window_received = 0;  // job->received() at window_start
 };
 
 class connection {
@@ -203,6 +209,8 @@ private:
     void on_upload_done(result<std::uint64_t> total);
     void upload_failed(const error& why, int http_status, bool count = true);
     void upload_progress();
+    void upload_timer();
+    void arm_upload_timer();
 
     // Following an upload (follow.cpp).
     void pump_follow();

@@ -367,6 +367,26 @@ response_plan follow_response(const request& req, const std::string& relative, s
     return plan;
 }
 
+// The upload of `relative` this GET may follow, or null: none runs, or --follow-uploads keeps it
+// from this request, which is then answered as if no upload ran (the previous version, or 404):
+// a stranger learns nothing of an upload in progress, not even that one runs.
+std::shared_ptr<upload_entry> followable_upload(const server::state& s, const request& req,
+                                                const std::string& relative) {
+    switch (s.config.follow_uploads) {
+        case follow_policy::off:
+            return nullptr;
+        case follow_policy::token:
+            if (s.config.upload_token.empty() ||
+                !bearer_matches(req.header("authorization"), s.config.upload_token)) {
+                return nullptr;
+            }
+            break;
+        case follow_policy::public_:
+            break;
+    }
+    return s.uploads.find(relative);
+}
+
 // Who may write: --writable, and the bearer token when one is set. Empty: allowed.
 std::optional<response_plan> write_refusal(const server::state& s, const request& req, bool close) {
     if (!s.config.writable) {
@@ -448,7 +468,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
         return error_response(404, "no such file", close);
     }
     if (s.config.writable) {
-        if (auto uploading = s.uploads.find(relative)) {
+        if (auto uploading = followable_upload(s, req, relative)) {
             return follow_response(req, relative, std::move(uploading), close);
         }
     }

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -330,14 +331,28 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         return fail_errno("open root");
     }
     if (config.writable) {
+        if (config.upload_min_rate != 0 && config.upload_rate_window_ms == 0) {
+            return fail(errc::invalid_argument, "an upload minimum rate needs a window to measure it over");
+        }
+        // At most half the arena for uploads (each pins up to upload_windows + 1 buffers), so
+        // that readers of the loan paths and followers always find buffers too.
+        const std::size_t buffers = s->cache->buffers().arena().count();
+        s->max_uploads = config.max_uploads != 0
+                             ? config.max_uploads
+                             : static_cast<unsigned>(std::max<std::size_t>(1, buffers / 2 / (config.upload_windows + 1)));
         // Uploads a crash interrupted left their temp files: they never became anyone's file.
-        auto removed = ingest::remove_leftovers(config.root);
+        // Those another live daemon sharing the root is writing are locked, and stay.
+        std::uint64_t kept = 0;
+        auto removed = ingest::remove_leftovers(config.root, &kept);
         if (!removed) {
             return std::unexpected(removed.error());
         }
         s->leftovers_removed = *removed;
         if (*removed > 0) {
             spdlog::info("removed {} temp files of interrupted uploads", *removed);
+        }
+        if (kept > 0) {
+            spdlog::info("left {} temp files of uploads another process is writing (locked)", kept);
         }
         auto pub = ingest::publisher::start(
             s->instance, {.mode = config.durability, .batch_window = config.durability_window, .max_batch = 256});

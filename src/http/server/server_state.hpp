@@ -151,6 +151,8 @@ struct server::state {
     std::vector<std::unique_ptr<loop_context>> loops;
     std::atomic<bool> draining{false};
     bool stopped = false;
+    // hostile network: uploads. The global cap in force: config.max_uploads, or the auto one.
+    unsigned max_uploads = 0;
 
     explicit state(const server_config& c) : config(c), admission(c.capacity) {}
     [[nodiscard]] std::uint64_t block_size() const { return cache->block_size(); }

@@ -7,6 +7,12 @@
 //     open temp (create_new) ──> 100 Continue ──> ingest::job (prefix = bytes after the head)
 //     ──on_done ok──> publisher ──on_published──> 201/204 ──> reading (keep-alive)
 //     ──on_done error──> temp removed ──> 400/413/507/500 and close (or just close: peer gone)
+//
+// Bounds (docs/daemon.md "Uploads"): an upload is admitted against --max-uploads and
+// --max-uploads-per-ip before its body is read (503 + Retry-After over a cap); while it runs, the
+// timer cuts it (408) when no byte came for --idle-timeout-ms or when a window of
+// --upload-rate-window-ms brought less than --upload-min-rate on average. No free arena buffer:
+// 503 + Retry-After.
 #include "connection.hpp"
 
 #include "datapump/base/check.hpp"
@@ -16,7 +22,9 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace datapump::http {
@@ -26,6 +34,7 @@ namespace {
 
 int status_for(const error& why) {
     switch (why.code) {
+        case errc::no_buffers: return 503;  // every arena buffer is taken: a moment later, maybe not
         case errc::no_space: return 507;
         case errc::protocol_error: return 400;
         case errc::full: return 413;
@@ -39,6 +48,21 @@ int status_for(const error& why) {
     }
 }
 
+// A 503 that closes (the body is not read), with Retry-After: the condition is temporary.
+response_plan unavailable(std::string_view why) {
+    response_plan plan = error_response(503, why, true);
+    constexpr std::string_view end = "\r\n\r\n";
+    DP_CHECK(plan.head.ends_with(end));
+    plan.head.insert(plan.head.size() - 2, "Retry-After: 1\r\n");
+    return plan;
+}
+
+// The client's address without its port: "1.2.3.4:5" -> "1.2.3.4", "[::1]:5" -> "[::1]".
+std::string address_of(const std::string& peer) {
+    const std::size_t colon = peer.rfind(':');
+    return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
 }  // namespace
 
 void connection::begin_upload(request req, bool keep_alive) {
@@ -48,7 +72,14 @@ void connection::begin_upload(request req, bool keep_alive) {
         answer(std::move(refusal));
         return;
     }
+    auto slot = server_.uploads.admit(address_of(peer_), server_.max_uploads, server_.config.max_uploads_per_ip);
+    if (!slot) {
+        spdlog::warn("upload {} from {} refused: {}", *target, peer_, slot.error().what);
+        answer(unavailable(slot.error().what));
+        return;
+    }
     upload_ = std::make_shared<upload_state>();
+    upload_->slot = std::move(*slot);
     upload_->path = std::move(*target);
     upload_->req = std::move(req);
     upload_->keep_alive = keep_alive;
@@ -67,17 +98,19 @@ void connection::begin_upload(request req, bool keep_alive) {
 void connection::start_upload_job() {
     upload_state& up = *upload_;
     const request& req = up.req;
-    up.temp = ingest::temp_name(up.path);
-    auto opened = server_.instance.open(up.temp, fs::open_mode::create_new);
-    if (!opened) {
-        const error why = opened.error();
+    // Locked for its life: another daemon sharing the root removes it at its start-up only once
+    // we are gone.
+    auto created = ingest::create_temp(server_.instance, up.path);
+    if (!created) {
+        const error why = created.error();
         if (why.code != errc::not_found && why.sys != ENAMETOOLONG) {
-            spdlog::error("upload {}: {}", log_escape(up.path), log_escape(describe(why, up.temp)));
+            spdlog::error("upload {}: {}", log_escape(up.path), log_escape(describe(why, up.path)));
         }
         upload_failed(why, status_for(why));
         return;
     }
-    up.file.emplace(std::move(*opened));
+    up.temp = std::move(created->name);
+    up.file.emplace(std::move(created->file));
     const auto prefix = std::span(in_).subspan(in_begin_, in_end_ - in_begin_);
     const std::string* expect = req.header("expect");
     if (expect != nullptr && prefix.empty() && req.version_minor >= 1) {
@@ -103,9 +136,12 @@ void connection::start_upload_job() {
         {.windows_in_flight = server_.config.upload_windows, .load_and_play = true}, std::move(cb),
         &server_.ingest);
     if (!job) {
-        spdlog::error("upload {}: {}", log_escape(up.path), describe(job.error()));
+        const int status = status_for(job.error());
+        if (status >= 500 && status != 503) {
+            spdlog::error("upload {}: {}", log_escape(up.path), describe(job.error()));
+        }
         (void)server_.instance.remove(up.temp);
-        upload_failed(job.error(), 500);
+        upload_failed(job.error(), status);
         return;
     }
     up.job = std::move(*job);
@@ -119,22 +155,62 @@ void connection::start_upload_job() {
         up.job->cancel(error{errc::busy, 0, "upload: another upload to this name is in progress"});
         return;
     }
+    const auto now = io::clock::now();
+    up.last_progress = now;
+    up.window_start = now;
+    up.window_received = 0;
+    arm_upload_timer();
+}
+
+void connection::arm_upload_timer() {
+    const upload_state& up = *upload_;
+    auto deadline = up.last_progress + std::chrono::milliseconds(server_.config.idle_timeout_ms);
+    if (server_.config.upload_min_rate != 0) {
+        deadline = std::min(deadline, up.window_start + std::chrono::milliseconds(server_.config.upload_rate_window_ms));
+    }
     timer_use_ = timer_use::upload;
-    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.idle_timeout_ms));
+    ctx_.loop->arm(timer_, deadline);
 }
 
 void connection::upload_progress() {
     if (upload_ && upload_->entry) {
         upload_->entry->notify();
     }
-    if (timer_use_ == timer_use::upload) {
-        // Re-armed at most every 100 ms of progress: the heap update is cheap but not free.
-        const auto now = io::clock::now();
-        const auto deadline = now + std::chrono::milliseconds(server_.config.idle_timeout_ms);
-        if (deadline - timer_.deadline() > std::chrono::milliseconds(100)) {
-            ctx_.loop->arm(timer_, deadline);
+    if (upload_) {
+        // Only noted: the timer is not moved on every receive (a byte every few seconds must not
+        // keep an upload alive for ever); it looks at this when it fires.
+        upload_->last_progress = io::clock::now();
+    }
+}
+
+void connection::upload_timer() {
+    if (phase_ != phase::upload || upload_ == nullptr || upload_->job == nullptr) {
+        return;
+    }
+    upload_state& up = *upload_;
+    const auto now = io::clock::now();
+    const char* cut = nullptr;
+    if (now - up.last_progress >= std::chrono::milliseconds(server_.config.idle_timeout_ms)) {
+        cut = "upload: no body bytes for --idle-timeout-ms";
+    } else if (const std::uint64_t min_rate = server_.config.upload_min_rate;
+               min_rate != 0 &&
+               now - up.window_start >= std::chrono::milliseconds(server_.config.upload_rate_window_ms)) {
+        const std::uint64_t received = up.job->received();
+        const auto elapsed = std::chrono::duration<double>(now - up.window_start).count();
+        if (static_cast<double>(received - up.window_received) < static_cast<double>(min_rate) * elapsed) {
+            cut = "upload: slower than --upload-min-rate";
+        } else {
+            up.window_start = now;
+            up.window_received = received;
         }
     }
+    if (cut != nullptr) {
+        spdlog::warn("upload {} from {} cut (408): {}", up.path, peer_, cut);
+        upload_timed_out_ = true;
+        up.job->cancel(error{errc::closed, ETIMEDOUT, cut});
+        return;
+    }
+    arm_upload_timer();
 }
 
 void connection::on_upload_done(result<std::uint64_t> total) {
@@ -246,7 +322,7 @@ void connection::upload_failed(const error& why, int http_status, bool count) {
     upload_.reset();
     phase_ = phase::reading;  // answer() takes it from here
     // The body was not read to its end: the connection cannot carry another request.
-    answer(error_response(http_status, why.what, true));
+    answer(http_status == 503 ? unavailable(why.what) : error_response(http_status, why.what, true));
 }
 
 }  // namespace datapump::http

@@ -57,6 +57,52 @@ std::shared_ptr<upload_entry> upload_table::find(const std::string& path) const 
     return it == uploads_.end() ? nullptr : it->second;
 }
 
+upload_slot& upload_slot::operator=(upload_slot&& other) noexcept {
+    if (this != &other) {
+        release();
+        table_ = std::exchange(other.table_, nullptr);
+        address_ = std::move(other.address_);
+    }
+    return *this;
+}
+
+void upload_slot::release() {
+    if (upload_table* t = std::exchange(table_, nullptr)) {
+        t->release(address_);
+    }
+}
+
+result<upload_slot> upload_table::admit(const std::string& address, unsigned max_total, unsigned max_per_address) {
+    const std::lock_guard lock(mutex_);
+    if (max_total != 0 && admitted_ >= max_total) {
+        return fail(errc::busy, "the server runs as many uploads as it takes at once (--max-uploads); retry later");
+    }
+    const auto it = per_address_.find(address);
+    const unsigned mine = it == per_address_.end() ? 0 : it->second;
+    if (max_per_address != 0 && mine >= max_per_address) {
+        return fail(errc::busy,
+                    "this client address runs as many uploads as one address may (--max-uploads-per-ip); retry "
+                    "when one ends");
+    }
+    ++admitted_;
+    ++per_address_[address];
+    return upload_slot(this, address);
+}
+
+void upload_table::release(const std::string& address) {
+    const std::lock_guard lock(mutex_);
+    --admitted_;
+    const auto it = per_address_.find(address);
+    if (it != per_address_.end() && --it->second == 0) {
+        per_address_.erase(it);
+    }
+}
+
+std::size_t upload_table::admitted() const {
+    const std::lock_guard lock(mutex_);
+    return admitted_;
+}
+
 std::size_t upload_table::size() const {
     const std::lock_guard lock(mutex_);
     return uploads_.size();

@@ -1,7 +1,8 @@
 // File: src/http/server/uploads.hpp
 //
 // The server's side of ingest (docs/ingest.md, docs/daemon.md "Uploads"): the table of PUTs in
-// progress that GETs follow (load-and-play). The publisher thread that makes a finished upload
+// progress that GETs follow (load-and-play), and the count of uploads admitted against the
+// global and per-address caps (upload_slot). The publisher thread that makes a finished upload
 // durable and gives it its name is ingest::publisher.
 //
 //   connection (PUT) ──job──> temp file ──on_done──> ingest::publisher: durable, renamed
@@ -14,6 +15,7 @@
 // Thread-safety: upload_table and upload_entry lock their own mutex; any thread.
 #pragma once
 
+#include "datapump/base/error.hpp"
 #include "datapump/cache/file_cache.hpp"
 
 #include <cstdint>
@@ -22,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace datapump::http {
@@ -59,8 +62,40 @@ private:
     std::vector<follower> waiting_;  // guarded by mutex_
 };
 
+class upload_table;
+
+// One upload admitted against the caps (upload_table::admit): counted until it is dropped.
+// Move-only; the table must outlive it.
+class upload_slot {
+public:
+    upload_slot() = default;
+    upload_slot(upload_slot&& other) noexcept
+        : table_(std::exchange(other.table_, nullptr)), address_(std::move(other.address_)) {}
+    upload_slot& operator=(upload_slot&& other) noexcept;
+    upload_slot(const upload_slot&) = delete;
+    upload_slot& operator=(const upload_slot&) = delete;
+    ~upload_slot() { release(); }
+
+    [[nodiscard]] bool empty() const { return table_ == nullptr; }
+    void release();
+
+private:
+    friend class upload_table;
+    upload_slot(upload_table* table, std::string address) : table_(table), address_(std::move(address)) {}
+    upload_table* table_ = nullptr;
+    std::string address_;
+};
+
 class upload_table {
 public:
+    // Admits one more upload from client `address` (an IP, no port): at most `max_total` at once
+    // and `max_per_address` from one address (0: no cap). Errors: busy, saying which cap is full.
+    // Uploads hold arena buffers while they run: the caps keep a crowd of slow ones from holding
+    // all of them (docs/daemon.md "Uploads").
+    [[nodiscard]] result<upload_slot> admit(const std::string& address, unsigned max_total, unsigned max_per_address);
+    // Uploads admitted and not yet released.
+    [[nodiscard]] std::size_t admitted() const;
+
     // Registers an upload to entry->path(). False when one to that path is already running.
     [[nodiscard]] bool add(const std::shared_ptr<upload_entry>& entry);
     // Unregisters `entry` (only that one: a newer upload to the path stays).
@@ -69,8 +104,13 @@ public:
     [[nodiscard]] std::size_t size() const;
 
 private:
+    friend class upload_slot;
+    void release(const std::string& address);
+
     mutable std::mutex mutex_;
     std::unordered_map<std::string, std::shared_ptr<upload_entry>> uploads_;  // guarded by mutex_
+    std::size_t admitted_ = 0;                                  // guarded by mutex_
+    std::unordered_map<std::string, unsigned> per_address_;     // guarded by mutex_; no zero counts
 };
 
 // Constant-time check of an `Authorization: Bearer TOKEN` header value against `token`.

@@ -20,8 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness import (MIB, CheckFailed, Conn, check, curl, expect, fetch, metric_samples,
-                     request, run, wait_until)
+from harness import (MIB, CheckFailed, Conn, Server, check, curl, expect, fetch, free_port, kill,
+                     metric_samples, request, run, spawn, wait_until)
 
 KIB = 1024
 NGINX = "skip: datapumpd's upload contract"
@@ -313,7 +313,8 @@ def _(ctx):
     # syncfs before and one after their renames. Six uploads are held one byte short of their
     # end, then all finished at once: one batch, two syncs, six exact files, 201s and 204s.
     root = _root(ctx, "batch")
-    server = _daemon(ctx, root, "--durability", "batch", "--durability-window-ms", "1000")
+    # Six uploads at once from one address: above the default --max-uploads-per-ip (4).
+    server = _daemon(ctx, root, "--durability", "batch", "--durability-window-ms", "1000", "--max-uploads-per-ip", "8")
     sizes = [0, 1, 4097, 262144, 262145, 3 * MIB + 7]
     (root / "sub").mkdir()
     old = _rand(77, 5000)
@@ -1027,3 +1028,339 @@ def _(ctx):
         expect(r.status == 204, f"the first upload of /same.bin: {r.brief()}, want 204")
     _expect_file(root, "/same.bin", first, "after a second writer was refused")
     _expect_no_temps(root, "after a second writer was refused")
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. Bounded uploads (issue 14, "datapumpd faces a hostile network")
+
+class _ConnFrom(Conn):
+    """A raw connection from another loopback source address (127.0.0.N): another client IP as
+    far as the daemon's per-address caps are concerned."""
+
+    def __init__(self, port, source, timeout=10):  # noqa: super().__init__ would bind 127.0.0.1
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+        self.buf = bytearray()
+
+
+def _spawn_logged(ctx, argv, tag):
+    """datapumpd with argv, its output in a log of its own; (process, log path)."""
+    log = ctx.tmp / f"ingest-{tag}-{ctx.factory.name.replace('/', '-')}.log"
+    log.unlink(missing_ok=True)
+    with open(log, "wb") as out:
+        p = spawn(argv, stdout=out, stderr=subprocess.STDOUT)
+    return p, log
+
+
+@check("ingest/writable-public-needs-token", nginx=NGINX)
+def _(ctx):
+    # --writable on an address others reach, without a token, does not start (exit 2, naming the
+    # address and both ways out); --insecure-writable starts it, with a warning; loopback is fine.
+    root = _root(ctx, "public")
+    f = ctx.factory
+    base = [f.binary, "--root", str(root), "--provider", f.provider, "--send-path", f.send_path, "--writable"]
+    for host in ["0.0.0.0", "[::]"]:
+        port = free_port()
+        r = run(base + ["--listen", f"{host}:{port}"], 10)
+        err = r.stderr.decode(errors="replace")
+        expect(r.returncode == 2, f"--writable --listen {host}:{port} without a token: exit {r.returncode}, want 2 "
+                                  f"({err.strip()[:300]})")
+        for part in [f"{host}:{port}", "--upload-token", "--insecure-writable"]:
+            expect(part in err, f"--writable --listen {host}:{port} without a token: the message does not name "
+                                f"{part!r}: {err.strip()[:400]}")
+    port = free_port()
+    p, log = _spawn_logged(ctx, base + ["--listen", f"0.0.0.0:{port}", "--insecure-writable"], "insecure")
+    try:
+        server = Server(p, port, log, "datapumpd")
+
+        def up():
+            if not server.alive():
+                return "dead"
+            try:
+                return fetch(server, "HEAD", "/", timeout=1) and "up"
+            except CheckFailed:
+                return None
+        expect(wait_until(up, 10) == "up", f"--insecure-writable on 0.0.0.0:{port} did not start: "
+                                           f"{server.log_tail()}")
+        expect(wait_until(lambda: "INSECURE" in server.log_tail(), 5),
+               f"--insecure-writable started without a warning in its log: {server.log_tail()}")
+        r = _put_raw(server, "/anon.txt", b"anonymous")
+        expect(r.status == 201, f"a PUT without a token under --insecure-writable: {r.brief()}, want 201")
+    finally:
+        kill(p)
+
+
+@check("ingest/default-max-upload", nginx=NGINX)
+def _(ctx):
+    # Without --max-upload a body over 4 GiB is refused (413) before a byte of it is read;
+    # --max-upload 0 lifts the limit (the interim 100 Continue comes).
+    root = _root(ctx, "default-max")
+    server = _daemon(ctx, root)
+    for size, want in [(4 * 1024 ** 3 + 1, 413), (5 * 1024 ** 4, 413), (4 * 1024 ** 3, 100)]:
+        with Conn(server.port, timeout=10) as c:
+            c.send(_put_head("/huge.bin", size, extra=[("Expect", "100-continue")]))
+            r = _answer(c, f"PUT of {size} bytes with the default --max-upload", timeout=5)
+            expect(r.status == want, f"PUT of {size} bytes with the default --max-upload: {r.brief()}, want {want}")
+            if want == 413:
+                expect(c.closed_by_peer(5), f"after the 413 for {size} bytes the connection stays open")
+    unlimited = _daemon(ctx, root, "--max-upload", "0")
+    with Conn(unlimited.port, timeout=10) as c:
+        c.send(_put_head("/huge.bin", 5 * 1024 ** 4, extra=[("Expect", "100-continue")]))
+        r = _answer(c, "PUT of 5 TiB with --max-upload 0", timeout=5)
+        expect(r.status == 100, f"PUT of 5 TiB with --max-upload 0 (no limit): {r.brief()}, want 100 Continue")
+    expect(wait_until(lambda: not _temps(root), 5), f"temp files left: {_temps(root)}")
+    expect(_on_disk(root, "/huge.bin") is None, "a refused or abandoned upload left /huge.bin")
+
+
+@check("ingest/upload-caps-503", nginx=NGINX)
+def _(ctx):
+    # --max-uploads 2 --max-uploads-per-ip 1: a second upload from one address, and a third from
+    # anywhere, get 503 with Retry-After before their body is read (instead of 100 Continue);
+    # a slot comes back when an upload ends.
+    root = _root(ctx, "caps")
+    server = _daemon(ctx, root, "--max-uploads", "2", "--max-uploads-per-ip", "1")
+    bodies = {n: _rand(140 + i, 300 * KIB) for i, n in enumerate(["a", "b", "c", "d"])}
+    held = []
+    try:
+        for name, source, refused, why in [("a", "127.0.0.1", "x", "--max-uploads-per-ip"),
+                                           ("b", "127.0.0.2", "y", "--max-uploads")]:
+            c = _ConnFrom(server.port, source, 20)
+            held.append(c)
+            c.send(_put_head(f"/{name}.bin", len(bodies[name])) + bodies[name][:100 * KIB])
+            _wait_following(server, f"/{name}.bin")
+            # a from .1 holds .1's only slot; with b from .2 both global slots are taken.
+            source = "127.0.0.1" if refused == "x" else "127.0.0.3"
+            with _ConnFrom(server.port, source) as c:
+                name = refused
+                c.send(_put_head(f"/{name}.bin", 1000, extra=[("Expect", "100-continue")]))
+                r = _answer(c, f"a PUT from {source} over {why}", timeout=5)
+                expect(r.status == 503 and r.header("retry-after") is not None,
+                       f"a PUT from {source} over {why}: {r.brief()}, Retry-After {r.header('retry-after')!r}; "
+                       f"want 503 with Retry-After")
+                expect(f"({why})".encode() in r.body, f"the 503 over {why} does not say which cap: {r.body!r}")
+                expect(c.closed_by_peer(5), f"after the 503 over {why} the connection stays open")
+        # The first upload ends: its address and a global slot are free again.
+        held[0].send(bodies["a"][100 * KIB:])
+        r = _answer(held[0], "the first upload")
+        expect(r.status == 201, f"the first upload: {r.brief()}, want 201")
+        for name, source in [("c", "127.0.0.1"), ("d", "127.0.0.3")]:
+            if name == "d":
+                held[1].send(bodies["b"][100 * KIB:])
+                r = _answer(held[1], "the second upload")
+                expect(r.status == 201, f"the second upload: {r.brief()}, want 201")
+            with _ConnFrom(server.port, source, 20) as c:
+                c.send(_put_head(f"/{name}.bin", len(bodies[name])) + bodies[name])
+                r = _answer(c, f"a PUT from {source} once a slot was free")
+                expect(r.status == 201, f"a PUT from {source} once a slot was free: {r.brief()}, want 201")
+    finally:
+        for c in held:
+            c.close()
+    for name in "abcd":
+        _expect_file(root, f"/{name}.bin", bodies[name], f"PUT /{name}.bin under the caps")
+    expect(_on_disk(root, "/x.bin") is None and _on_disk(root, "/y.bin") is None, "a refused upload left its file")
+    _expect_no_temps(root, "after the caps")
+
+
+@check("ingest/upload-min-rate-408", nginx=NGINX)
+def _(ctx):
+    # An upload that averages less than --upload-min-rate over a window is cut with 408 and its
+    # temp file removed, though bytes keep coming (each would have restarted an idle timer); one
+    # that keeps the rate is not cut, however long it takes.
+    root = _root(ctx, "min-rate")
+    old = _rand(150, 40 * KIB)
+    (root / "old.bin").write_bytes(old)
+    server = _daemon(ctx, root, "--upload-min-rate", "4k", "--upload-rate-window-ms", "500")
+    with Conn(server.port, timeout=10) as c:
+        c.send(_put_head("/old.bin", MIB))
+        t0 = time.monotonic()
+        _send_paced(c, _rand(151, MIB), 1, 0.1, until=lambda: time.monotonic() - t0 > 8)
+        r = _answer(c, "an upload trickling a byte every 100 ms", timeout=5)
+        took = time.monotonic() - t0
+        expect(r.status == 408, f"an upload trickling a byte every 100 ms (--upload-min-rate 4k, window 500 ms): "
+                                f"{r.brief()}, want 408")
+        expect(took < 4, f"the trickling upload was cut after {took:.1f} s; want about one 500 ms window")
+        expect(c.closed_by_peer(5), "after the 408 the connection stays open")
+    expect(wait_until(lambda: not _temps(root), 2), f"temp files left after the 408: {_temps(root)}")
+    expect(_on_disk(root, "/old.bin") == old, "the cut upload changed /old.bin")
+    # 2 MiB at about 1 MB/s: four windows, each well above 4 kB/s.
+    data = _rand(152, 2 * MIB)
+    r = _put_raw(server, "/steady.bin", data, piece=32 * KIB, pause=0.03)
+    expect(r.status == 201, f"a steady upload at about 1 MB/s over 2 s: {r.brief()}, want 201")
+    _expect_file(root, "/steady.bin", data, "a steady upload")
+    ctx.note(f"the trickle was cut after {took:.2f} s")
+
+
+@check("ingest/trickle-cannot-starve", nginx=NGINX)
+def _(ctx):
+    # A small arena (16 buffers of 256 KiB). 16 uploads from 16 addresses trickle one byte every
+    # 2 s (before: each held an arena buffer for ever and the others got 408/500); a normal upload
+    # that retries on 503 as Retry-After says must still complete, byte-exact, within 20 s.
+    root = _root(ctx, "trickle")
+    server = _daemon(ctx, root, "--cache-mib", "4", "--buffer-kib", "256", "--upload-min-rate", "4k",
+                     "--upload-rate-window-ms", "1000")
+    trickles = []
+    answers = {}
+    try:
+        for i in range(16):
+            c = _ConnFrom(server.port, f"127.0.0.{i + 2}", 30)
+            c.send(_put_head(f"/trickle-{i}.bin", 100 * KIB) + b"x")
+            trickles.append([c, time.monotonic()])
+
+        def feed():
+            now = time.monotonic()
+            for i, t in enumerate(trickles):
+                if i in answers:
+                    continue
+                if _readable(t[0].sock):
+                    try:
+                        answers[i] = _answer(t[0], f"trickle {i}", timeout=2).status
+                    except CheckFailed:
+                        answers[i] = "closed"
+                elif now - t[1] >= 2:
+                    try:
+                        t[0].sock.sendall(b"x")
+                    except OSError:
+                        pass
+                    t[1] = now
+        data = _rand(160, 3 * MIB + 5)
+        t0 = time.monotonic()
+        tries, statuses, done = 0, [], None
+        while time.monotonic() - t0 < 20:
+            feed()
+            tries += 1
+            r = _put_raw(server, "/normal.bin", data, piece=256 * KIB, timeout=10)
+            statuses.append(r.status)
+            if r.status in (201, 204):
+                done = time.monotonic() - t0
+                break
+            expect(r.status == 503 and r.header("retry-after") is not None,
+                   f"the normal upload, try {tries}: {r.brief()} {r.body[:120]!r}; want 201, or 503 with "
+                   f"Retry-After while the trickles hold the slots")
+            wait = min(float(r.header("retry-after")), 0.5)  # bounded: the check has a budget
+            end = time.monotonic() + wait
+            while time.monotonic() < end:
+                feed()
+                time.sleep(0.05)
+        expect(done is not None, f"the normal upload did not complete within 20 s beside 16 trickling uploads "
+                                 f"(answers {statuses[-5:]} of {tries} tries)")
+        _expect_file(root, "/normal.bin", data, "the normal upload beside 16 trickles")
+        # Every trickle was refused (503) or cut (408), none holds anything any more.
+        expect(wait_until(lambda: feed() or len(answers) == 16, 10, 0.1),
+               f"trickles still running after 10 s: {sorted(set(range(16)) - set(answers))}")
+        bad = {i: s for i, s in answers.items() if s not in (503, 408)}
+        expect(not bad, f"trickles answered other than 503/408: {bad}")
+    finally:
+        for t in trickles:
+            t[0].close()
+    expect(wait_until(lambda: not _temps(root), 5), f"temp files left: {_temps(root)}")
+    got = sorted(answers.values(), key=str)
+    ctx.note(f"normal upload done after {done:.1f} s, {tries} tries; trickles: "
+             f"{got.count(503)}x503 {got.count(408)}x408")
+
+
+@check("ingest/replace-keeps-mode-and-owner", nginx=NGINX)
+def _(ctx):
+    # A PUT over an existing file keeps its permissions (0600 stays 0600) and, as root, its
+    # owner; a new file is 0644 less the umask.
+    root = _root(ctx, "mode")
+    cases = [("private.bin", 0o600), ("group.bin", 0o640), ("exec.sh", 0o755)]
+    as_root = os.geteuid() == 0
+    for name, mode in cases:
+        (root / name).write_bytes(b"old " + name.encode())
+        os.chmod(root / name, mode)
+        if as_root:
+            os.chown(root / name, 65534, 65534)
+    server = _daemon(ctx, root)
+    bad = []
+    for name, mode in cases:
+        data = _rand(170 + mode, 5000)
+        r = _put_raw(server, "/" + name, data)
+        expect(r.status == 204, f"PUT over /{name}: {r.brief()}, want 204")
+        _expect_file(root, "/" + name, data, f"PUT over /{name}")
+        st = os.stat(root / name)
+        if st.st_mode & 0o7777 != mode:
+            bad.append(f"/{name}: mode {oct(st.st_mode & 0o7777)} after the PUT, was {oct(mode)}")
+        if as_root and (st.st_uid, st.st_gid) != (65534, 65534):
+            bad.append(f"/{name}: owner {st.st_uid}:{st.st_gid} after the PUT, was 65534:65534")
+    umask = os.umask(0)
+    os.umask(umask)
+    r = _put_raw(server, "/fresh.bin", b"new")
+    expect(r.status == 201, f"PUT /fresh.bin: {r.brief()}")
+    got = os.stat(root / "fresh.bin").st_mode & 0o7777
+    if got != 0o644 & ~umask:
+        bad.append(f"a new file: mode {oct(got)}, want {oct(0o644 & ~umask)} (0644 less the umask)")
+    expect(not bad, "; ".join(bad))
+
+
+@check("ingest/follow-needs-token", nginx=NGINX)
+def _(ctx):
+    # With an upload token (--follow-uploads auto -> token), a GET of a file being uploaded
+    # follows the upload only with the token; without it the upload is invisible: the previous
+    # version, or 404 for a new name. --follow-uploads off hides it from everyone.
+    root = _root(ctx, "follow-token")
+    old = _rand(180, 20 * KIB)
+    (root / "movie.bin").write_bytes(old)
+    auth = [("Authorization", "Bearer t0k")]
+    for flags, token_follows in [((), True), (("--follow-uploads", "off"), False)]:
+        server = _daemon(ctx, root, "--upload-token", "t0k", *flags)
+        bodies = {p: _rand(181 + len(p), 2 * MIB) for p in ["/movie.bin", "/new.bin"]}
+        held = []
+        try:
+            for path, body in bodies.items():
+                c = Conn(server.port, 20)
+                held.append(c)
+                c.send(_put_head(path, len(body), extra=auth) + body[:256 * KIB])
+            expect(wait_until(lambda: _sample(server, IN_PROGRESS) == 2, 5),
+                   f"{flags}: the two uploads are not in progress: {IN_PROGRESS} {_sample(server, IN_PROGRESS)}")
+            r = fetch(server, "GET", "/movie.bin")
+            expect(r.status == 200 and r.body == old and r.header("x-datapump-upload") is None,
+                   f"{flags}: GET /movie.bin without the token during its upload: {r.brief()}, "
+                   f"X-Datapump-Upload {r.header('x-datapump-upload')!r}; want the previous version")
+            r = fetch(server, "GET", "/new.bin")
+            expect(r.status == 404, f"{flags}: GET /new.bin without the token during its upload: {r.brief()}, want 404")
+            r = fetch(server, "HEAD", "/new.bin", auth)
+            followed = r.status == 200 and r.header("x-datapump-upload") == "in-progress"
+            expect(followed == token_follows,
+                   f"{flags}: HEAD /new.bin with the token during its upload: {r.brief()}, X-Datapump-Upload "
+                   f"{r.header('x-datapump-upload')!r}; want {'in-progress' if token_follows else 'a 404'}")
+            for c, (path, body) in zip(held, bodies.items()):
+                c.send(body[256 * KIB:])
+                r = _answer(c, f"{flags}: the upload of {path}")
+                expect(r.status in (201, 204), f"{flags}: the upload of {path}: {r.brief()}")
+        finally:
+            for c in held:
+                c.close()
+        old = bodies["/movie.bin"]
+        (root / "new.bin").unlink()
+        server.stop(signal.SIGKILL)
+
+
+@check("ingest/second-instance-keeps-live-temps", nginx=NGINX)
+def _(ctx):
+    # Two daemons on one root: the second one's start-up leaves the temp file of the first one's
+    # upload in progress (it is locked), and that upload completes. A temp file of a killed
+    # daemon (unlocked) is removed at the next start.
+    root = _root(ctx, "two")
+    first = _daemon(ctx, root)
+    body = _rand(190, 3 * MIB)
+    with Conn(first.port, timeout=20) as c:
+        c.send(_put_head("/shared.bin", len(body)) + body[:256 * KIB])
+        expect(wait_until(lambda: _temps(root), 5), "no temp file appeared for the upload in progress")
+        live = _temps(root)
+        second = _daemon(ctx, root)
+        expect(_sample(second, LEFTOVERS) == 0, f"the second daemon's start-up: {LEFTOVERS} "
+                                                f"{_sample(second, LEFTOVERS)}, want 0")
+        expect(_temps(root) == live, f"the second daemon's start-up removed the live upload's temp file: "
+                                     f"{live} -> {_temps(root)}")
+        c.send(body[256 * KIB:])
+        r = _answer(c, "the first daemon's upload after the second one started")
+        expect(r.status == 201, f"the first daemon's upload after the second one started: {r.brief()}, want 201")
+    _expect_file(root, "/shared.bin", body, "the upload across the second daemon's start-up")
+    with Conn(second.port, timeout=20) as c:
+        c.send(_put_head("/killed.bin", len(body)) + body[:256 * KIB])
+        expect(wait_until(lambda: _temps(root), 5), "no temp file appeared for the upload to be killed")
+        second.stop(signal.SIGKILL)
+    expect(len(_temps(root)) == 1, f"after kill -9 mid-upload: temp files {_temps(root)}, want one")
+    third = _daemon(ctx, root)
+    expect(_sample(third, LEFTOVERS) == 1 and not _temps(root),
+           f"start-up after a kill: {LEFTOVERS} {_sample(third, LEFTOVERS)}, temp files {_temps(root)}")
+    _expect_get(ctx, third, "/shared.bin", body, "after the restarts")

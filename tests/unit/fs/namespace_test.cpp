@@ -92,6 +92,79 @@ TEST_P(namespace_test, remove_takes_regular_files_only) {
     EXPECT_EQ(instance_.remove("../x").error().code, errc::escapes_root);
 }
 
+// hostile network: uploads. A new version keeps the permissions (and, where the process may
+// give files away, the owner) of the file it replaces: a private file stays private.
+TEST_P(namespace_test, rename_over_a_file_keeps_its_mode_and_owner) {
+    write_file(dir_.str() + "/private", pattern(10, 1));
+    ASSERT_EQ(::chmod((dir_.str() + "/private").c_str(), 0600), 0);
+    const bool root = ::geteuid() == 0;
+    if (root) {
+        ASSERT_EQ(::chown((dir_.str() + "/private").c_str(), 65534, 65534), 0);
+    }
+    write_file(dir_.str() + "/shared", pattern(10, 2));
+    ASSERT_EQ(::chmod((dir_.str() + "/shared").c_str(), 0751), 0);
+    for (const char* name : {"private", "shared"}) {
+        struct stat before {};
+        ASSERT_EQ(::stat((dir_.str() + "/" + name).c_str(), &before), 0);
+        auto fresh = instance_.open(std::string(".") + name + ".tmp", fs::open_mode::create_new);
+        ASSERT_TRUE(fresh.has_value()) << describe(fresh.error());
+        auto replaced = instance_.rename(std::string(".") + name + ".tmp", name);
+        ASSERT_TRUE(replaced.has_value()) << describe(replaced.error());
+        EXPECT_TRUE(*replaced);
+        struct stat after {};
+        ASSERT_EQ(::stat((dir_.str() + "/" + name).c_str(), &after), 0);
+        EXPECT_NE(after.st_ino, before.st_ino) << name;  // the new version
+        EXPECT_EQ(after.st_mode & 07777, before.st_mode & 07777) << name;
+        if (root) {
+            EXPECT_EQ(after.st_uid, before.st_uid) << name;
+            EXPECT_EQ(after.st_gid, before.st_gid) << name;
+        }
+    }
+    // A new name: the create mode (0644 less the umask), as before.
+    const mode_t mask = ::umask(022);
+    ::umask(mask);
+    auto fresh = instance_.open(".new.tmp", fs::open_mode::create_new);
+    ASSERT_TRUE(fresh.has_value());
+    ASSERT_TRUE(instance_.rename(".new.tmp", "new").has_value());
+    struct stat made {};
+    ASSERT_EQ(::stat((dir_.str() + "/new").c_str(), &made), 0);
+    EXPECT_EQ(made.st_mode & 07777, 0644 & ~mask);
+}
+
+// hostile network: uploads. Another process's start-up (remove_leftovers) leaves the temp file of
+// a live upload alone: create_temp holds an OFD lock on it for as long as it is open; once it is
+// closed (its writer died), the next start-up removes it.
+TEST_P(namespace_test, a_locked_temp_file_survives_remove_leftovers_until_closed) {
+    std::filesystem::create_directory(dir_.path() / "d");
+    auto made = ingest::create_temp(instance_, "d/movie.mp4");
+    ASSERT_TRUE(made.has_value()) << describe(made.error());
+    EXPECT_TRUE(made->name.starts_with("d/.movie.mp4.dp-upload-")) << made->name;
+    EXPECT_TRUE(ingest::is_temp_name(made->name));
+    write_file(dir_.str() + "/.dead.dp-upload-1-1", pattern(10, 1));  // a killed writer's: no lock
+    std::uint64_t kept = 0;
+    auto removed = ingest::remove_leftovers(dir_.str(), &kept);
+    ASSERT_TRUE(removed.has_value()) << describe(removed.error());
+    EXPECT_EQ(*removed, 1U);
+    EXPECT_EQ(kept, 1U);
+    EXPECT_TRUE(std::filesystem::exists(dir_.path() / made->name));
+    EXPECT_FALSE(std::filesystem::exists(dir_.path() / ".dead.dp-upload-1-1"));
+    // Another open in this process is another open file description: its lock conflicts too.
+    auto again = instance_.open(made->name, fs::open_mode::write);
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ(again->lock_range({}, fs::lock_kind::shared).error().code, errc::busy);
+    again = fail(errc::closed, "dropped");
+
+    const std::string name = made->name;
+    made = fail(errc::closed, "the writer died");  // closes the file: the lock goes with it
+    removed = ingest::remove_leftovers(dir_.str(), &kept);
+    ASSERT_TRUE(removed.has_value());
+    EXPECT_EQ(*removed, 1U);
+    EXPECT_EQ(kept, 0U);
+    EXPECT_FALSE(std::filesystem::exists(dir_.path() / name));
+
+    EXPECT_EQ(ingest::create_temp(instance_, "nodir/x").error().code, errc::not_found);
+}
+
 INSTANTIATE_TEST_SUITE_P(providers, namespace_test, ::testing::ValuesIn(all_setups), setup_name);
 
 TEST(upload_names, temp_names_sit_beside_their_target_and_are_recognised) {

@@ -119,6 +119,26 @@ TEST_P(stop_test, cancel_in_the_task_that_started_the_job) {
     EXPECT_EQ(run.done_calls(), 1);
 }
 
+// Every arena buffer pinned by someone else: the job has nowhere to receive into. It must end
+// with no_buffers at once (the daemon answers 503: a moment later there may be one), never wait
+// for a buffer that no event of its own will free (the daemon's idle timer then cut it: 408).
+TEST_P(stop_test, no_free_buffer_ends_the_job_with_no_buffers) {
+    std::vector<cache::fill_ticket> held;
+    const std::uint32_t count = cache_->buffers().arena().count();
+    for (std::uint32_t i = 0; i < count; ++i) {
+        auto got = cache_->buffers().lock_or_claim({.file = ~std::uint64_t{0}, .block = i});
+        ASSERT_TRUE(got.has_value()) << describe(got.error());
+        held.push_back(std::get<cache::fill_ticket>(std::move(*got)));
+    }
+    const auto body = pattern(1000, 602);
+    fs::file f = open("no-buffer", fs::open_mode::create_new);
+    ingest_run run(*loop_, *cache_);
+    ASSERT_TRUE(run_to_done(run, {.file = &f, .length = body.size(), .send = {.wire = body}}));
+    ASSERT_FALSE(run.total());
+    EXPECT_EQ(run.total().error().code, errc::no_buffers) << describe(run.total().error());
+    EXPECT_TRUE(run.writes().empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(providers, stop_test, ::testing::ValuesIn(both_providers), provider_label);
 
 // A 2 MiB tmpfs: ingesting 4 MiB must fail with no_space (tmpfs takes O_DIRECT since Linux 6.6).

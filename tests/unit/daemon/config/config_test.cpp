@@ -101,7 +101,7 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.config_file, "");
     EXPECT_FALSE(c.writable);
     EXPECT_EQ(c.upload_token, "");
-    EXPECT_EQ(c.max_upload, 0U);
+    EXPECT_EQ(c.max_upload, std::uint64_t{4} << 30);  // 4 GiB
     EXPECT_EQ(c.upload_windows, 4U);
     EXPECT_FALSE(c.durability_batch);
     EXPECT_EQ(c.durability_window_ms, 5U);
@@ -111,6 +111,13 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.admin_port, 8081);
     EXPECT_EQ(c.admin_socket, "");
     EXPECT_EQ(c.admin_token, "");
+    // hostile network: uploads
+    EXPECT_FALSE(c.insecure_writable);
+    EXPECT_EQ(c.max_uploads, 0U);  // auto
+    EXPECT_EQ(c.max_uploads_per_ip, 4U);
+    EXPECT_EQ(c.upload_min_rate, 4096U);
+    EXPECT_EQ(c.upload_rate_window_ms, 10000U);
+    EXPECT_EQ(c.follow_uploads, "auto");
 }
 
 TEST_F(config_test, listen_repeated_flags_and_toml_arrays) {
@@ -193,6 +200,76 @@ TEST_F(config_test, admin_listen_validation_errors) {
         EXPECT_EQ(out.exit_code, 2);
         EXPECT_TRUE(contains(out.message, expected)) << args.back() << " -> " << out.message;
     }
+}
+
+// hostile network: uploads. --writable on an address others reach needs a token, or a word
+// that says the operator means it; loopback and unix sockets do not.
+TEST_F(config_test, writable_on_a_public_address_needs_a_token_or_insecure_writable) {
+    for (const char* listen : {"0.0.0.0:8080", ":8080", "192.0.2.7:80", "[::]:8080", "[2001:db8::1]:80"}) {
+        const std::string message = error_of({"--root", dir_, "--writable", "--listen", listen});
+        EXPECT_TRUE(contains(message, "--writable (writable)")) << listen << ": " << message;
+        EXPECT_TRUE(contains(message, "is not a loopback address")) << message;
+        EXPECT_TRUE(contains(message, "--upload-token")) << message;
+        EXPECT_TRUE(contains(message, "--insecure-writable")) << message;
+        EXPECT_TRUE(parse({"--root", dir_, "--writable", "--listen", listen, "--upload-token", "t"}).run()) << listen;
+        const daemon_config insecure = parse_ok({"--root", dir_, "--writable", "--listen", listen, "--insecure-writable"});
+        EXPECT_TRUE(insecure.insecure_writable);
+        EXPECT_TRUE(contains(exposure_warning(insecure), "INSECURE")) << listen;
+        // Not writable: nothing to guard.
+        EXPECT_TRUE(parse({"--root", dir_, "--listen", listen}).run()) << listen;
+    }
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--writable", "--listen", "0.0.0.0:8080"}), "0.0.0.0:8080"));
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--writable", "--listen", "[::]:81"}), "[::]:81"));
+    // Every --listen address counts, not only the first.
+    EXPECT_TRUE(contains(
+        error_of({"--root", dir_, "--writable", "--listen", "127.0.0.1:8080", "--listen", "0.0.0.0:8082"}),
+        "0.0.0.0:8082 is not a loopback address"));
+    EXPECT_TRUE(contains(exposure_warning(parse_ok({"--root", dir_, "--writable", "--listen", "127.0.0.1:8080",
+                                                    "--listen", "[::]:8082", "--insecure-writable"})),
+                         "[::]:8082"));
+    for (const char* listen : {"127.0.0.1:8080", "127.1.2.3:80", "[::1]:8080", "[::ffff:127.0.0.1]:80"}) {
+        const daemon_config c = parse_ok({"--root", dir_, "--writable", "--listen", listen});
+        EXPECT_EQ(exposure_warning(c), "") << listen;
+    }
+    EXPECT_TRUE(parse({"--config", write_toml("root = '" + dir_ +
+                                              "'\nwritable = true\nlisten = '0.0.0.0:80'\ninsecure_writable = true\n")})
+                    .run());
+    // A token: no warning, whatever the address.
+    EXPECT_EQ(exposure_warning(parse_ok({"--root", dir_, "--writable", "--listen", "0.0.0.0:1", "--upload-token", "t",
+                                         "--insecure-writable"})),
+              "");
+    EXPECT_TRUE(is_loopback_host("127.0.0.1"));
+    EXPECT_TRUE(is_loopback_host("::1"));
+    EXPECT_TRUE(is_loopback_host("unix:/run/datapump.sock"));
+    EXPECT_FALSE(is_loopback_host("0.0.0.0"));
+    EXPECT_FALSE(is_loopback_host("128.0.0.1"));
+    EXPECT_FALSE(is_loopback_host("::"));
+    EXPECT_FALSE(is_loopback_host("localhost"));
+}
+
+TEST_F(config_test, upload_bounds) {
+    const daemon_config c =
+        parse_ok({"--root", dir_, "--writable", "--max-uploads", "10", "--max-uploads-per-ip", "2", "--upload-min-rate",
+                  "10k", "--upload-rate-window-ms", "500", "--follow-uploads", "off", "--max-upload", "0"});
+    EXPECT_EQ(c.max_uploads, 10U);
+    EXPECT_EQ(c.max_uploads_per_ip, 2U);
+    EXPECT_EQ(c.upload_min_rate, 10000U);
+    EXPECT_EQ(c.upload_rate_window_ms, 500U);
+    EXPECT_EQ(c.follow_uploads, "off");
+    EXPECT_EQ(c.max_upload, 0U);  // explicitly: no limit
+    EXPECT_EQ(parse_ok({"--root", dir_, "--writable", "--upload-token", "t", "--follow-uploads", "token"}).follow_uploads,
+              "token");
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--writable", "--follow-uploads", "token"}), "no --upload-token"));
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--follow-uploads", "friends"}), "use auto, public, token or off"));
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--upload-rate-window-ms", "10"}), "--upload-rate-window-ms"));
+    // The arena holds 1024 buffers of 256 KiB; 300 uploads of 4 + 1 buffers would need 1500.
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--writable", "--max-uploads", "300"}), "need 1500 arena buffers"));
+    const daemon_config from_file =
+        parse_ok({"--config", write_toml("root = '" + dir_ + "'\nmax_uploads_per_ip = 0\nupload_min_rate = '1M'\n"
+                                         "follow_uploads = 'public'\n")});
+    EXPECT_EQ(from_file.max_uploads_per_ip, 0U);
+    EXPECT_EQ(from_file.upload_min_rate, 1000000U);
+    EXPECT_EQ(from_file.follow_uploads, "public");
 }
 
 // Two switches side by side: each flag sets its own (they once shared one variable).
