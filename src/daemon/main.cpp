@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
     sc.upload_windows = cfg.upload_windows;
     sc.durability = cfg.durability_batch ? datapump::ingest::durability::batched : datapump::ingest::durability::per_upload;
     sc.durability_window = std::chrono::milliseconds(cfg.durability_window_ms);
+    // hostile network: nothing held forever
+    sc.send_timeout_ms = cfg.send_timeout_ms;
+    sc.max_pause_ms = cfg.max_pause_ms;
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

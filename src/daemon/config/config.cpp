@@ -234,7 +234,7 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 28> options{{
+constexpr std::array<option_spec, 30> options{{
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
@@ -319,6 +319,13 @@ constexpr std::array<option_spec, 28> options{{
     {"log_level", "L", "trace, debug, info, warn, error, critical or off",
      [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
      [](const daemon_config& c) { return c.log_level; }},
+    // hostile network: nothing held forever
+    {"send_timeout_ms", "N", "a response whose client takes no byte for this long is cut (nginx send_timeout)",
+     [](daemon_config& c, const raw_value& v) { return store(c.send_timeout_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.send_timeout_ms); }},
+    {"max_pause_ms", "N", "a stream paused for longer than this is cut",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_pause_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_pause_ms); }},
 }};
 // clang-format on
 

@@ -64,6 +64,9 @@ struct daemon_config {
     std::uint32_t durability_window_ms = 5;
     std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
     std::string config_file;         // the --config file read, empty when none
+    // hostile network: nothing held forever (docs/daemon.md, "Limits and timeouts")
+    std::uint32_t send_timeout_ms = 60000;  // a response whose client takes no byte this long is cut
+    std::uint32_t max_pause_ms = 300000;    // a stream paused longer is cut
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();

@@ -140,7 +140,7 @@ problem check_log_level(const daemon_config& c) {
 }  // namespace
 
 std::string validate_config(const daemon_config& c) {
-    const std::array<problem, 15> found{
+    const std::array<problem, 17> found{
         check_root(c.root),
         check_listen(c),
         check_loops(c),
@@ -156,6 +156,9 @@ std::string validate_config(const daemon_config& c) {
         check_nonzero(c.max_request_line, "--max-request-line (max_request_line)"),
         check_request_line(c),
         check_log_level(c),
+        // hostile network: nothing held forever
+        check_nonzero(c.send_timeout_ms, "--send-timeout-ms (send_timeout_ms)"),
+        check_nonzero(c.max_pause_ms, "--max-pause-ms (max_pause_ms)"),
     };
     std::string out;
     for (const auto& p : found) {

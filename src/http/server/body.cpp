@@ -127,7 +127,7 @@ void connection::end_body() {
         server_.active_streams.fetch_sub(1, std::memory_order_relaxed);
         ctx_.stream_count.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (timer_use_ == timer_use::retry) {
+    if (timer_use_ == timer_use::retry || timer_use_ == timer_use::readmit) {
         ctx_.loop->disarm(timer_);
         timer_use_ = timer_use::none;
     }
@@ -159,11 +159,17 @@ void connection::pump() {
     if (phase_ != phase::body || wait_ != wait::none) {
         return;
     }
+    // Whatever the stream waited for (the socket, credit, a buffer, a read), the wait is over:
+    // the send timeout counts from here.
+    note_progress();
     if (follow_) {
         pump_follow();
         return;
     }
     if (!apply_controls()) {
+        return;
+    }
+    if (admission_released_ && !readmit()) {
         return;
     }
     if (server_.loans_path()) {
@@ -188,6 +194,7 @@ bool connection::apply_controls() {
     const bool want_pause = control_->pause_requested.load(std::memory_order_acquire);
     if (want_pause && !paused_) {
         paused_ = true;
+        note_paused();
         set_pattern(cache::play_mode::pause);
         if (view_ && advised_until_ > pos_) {
             // Pause releases the read-ahead: the prefetcher may let those blocks go.
@@ -198,6 +205,7 @@ bool connection::apply_controls() {
         advised_until_ = pos_;
     } else if (!want_pause && paused_) {
         paused_ = false;
+        note_resumed();
         set_pattern(cache::play_mode::play);
     }
     const std::int64_t seek = control_->seek_to.exchange(-1, std::memory_order_acq_rel);
@@ -268,6 +276,7 @@ void connection::sent_bytes(std::uint64_t n) {
 
 // Counts `n` body bytes the kernel took: the response's, the server's, the path's, the stream's.
 void connection::account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter) {
+    note_progress();
     body_sent_ += n;
     bump(server_.bytes_sent, n);
     bump(path_counter, n);
