@@ -145,6 +145,7 @@ private:
         std::size_t length = 0;  // bytes of the loan this slot sends, from its first offset
         std::size_t sent = 0;
         unsigned sqes = 0;       // SQEs whose final CQE has not come
+        bool zero_copy = false;  // the send in flight is a SEND_ZC (else the kernel copies)
         [[nodiscard]] bool free() const { return sqes == 0 && loan.empty(); }
     };
     enum class phase : std::uint8_t { reading, head, body, memory, upload, closing };
@@ -182,6 +183,8 @@ private:
     bool apply_controls();
     void advise_ahead();
     bool take_loan();
+    [[nodiscard]] std::uint64_t loan_pos() const;
+    void stash_unsent(send_slot& slot);
     std::uint64_t paced_allowance(std::uint64_t want);
     void retry_later();
     void on_loans(result<std::vector<cache::read_loan>> loans);
@@ -282,6 +285,11 @@ private:
     cache::read_loan ready_;
     std::array<send_slot, 4> slots_;
     bool sending_ = false;  // a body send's result CQE is pending (one ordered send at a time)
+    // Body bytes a loan send left unsent because the socket was full (MSG_DONTWAIT): already
+    // counted in pos_ and the credit, they go first when the socket has room, from a fresh loan of
+    // the same file range, so that a stalled client pins no buffer (only what the kernel took).
+    std::uint64_t resend_pos_ = 0;
+    std::uint64_t resend_len_ = 0;
 
     // The upload in progress (phase upload).
     std::shared_ptr<upload_state> upload_;

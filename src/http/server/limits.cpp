@@ -36,6 +36,9 @@ namespace {
 constexpr int keepalive_idle_s = 60;
 constexpr int keepalive_interval_s = 10;
 constexpr int keepalive_probes = 6;
+// TCP_USER_TIMEOUT is the send timeout plus this: the daemon's own cut (counted and logged)
+// comes first when the daemon sees the stall; the kernel's catches what it does not see.
+constexpr std::uint64_t user_timeout_margin_ms = 1000;
 // How soon a stream refused re-admission asks again.
 constexpr auto readmit_retry = std::chrono::milliseconds(100);
 
@@ -52,7 +55,8 @@ void connection::configure_socket() {
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keepalive_probes, sizeof keepalive_probes);
     // Data the peer has not acknowledged for the send timeout (a vanished peer, or one whose
     // window stays shut) makes the kernel drop the connection, as the send timeout would.
-    const auto user_timeout = static_cast<unsigned>(std::min<std::uint64_t>(server_.config.send_timeout_ms, 0x7fffffffU));
+    const auto user_timeout = static_cast<unsigned>(
+        std::min<std::uint64_t>(server_.config.send_timeout_ms + user_timeout_margin_ms, 0x7fffffffU));
     ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
 }
 

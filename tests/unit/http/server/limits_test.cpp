@@ -20,6 +20,7 @@
 #include <fstream>
 #include <memory>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -279,7 +280,7 @@ TEST_P(limits_test, accepted_sockets_have_keepalive_and_a_user_timeout) {
     unsigned timeout = 0;
     len = sizeof timeout;
     ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, &len), 0);
-    EXPECT_EQ(timeout, 7000U);
+    EXPECT_EQ(timeout, 8000U);  // the send timeout + 1 s: the daemon's own cut comes first
 }
 
 const path_setup setups[] = {
@@ -291,6 +292,46 @@ const path_setup setups[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(paths, limits_test, ::testing::ValuesIn(setups),
+                         [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
+
+// The paths that send arena loans.
+class loan_limits_test : public limits_test {};
+
+TEST_P(loan_limits_test, stalled_clients_give_their_buffers_back) {
+    config_.cache_mib = 1;  // 16 buffers of 64 KiB
+    start();
+    ASSERT_EQ(server_->view().cache.buffers, 16U);
+    // More non-readers than buffers, each at its own block: if a stalled send kept its loan, they
+    // would pin every buffer and nobody else could be served until their send timeout (60 s).
+    constexpr std::uint64_t block = std::uint64_t{block_kib} * 1024;
+    std::vector<std::unique_ptr<non_reader>> stalled;
+    for (std::uint64_t i = 0; i < 24; ++i) {
+        const std::string range = "Range: bytes=" + std::to_string(i * 2 * block) + "-\r\n";
+        stalled.push_back(std::make_unique<non_reader>(port_, get_request("/big.bin", range)));
+        ASSERT_TRUE(stalled.back()->ok());
+    }
+    ASSERT_TRUE(eventually([](const http::server_view& v) { return v.active_streams == 24; }));
+    // They stall and hold no loan: the kernel copied what it took (SEND_ZC is used only for bytes
+    // the peer's window takes, and theirs is shut).
+    EXPECT_TRUE(eventually([](const http::server_view& v) { return v.cache.loans_out == 0; }))
+        << "loans out " << server_->view().cache.loans_out;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = get("/small.bin");
+    ASSERT_TRUE(r) << "no answer while " << server_->view().cache.loans_out << " loans were out";
+    EXPECT_EQ(r->status, 200);
+    EXPECT_TRUE(r->body == small_) << r->body.size() << " bytes";
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s);
+    EXPECT_EQ(server_->view().send_timeouts, 0U);
+    EXPECT_EQ(server_->view().active_streams, 24U);
+}
+
+const path_setup loan_setups[] = {
+    {"direct", http::send_path::send_zc, "direct_send_zc"},
+    {"direct", http::send_path::send, "direct_send"},
+    {"posix", http::send_path::send_zc, "posix_send_zc"},
+};
+
+INSTANTIATE_TEST_SUITE_P(loan_paths, loan_limits_test, ::testing::ValuesIn(loan_setups),
                          [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
 
 }  // namespace
