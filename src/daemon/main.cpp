@@ -127,6 +127,9 @@ int main(int argc, char** argv) {
     if (const std::string warning = datapump::daemon::exposure_warning(cfg); !warning.empty()) {
         spdlog::warn("{}", warning);
     }
+    // hostile network: nothing held forever
+    sc.send_timeout_ms = cfg.send_timeout_ms;
+    sc.max_pause_ms = cfg.max_pause_ms;
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

@@ -31,14 +31,16 @@ std::string refusal::text() const {
                        capacity, reserved, asked);
 }
 
-std::expected<reservation, refusal> admission::reserve(std::uint64_t rate) {
+std::expected<reservation, refusal> admission::reserve(std::uint64_t rate, bool count_refusal) {
     if (rate == 0) {
         return reservation{};
     }
     std::uint64_t now = reserved_.load(std::memory_order_relaxed);
     while (true) {
         if (capacity_ != 0 && (rate > capacity_ || now > capacity_ - rate)) {
-            refusals_.fetch_add(1, std::memory_order_relaxed);
+            if (count_refusal) {
+                refusals_.fetch_add(1, std::memory_order_relaxed);
+            }
             return std::unexpected(refusal{capacity_, now, rate});
         }
         if (reserved_.compare_exchange_weak(now, now + rate, std::memory_order_relaxed)) {

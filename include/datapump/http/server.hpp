@@ -118,6 +118,14 @@ struct server_config {
     std::uint64_t upload_min_rate = 4096;
     std::uint64_t upload_rate_window_ms = 10000;
     follow_policy follow_uploads = follow_policy::public_;
+    // hostile network: nothing held forever (docs/daemon.md, "Limits and timeouts")
+    // A response during which the socket takes no byte for this long is cut (nginx send_timeout).
+    std::uint64_t send_timeout_ms = 60000;
+    // A stream paused longer than this is cut.
+    std::uint64_t max_pause_ms = 300000;
+    // A paced stream whose client took no byte for this long (at most half the send timeout)
+    // gives back its capacity reservation and its rt connection until the socket drains again.
+    std::uint64_t stall_release_ms = 2000;
 };
 
 class server {

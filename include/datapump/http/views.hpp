@@ -123,6 +123,10 @@ struct server_view {
     send_view sends;
     ingest_view ingest;
     rt_view rt;
+    // hostile network: nothing held forever (docs/daemon.md, "Limits and timeouts")
+    std::uint64_t send_timeouts = 0;   // responses cut: the client took no byte for the send timeout
+    std::uint64_t pause_timeouts = 0;  // streams cut: paused longer than the maximum pause
+    std::uint64_t stall_releases = 0;  // stalled paced streams that gave back their admission
 };
 
 // GET /metrics: Prometheus text exposition format 0.0.4 (Content-Type

@@ -53,8 +53,9 @@ public:
     admission& operator=(const admission&) = delete;
 
     // Reserves `rate` bytes/s. Rate 0 (unpaced) always succeeds with an empty reservation.
-    // Returns the refusal when capacity - reserved < rate; the refusal is counted.
-    [[nodiscard]] std::expected<reservation, refusal> reserve(std::uint64_t rate);
+    // Returns the refusal when capacity - reserved < rate; the refusal is counted unless
+    // `count_refusal` is false (a stalled stream asking again for the rate it gave back).
+    [[nodiscard]] std::expected<reservation, refusal> reserve(std::uint64_t rate, bool count_refusal = true);
 
     [[nodiscard]] std::uint64_t capacity() const { return capacity_; }
     [[nodiscard]] std::uint64_t reserved() const { return reserved_.load(std::memory_order_relaxed); }

@@ -398,6 +398,13 @@ constexpr auto options = std::to_array<option_spec>({
     {"follow_uploads", "WHO", "who may GET a file while it is uploaded: auto (token if set, else public), public, token, off",
      [](daemon_config& c, const raw_value& v) { return store(c.follow_uploads, to_text(v)); },
      [](const daemon_config& c) { return c.follow_uploads; }},
+    // hostile network: nothing held forever
+    {"send_timeout_ms", "N", "a response whose client takes no byte for this long is cut (nginx send_timeout)",
+     [](daemon_config& c, const raw_value& v) { return store(c.send_timeout_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.send_timeout_ms); }},
+    {"max_pause_ms", "N", "a stream paused for longer than this is cut",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_pause_ms, to_whole<std::uint32_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_pause_ms); }},
 });
 // clang-format on
 

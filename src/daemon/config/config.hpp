@@ -84,6 +84,9 @@ struct daemon_config {
     std::uint64_t upload_min_rate = 4096;    // B/s averaged over each window; 0: none
     std::uint32_t upload_rate_window_ms = 10000;
     std::string follow_uploads = "auto";     // auto (token with a token, else public), public, token, off
+    // hostile network: nothing held forever (docs/daemon.md, "Limits and timeouts")
+    std::uint32_t send_timeout_ms = 60000;  // a response whose client takes no byte this long is cut
+    std::uint32_t max_pause_ms = 300000;    // a stream paused longer is cut
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();

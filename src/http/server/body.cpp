@@ -6,7 +6,11 @@
 #include "datapump/http/proto/log_escape.hpp"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
 #include <liburing.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -70,6 +74,26 @@ bool window_cached(int fd, std::uint64_t offset, std::uint64_t length) {
     return counts.nr_cache >= pages;
 }
 
+// Whether the peer has announced room for `n` bytes beyond those already queued (its receive
+// window, TCP_INFO's tcpi_snd_wnd, against SIOCOUTQ's unacknowledged + unsent bytes). Bytes
+// within the window reach the peer's receive buffer and are acknowledged whether or not it reads,
+// so a SEND_ZC of them gets its notification (and gives its loan back) in a round trip; bytes
+// beyond it would sit in the send queue, pinning the loan, for as long as the client reads
+// nothing. Unknown (an error, a kernel without tcpi_snd_wnd): false, the bytes are copied.
+bool peer_window_takes(int fd, std::size_t n) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+        len < offsetof(tcp_info, tcpi_snd_wnd) + sizeof info.tcpi_snd_wnd) {
+        return false;
+    }
+    int queued = 0;
+    if (::ioctl(fd, SIOCOUTQ, &queued) != 0 || queued < 0) {
+        return false;
+    }
+    return std::uint64_t{info.tcpi_snd_wnd} >= static_cast<std::uint64_t>(queued) + n;
+}
+
 }  // namespace
 
 void connection::begin_body() {
@@ -128,7 +152,7 @@ void connection::end_body() {
         server_.active_streams.fetch_sub(1, std::memory_order_relaxed);
         ctx_.stream_count.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (timer_use_ == timer_use::retry) {
+    if (timer_use_ == timer_use::retry || timer_use_ == timer_use::readmit) {
         ctx_.loop->disarm(timer_);
         timer_use_ = timer_use::none;
     }
@@ -137,6 +161,7 @@ void connection::end_body() {
     pacing_.release();
     reservation_.release();
     ready_.give_back();
+    resend_len_ = 0;
     view_.reset();
     file_.reset();
     body_fd_ = -1;
@@ -160,11 +185,17 @@ void connection::pump() {
     if (phase_ != phase::body || wait_ != wait::none) {
         return;
     }
+    // Whatever the stream waited for (the socket, credit, a buffer, a read), the wait is over:
+    // the send timeout counts from here.
+    note_progress();
     if (follow_) {
         pump_follow();
         return;
     }
     if (!apply_controls()) {
+        return;
+    }
+    if (admission_released_ && !readmit()) {
         return;
     }
     if (server_.loans_path()) {
@@ -189,6 +220,7 @@ bool connection::apply_controls() {
     const bool want_pause = control_->pause_requested.load(std::memory_order_acquire);
     if (want_pause && !paused_) {
         paused_ = true;
+        note_paused();
         set_pattern(cache::play_mode::pause);
         if (view_ && advised_until_ > pos_) {
             // Pause releases the read-ahead: the prefetcher may let those blocks go.
@@ -199,6 +231,7 @@ bool connection::apply_controls() {
         advised_until_ = pos_;
     } else if (!want_pause && paused_) {
         paused_ = false;
+        note_resumed();
         set_pattern(cache::play_mode::play);
     }
     const std::int64_t seek = control_->seek_to.exchange(-1, std::memory_order_acq_rel);
@@ -269,6 +302,7 @@ void connection::sent_bytes(std::uint64_t n) {
 
 // Counts `n` body bytes the kernel took: the response's, the server's, the path's, the stream's.
 void connection::account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter) {
+    note_progress();
     body_sent_ += n;
     bump(server_.bytes_sent, n);
     bump(path_counter, n);
@@ -468,10 +502,14 @@ void connection::on_socket_ready(int result, std::uint32_t /*flags*/) {
     pump();
 }
 
+// Where the next loan must start: the bytes a full socket left unsent, else the send position.
+std::uint64_t connection::loan_pos() const { return resend_len_ > 0 ? resend_pos_ : pos_; }
+
 bool connection::take_loan() {
     const std::uint64_t bs = server_.block_size();
-    auto hit = file_->lock_buffer(*view_, pos_ / bs);
-    if (hit && covers(*hit, pos_)) {
+    const std::uint64_t at = loan_pos();
+    auto hit = file_->lock_buffer(*view_, at / bs);
+    if (hit && covers(*hit, at)) {
         ready_ = std::move(*hit);
         return true;
     }
@@ -485,7 +523,8 @@ bool connection::take_loan() {
     }
     // Not cached (or busy): a fallback worker reads just this block and posts it back to the loop.
     wait_ = wait::loan;
-    loan_async(pos_, std::min(bs - pos_ % bs, source_end_ - pos_), &connection::on_loans);
+    const std::uint64_t end = resend_len_ > 0 ? resend_pos_ + resend_len_ : source_end_;
+    loan_async(at, std::min(bs - at % bs, end - at), &connection::on_loans);
     return false;
 }
 
@@ -529,7 +568,7 @@ void connection::on_loans(result<std::vector<cache::read_loan>> loans) {
         close_now(describe(loans.error(), file_->path()));
         return;
     }
-    if (loans->empty() || !covers(loans->front(), pos_)) {
+    if (loans->empty() || !covers(loans->front(), loan_pos())) {
         close_now("the file ended before the range did");
         return;
     }
@@ -539,7 +578,32 @@ void connection::on_loans(result<std::vector<cache::read_loan>> loans) {
 
 void connection::pump_loans() {
     const std::uint64_t bs = server_.block_size();
-    while (remaining_ > 0 && !sending_) {
+    while ((remaining_ > 0 || resend_len_ > 0) && !sending_) {
+        if (resend_len_ > 0) {
+            // What a full socket left unsent goes first, from a fresh loan (a cache hit, usually).
+            if (!covers(ready_, resend_pos_)) {
+                ready_.give_back();
+                if (!take_loan()) {
+                    return;
+                }
+            }
+            if (resend_pos_ + resend_len_ > ready_.file_offset() + ready_.size()) {
+                close_now("the file shrank while it was sent");
+                return;
+            }
+            const auto slot = std::find_if(slots_.begin(), slots_.end(), [](const send_slot& s) { return s.free(); });
+            if (slot == slots_.end()) {
+                wait_ = wait::send;
+                return;
+            }
+            slot->offset = resend_pos_ - ready_.file_offset();
+            slot->length = resend_len_;
+            slot->sent = 0;
+            slot->loan = std::move(ready_);
+            resend_len_ = 0;
+            submit_slot(*slot);
+            continue;
+        }
         if (pos_ >= source_end_) {
             close_now("the source ended before the body did (seek or speed change)");
             return;
@@ -581,7 +645,7 @@ void connection::pump_loans() {
         sent_bytes(allowed);
         submit_slot(*slot);
     }
-    if (remaining_ == 0 && !sending_) {
+    if (remaining_ == 0 && !sending_ && resend_len_ == 0) {
         finish_response();
     }
 }
@@ -591,11 +655,16 @@ void connection::submit_slot(send_slot& slot) {
     ++slot.sqes;
     ++outstanding_;
     sending_ = true;
-    if (server_.path == send_path::send_zc) {
+    // MSG_DONTWAIT: a full socket answers at once (a short count, or EAGAIN) instead of the send
+    // waiting in the kernel with its loan pinned; stash_unsent then lets the loan go.
+    // SEND_ZC only for bytes the peer's window takes now: what the kernel holds zero-copy then
+    // comes back within a round trip, never stuck behind a client that reads nothing.
+    slot.zero_copy = server_.path == send_path::send_zc && peer_window_takes(fd_.get(), bytes.size());
+    if (slot.zero_copy) {
         bump(server_.sends.send_zc_sends);
-        ctx_.loop->send_zc(fd_.get(), bytes, MSG_NOSIGNAL, slot.loan.buffer_index(), &slot.completion);
+        ctx_.loop->send_zc(fd_.get(), bytes, MSG_NOSIGNAL | MSG_DONTWAIT, slot.loan.buffer_index(), &slot.completion);
     } else {
-        ctx_.loop->send(fd_.get(), bytes, MSG_NOSIGNAL, &slot.completion);
+        ctx_.loop->send(fd_.get(), bytes, MSG_NOSIGNAL | MSG_DONTWAIT, &slot.completion);
     }
 }
 
@@ -622,6 +691,10 @@ void connection::on_slot(send_slot& slot, int result, std::uint32_t flags) {
         --outstanding_;
     }
     sending_ = false;
+    if (result == -EAGAIN && phase_ == phase::body) {
+        stash_unsent(slot);  // the socket is full
+        return;
+    }
     if (result < 0 || phase_ != phase::body) {
         slot.sent = slot.length;
         if (slot.sqes == 0) {
@@ -636,13 +709,29 @@ void connection::on_slot(send_slot& slot, int result, std::uint32_t flags) {
     slot.sent += n;
     account_sent(n, server_.path == send_path::send_zc ? server_.sends.send_zc_bytes : server_.sends.send_bytes);
     if (slot.sent < slot.length) {
-        submit_slot(slot);  // a short send: the rest goes next, keeping the byte order
+        stash_unsent(slot);  // a short send: the socket is full; the rest goes next, in order
         return;
     }
     if (slot.sqes == 0) {
         slot.loan.give_back();
     }
     pump();
+}
+
+// The socket took only part of a slot (or nothing): the rest becomes the resend range and the
+// slot lets its loan go (a SEND_ZC slot when its notification comes: the kernel holds what it
+// took until then), as does ready_; the stream waits for room, then re-loans the same range.
+void connection::stash_unsent(send_slot& slot) {
+    resend_pos_ = slot.loan.file_offset() + slot.offset + slot.sent;
+    resend_len_ = slot.length - slot.sent;
+    slot.sent = slot.length;
+    if (slot.sqes == 0) {
+        slot.loan.give_back();
+    }
+    ready_.give_back();
+    wait_ = wait::socket;
+    ++outstanding_;
+    ctx_.loop->poll_once(fd_.get(), POLLOUT, &poll_op_);
 }
 
 }  // namespace datapump::http

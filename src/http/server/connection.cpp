@@ -29,6 +29,8 @@ connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::u
                             .max_header_bytes = ctx.owner->config.max_header_bytes,
                             .defer_put_bodies = true}) {
     recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = follow_op_.self = this;
+    guard_op_.self = this;
+    guard_op_.handler = &connection::on_guard;
     follow_op_.handler = &connection::on_follow_sent;
     recv_op_.handler = &connection::on_recv;
     send_op_.handler = &connection::on_send;
@@ -57,6 +59,7 @@ void connection::settle(connection* c) {
 }
 
 void connection::start() {
+    configure_socket();
     timer_use_ = timer_use::idle;
     ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.header_timeout_ms));
     arm_recv();
@@ -165,6 +168,7 @@ void connection::answer(response_plan plan) {
     status_ = plan.status;
     close_after_ = plan.close_after;
     body_sent_ = 0;
+    start_guard();
     if (plan.status >= 100 && plan.status < 600) {
         bump(server_.by_status[static_cast<std::size_t>(plan.status)]);
     }
@@ -178,6 +182,7 @@ void connection::answer(response_plan plan) {
         reservation_ = std::move(plan.reservation);
         control_ = std::move(plan.control);
         pacing_ = std::move(plan.pacing);
+        arm_guard(guard_due());  // a paced stream's stall release comes before the send timeout
         out_ = std::move(plan.head);
         out_sent_ = 0;
         phase_ = phase::head;
@@ -235,6 +240,9 @@ void connection::on_send(int result, std::uint32_t /*flags*/) {
     }
     out_sent_ += static_cast<std::size_t>(result);
     bump(server_.bytes_sent, static_cast<std::uint64_t>(result));
+    if (result > 0) {
+        note_progress();
+    }
     if (out_sent_ < out_.size()) {
         send_out();
         return;
@@ -253,6 +261,7 @@ void connection::finish_response() {
         spdlog::info("{} \"{}\" {} {} {}ms", peer_, log_request_, status_, body_sent_, ms.count());
     }
     end_body();
+    ctx_.loop->disarm(guard_);
     out_.clear();
     out_sent_ = 0;
     phase_ = phase::reading;  // the response is whole: a close from here is an orderly one
@@ -265,7 +274,7 @@ void connection::finish_response() {
     process_input();
 }
 
-void connection::close_now(std::string_view why) {
+void connection::close_now(std::string_view why, bool reset) {
     if (phase_ == phase::closing) {
         return;
     }
@@ -275,7 +284,7 @@ void connection::close_now(std::string_view why) {
     // A body cut short is lost to the client anyway: reset the connection, which also frees
     // the socket's queue at once, so zero-copy notifications (and the loans they hold) come back
     // now rather than when a vanished peer would have acknowledged the data.
-    const bool abortive = phase_ == phase::head || phase_ == phase::body;
+    const bool abortive = reset || phase_ == phase::head || phase_ == phase::body;
     if (abortive && server_.config.access_log) {
         spdlog::info("{} \"{}\" {} {} cut{}{}", peer_, log_request_, status_, body_sent_, why.empty() ? "" : ": ",
                      log_escape(why));
@@ -283,6 +292,7 @@ void connection::close_now(std::string_view why) {
     const bool uploading = phase_ == phase::upload;
     phase_ = phase::closing;
     ctx_.loop->disarm(timer_);
+    ctx_.loop->disarm(guard_);
     end_body();
     if (uploading && upload_ != nullptr && upload_->job != nullptr) {
         upload_->job->cancel(error{errc::closed, 0, "upload: the connection was closed"});
@@ -292,8 +302,8 @@ void connection::close_now(std::string_view why) {
     // to the socket, so closing the descriptor early is safe: no new operation names it.
     ::shutdown(fd_.get(), SHUT_RDWR);
     if (abortive) {
-        const linger reset{1, 0};
-        ::setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        const linger rst{1, 0};
+        ::setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
         fd_.reset();
     }
 }
@@ -314,6 +324,12 @@ void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
             break;
         case timer_use::retry:
             if (phase_ == phase::body && wait_ == wait::timer) {
+                wait_ = wait::none;
+                pump();
+            }
+            break;
+        case timer_use::readmit:
+            if (phase_ == phase::body && wait_ == wait::readmit) {
                 wait_ = wait::none;
                 pump();
             }

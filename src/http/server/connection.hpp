@@ -32,7 +32,9 @@
 #include "server_state.hpp"
 
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,6 +67,10 @@ struct response_plan {
 [[nodiscard]] inline bool covers(const cache::read_loan& loan, std::uint64_t pos) {
     return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
 }
+
+// The wake-up a paced stream's rt ticks call (on a VP) when credit arrives for stream `sid` of
+// `ctx`'s loop: it posts on_credit to the loop. Defined in router.cpp.
+[[nodiscard]] std::function<void()> credit_wake(loop_context& ctx, std::uint64_t sid);
 
 // The router: everything a request can be answered with, on `ctx`'s loop. Defined in router.cpp.
 // `admin`: the request came on the admin listener, which serves only the control plane (and
@@ -153,13 +159,16 @@ private:
         std::size_t length = 0;  // bytes of the loan this slot sends, from its first offset
         std::size_t sent = 0;
         unsigned sqes = 0;       // SQEs whose final CQE has not come
+        bool zero_copy = false;  // the send in flight is a SEND_ZC (else the kernel copies)
         [[nodiscard]] bool free() const { return sqes == 0 && loan.empty(); }
     };
     enum class phase : std::uint8_t { reading, head, body, memory, upload, closing };
     // timer: the cache had no free buffer, retried shortly (timer_use::retry); credit: a paced
     // stream out of credit, until the rt tick's wake-up (on_credit).
-    enum class wait : std::uint8_t { none, socket, timer, credit, loan, paused, send, follow };
-    enum class timer_use : std::uint8_t { none, idle, header, retry, upload };
+    // readmit: a stalled paced stream gave its admission back; the capacity or rt refused it
+    // again when its client drained, so it asks again shortly (limits.cpp).
+    enum class wait : std::uint8_t { none, socket, timer, credit, loan, paused, send, follow, readmit };
+    enum class timer_use : std::uint8_t { none, idle, header, retry, upload, readmit };
 
     // Reading and answering.
     void arm_recv();
@@ -169,7 +178,8 @@ private:
     void send_out();
     void on_send(int result, std::uint32_t flags);
     void finish_response();
-    void close_now(std::string_view why);
+    // `reset`: abort the connection (RST) whatever its phase, as a cut body is.
+    void close_now(std::string_view why, bool reset = false);
     void on_timer(int result, std::uint32_t flags);
     void arm_wait_timer();
 
@@ -187,6 +197,8 @@ private:
     bool apply_controls();
     void advise_ahead();
     bool take_loan();
+    [[nodiscard]] std::uint64_t loan_pos() const;
+    void stash_unsent(send_slot& slot);
     std::uint64_t paced_allowance(std::uint64_t want);
     void retry_later();
     void on_loans(result<std::vector<cache::read_loan>> loans);
@@ -211,6 +223,22 @@ private:
     void upload_progress();
     void upload_timer();
     void arm_upload_timer();
+
+    // Nothing held forever (limits.cpp): the send timeout, the maximum pause, a stalled paced
+    // stream's admission given back and taken again.
+    void configure_socket();
+    void start_guard();
+    void arm_guard(io::clock::time_point deadline);
+    [[nodiscard]] io::clock::time_point guard_due() const;
+    [[nodiscard]] std::chrono::milliseconds stall_release() const;
+    [[nodiscard]] bool holds_admission() const;
+    [[nodiscard]] bool waiting_on_client() const;
+    void on_guard(int result, std::uint32_t flags);
+    void note_progress();
+    void note_paused();
+    void note_resumed();
+    void release_admission();
+    bool readmit();
 
     // Following an upload (follow.cpp).
     void pump_follow();
@@ -275,6 +303,11 @@ private:
     cache::read_loan ready_;
     std::array<send_slot, 4> slots_;
     bool sending_ = false;  // a body send's result CQE is pending (one ordered send at a time)
+    // Body bytes a loan send left unsent because the socket was full (MSG_DONTWAIT): already
+    // counted in pos_ and the credit, they go first when the socket has room, from a fresh loan of
+    // the same file range, so that a stalled client pins no buffer (only what the kernel took).
+    std::uint64_t resend_pos_ = 0;
+    std::uint64_t resend_len_ = 0;
 
     // The upload in progress (phase upload).
     std::shared_ptr<upload_state> upload_;
@@ -291,6 +324,16 @@ private:
     cache::read_loan follow_sending_;   // the loan the data send is from
     bool follow_last_ = false;          // the last-chunk frame is being sent
     op follow_op_;
+
+    // hostile network: nothing held forever (limits.cpp). The guard timer watches a response
+    // (head, body, memory): it fires when the send timeout, the maximum pause or the stall
+    // release may be due, and re-arms itself for the next check.
+    op guard_op_;
+    io::timer guard_{&guard_op_};
+    io::clock::time_point stall_from_{};    // since when the client took no byte (restarts on progress)
+    io::clock::time_point paused_since_{};
+    bool admission_released_ = false;       // a stalled paced stream gave back reservation + rt
+    bool readmit_refusal_logged_ = false;
 };
 
 }  // namespace datapump::http

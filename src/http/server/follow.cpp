@@ -22,6 +22,7 @@ namespace datapump::http {
 void connection::follow_kick() {
     if (phase_ == phase::body && follow_ && wait_ == wait::follow) {
         wait_ = wait::none;
+        note_progress();  // the upload moved: the send timeout counts from here
         pump_follow();
     }
 }
@@ -144,6 +145,9 @@ void connection::on_follow_sent(int result, std::uint32_t /*flags*/) {
     }
     bump(server_.bytes_sent, static_cast<std::uint64_t>(result));
     bump(server_.sends.send_bytes, static_cast<std::uint64_t>(result));
+    if (result > 0) {
+        note_progress();
+    }
     const auto n = static_cast<std::size_t>(result);
     if (n < follow_frame_left_) {
         follow_send(std::span<const std::byte>(follow_frame_sent_ + n, follow_frame_left_ - n));

@@ -431,6 +431,8 @@ response_plan delete_response(server::state& s, const request& req, const target
     return empty_response(204, close);
 }
 
+}  // namespace
+
 // The wake-up of stream `sid` on `ctx`'s loop, for its rt ticks: runs on a VP, so it only posts
 // (through the doorbell, which shutdown closes before the loop goes); the task finds the stream
 // by id, so a wake-up that comes after the stream ended finds nothing.
@@ -446,6 +448,8 @@ std::function<void()> credit_wake(loop_context& ctx, std::uint64_t sid) {
         });
     };
 }
+
+namespace {
 
 // The 503 of a paced stream that admission refused (capacity or rt), with why.
 response_plan admission_refused(const request& req, std::string_view why, bool close) {

@@ -657,6 +657,9 @@ server_view make_view(const server::state& s) {
         v.ingest.publish_batches = published.batches;
         v.ingest.publish_syncs = published.syncs;
     }
+    v.send_timeouts = load(s.send_timeouts);
+    v.pause_timeouts = load(s.pause_timeouts);
+    v.stall_releases = load(s.stall_releases);
     return v;
 }
 

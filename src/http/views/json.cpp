@@ -145,6 +145,10 @@ std::string status_json(const server_view& server) {
           {"publish_batches", server.ingest.publish_batches},
           {"publish_syncs", server.ingest.publish_syncs}}},
         {"rt", to_json(server.rt)},
+        // hostile network: nothing held forever
+        {"send_timeouts", server.send_timeouts},
+        {"pause_timeouts", server.pause_timeouts},
+        {"stall_releases", server.stall_releases},
     });
 }
 

@@ -162,6 +162,20 @@ std::string server_metrics(const server_view& s) {
     return w.take();
 }
 
+// hostile network: nothing held forever (docs/daemon.md, "Limits and timeouts")
+std::string limit_metrics(const server_view& s) {
+    writer w;
+    w.counter("datapump_send_timeouts_total",
+              "Responses cut because the client took no byte for the send timeout (--send-timeout-ms).",
+              s.send_timeouts);
+    w.counter("datapump_pause_timeouts_total", "Streams cut because they stayed paused longer than --max-pause-ms.",
+              s.pause_timeouts);
+    w.counter("datapump_stall_releases_total",
+              "Paced streams whose client stalled, that gave back their admission until it drained.",
+              s.stall_releases);
+    return w.take();
+}
+
 std::string rt_metrics(const rt_view& r) {
     writer w;
     w.gauge("datapump_rt_connections", "Paced streams running on the rt scheduler (one timer connection each).",
@@ -260,7 +274,7 @@ std::string loop_metrics(const std::vector<loop_view>& loops) {
 
 std::string metrics_text(const server_view& server) {
     return server_metrics(server) + rt_metrics(server.rt) + cache_metrics(server.cache) + send_metrics(server.sends) +
-           ingest_metrics(server.ingest) + loop_metrics(server.loops);
+           ingest_metrics(server.ingest) + loop_metrics(server.loops) + limit_metrics(server);
 }
 
 }  // namespace datapump::http

@@ -27,6 +27,7 @@ import checks_hostile  # noqa: E402,F401
 import checks_ingest  # noqa: E402,F401
 import checks_streams  # noqa: E402,F401
 import checks_control  # noqa: E402,F401  (private control plane)
+import checks_limits  # noqa: E402,F401  (hostile network: nothing held forever)
 
 VARIANTS = {  # name -> (provider, send path)
     "posix": ("posix", "sendfile"),

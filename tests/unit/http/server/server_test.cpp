@@ -158,7 +158,9 @@ TEST_P(server_test, the_configured_send_path_carries_every_body_byte) {
     EXPECT_EQ(s.send_zc_bytes, zc ? body : 0);
     EXPECT_EQ(s.send_bytes, path == http::send_path::send ? body : 0);
     if (zc) {
-        EXPECT_GE(s.send_zc_sends, body / block);
+        // Zero-copy for the bytes the client's window takes (most of them here); the rest are
+        // copied (docs/daemon.md, "Limits and timeouts": a stalled client pins no buffer).
+        EXPECT_GE(s.send_zc_sends, body / block / 4);
         // Loopback delivers every zero-copy send by copying, and the kernel says so.
         EXPECT_GT(s.send_zc_copied, 0U);
     } else {

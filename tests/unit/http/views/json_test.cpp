@@ -109,7 +109,9 @@ TEST(views_json, status_has_every_field) {
     EXPECT_EQ(keys(j), (std::set<std::string>{"version", "uptime_ms", "provider", "send_path", "capacity", "reserved",
                                               "connections", "active_streams", "admission_refusals",
                                               "requests_by_status", "bytes_sent", "loops", "cache", "sends",
-                                              "ingest", "rt"}));
+                                              "ingest", "rt",
+                                              // hostile network: nothing held forever
+                                              "send_timeouts", "pause_timeouts", "stall_releases"}));
     EXPECT_EQ(j["rt"], json::parse(R"({"connections":2,"refusals":3,"deadline_misses":4,"overruns":5,
         "max_density":0.5,"vps":[{"index":0,"connections":2,"density":0.25,"priority":"SCHED_FIFO"}]})"));
     EXPECT_EQ(j["ingest"]["received"], 0);

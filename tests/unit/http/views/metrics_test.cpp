@@ -33,6 +33,10 @@ server_view sample_server() {
     s.rt.overruns = 44;
     s.rt.max_density = 0.9;
     s.rt.vps = {{0, 40, 0.0125, "SCHED_FIFO"}, {1, 1, 0.5, "nice -20"}};
+    // hostile network: nothing held forever
+    s.send_timeouts = 51;
+    s.pause_timeouts = 52;
+    s.stall_releases = 53;
     return s;
 }
 
@@ -141,6 +145,10 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_loop_wakeups_total", "counter"},
         {"datapump_uptime_seconds", "gauge"},
         {"datapump_info", "gauge"},
+        // hostile network: nothing held forever
+        {"datapump_send_timeouts_total", "counter"},
+        {"datapump_pause_timeouts_total", "counter"},
+        {"datapump_stall_releases_total", "counter"},
     };
     EXPECT_EQ(m.type, families);
     EXPECT_EQ(m.help.size(), families.size());
@@ -201,6 +209,10 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {R"(datapump_loop_wakeups_total{loop="0"})", "99"},
         {R"(datapump_loop_wakeups_total{loop="1"})", "5"},
         {"datapump_uptime_seconds", "61.005"},
+        // hostile network: nothing held forever
+        {"datapump_send_timeouts_total", "51"},
+        {"datapump_pause_timeouts_total", "52"},
+        {"datapump_stall_releases_total", "53"},
     };
     for (const auto& [key, value] : expected) {
         const auto it = m.value.find(key);
@@ -224,7 +236,7 @@ TEST(metrics_text, label_values_are_escaped) {
 
 TEST(metrics_text, empty_server_still_announces_every_family) {
     const auto m = parse(metrics_text(server_view{}));
-    EXPECT_EQ(m.type.size(), 44U);
+    EXPECT_EQ(m.type.size(), 44U + 3U);  // + 3: hostile network, nothing held forever
     EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
     EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
     EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);
