@@ -389,7 +389,8 @@ response_plan file_response(loop_context& ctx, const request& req, bool keep_ali
         auto paced = s.pacing->admit(control->id, plan.rate, plan.burst, credit_wake(ctx, control->id));
         if (!paced) {
             const std::uint64_t piece =
-                stream::rt_piece(plan.rate, plan.burst, s.pacing->config().max_ticks_per_second);
+                stream::rt_piece(plan.rate, plan.burst, s.pacing->config().max_ticks_per_second,
+                                 s.pacing->config().min_piece);
             const std::string why =
                 fmt::format("the pacing scheduler (rt) refused the stream ({} B/s in pieces of {} B: {:.1f} ticks/s): "
                             "{}",
@@ -398,7 +399,7 @@ response_plan file_response(loop_context& ctx, const request& req, bool keep_ali
             return admission_refused(req, why, close);
         }
         plan.pacing = std::move(*paced);
-        plan.burst = plan.pacing.piece();  // the bucket's depth: the burst, raised to 1/1000 s of the rate
+        plan.burst = plan.pacing.piece();  // the bucket's depth: the burst, raised to the minimum piece
     }
     control->file = "/" + *relative;
     control->start = plan.start;
