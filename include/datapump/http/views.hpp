@@ -123,6 +123,12 @@ struct server_view {
     send_view sends;
     ingest_view ingest;
     rt_view rt;
+    // hostile network: accept back-off and per-client-address limits (docs/daemon.md, "Limits")
+    std::uint64_t accept_errors = 0;               // accept() failures, every loop
+    std::uint64_t accept_shed = 0;                 // connections answered 503 through the spare descriptor
+    std::uint64_t per_ip_refused_connections = 0;  // over --max-connections-per-ip
+    std::uint64_t per_ip_refused_streams = 0;      // over --max-streams-per-ip
+    std::uint64_t per_ip_refused_rate = 0;         // over --max-rate-per-ip
 };
 
 // GET /metrics: Prometheus text exposition format 0.0.4 (Content-Type

@@ -234,7 +234,7 @@ struct option_spec {
 };
 
 // clang-format off
-constexpr std::array<option_spec, 28> options{{
+constexpr std::array<option_spec, 31> options{{
     {"root", "DIR", "the served folder; nothing outside it is reachable",
      [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
      [](const daemon_config& c) { return c.root; }},
@@ -319,6 +319,16 @@ constexpr std::array<option_spec, 28> options{{
     {"log_level", "L", "trace, debug, info, warn, error, critical or off",
      [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
      [](const daemon_config& c) { return c.log_level; }},
+    // hostile network: per-client-address limits
+    {"max_connections_per_ip", "N", "open connections one client address may hold; more get 503 and close (0: no limit)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_connections_per_ip, to_whole<std::uint64_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_connections_per_ip); }},
+    {"max_streams_per_ip", "N", "live streams (paced and unpaced) one client address may hold; more get 503 (0: no limit)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_streams_per_ip, to_whole<std::uint64_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_streams_per_ip); }},
+    {"max_rate_per_ip", "RATE", "sum of the paced rates one client address may hold; more get 503 (0: no limit)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_rate_per_ip, to_rate(v)); },
+     [](const daemon_config& c) { return show_rate(c.max_rate_per_ip); }},
 }};
 // clang-format on
 

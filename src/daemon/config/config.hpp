@@ -64,6 +64,10 @@ struct daemon_config {
     std::uint32_t durability_window_ms = 5;
     std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
     std::string config_file;         // the --config file read, empty when none
+    // hostile network: per-client-address limits (docs/daemon.md, "Limits"); 0: none of that kind
+    std::uint64_t max_connections_per_ip = 512;
+    std::uint64_t max_streams_per_ip = 256;
+    std::uint64_t max_rate_per_ip = 0;
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();

@@ -135,6 +135,7 @@ void connection::end_body() {
     // running this stream's tick, never for this loop; a wake-up it posted finds no stream.
     pacing_.release();
     reservation_.release();
+    stream_slot_.release();
     ready_.give_back();
     view_.reset();
     file_.reset();

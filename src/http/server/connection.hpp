@@ -56,6 +56,7 @@ struct response_plan {
     std::uint64_t rate = 0;
     std::uint64_t burst = 0;
     stream::rt_stream pacing;  // a paced stream's rt timer connection (admitted by the router)
+    stream::stream_slot client_stream;  // the stream's share of its client address's limits
     // A GET of a file being uploaded: the body follows the upload (follow.cpp).
     std::shared_ptr<upload_entry> follow;
     bool follow_chunked = false;
@@ -66,8 +67,10 @@ struct response_plan {
     return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
 }
 
-// The router: everything a request can be answered with, on `ctx`'s loop. Defined in router.cpp.
-[[nodiscard]] response_plan route(loop_context& ctx, const request& req, bool keep_alive);
+// The router: everything a request from `from` can be answered with, on `ctx`'s loop. Defined in
+// router.cpp.
+[[nodiscard]] response_plan route(loop_context& ctx, const request& req, bool keep_alive,
+                                  const stream::client_address& from);
 // An answer without a body (201 with `location`, 204). `close` adds Connection: close.
 [[nodiscard]] response_plan empty_response(int status, bool close, std::string_view location = {});
 // An error answer with a short text body. `close` adds Connection: close.
@@ -109,6 +112,9 @@ public:
     void follow_kick();
     // The publisher finished this connection's upload (loop thread, from a posted task).
     void on_published(result<bool> replaced);
+    // hostile network: the client's address and its share of the address's connection count
+    // (given back when the connection is deleted).
+    void hold_client(const stream::client_address& from, stream::connection_slot slot);
 
 private:
     struct op final : io::completion {
@@ -273,6 +279,11 @@ private:
     cache::read_loan follow_sending_;   // the loan the data send is from
     bool follow_last_ = false;          // the last-chunk frame is being sent
     op follow_op_;
+
+    // hostile network: per-client-address limits (the slots give their counts back when dropped).
+    stream::client_address client_;
+    stream::connection_slot client_slot_;
+    stream::stream_slot stream_slot_;  // the body stream's share, until end_body
 };
 
 }  // namespace datapump::http

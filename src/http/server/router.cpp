@@ -276,7 +276,15 @@ response_plan admission_refused(const request& req, std::string_view why, bool c
     return memory_response(503, "text/plain; charset=utf-8", error_body(503, why), close, false, {"Retry-After", "1"});
 }
 
-response_plan file_response(loop_context& ctx, const request& req, bool keep_alive) {
+// The 503 of a stream its client address may not start (docs/daemon.md, "Limits"). Not logged
+// beyond the access log line: a client over its limit must not be able to flood the log.
+response_plan client_refused(const stream::client_refusal& r, const stream::client_address& from, bool close) {
+    return memory_response(503, "text/plain; charset=utf-8", error_body(503, stream::describe(r, from)), close, false,
+                           {"Retry-After", "1"});
+}
+
+response_plan file_response(loop_context& ctx, const request& req, bool keep_alive,
+                            const stream::client_address& from) {
     server::state& s = *ctx.owner;
     const bool close = !keep_alive;
     if (req.verb == method::delete_) {
@@ -376,7 +384,13 @@ response_plan file_response(loop_context& ctx, const request& req, bool keep_ali
         plan.head = std::move(h).finish();
         return plan;
     }
-    // Admission: the byte capacity, then (paced streams) the rt scheduler's density test.
+    // Admission: the client address's limits, the byte capacity, then (paced streams) the rt
+    // scheduler's density test.
+    auto per_client = s.clients.start_stream(from, qos->first);
+    if (!per_client) {
+        return client_refused(per_client.error(), from, close);
+    }
+    plan.client_stream = std::move(*per_client);
     auto reserved = s.admission.reserve(qos->first);
     if (!reserved) {
         return admission_refused(req, reserved.error().text(), close);
@@ -549,7 +563,7 @@ response_plan error_response(int status, std::string_view detail, bool close) {
     return memory_response(status, "text/plain; charset=utf-8", error_body(status, detail), close);
 }
 
-response_plan route(loop_context& ctx, const request& req, bool keep_alive) {
+response_plan route(loop_context& ctx, const request& req, bool keep_alive, const stream::client_address& from) {
     server::state& s = *ctx.owner;
     if (req.path == "/metrics") {
         if (!is_get_or_head(req)) {
@@ -561,7 +575,7 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive) {
     if (req.path == reserved_prefix || req.path.starts_with(std::string(reserved_prefix) + "/")) {
         return control_response(s, req, keep_alive);
     }
-    return file_response(ctx, req, keep_alive);
+    return file_response(ctx, req, keep_alive, from);
 }
 
 }  // namespace datapump::http

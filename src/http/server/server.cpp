@@ -92,29 +92,64 @@ result<unique_fd> make_listener(const bound_address& a) {
     return fd;
 }
 
-std::string peer_name(int fd) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-        return "?";
-    }
+std::string peer_name(const sockaddr_storage& ss) {
     char text[INET6_ADDRSTRLEN] = {};
     if (ss.ss_family == AF_INET) {
         const auto* v4 = reinterpret_cast<const sockaddr_in*>(&ss);
         ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
         return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
     }
+    if (ss.ss_family != AF_INET6) {
+        return "?";
+    }
     const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
     ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
     return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
 }
 
-void refuse_connection(int fd) {
-    const response_plan plan = error_response(503, "too many connections", true);
-    const std::string bytes = plan.head + plan.body;
+std::string refusal_bytes(std::string_view why) {
+    const response_plan plan = error_response(503, why, true);
+    return plan.head + plan.body;
+}
+
+void refuse_connection(int fd, std::string_view why) {
+    const std::string bytes = refusal_bytes(why);
     // Best effort on a fresh socket, whose buffer is empty: it never blocks (O_NONBLOCK).
     [[maybe_unused]] const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     ::close(fd);
+}
+
+// A connection the loop accepted: refused (draining, over --max-connections or its address's
+// limit) or made a connection of this loop.
+void admit_connection(loop_context& ctx, int fd) {
+    server::state& s = *ctx.owner;
+    if (s.draining.load(std::memory_order_relaxed)) {
+        ::close(fd);
+        return;
+    }
+    if (s.connections.load(std::memory_order_relaxed) >= s.config.max_connections) {
+        refuse_connection(fd, "too many connections");
+        return;
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+        ::close(fd);  // the peer is gone already
+        return;
+    }
+    const auto from = stream::client_address::from(reinterpret_cast<const sockaddr*>(&peer));
+    auto slot = s.clients.connect(from);
+    if (!slot) {
+        // Counted (datapump_per_ip_refusals_total), not logged: a flood of them must not flood the log.
+        refuse_connection(fd, stream::describe(slot.error(), from));
+        return;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto* c = new connection(ctx, unique_fd(fd), peer_name(peer), ctx.next_conn_id++);
+    c->hold_client(from, std::move(*slot));
+    c->start();
+    connection::settle(c);
 }
 
 }  // namespace
@@ -125,22 +160,22 @@ void acceptor::complete(int result, std::uint32_t flags) {
     }
     server::state& s = *ctx->owner;
     if (result >= 0) {
-        const int fd = result;
-        if (s.draining.load(std::memory_order_relaxed)) {
-            ::close(fd);
-        } else if (s.connections.load(std::memory_order_relaxed) >= s.config.max_connections) {
-            refuse_connection(fd);
-        } else {
-            const int one = 1;
-            ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            auto* c = new connection(*ctx, unique_fd(fd), peer_name(fd), ctx->next_conn_id++);
-            c->start();
-            connection::settle(c);
+        admit_connection(*ctx, result);
+    } else if (result != -ECANCELED && ctx->listener) {
+        // EMFILE and the like: retrying at once would spin (docs/daemon.md, "Limits").
+        const std::chrono::milliseconds pause = ctx->guard->failed(ctx->listener.get(), -result);
+        if (pause.count() > 0) {
+            ctx->pause_accepting(pause);
         }
-    } else if (result != -ECANCELED) {
-        spdlog::warn("loop {}: accept failed: {}", ctx->index, errno_text(-result));
     }
-    if (!ctx->accepting_armed && !s.draining.load(std::memory_order_relaxed)) {
+    if (!ctx->accepting_armed && !ctx->accept_paused && !s.draining.load(std::memory_order_relaxed)) {
+        ctx->arm_accept();
+    }
+}
+
+void accept_resumer::complete(int /*result*/, std::uint32_t /*flags*/) {
+    ctx->accept_paused = false;
+    if (!ctx->accepting_armed && ctx->listener && !ctx->owner->draining.load(std::memory_order_relaxed)) {
         ctx->arm_accept();
     }
 }
@@ -148,6 +183,14 @@ void acceptor::complete(int result, std::uint32_t flags) {
 void loop_context::arm_accept() {
     accepting_armed = true;
     loop->accept_multishot(listener.get(), &accepting);
+}
+
+void loop_context::pause_accepting(std::chrono::milliseconds pause) {
+    accept_paused = true;
+    if (accepting_armed) {
+        loop->cancel(&accepting);  // its -ECANCELED does not re-arm while paused
+    }
+    loop->arm(resume_timer, io::clock::now() + pause);
 }
 
 // Calls `f` on every connection of this loop, then lets each one go if it is done. The list is
@@ -168,12 +211,21 @@ void loop_context::for_each_connection(F f) {
 void loop_context::drain() {
     // The ring holds its own reference to the socket: cancel the accept, then close it.
     loop->cancel(&accepting);
+    loop->disarm(resume_timer);
+    accept_paused = false;
     listener.reset();
     for_each_connection([](connection& c) { c.drain(); });
 }
 
 void loop_context::cut_all() {
     for_each_connection([](connection& c) { c.cut(); });
+}
+
+std::uint64_t descriptors_needed(const server_config& config) {
+    const std::uint64_t per_connection = config.path == send_path::splice ? 4 : 2;
+    constexpr std::uint64_t per_loop = 4;
+    constexpr std::uint64_t fixed = 64;
+    return config.max_connections * per_connection + std::uint64_t{config.loops} * per_loop + fixed;
 }
 
 server::server(std::unique_ptr<state> s) : state_(std::move(s)) {}
@@ -317,7 +369,15 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         ctx->owner = s.get();
         ctx->index = i;
         ctx->accepting.ctx = ctx.get();
+        ctx->resuming.ctx = ctx.get();
         ctx->listener = std::move(*listener);
+        ctx->guard = std::make_unique<accept_guard>(accept_guard_options{
+            .name = "loop " + std::to_string(i),
+            .pause = config.accept_pause,
+            .log_every = config.accept_log_every,
+            .farewell = refusal_bytes("the server is out of file descriptors"),
+            .advice = "raise the descriptor limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower "
+                      "--max-connections (docs/daemon.md, \"Limits\")"});
         s->loops.push_back(std::move(ctx));
     }
 
@@ -441,6 +501,15 @@ server_view make_view(const server::state& s) {
     v.connections = s.connections.load(std::memory_order_relaxed);
     v.active_streams = s.active_streams.load(std::memory_order_relaxed);
     v.admission_refusals = s.admission.refusals();
+    for (const auto& ctx : s.loops) {
+        if (ctx->guard) {
+            v.accept_errors += ctx->guard->failures();
+            v.accept_shed += ctx->guard->shed();
+        }
+    }
+    v.per_ip_refused_connections = s.clients.refusals(stream::client_refusal::kind::connections);
+    v.per_ip_refused_streams = s.clients.refusals(stream::client_refusal::kind::streams);
+    v.per_ip_refused_rate = s.clients.refusals(stream::client_refusal::kind::rate);
     if (s.pacing) {
         v.rt.connections = s.pacing->connections();
         v.rt.refusals = s.pacing->refusals();

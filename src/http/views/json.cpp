@@ -145,6 +145,13 @@ std::string status_json(const server_view& server) {
           {"publish_batches", server.ingest.publish_batches},
           {"publish_syncs", server.ingest.publish_syncs}}},
         {"rt", to_json(server.rt)},
+        // hostile network: accept back-off and per-client-address limits
+        {"accept_errors", server.accept_errors},
+        {"accept_shed", server.accept_shed},
+        {"per_ip_refusals",
+         {{"connections", server.per_ip_refused_connections},
+          {"streams", server.per_ip_refused_streams},
+          {"rate", server.per_ip_refused_rate}}},
     });
 }
 

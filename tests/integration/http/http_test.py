@@ -26,6 +26,7 @@ import checks_files  # noqa: E402,F401  (registers checks)
 import checks_hostile  # noqa: E402,F401
 import checks_ingest  # noqa: E402,F401
 import checks_streams  # noqa: E402,F401
+import checks_limits  # noqa: E402,F401  (hostile network: accept back-off, per-IP limits)
 
 VARIANTS = {  # name -> (provider, send path)
     "posix": ("posix", "sendfile"),
