@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdio>
 #include <pthread.h>
+#include <sys/resource.h>
 
 namespace {
 
@@ -41,6 +42,29 @@ void use_async_logger() {
     auto logger = std::make_shared<spdlog::async_logger>("datapumpd", sink, spdlog::thread_pool(),
                                                          spdlog::async_overflow_policy::overrun_oldest);
     spdlog::set_default_logger(logger);
+}
+
+// RLIMIT_NOFILE: the soft limit up to the hard one (what the administrator allows), and a warning
+// when even that is below what --max-connections needs (docs/daemon.md, "Limits"): the accept
+// loops then pause at exhaustion rather than fail, but clients past the limit get 503.
+void raise_descriptor_limit(std::uint64_t needed, std::uint64_t max_connections) {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        return;
+    }
+    if (lim.rlim_cur < lim.rlim_max) {
+        rlimit raised = lim;
+        raised.rlim_cur = lim.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            lim = raised;
+        }
+    }
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
+        spdlog::warn("the descriptor limit (RLIMIT_NOFILE) is {}, below the {} that --max-connections {} needs: raise "
+                     "it (LimitNOFILE={} in the systemd unit, ulimit -n {} in a shell) or lower --max-connections; "
+                     "at the limit new connections are shed with 503",
+                     static_cast<std::uint64_t>(lim.rlim_cur), needed, max_connections, needed, needed);
+    }
 }
 
 }  // namespace
@@ -130,6 +154,11 @@ int main(int argc, char** argv) {
     // hostile network: nothing held forever
     sc.send_timeout_ms = cfg.send_timeout_ms;
     sc.max_pause_ms = cfg.max_pause_ms;
+    // hostile network: per-client-address limits, and the descriptors they all need
+    sc.max_connections_per_ip = cfg.max_connections_per_ip;
+    sc.max_streams_per_ip = cfg.max_streams_per_ip;
+    sc.max_rate_per_ip = cfg.max_rate_per_ip;
+    raise_descriptor_limit(datapump::http::descriptors_needed(sc), cfg.max_connections);
 
     auto server = datapump::http::server::start(sc);
     if (!server) {

@@ -2,6 +2,7 @@
 // validation of everything the client wrote, the in-process registry. See docs/ipc.md.
 #include "datapump/ipc/server.hpp"
 
+#include "datapump/base/accept_guard.hpp"
 #include "datapump/base/log.hpp"
 #include "datapump/ipc/internal/direct.hpp"
 #include "datapump/ipc/internal/segment.hpp"
@@ -717,6 +718,12 @@ public:
             return fail_errno("ipc server: eventfd");
         }
         shared_.reap_fd = reap_.get();
+        accept_guard_ = std::make_unique<accept_guard>(accept_guard_options{
+            .name = "ipc server " + shared_.endpoint,
+            .pause = std::chrono::milliseconds(250),
+            .log_every = std::chrono::seconds(10),
+            .farewell = {},  // the client's init fails with peer_gone, as over max_clients
+            .advice = "raise the descriptor limit (LimitNOFILE=, ulimit -n) or lower max_clients"});
         listener_thread_ = std::thread([this] { accept_loop(); });
         return {};
     }
@@ -736,6 +743,7 @@ public:
         s.protocol_disconnects = c.protocol_disconnects.load(std::memory_order_relaxed);
         s.shm_refused = c.shm_refused.load(std::memory_order_relaxed);
         s.clients_now = c.clients_now.load(std::memory_order_relaxed);
+        s.accept_errors = accept_guard_ ? accept_guard_->failures() : 0;
         return s;
     }
 
@@ -762,9 +770,15 @@ public:
 
 private:
     void accept_loop() {
+        std::chrono::steady_clock::time_point paused_until{};
         for (;;) {
-            pollfd fds[3] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {reap_.get(), POLLIN, 0}};
-            if (::poll(fds, 3, -1) < 0) {
+            // After a failed accept (EMFILE...) the listener is left out of the poll until the
+            // pause ends: retrying at once would spin (docs/ipc.md, "The accept loop").
+            const int wait_ms = accept_pause_left(paused_until);
+            pollfd fds[3] = {{wait_ms < 0 ? listener_.get() : -1, POLLIN, 0},
+                             {wake_.get(), POLLIN, 0},
+                             {reap_.get(), POLLIN, 0}};
+            if (::poll(fds, 3, wait_ms) < 0) {
                 if (errno == EINTR) {
                     continue;
                 }
@@ -784,7 +798,9 @@ private:
             }
             unique_fd sock(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
             if (!sock) {
-                continue;  // ECONNABORTED, EMFILE...: the next poll tries again
+                const auto pause = accept_guard_->failed(listener_.get(), errno);
+                paused_until = std::chrono::steady_clock::now() + pause;
+                continue;
             }
             ucred cred{};
             socklen_t len = sizeof(cred);
@@ -802,6 +818,15 @@ private:
             connections_.push_back(c);
             c->start();
         }
+    }
+
+    // The poll timeout while accepting is paused (ms, rounded up), or -1 when it is not.
+    static int accept_pause_left(std::chrono::steady_clock::time_point until) {
+        const auto left = until - std::chrono::steady_clock::now();
+        if (left <= std::chrono::steady_clock::duration::zero()) {
+            return -1;
+        }
+        return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
     }
 
     // Joins connections whose socket thread has finished.
@@ -861,6 +886,7 @@ private:
     std::string path_;
     bool bound_ = false;
     std::thread listener_thread_;
+    std::unique_ptr<accept_guard> accept_guard_;  // the accept loop's back-off and spare descriptor
     std::once_flag destroyed_;
     std::mutex mu_;
     bool stopping_ = false;                                      // guarded by mu_

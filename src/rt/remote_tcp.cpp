@@ -25,6 +25,7 @@
 #include "tcp_wire.hpp"
 #include "wire.hpp"
 
+#include "datapump/base/accept_guard.hpp"
 #include "datapump/base/log.hpp"
 #include "datapump/base/unique_fd.hpp"
 
@@ -555,6 +556,7 @@ struct tcp_server {
     bool authenticate(int fd, const read_limit& limit);
     // The peer finished its handshake: it becomes a link unless max_links are there.
     bool promote(reader& r);
+    void back_off(accept_guard& guard, int err);
     void serve_one(reader& r);
     void reap();  // joins the readers that ended (mutex held)
 };
@@ -570,7 +572,22 @@ void tcp_server::reap() {
     }
 }
 
+// After a failed accept (EMFILE...): the guard's pause, slept in steps that watch `stopping`;
+// retrying at once would spin (docs/rt.md, "Remote ports over TCP").
+void tcp_server::back_off(accept_guard& guard, int err) {
+    const auto until = std::chrono::steady_clock::now() + guard.failed(listener.get(), err);
+    while (!stopping.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+            until - std::chrono::steady_clock::now(), std::chrono::milliseconds(100)));
+    }
+}
+
 void tcp_server::accept_loop() {
+    accept_guard guard({.name = "rt: tcp",
+                        .pause = std::chrono::milliseconds(250),
+                        .log_every = std::chrono::seconds(10),
+                        .farewell = {},  // the peer's connect sees the link close before its welcome
+                        .advice = "raise the descriptor limit (LimitNOFILE=, ulimit -n)"});
     while (!stopping.load(std::memory_order_acquire)) {
         pollfd pfd{listener.get(), POLLIN, 0};
         int ready = ::poll(&pfd, 1, 100);
@@ -579,6 +596,7 @@ void tcp_server::accept_loop() {
         }
         unique_fd fd(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
         if (!fd) {
+            back_off(guard, errno);
             continue;
         }
         take(std::move(fd));

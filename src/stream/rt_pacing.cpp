@@ -48,9 +48,10 @@ void credit::consume(std::uint64_t n) {
     bytes_.fetch_sub(n, std::memory_order_seq_cst);
 }
 
-std::uint64_t rt_piece(std::uint64_t rate, std::uint64_t burst, std::uint32_t max_ticks_per_second) {
+std::uint64_t rt_piece(std::uint64_t rate, std::uint64_t burst, std::uint32_t max_ticks_per_second,
+                       std::uint64_t min_piece) {
     const std::uint64_t ticks = std::max<std::uint64_t>(max_ticks_per_second, 1);
-    const std::uint64_t floor = rate / ticks + (rate % ticks != 0 ? 1 : 0);
+    const std::uint64_t floor = std::max(rate / ticks + (rate % ticks != 0 ? 1 : 0), std::min(min_piece, rate));
     constexpr std::uint64_t hour = 3600;
     constexpr std::uint64_t most = std::numeric_limits<std::uint64_t>::max();
     const std::uint64_t ceiling = rate > most / hour ? most : rate * hour;
@@ -139,7 +140,7 @@ std::expected<rt_stream, rt::refusal> rt_pacing::admit(std::uint64_t id, std::ui
     if (rate == 0) {
         return refuse(errc::invalid_argument, "an unpaced stream (rate 0) has no pacing to admit");
     }
-    const std::uint64_t piece = rt_piece(rate, burst, config_.max_ticks_per_second);
+    const std::uint64_t piece = rt_piece(rate, burst, config_.max_ticks_per_second, config_.min_piece);
     auto tick = std::make_shared<tick_state>(piece, std::move(wake));
     auto port = system_.open_port(
         fmt::format("stream-{}", id),

@@ -126,7 +126,21 @@ struct server_config {
     // A paced stream whose client took no byte for this long (at most half the send timeout)
     // gives back its capacity reservation and its rt connection until the socket drains again.
     std::uint64_t stall_release_ms = 2000;
+    // hostile network: accept back-off and per-client-address limits (docs/daemon.md, "Limits").
+    // 0 in a per-IP limit: none of that kind.
+    std::uint64_t max_connections_per_ip = 512;
+    std::uint64_t max_streams_per_ip = 256;
+    std::uint64_t max_rate_per_ip = 0;              // sum of the paced rates of one address, B/s
+    std::chrono::milliseconds accept_pause{250};    // no accept on a loop after it failed (EMFILE...)
+    std::chrono::milliseconds accept_log_every{10000};
 };
+
+// The descriptors a server with `config` may hold at once (docs/daemon.md, "Limits"): per
+// connection its socket and the file it streams (plus a pipe pair on the splice path), per loop
+// its ring, eventfd, listener and spare descriptor, and a fixed 64 for the rest (the root, the
+// cache's and publisher's threads, rt's eventfds, logging, uploads' temp files beyond their
+// connection). The daemon warns at start-up when RLIMIT_NOFILE is below it.
+[[nodiscard]] std::uint64_t descriptors_needed(const server_config& config);
 
 class server {
 public:

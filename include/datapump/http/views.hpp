@@ -127,6 +127,12 @@ struct server_view {
     std::uint64_t send_timeouts = 0;   // responses cut: the client took no byte for the send timeout
     std::uint64_t pause_timeouts = 0;  // streams cut: paused longer than the maximum pause
     std::uint64_t stall_releases = 0;  // stalled paced streams that gave back their admission
+    // hostile network: accept back-off and per-client-address limits (docs/daemon.md, "Limits")
+    std::uint64_t accept_errors = 0;               // accept() failures, every loop
+    std::uint64_t accept_shed = 0;                 // connections answered 503 through the spare descriptor
+    std::uint64_t per_ip_refused_connections = 0;  // over --max-connections-per-ip
+    std::uint64_t per_ip_refused_streams = 0;      // over --max-streams-per-ip
+    std::uint64_t per_ip_refused_rate = 0;         // over --max-rate-per-ip
 };
 
 // GET /metrics: Prometheus text exposition format 0.0.4 (Content-Type

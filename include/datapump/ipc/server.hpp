@@ -99,6 +99,7 @@ struct server_stats {
     std::uint64_t protocol_disconnects = 0;   // clients cut off for breaking the protocol
     std::uint64_t shm_refused = 0;            // segments refused at set-up
     std::uint32_t clients_now = 0;
+    std::uint64_t accept_errors = 0;  // accept() failures (EMFILE...: accepting pauses after each)
 };
 
 class server;

@@ -11,7 +11,10 @@
 //             ──shares──> tick state: credit + wake <──shares── the port's handler (on a VP)
 //
 // The piece: the stream's burst, raised to rate / max_ticks_per_second (so that a stream ticks at
-// most that often: 1000/s by default) and lowered to an hour of its rate (a sane longest period).
+// most that often: 50/s by default) and to min_piece (64 KiB; at most a second of the rate), and
+// lowered to an hour of its rate (a sane longest period). Each tick is a VP wake-up, an upcall and
+// a loop wake-up: a client asking `burst=1` must not make its stream cost 1000 of them a second
+// (45 such streams filled a VP and locked every other paced stream out).
 // The credit is a token bucket one piece deep that starts full: the start-up burst stands for the
 // connection's first instant, whose upcall grants nothing; each later instant grants one piece,
 // capped at the depth (a stream that could not send keeps at most one piece). A stream thus
@@ -77,13 +80,21 @@ struct rt_pacing_config {
     // write that wakes the loop): 2-20 us in a debug build, rarely up to 100 us; longer ones are
     // counted as overruns, which cost nothing else (the deadline is a whole period, >= 1 ms).
     rt::duration tick_budget = std::chrono::microseconds(20);
-    // The most ticks per second one stream gets: its piece is raised to rate / this.
-    std::uint32_t max_ticks_per_second = 1000;
+    // The most ticks per second one stream gets: its piece is raised to rate / this. 50 (a piece
+    // every 20 ms at the most) keeps a stream's density at 0.001 (20 us x 50), so one VP takes
+    // 900 streams whatever bursts they ask; a network stream cannot tell 20 ms pieces from 1 ms
+    // ones once TCP has buffered them.
+    std::uint32_t max_ticks_per_second = 50;
+    // The smallest piece (bytes), capped at one second of the stream's rate: below ~3.2 MB/s it
+    // ticks fewer than 50 times a second (a 64 KiB send is what a socket takes in one go anyway).
+    std::uint64_t min_piece = 65536;
 };
 
 // The piece of a stream at `rate` (> 0) bytes per second that asked for bursts of `burst` bytes:
-// max(burst, ceil(rate / max_ticks_per_second)), at most rate * 3600, at least 1.
-[[nodiscard]] std::uint64_t rt_piece(std::uint64_t rate, std::uint64_t burst, std::uint32_t max_ticks_per_second);
+// max(burst, ceil(rate / max_ticks_per_second), min(min_piece, rate)), at most rate * 3600, at
+// least 1.
+[[nodiscard]] std::uint64_t rt_piece(std::uint64_t rate, std::uint64_t burst, std::uint32_t max_ticks_per_second,
+                                     std::uint64_t min_piece);
 
 class rt_pacing;
 

@@ -405,6 +405,16 @@ constexpr auto options = std::to_array<option_spec>({
     {"max_pause_ms", "N", "a stream paused for longer than this is cut",
      [](daemon_config& c, const raw_value& v) { return store(c.max_pause_ms, to_whole<std::uint32_t>(v)); },
      [](const daemon_config& c) { return std::to_string(c.max_pause_ms); }},
+    // hostile network: per-client-address limits
+    {"max_connections_per_ip", "N", "open connections one client address may hold; more get 503 and close (0: no limit)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_connections_per_ip, to_whole<std::uint64_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_connections_per_ip); }},
+    {"max_streams_per_ip", "N", "live streams (paced and unpaced) one client address may hold; more get 503 (0: no limit)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_streams_per_ip, to_whole<std::uint64_t>(v)); },
+     [](const daemon_config& c) { return std::to_string(c.max_streams_per_ip); }},
+    {"max_rate_per_ip", "RATE", "sum of the paced rates one client address may hold; more get 503 (0: no limit)",
+     [](daemon_config& c, const raw_value& v) { return store(c.max_rate_per_ip, to_rate(v)); },
+     [](const daemon_config& c) { return show_rate(c.max_rate_per_ip); }},
 });
 // clang-format on
 

@@ -87,6 +87,10 @@ struct daemon_config {
     // hostile network: nothing held forever (docs/daemon.md, "Limits and timeouts")
     std::uint32_t send_timeout_ms = 60000;  // a response whose client takes no byte this long is cut
     std::uint32_t max_pause_ms = 300000;    // a stream paused longer is cut
+    // hostile network: per-client-address limits (docs/daemon.md, "Limits"); 0: none of that kind
+    std::uint64_t max_connections_per_ip = 512;
+    std::uint64_t max_streams_per_ip = 256;
+    std::uint64_t max_rate_per_ip = 0;
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();

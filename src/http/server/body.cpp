@@ -160,6 +160,7 @@ void connection::end_body() {
     // running this stream's tick, never for this loop; a wake-up it posted finds no stream.
     pacing_.release();
     reservation_.release();
+    stream_slot_.release();
     ready_.give_back();
     resend_len_ = 0;
     view_.reset();

@@ -52,6 +52,11 @@ connection::~connection() {
     server_.connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void connection::hold_client(const stream::client_address& from, stream::connection_slot slot) {
+    client_ = from;
+    client_slot_ = std::move(slot);
+}
+
 void connection::settle(connection* c) {
     if (c->phase_ == phase::closing && c->outstanding_ == 0) {
         delete c;
@@ -148,7 +153,7 @@ void connection::process_input() {
             begin_upload(std::move(req), keep);
             return;
         }
-        answer(route(ctx_, req, keep, admin_));
+        answer(route(ctx_, req, keep, admin_, client_));
         return;
     }
     if (phase_ == phase::reading) {
@@ -183,6 +188,7 @@ void connection::answer(response_plan plan) {
         control_ = std::move(plan.control);
         pacing_ = std::move(plan.pacing);
         arm_guard(guard_due());  // a paced stream's stall release comes before the send timeout
+        stream_slot_ = std::move(plan.client_stream);
         out_ = std::move(plan.head);
         out_sent_ = 0;
         phase_ = phase::head;

@@ -58,6 +58,7 @@ struct response_plan {
     std::uint64_t rate = 0;
     std::uint64_t burst = 0;
     stream::rt_stream pacing;  // a paced stream's rt timer connection (admitted by the router)
+    stream::stream_slot client_stream;  // the stream's share of its client address's limits
     // A GET of a file being uploaded: the body follows the upload (follow.cpp).
     std::shared_ptr<upload_entry> follow;
     bool follow_chunked = false;
@@ -75,7 +76,9 @@ struct response_plan {
 // The router: everything a request can be answered with, on `ctx`'s loop. Defined in router.cpp.
 // `admin`: the request came on the admin listener, which serves only the control plane (and
 // the public listeners never serve it, but a stream's own capability).
-[[nodiscard]] response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin);
+// `from`: the client's address, for its per-address limits.
+[[nodiscard]] response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin,
+                                  const stream::client_address& from);
 // What every request meets before it is routed (or its upload begins): a state-changing request
 // from a foreign origin is refused (403), and on the admin listener one without the admin token
 // (401) or with a body (404: nothing there takes one). Empty: go on.
@@ -129,6 +132,9 @@ public:
     void follow_kick();
     // The publisher finished this connection's upload (loop thread, from a posted task).
     void on_published(result<bool> replaced);
+    // hostile network: the client's address and its share of the address's connection count
+    // (given back when the connection is deleted).
+    void hold_client(const stream::client_address& from, stream::connection_slot slot);
 
 private:
     struct op final : io::completion {
@@ -334,6 +340,10 @@ private:
     io::clock::time_point paused_since_{};
     bool admission_released_ = false;       // a stalled paced stream gave back reservation + rt
     bool readmit_refusal_logged_ = false;
+    // hostile network: per-client-address limits (the slots give their counts back when dropped).
+    stream::client_address client_;
+    stream::connection_slot client_slot_;
+    stream::stream_slot stream_slot_;  // the body stream's share, until end_body
 };
 
 }  // namespace datapump::http

@@ -457,7 +457,15 @@ response_plan admission_refused(const request& req, std::string_view why, bool c
     return memory_response(503, "text/plain; charset=utf-8", error_body(503, why), close, false, {"Retry-After", "1"});
 }
 
-response_plan file_response(loop_context& ctx, const request& req, const target_path& target, bool keep_alive) {
+// The 503 of a stream its client address may not start (docs/daemon.md, "Limits"). Not logged
+// beyond the access log line: a client over its limit must not be able to flood the log.
+response_plan client_refused(const stream::client_refusal& r, const stream::client_address& from, bool close) {
+    return memory_response(503, "text/plain; charset=utf-8", error_body(503, stream::describe(r, from)), close, false,
+                           {"Retry-After", "1"});
+}
+
+response_plan file_response(loop_context& ctx, const request& req, const target_path& target, bool keep_alive,
+                            const stream::client_address& from) {
     server::state& s = *ctx.owner;
     const bool close = !keep_alive;
     if (req.verb == method::delete_) {
@@ -556,7 +564,13 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
         plan.head = std::move(h).finish();
         return plan;
     }
-    // Admission: the byte capacity, then (paced streams) the rt scheduler's density test.
+    // Admission: the client address's limits, the byte capacity, then (paced streams) the rt
+    // scheduler's density test.
+    auto per_client = s.clients.start_stream(from, qos->first);
+    if (!per_client) {
+        return client_refused(per_client.error(), from, close);
+    }
+    plan.client_stream = std::move(*per_client);
     auto reserved = s.admission.reserve(qos->first);
     if (!reserved) {
         return admission_refused(req, reserved.error().text(), close);
@@ -569,7 +583,8 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
         auto paced = s.pacing->admit(control->id, plan.rate, plan.burst, credit_wake(ctx, control->id));
         if (!paced) {
             const std::uint64_t piece =
-                stream::rt_piece(plan.rate, plan.burst, s.pacing->config().max_ticks_per_second);
+                stream::rt_piece(plan.rate, plan.burst, s.pacing->config().max_ticks_per_second,
+                                 s.pacing->config().min_piece);
             const std::string why =
                 fmt::format("the pacing scheduler (rt) refused the stream ({} B/s in pieces of {} B: {:.1f} ticks/s): "
                             "{}",
@@ -578,7 +593,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
             return admission_refused(req, why, close);
         }
         plan.pacing = std::move(*paced);
-        plan.burst = plan.pacing.piece();  // the bucket's depth: the burst, raised to 1/1000 s of the rate
+        plan.burst = plan.pacing.piece();  // the bucket's depth: the burst, raised to the minimum piece
     }
     control->file = "/" + relative;
     control->start = plan.start;
@@ -778,7 +793,8 @@ response_plan error_response(int status, std::string_view detail, bool close) {
     return memory_response(status, "text/plain; charset=utf-8", error_body(status, detail), close);
 }
 
-response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin) {
+response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin,
+                    const stream::client_address& from) {
     server::state& s = *ctx.owner;
     const auto target = resolve_target(req);
     if (!target) {
@@ -794,7 +810,7 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool
         if (control) {
             return capability_response(s, req, *target, keep_alive);
         }
-        return file_response(ctx, req, *target, keep_alive);
+        return file_response(ctx, req, *target, keep_alive, from);
     }
     if (metrics) {
         if (!is_get_or_head(req)) {

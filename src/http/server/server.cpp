@@ -157,12 +157,7 @@ result<unique_fd> make_unix_listener(const std::string& path, ino_t& inode) {
     return fd;
 }
 
-std::string peer_name(int fd) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-        return "?";
-    }
+std::string peer_name(const sockaddr_storage& ss) {
     if (ss.ss_family == AF_UNIX) {
         return "unix";  // the admin socket: its peers have no address
     }
@@ -172,17 +167,66 @@ std::string peer_name(int fd) {
         ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
         return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
     }
+    if (ss.ss_family != AF_INET6) {
+        return "?";
+    }
     const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
     ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
     return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
 }
 
-void refuse_connection(int fd) {
-    const response_plan plan = error_response(503, "too many connections", true);
-    const std::string bytes = plan.head + plan.body;
+std::string refusal_bytes(std::string_view why) {
+    const response_plan plan = error_response(503, why, true);
+    return plan.head + plan.body;
+}
+
+void refuse_connection(int fd, std::string_view why) {
+    const std::string bytes = refusal_bytes(why);
     // Best effort on a fresh socket, whose buffer is empty: it never blocks (O_NONBLOCK).
     [[maybe_unused]] const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     ::close(fd);
+}
+
+// A connection the loop accepted: refused (draining, over --max-connections or its address's
+// limit) or made a connection of this loop.
+void admit_connection(loop_context& ctx, int fd, bool admin) {
+    server::state& s = *ctx.owner;
+    if (s.draining.load(std::memory_order_relaxed)) {
+        ::close(fd);
+        return;
+    }
+    if (s.connections.load(std::memory_order_relaxed) >= s.config.max_connections) {
+        refuse_connection(fd, "too many connections");
+        return;
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+        ::close(fd);  // the peer is gone already
+        return;
+    }
+    if (admin) {
+        // The admin listener is the operator's (loopback or a unix socket, maybe a token): its
+        // connections take no share of a client address's limits, so that a flood of public
+        // connections from 127.0.0.1 cannot lock the operator out of the status page.
+        auto* c = new connection(ctx, unique_fd(fd), peer_name(peer), ctx.next_conn_id++, true);
+        c->start();
+        connection::settle(c);
+        return;
+    }
+    const auto from = stream::client_address::from(reinterpret_cast<const sockaddr*>(&peer));
+    auto slot = s.clients.connect(from);
+    if (!slot) {
+        // Counted (datapump_per_ip_refusals_total), not logged: a flood of them must not flood the log.
+        refuse_connection(fd, stream::describe(slot.error(), from));
+        return;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto* c = new connection(ctx, unique_fd(fd), peer_name(peer), ctx.next_conn_id++, false);
+    c->hold_client(from, std::move(*slot));
+    c->start();
+    connection::settle(c);
 }
 
 }  // namespace
@@ -193,23 +237,24 @@ void acceptor::complete(int result, std::uint32_t flags) {
     }
     server::state& s = *ctx->owner;
     if (result >= 0) {
-        const int fd = result;
-        if (s.draining.load(std::memory_order_relaxed)) {
-            ::close(fd);
-        } else if (s.connections.load(std::memory_order_relaxed) >= s.config.max_connections) {
-            refuse_connection(fd);
-        } else {
-            const int one = 1;
-            ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            auto* c = new connection(*ctx, unique_fd(fd), peer_name(fd), ctx->next_conn_id++, admin);
-            c->start();
-            connection::settle(c);
+        admit_connection(*ctx, result, admin);
+    } else if (result != -ECANCELED && listener) {
+        // EMFILE and the like: retrying at once would spin (docs/daemon.md, "Limits"). The pause
+        // is the loop's: every listener of the process meets the same descriptor limit.
+        const std::chrono::milliseconds pause = ctx->guard->failed(listener.get(), -result);
+        if (pause.count() > 0) {
+            ctx->pause_accepting(pause);
         }
-    } else if (result != -ECANCELED) {
-        spdlog::warn("loop {}: accept failed: {}", ctx->index, errno_text(-result));
     }
-    if (!armed && !s.draining.load(std::memory_order_relaxed)) {
+    if (!armed && !ctx->accept_paused && listener && !s.draining.load(std::memory_order_relaxed)) {
         arm();
+    }
+}
+
+void accept_resumer::complete(int /*result*/, std::uint32_t /*flags*/) {
+    ctx->accept_paused = false;
+    if (!ctx->owner->draining.load(std::memory_order_relaxed)) {
+        ctx->arm_accept();
     }
 }
 
@@ -220,10 +265,20 @@ void acceptor::arm() {
 
 void loop_context::arm_accept() {
     for (auto& a : acceptors) {
-        if (!a->armed) {
+        if (!a->armed && a->listener) {
             a->arm();
         }
     }
+}
+
+void loop_context::pause_accepting(std::chrono::milliseconds pause) {
+    accept_paused = true;
+    for (auto& a : acceptors) {
+        if (a->armed) {
+            loop->cancel(a.get());  // its -ECANCELED does not re-arm while paused
+        }
+    }
+    loop->arm(resume_timer, io::clock::now() + pause);
 }
 
 // Calls `f` on every connection of this loop, then lets each one go if it is done. The list is
@@ -247,11 +302,20 @@ void loop_context::drain() {
         loop->cancel(a.get());
         a->listener.reset();
     }
+    loop->disarm(resume_timer);
+    accept_paused = false;
     for_each_connection([](connection& c) { c.drain(); });
 }
 
 void loop_context::cut_all() {
     for_each_connection([](connection& c) { c.cut(); });
+}
+
+std::uint64_t descriptors_needed(const server_config& config) {
+    const std::uint64_t per_connection = config.path == send_path::splice ? 4 : 2;
+    constexpr std::uint64_t per_loop = 4;
+    constexpr std::uint64_t fixed = 64;
+    return config.max_connections * per_connection + std::uint64_t{config.loops} * per_loop + fixed;
 }
 
 server::server(std::unique_ptr<state> s) : state_(std::move(s)) {}
@@ -414,6 +478,14 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
             a->listener = std::move(*listener);
             ctx->acceptors.push_back(std::move(a));
         }
+        ctx->resuming.ctx = ctx.get();
+        ctx->guard = std::make_unique<accept_guard>(accept_guard_options{
+            .name = "loop " + std::to_string(i),
+            .pause = config.accept_pause,
+            .log_every = config.accept_log_every,
+            .farewell = refusal_bytes("the server is out of file descriptors"),
+            .advice = "raise the descriptor limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower "
+                      "--max-connections (docs/daemon.md, \"Limits\")"});
         s->loops.push_back(std::move(ctx));
     }
     s->port = s->ports.front();
@@ -587,6 +659,15 @@ server_view make_view(const server::state& s) {
     v.connections = s.connections.load(std::memory_order_relaxed);
     v.active_streams = s.active_streams.load(std::memory_order_relaxed);
     v.admission_refusals = s.admission.refusals();
+    for (const auto& ctx : s.loops) {
+        if (ctx->guard) {
+            v.accept_errors += ctx->guard->failures();
+            v.accept_shed += ctx->guard->shed();
+        }
+    }
+    v.per_ip_refused_connections = s.clients.refusals(stream::client_refusal::kind::connections);
+    v.per_ip_refused_streams = s.clients.refusals(stream::client_refusal::kind::streams);
+    v.per_ip_refused_rate = s.clients.refusals(stream::client_refusal::kind::rate);
     if (s.pacing) {
         v.rt.connections = s.pacing->connections();
         v.rt.refusals = s.pacing->refusals();

@@ -10,6 +10,7 @@
 // loop_context's maps and its connections are touched only by that loop's thread.
 #pragma once
 
+#include "datapump/base/accept_guard.hpp"
 #include "datapump/base/unique_fd.hpp"
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/fs/registry.hpp"
@@ -18,6 +19,7 @@
 #include "datapump/io/event_loop.hpp"
 #include "datapump/rt/system.hpp"
 #include "datapump/stream/admission.hpp"
+#include "datapump/stream/client_limits.hpp"
 #include "datapump/stream/rt_pacing.hpp"
 #include "datapump/stream/stream_table.hpp"
 #include "uploads.hpp"
@@ -65,6 +67,12 @@ struct acceptor final : io::completion {
     void complete(int result, std::uint32_t flags) override;
 };
 
+// Ends a loop's accept pause (accept back-off, docs/daemon.md "Limits"): the timer's completion.
+struct accept_resumer final : io::completion {
+    loop_context* ctx = nullptr;
+    void complete(int result, std::uint32_t flags) override;
+};
+
 // How a stream's control reaches its loop from any thread. A library caller may hold a control
 // past shutdown, so its kick goes through this, which shutdown closes before the loop is freed.
 struct loop_doorbell {
@@ -100,8 +108,18 @@ struct loop_context {
     std::atomic<std::uint64_t> stream_count{0};
     std::thread thread;
 
-    // Arms every acceptor that is not armed.
+    // hostile network: after accept() failed (EMFILE...) the loop does not accept on any of its
+    // listeners until the timer ends the pause; the guard keeps the spare descriptor and logs
+    // once per interval.
+    std::unique_ptr<accept_guard> guard;
+    accept_resumer resuming;
+    io::timer resume_timer{&resuming};
+    bool accept_paused = false;
+
+    // Arms every acceptor that is not armed and still has its listener.
     void arm_accept();
+    // Loop thread: stop accepting for `pause` (armed multishot accepts are cancelled).
+    void pause_accepting(std::chrono::milliseconds pause);
     // Loop thread: stop accepting; close idle connections; others close after their response.
     void drain();
     // Loop thread: shut every connection down now.
@@ -157,6 +175,10 @@ struct server::state {
     bool stopped = false;
     // hostile network: uploads. The global cap in force: config.max_uploads, or the auto one.
     unsigned max_uploads = 0;
+    // hostile network: connections, streams and paced rate per client address (any loop).
+    stream::client_limits clients{{.max_connections = config.max_connections_per_ip,
+                                   .max_streams = config.max_streams_per_ip,
+                                   .max_rate = config.max_rate_per_ip}};
 
     explicit state(const server_config& c) : config(c), admission(c.capacity) {}
     [[nodiscard]] std::uint64_t block_size() const { return cache->block_size(); }

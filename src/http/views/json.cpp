@@ -149,6 +149,13 @@ std::string status_json(const server_view& server) {
         {"send_timeouts", server.send_timeouts},
         {"pause_timeouts", server.pause_timeouts},
         {"stall_releases", server.stall_releases},
+        // hostile network: accept back-off and per-client-address limits
+        {"accept_errors", server.accept_errors},
+        {"accept_shed", server.accept_shed},
+        {"per_ip_refusals",
+         {{"connections", server.per_ip_refused_connections},
+          {"streams", server.per_ip_refused_streams},
+          {"rate", server.per_ip_refused_rate}}},
     });
 }
 

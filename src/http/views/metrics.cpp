@@ -176,6 +176,23 @@ std::string limit_metrics(const server_view& s) {
     return w.take();
 }
 
+// hostile network: accept back-off and per-client-address limits
+std::string accept_metrics(const server_view& s) {
+    writer w;
+    w.counter("datapump_accept_errors_total",
+              "accept() failures (EMFILE, ENFILE...: accepting pauses after each; docs/daemon.md \"Limits\").",
+              s.accept_errors);
+    w.counter("datapump_accept_shed_total",
+              "Connections accepted through the spare descriptor at exhaustion, answered 503 and closed.",
+              s.accept_shed);
+    w.family("datapump_per_ip_refusals_total", "counter",
+             "Connections or streams refused because their client address held its limit, by limit.");
+    w.sample("datapump_per_ip_refusals_total", "limit", "connections", s.per_ip_refused_connections);
+    w.sample("datapump_per_ip_refusals_total", "limit", "streams", s.per_ip_refused_streams);
+    w.sample("datapump_per_ip_refusals_total", "limit", "rate", s.per_ip_refused_rate);
+    return w.take();
+}
+
 std::string rt_metrics(const rt_view& r) {
     writer w;
     w.gauge("datapump_rt_connections", "Paced streams running on the rt scheduler (one timer connection each).",
@@ -274,7 +291,8 @@ std::string loop_metrics(const std::vector<loop_view>& loops) {
 
 std::string metrics_text(const server_view& server) {
     return server_metrics(server) + rt_metrics(server.rt) + cache_metrics(server.cache) + send_metrics(server.sends) +
-           ingest_metrics(server.ingest) + loop_metrics(server.loops) + limit_metrics(server);
+           ingest_metrics(server.ingest) + loop_metrics(server.loops) + limit_metrics(server) +
+           accept_metrics(server);
 }
 
 }  // namespace datapump::http

@@ -88,12 +88,31 @@ TEST(credit, a_grant_racing_the_owner_s_last_look_is_never_lost) {
 }
 
 TEST(rt_piece, the_burst_raised_to_a_thousand_ticks_a_second_and_lowered_to_an_hour) {
-    EXPECT_EQ(rt_piece(2'000'000, 65536, 1000), 65536U);      // 30.5 ticks/s
-    EXPECT_EQ(rt_piece(4'000'000, 1'000'000, 1000), 1'000'000U);
-    EXPECT_EQ(rt_piece(100'000'000, 65536, 1000), 100'000U);  // 1000 ticks/s, not 1526
-    EXPECT_EQ(rt_piece(1'000'001, 1, 1000), 1001U);           // rounded up: at most 1000 ticks/s
-    EXPECT_EQ(rt_piece(10, 1'000'000, 1000), 36'000U);        // one tick an hour at the least
-    EXPECT_EQ(rt_piece(1, 0, 1000), 1U);
+    EXPECT_EQ(rt_piece(2'000'000, 65536, 1000, 1), 65536U);      // 30.5 ticks/s
+    EXPECT_EQ(rt_piece(4'000'000, 1'000'000, 1000, 1), 1'000'000U);
+    EXPECT_EQ(rt_piece(100'000'000, 65536, 1000, 1), 100'000U);  // 1000 ticks/s, not 1526
+    EXPECT_EQ(rt_piece(1'000'001, 1, 1000, 1), 1001U);           // rounded up: at most 1000 ticks/s
+    EXPECT_EQ(rt_piece(10, 1'000'000, 1000, 1), 36'000U);        // one tick an hour at the least
+    EXPECT_EQ(rt_piece(1, 0, 1000, 1), 1U);
+}
+
+TEST(rt_piece, a_tiny_burst_is_raised_to_the_minimum_piece_so_ticks_stay_few) {
+    const datapump::stream::rt_pacing_config defaults;
+    const auto piece = [&](std::uint64_t rate, std::uint64_t burst) {
+        return rt_piece(rate, burst, defaults.max_ticks_per_second, defaults.min_piece);
+    };
+    // ?burst=1 at 1 MB/s: 64 KiB pieces, 15 ticks a second (was 1000).
+    EXPECT_EQ(piece(1'000'000, 1), 65536U);
+    // At 5 MB/s the 50-ticks floor wins: 100 kB pieces, 50 ticks a second.
+    EXPECT_EQ(piece(5'000'000, 1), 100'000U);
+    EXPECT_LE(5'000'000 / piece(5'000'000, 1), defaults.max_ticks_per_second);
+    // At 1 GB/s: 20 MB pieces, still 50 ticks a second.
+    EXPECT_EQ(piece(1'000'000'000, 1), 20'000'000U);
+    // Below 64 KiB/s the floor is one second of the rate: one tick a second, not one a minute.
+    EXPECT_EQ(piece(10'000, 1), 10'000U);
+    // A burst above the floor is the stream's own.
+    EXPECT_EQ(piece(1'000'000, 262'144), 262'144U);
+    EXPECT_EQ(piece(1, 0), 1U);
 }
 
 // A system on a manual clock: no threads; upcalls happen inside run_until, in order.
@@ -236,7 +255,8 @@ TEST(rt_pacing, on_the_machine_s_clock_a_vp_wakes_the_stream_at_about_the_rate) 
     config.spin_window = rt::duration(0);
     auto made = rt::system::create(config);
     ASSERT_TRUE(made.has_value());
-    rt_pacing pacing(**made);
+    // Small pieces on purpose (the daemon's floor would make them 64 KiB): many ticks to take.
+    rt_pacing pacing(**made, {.max_ticks_per_second = 1000, .min_piece = 1});
     std::mutex mutex;
     std::condition_variable cv;
     int wakes = 0;

@@ -221,7 +221,9 @@ TEST_P(server_test, a_paced_stream_without_a_burst_gets_a_quarter_second_of_its_
     const std::pair<const char*, std::uint64_t> cases[] = {
         {"/big.bin?rate=4M", 1000000},         // a quarter second
         {"/big.bin?rate=400k", 262144},        // at least 256 KiB
-        {"/big.bin?rate=4M&burst=16384", 16384},  // asked for
+        {"/big.bin?rate=4M&burst=100000", 100000},  // asked for
+        {"/big.bin?rate=4M&burst=16384", 80000},    // raised to the minimum piece: rate / 50
+        {"/big.bin?rate=1M&burst=1", 65536},        // raised to the minimum piece: 64 KiB
     };
     for (const auto& [target, burst] : cases) {
         http_client c(port_);

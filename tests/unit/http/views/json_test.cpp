@@ -105,13 +105,19 @@ TEST(views_json, status_has_every_field) {
     s.rt.overruns = 5;
     s.rt.max_density = 0.5;
     s.rt.vps = {{0, 2, 0.25, "SCHED_FIFO"}};
+    s.accept_errors = 6;
+    s.per_ip_refused_streams = 7;
     const json j = json::parse(status_json(s));
+    EXPECT_EQ(j["accept_errors"], 6);
+    EXPECT_EQ(j["per_ip_refusals"], json::parse(R"({"connections":0,"streams":7,"rate":0})"));
     EXPECT_EQ(keys(j), (std::set<std::string>{"version", "uptime_ms", "provider", "send_path", "capacity", "reserved",
                                               "connections", "active_streams", "admission_refusals",
                                               "requests_by_status", "bytes_sent", "loops", "cache", "sends",
                                               "ingest", "rt",
                                               // hostile network: nothing held forever
-                                              "send_timeouts", "pause_timeouts", "stall_releases"}));
+                                              "send_timeouts", "pause_timeouts", "stall_releases",
+                                              // hostile network: accept back-off, per-address limits
+                                              "accept_errors", "accept_shed", "per_ip_refusals"}));
     EXPECT_EQ(j["rt"], json::parse(R"({"connections":2,"refusals":3,"deadline_misses":4,"overruns":5,
         "max_density":0.5,"vps":[{"index":0,"connections":2,"density":0.25,"priority":"SCHED_FIFO"}]})"));
     EXPECT_EQ(j["ingest"]["received"], 0);

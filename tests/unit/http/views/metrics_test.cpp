@@ -27,6 +27,11 @@ server_view sample_server() {
     s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10};
     s.sends = {11, 12, 13, 14, 15, 16, 17};
     s.ingest = {21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33};
+    s.accept_errors = 51;
+    s.accept_shed = 52;
+    s.per_ip_refused_connections = 53;
+    s.per_ip_refused_streams = 54;
+    s.per_ip_refused_rate = 55;
     s.rt.connections = 41;
     s.rt.refusals = 42;
     s.rt.deadline_misses = 43;
@@ -149,6 +154,9 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_send_timeouts_total", "counter"},
         {"datapump_pause_timeouts_total", "counter"},
         {"datapump_stall_releases_total", "counter"},
+        {"datapump_accept_errors_total", "counter"},
+        {"datapump_accept_shed_total", "counter"},
+        {"datapump_per_ip_refusals_total", "counter"},
     };
     EXPECT_EQ(m.type, families);
     EXPECT_EQ(m.help.size(), families.size());
@@ -213,6 +221,11 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_send_timeouts_total", "51"},
         {"datapump_pause_timeouts_total", "52"},
         {"datapump_stall_releases_total", "53"},
+        {"datapump_accept_errors_total", "51"},
+        {"datapump_accept_shed_total", "52"},
+        {R"(datapump_per_ip_refusals_total{limit="connections"})", "53"},
+        {R"(datapump_per_ip_refusals_total{limit="streams"})", "54"},
+        {R"(datapump_per_ip_refusals_total{limit="rate"})", "55"},
     };
     for (const auto& [key, value] : expected) {
         const auto it = m.value.find(key);
@@ -228,7 +241,8 @@ TEST(metrics_text, label_values_are_escaped) {
               std::string::npos)
         << text;
     const auto m = parse(text);
-    ASSERT_EQ(m.labels.size(), 21U);  // 3 status + 4 paths + 3 upload outcomes + 4 x 2 loops + 2 VPs + info
+    // 3 status + 4 paths + 3 upload outcomes + 4 x 2 loops + 2 VPs + info + 3 per-IP limits
+    ASSERT_EQ(m.labels.size(), 24U);
     const auto& info = m.labels.at(R"(datapump_info{version="1.2\"3\\x\ny",provider="posix",send_path="sendfile"})");
     EXPECT_EQ(info.at("version"), "1.2\"3\\x\ny");
     EXPECT_EQ(info.at("provider"), "posix");
@@ -236,7 +250,8 @@ TEST(metrics_text, label_values_are_escaped) {
 
 TEST(metrics_text, empty_server_still_announces_every_family) {
     const auto m = parse(metrics_text(server_view{}));
-    EXPECT_EQ(m.type.size(), 44U + 3U);  // + 3: hostile network, nothing held forever
+    // + 3: hostile network, nothing held forever; + 3: accept back-off and per-address limits
+    EXPECT_EQ(m.type.size(), 44U + 3U + 3U);
     EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
     EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
     EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);
