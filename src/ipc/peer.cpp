@@ -44,6 +44,18 @@ void send_refusal(int sock) {
     h.status = -EACCES;
     // A fresh socket has room for one small message; never wait for a peer we refuse.
     (void)send_message(sock, h, {}, {}, true);
+    // Closing a socket with unread messages (the peer's hello) makes the kernel report
+    // ECONNRESET to the peer ahead of the refusal queued for it. So: shut both ways (the peer can
+    // send nothing more: EPIPE), then drop what it sent before (its descriptors closed); reads
+    // end at EOF and never wait, as no more can arrive.
+    ::shutdown(sock, SHUT_RDWR);
+    received m;
+    for (int i = 0; i < 64; ++i) {
+        auto got = receive_message(sock, 1 << 20, m);  // one message consumed per call, whatever it is
+        if (!got && got.error().code != errc::protocol_error) {
+            break;  // EOF: nothing more queued
+        }
+    }
 }
 
 void refusal_log::refused(std::string_view endpoint, const peer_credentials& peer) {

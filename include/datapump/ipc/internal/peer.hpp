@@ -34,8 +34,9 @@ struct peer_credentials {
 // credentials are unknown is never allowed.
 [[nodiscard]] bool peer_allowed(const peer_credentials& peer, const peer_rule& rule, uid_t self);
 
-// Sends the refusal welcome (welcome_refused, status -EACCES) without blocking; the caller closes
-// the socket next. Best effort: a peer that already went away gets nothing.
+// Sends the refusal welcome (welcome_refused, status -EACCES) without blocking, shuts the socket
+// down and drops what the peer sent before, so the refusal is what the peer reads; the caller
+// closes the socket next. Never waits on the peer. Best effort: a peer already gone gets nothing.
 void send_refusal(int sock);
 
 // Logs refused peers, one line each, but at most `burst` lines per second: a flood of refused
