@@ -1,8 +1,10 @@
 // File: datapump/loan/client.hpp
 //
 // The client side of zero-copy file loans (see loan/server.hpp and docs/ipc.md, "Loans across the
-// process boundary"). A client connects to a loan server, receives its cache arena once (a memfd,
-// mapped read-only and MAP_PRIVATE), opens files and borrows byte ranges of them: a `lease` is a
+// process boundary"). A client connects to a loan server, reserves an address range the size of
+// its cache arena, and maps into it, read-only and MAP_PRIVATE, the memfd of each cache buffer it
+// is lent (one memfd per buffer, sent with the borrow that first needs it; docs/ipc.md, "What a
+// loan client can read"), opens files and borrows byte ranges of them: a `lease` is a
 // list of read-only spans straight into the server's cache buffers, pinned for us until the lease
 // is given back. With a server that allows it, put() writes a file from a stream of the caller's
 // (local ingest; docs/ipc.md, "Local ingest (put)").
