@@ -14,6 +14,7 @@
 #include "datapump/loan/client.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <sys/mman.h>
@@ -97,6 +98,12 @@ int main(int argc, char** argv) {
         return 2;
     }
     const std::string_view mode = argv[3];
+    // Blocked before the client's threads exist, so that all of them inherit the mask and only
+    // sigwait (scan) receives the test's SIGUSR1.
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    ::pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
     auto c = loan::client::connect(argv[1]);
     if (!c) {
         std::fprintf(stderr, "helper: %s\n", describe(c.error(), argv[1]).c_str());
@@ -119,10 +126,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (mode == "scan") {
-        sigset_t usr1;
-        sigemptyset(&usr1);
-        sigaddset(&usr1, SIGUSR1);
-        ::sigprocmask(SIG_BLOCK, &usr1, nullptr);
         {
             std::vector<loan::lease> all;
             for (std::uint64_t at = 0; at < f->size();) {
