@@ -236,6 +236,10 @@ public:
         if (!guard) {
             return fail(errc::closed, "loan borrow: the client is closed");
         }
+        // One borrow of this client at a time, reply placed before the next is sent: the server
+        // sends a buffer's memfd with the first reply that lends it and not again, so a later reply
+        // must never be placed before the one carrying the memfd it relies on.
+        std::lock_guard serial(borrow_mu_);
         {
             std::lock_guard lock(mu_);
             ++borrows_in_flight_;
@@ -626,6 +630,7 @@ private:
     std::size_t buffer_size_ = 0;
     std::uint32_t buffer_count_ = 0;
 
+    std::mutex borrow_mu_;                        // held across a whole borrow (see borrow())
     mutable std::mutex mu_;
     std::condition_variable calls_done_;
     std::unordered_map<std::uint64_t, std::shared_ptr<lease::record>> leases_;  // guarded by mu_

@@ -109,7 +109,9 @@ public:
     // Borrows [offset, offset + length) of `f`. The lease may be shorter than asked: clamped at the
     // end of the file, at `max_extents` buffers, at the client's allowance on the server and at the
     // size of its cache (loop for more). At the end of the file the lease is empty. Blocks while
-    // the server reads misses. Any thread.
+    // the server reads misses. Any thread; the borrows of one client run one at a time (a reply
+    // may bring a buffer's memfd that the next borrow relies on): threads that borrow in
+    // parallel want a client each.
     // Errors: out_of_range (offset past the end), full (allowance or lease count used up: give
     // leases back), no_buffers (every cache buffer is pinned: retry after leases come back),
     // not_found (`f` is closed or belongs to another client), io_error / file_changed (storage),
