@@ -1,4 +1,9 @@
 // loan_server ENDPOINT ROOT [--cache-mib N] [--buffer-kib K] [--lease-ms MS] [--grace-ms MS]
+//             [--allow-uid UID]... [--allow-gid GID]... [--mode OCTAL]
+//
+// Who may connect: the server's own uid and root, plus each --allow-uid, plus peers whose primary
+// group is an --allow-gid (docs/ipc.md, "Local peers"). A path ENDPOINT's socket file gets --mode
+// (default 0600; a group-shared endpoint wants 0660 with --allow-gid).
 //
 // Serves the files beneath ROOT (posix provider) to local loan clients (see loan_checksum) on
 // ENDPOINT ("/path/to/socket" or "@abstract-name") until SIGINT or SIGTERM, then prints its
@@ -18,7 +23,7 @@ namespace {
 
 int usage() {
     std::fprintf(stderr, "usage: loan_server ENDPOINT ROOT [--cache-mib N] [--buffer-kib K] [--lease-ms MS] "
-                         "[--grace-ms MS]\n");
+                         "[--grace-ms MS] [--allow-uid UID]... [--allow-gid GID]... [--mode OCTAL]\n");
     return 2;
 }
 
@@ -42,6 +47,27 @@ int main(int argc, char** argv) {
     unsigned long buffer_kib = 256;
     for (int i = 3; i + 1 < argc; i += 2) {
         unsigned long v = 0;
+        char* end = nullptr;
+        if (std::strcmp(argv[i], "--mode") == 0) {
+            v = std::strtoul(argv[i + 1], &end, 8);
+            if (end == argv[i + 1] || *end != '\0' || v > 0777) {
+                return usage();
+            }
+            cfg.ipc.endpoint_mode = static_cast<mode_t>(v);
+            continue;
+        }
+        if (std::strcmp(argv[i], "--allow-uid") == 0 || std::strcmp(argv[i], "--allow-gid") == 0) {
+            v = std::strtoul(argv[i + 1], &end, 10);  // 0 is a valid id
+            if (end == argv[i + 1] || *end != '\0') {
+                return usage();
+            }
+            if (argv[i][8] == 'u') {
+                cfg.ipc.peers.uids.push_back(static_cast<uid_t>(v));
+            } else {
+                cfg.ipc.peers.gids.push_back(static_cast<gid_t>(v));
+            }
+            continue;
+        }
         if (!parse_number(argv[i + 1], v)) {
             return usage();
         }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 
 #include <cstring>
 #include <limits>
@@ -14,7 +15,32 @@ namespace datapump::buffer {
 
 namespace {
 constexpr std::size_t page = 4096;
+
+// A sealed (no shrink, no grow) memfd of `bytes`.
+result<unique_fd> make_memfd(const char* name, std::size_t bytes) {
+    unique_fd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!fd) {
+        return fail_errno("arena: memfd_create");
+    }
+    if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
+        return fail_errno("arena: ftruncate");
+    }
+    // The size never changes: seal it so nobody holding the fd can shrink it under a mapping.
+    (void)::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+    return fd;
 }
+
+// MAP_POPULATE maps the pages; writing one byte per page also makes the host back them (this VM
+// returns untouched memory to its host, and first writes are slow and noisy).
+void touch(std::byte* base, std::size_t bytes) {
+    auto* p = reinterpret_cast<volatile std::byte*>(base);
+    for (std::size_t off = 0; off < bytes; off += page) {
+        p[off] = std::byte{0};
+    }
+}
+
+constexpr const char* buffer_memfd_name = "datapump-arena-buffer";
+}  // namespace
 
 result<std::unique_ptr<arena>> arena::create(const arena_config& config) {
     if (config.buffer_size == 0 || config.buffer_size % page != 0) {
@@ -27,6 +53,9 @@ result<std::unique_ptr<arena>> arena::create(const arena_config& config) {
         return fail(errc::invalid_argument, "arena: buffer size must fit in 32 bits");
     }
     const std::size_t bytes = config.buffer_size * config.buffer_count;
+    if (config.memfd_per_buffer) {
+        return create_per_buffer(config);
+    }
     unique_fd fd(::memfd_create("datapump-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (!fd) {
         return fail_errno("arena: memfd_create");
@@ -42,12 +71,7 @@ result<std::unique_ptr<arena>> arena::create(const arena_config& config) {
         return fail_errno("arena: mmap");
     }
     if (config.prefault) {
-        // MAP_POPULATE maps the pages; writing one byte per page also makes the host back them
-        // (this VM returns untouched memory to its host, and first writes are slow and noisy).
-        auto* bytes_ptr = static_cast<volatile std::byte*>(base);
-        for (std::size_t off = 0; off < bytes; off += page) {
-            bytes_ptr[off] = std::byte{0};
-        }
+        touch(static_cast<std::byte*>(base), bytes);
     }
     return std::unique_ptr<arena>(new arena(std::move(fd), static_cast<std::byte*>(base),
                                             config.buffer_size,
@@ -61,7 +85,96 @@ arena::arena(unique_fd fd, std::byte* base, std::size_t buffer_size, std::uint32
       count_(count),
       descs_(std::make_unique<descriptor[]>(count)) {}
 
-arena::~arena() { ::munmap(base_, bytes()); }
+result<std::unique_ptr<arena>> arena::create_per_buffer(const arena_config& config) {
+    const std::size_t bytes = config.buffer_size * config.buffer_count;
+    // One reservation keeps the buffers contiguous (data(), index_of() and the cache rely on it);
+    // each buffer's memfd is then mapped over its slot.
+    void* reserved = ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserved == MAP_FAILED) {
+        return fail_errno("arena: reserving the address range");
+    }
+    auto* base = static_cast<std::byte*>(reserved);
+    std::unique_ptr<arena> a(new arena(unique_fd(), base, config.buffer_size,
+                                       static_cast<std::uint32_t>(config.buffer_count)));
+    a->backing_ = std::make_unique<backing[]>(config.buffer_count);
+    const int flags = MAP_SHARED | MAP_FIXED | (config.prefault ? MAP_POPULATE : 0);
+    for (std::size_t i = 0; i < config.buffer_count; ++i) {
+        auto fd = make_memfd(buffer_memfd_name, config.buffer_size);
+        if (!fd) {
+            return std::unexpected(fd.error());  // ~arena unmaps and closes what was made
+        }
+        std::byte* at = base + i * config.buffer_size;
+        if (::mmap(at, config.buffer_size, PROT_READ | PROT_WRITE, flags, fd->get(), 0) == MAP_FAILED) {
+            return fail_errno("arena: mmap of a buffer's memfd");
+        }
+        a->backing_[i].fd.store(fd->release(), std::memory_order_relaxed);
+    }
+    if (config.prefault) {
+        touch(base, bytes);
+    }
+    return a;
+}
+
+arena::~arena() {
+    ::munmap(base_, bytes());
+    if (backing_ != nullptr) {
+        for (std::uint32_t i = 0; i < count_; ++i) {
+            const int fd = backing_[i].fd.load(std::memory_order_relaxed);
+            if (fd >= 0) {
+                ::close(fd);
+            }
+        }
+    }
+}
+
+int arena::buffer_fd(std::uint32_t index) const {
+    return backing_ != nullptr ? backing_[index].fd.load(std::memory_order_relaxed) : -1;
+}
+
+std::uint32_t arena::buffer_epoch(std::uint32_t index) const {
+    return backing_ != nullptr ? backing_[index].epoch.load(std::memory_order_relaxed) : 0;
+}
+
+void arena::mark_exported(std::uint32_t index) {
+    if (backing_ != nullptr) {
+        backing_[index].exported.store(true, std::memory_order_relaxed);
+    }
+}
+
+bool arena::renew_if_exported(std::uint32_t index) {
+    if (backing_ == nullptr) {
+        return true;
+    }
+    backing& b = backing_[index];
+    if (!b.exported.load(std::memory_order_relaxed)) {
+        return true;
+    }
+    auto fresh = make_memfd(buffer_memfd_name, buffer_size_);
+    if (!fresh) {
+        return false;
+    }
+    // Mapped aside first, then moved over the slot: mremap replaces the old mapping atomically,
+    // or fails and leaves it whole (a failed MAP_FIXED could leave a hole in the arena).
+    void* aside = ::mmap(nullptr, buffer_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fresh->get(), 0);
+    if (aside == MAP_FAILED) {
+        return false;
+    }
+    std::byte* slot = base_ + static_cast<std::size_t>(index) * buffer_size_;
+    if (::mremap(aside, buffer_size_, buffer_size_, MREMAP_MAYMOVE | MREMAP_FIXED, slot) == MAP_FAILED) {
+        ::munmap(aside, buffer_size_);
+        return false;
+    }
+    touch(slot, buffer_size_);
+    const int old = b.fd.exchange(fresh->release(), std::memory_order_relaxed);
+    // Empty the old memfd: whoever still holds it reads zeros from now on, and its pages go back
+    // to the system instead of living as long as a client keeps the descriptor. (Private copies
+    // a client made of its reclaimed leases are its own anonymous pages: untouched.)
+    (void)::fallocate(old, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(buffer_size_));
+    ::close(old);
+    b.epoch.fetch_add(1, std::memory_order_relaxed);
+    b.exported.store(false, std::memory_order_relaxed);
+    return true;
+}
 
 std::uint32_t arena::index_of(const void* p) const {
     const auto* b = static_cast<const std::byte*>(p);

@@ -66,7 +66,8 @@ void fill_ticket::abandon() {
 result<std::unique_ptr<buffer_cache>> buffer_cache::create(const cache_config& config) {
     auto a = buffer::arena::create({.buffer_size = config.buffer_size,
                                     .buffer_count = config.buffer_count,
-                                    .prefault = config.prefault});
+                                    .prefault = config.prefault,
+                                    .memfd_per_buffer = config.memfd_per_buffer});
     if (!a) {
         return std::unexpected(a.error());
     }
@@ -177,6 +178,10 @@ std::uint32_t buffer_cache::allocate() {
         const state s = state_word::get_state(w);
         if (s == state::free) {
             if (arena_->try_claim_free(i)) {
+                if (!arena_->renew_if_exported(i)) {
+                    arena_->release_to_free(i);  // no fresh memfd now: try another buffer
+                    continue;
+                }
                 return i;
             }
             continue;
@@ -193,6 +198,11 @@ std::uint32_t buffer_cache::allocate() {
         unlink(i);
         counters_.add_eviction();
         arena_->reuse_reclaimed(i);
+        // A buffer another process saw (memfd_per_buffer) gets a fresh memfd before new data.
+        if (!arena_->renew_if_exported(i)) {
+            arena_->release_to_free(i);
+            continue;
+        }
         return i;
     }
     counters_.add_no_buffers();

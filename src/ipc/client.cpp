@@ -157,7 +157,9 @@ public:
         if (options_.use_shared_memory) {
             seg = make_segment();
         }
-        if (auto sent = send_offer(msg::hello, seg ? &*seg : nullptr); !sent) {
+        // A server that refuses this process sends its refusal and closes at once, maybe before
+        // the hello arrives: the refusal is still read below.
+        if (auto sent = send_offer(msg::hello, seg ? &*seg : nullptr); !sent && sent.error().code != errc::peer_gone) {
             return sent;
         }
         internal::received m;
@@ -169,6 +171,11 @@ public:
         }
         if (m.header.type != static_cast<std::uint32_t>(msg::welcome)) {
             return fail(errc::protocol_error, "ipc init: no welcome from the server");
+        }
+        if ((m.header.flags & internal::welcome_refused) != 0) {
+            return fail(errc::peer_gone,
+                        "ipc init: the server refused this process (its uid/gid is not allowed on the endpoint)",
+                        EACCES);
         }
         if (seg && m.header.status == 0) {
             activate(std::move(*seg));

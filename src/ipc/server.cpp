@@ -5,6 +5,7 @@
 #include "datapump/base/accept_guard.hpp"
 #include "datapump/base/log.hpp"
 #include "datapump/ipc/internal/direct.hpp"
+#include "datapump/ipc/internal/peer.hpp"
 #include "datapump/ipc/internal/segment.hpp"
 #include "datapump/ipc/internal/wire.hpp"
 #include "worker_pool.hpp"
@@ -12,6 +13,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -124,6 +126,7 @@ struct server_counters {
     std::atomic<std::uint64_t> protocol_disconnects{0};
     std::atomic<std::uint64_t> shm_refused{0};
     std::atomic<std::uint32_t> clients_now{0};
+    std::atomic<std::uint64_t> peers_refused{0};
 };
 
 struct server_shared {
@@ -699,16 +702,24 @@ public:
                 return errno == EADDRINUSE ? fail(errc::busy, "ipc server: endpoint in use", errno)
                                            : fail_errno("ipc server: bind");
             }
-            // A socket file: a live server answers on it; a dead one's file refuses.
-            if (internal::connect_endpoint(shared_.endpoint)) {
-                return fail(errc::busy, "ipc server: another server answers on the endpoint", EADDRINUSE);
+            if (auto stale = remove_stale_socket(); !stale) {
+                return stale;
             }
-            ::unlink(path_.c_str());
             if (::bind(listener_.get(), sa, addr->length) != 0) {
                 return fail_errno("ipc server: bind");
             }
         }
         bound_ = true;
+        if (!addr->abstract) {
+            // The mode is set between bind and listen: until listen() every connect() is refused
+            // (ECONNREFUSED), so no peer can ever connect while the file has the mode the umask
+            // gave it. (A umask around bind would do the same, but the umask is per process and
+            // would change the mode of files other threads create meanwhile.) chmod follows the
+            // path: the directory must be one only the server's user can change (docs/ipc.md).
+            if (::chmod(path_.c_str(), shared_.options.endpoint_mode) != 0) {
+                return fail_errno("ipc server: chmod of the endpoint's socket file");
+            }
+        }
         if (::listen(listener_.get(), 128) != 0) {
             return fail_errno("ipc server: listen");
         }
@@ -728,6 +739,32 @@ public:
         return {};
     }
 
+    // A path endpoint's file exists. It is removed only when it is a socket nobody listens on
+    // (connect refused): a live server's socket is busy, and anything else (a regular file, a
+    // socket whose state cannot be told) is never deleted.
+    result<void> remove_stale_socket() {
+        struct stat st {};
+        if (::lstat(path_.c_str(), &st) != 0) {
+            return errno == ENOENT ? result<void>{} : fail_errno("ipc server: lstat of the endpoint");
+        }
+        if (!S_ISSOCK(st.st_mode)) {
+            return fail(errc::busy, "ipc server: the endpoint path exists and is not a socket (not removed)",
+                        EEXIST);
+        }
+        auto probe = internal::connect_endpoint(shared_.endpoint);
+        if (probe) {
+            return fail(errc::busy, "ipc server: another server answers on the endpoint", EADDRINUSE);
+        }
+        if (probe.error().code != errc::not_found) {
+            return fail(errc::io_error, "ipc server: cannot tell whether the endpoint's socket is live (not removed)",
+                        probe.error().sys);
+        }
+        if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
+            return fail_errno("ipc server: removing the stale endpoint socket");
+        }
+        return {};
+    }
+
     void destroy() {
         std::call_once(destroyed_, [this] { do_destroy(); });
     }
@@ -744,6 +781,7 @@ public:
         s.shm_refused = c.shm_refused.load(std::memory_order_relaxed);
         s.clients_now = c.clients_now.load(std::memory_order_relaxed);
         s.accept_errors = accept_guard_ ? accept_guard_->failures() : 0;
+        s.peers_refused = c.peers_refused.load(std::memory_order_relaxed);
         return s;
     }
 
@@ -802,9 +840,10 @@ private:
                 paused_until = std::chrono::steady_clock::now() + pause;
                 continue;
             }
-            ucred cred{};
-            socklen_t len = sizeof(cred);
-            ::getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len);
+            const internal::peer_credentials cred = internal::read_peer_credentials(sock.get());
+            if (!admit_peer(sock, cred)) {
+                continue;
+            }
             std::lock_guard lock(mu_);
             if (shared_.counters.clients_now.load(std::memory_order_relaxed) >= shared_.options.max_clients) {
                 spdlog::warn("ipc server {}: {} clients already; refusing pid {}", shared_.endpoint,
@@ -827,6 +866,19 @@ private:
             return -1;
         }
         return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    }
+
+    // The peer rule (server_options::peers), checked once right after accept: a refused peer gets
+    // the refusal welcome and is closed here, before any thread or buffer is spent on it.
+    bool admit_peer(unique_fd& sock, const internal::peer_credentials& cred) {
+        if (internal::peer_allowed(cred, shared_.options.peers, ::geteuid())) {
+            return true;
+        }
+        shared_.counters.peers_refused.fetch_add(1, std::memory_order_relaxed);
+        internal::send_refusal(sock.get());
+        refusals_.refused(shared_.endpoint, cred);
+        sock.reset();
+        return false;
     }
 
     // Joins connections whose socket thread has finished.
@@ -887,6 +939,7 @@ private:
     bool bound_ = false;
     std::thread listener_thread_;
     std::unique_ptr<accept_guard> accept_guard_;  // the accept loop's back-off and spare descriptor
+    internal::refusal_log refusals_;
     std::once_flag destroyed_;
     std::mutex mu_;
     bool stopping_ = false;                                      // guarded by mu_
@@ -931,6 +984,9 @@ result<std::unique_ptr<server>> server_runtime::create(std::string_view endpoint
     }
     if (options.max_slots == 0 || options.max_message == 0 || options.max_backup_in_flight == 0) {
         return fail(errc::invalid_argument, "ipc server: zero limit");
+    }
+    if ((options.endpoint_mode & ~mode_t{0777}) != 0) {
+        return fail(errc::invalid_argument, "ipc server: endpoint_mode must be permission bits only (at most 0777)");
     }
     auto i = std::make_unique<server::impl>(std::string(endpoint), std::move(handlers), options, &impl_->pool);
     if (auto ok = i->listen(); !ok) {

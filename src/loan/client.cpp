@@ -123,7 +123,7 @@ public:
             return std::unexpected(proto::error_of(r->status, "loan connect: the server refused to map its arena"));
         }
         const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-        if (r->output_len != sizeof(rep) || r->fds.size() != 1 || rep.magic != proto::magic) {
+        if (r->output_len != sizeof(rep) || !r->fds.empty() || rep.magic != proto::magic) {
             return fail(errc::protocol_error, "loan connect: malformed map reply");
         }
         if (rep.version != proto::version) {
@@ -134,22 +134,20 @@ public:
             rep.arena_bytes != rep.buffer_size * rep.buffer_count) {
             return fail(errc::protocol_error, "loan connect: impossible arena geometry");
         }
-        struct stat st {};
-        if (::fstat(r->fds[0].get(), &st) != 0 || st.st_size < 0 ||
-            static_cast<std::uint64_t>(st.st_size) < rep.arena_bytes) {
-            return fail(errc::protocol_error, "loan connect: the arena descriptor is smaller than announced");
-        }
-        void* base = ::mmap(nullptr, rep.arena_bytes, PROT_READ, MAP_PRIVATE, r->fds[0].get(), 0);
+        // Only an address range: each buffer's memfd is mapped into its slot when a borrow first
+        // brings it (the rest stays inaccessible).
+        void* base = ::mmap(nullptr, rep.arena_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (base == MAP_FAILED) {
-            return fail_errno("loan connect: mmap of the arena");
+            return fail_errno("loan connect: reserving the arena's address range");
         }
         base_ = static_cast<std::byte*>(base);
         arena_bytes_ = rep.arena_bytes;
         buffer_size_ = rep.buffer_size;
         buffer_count_ = rep.buffer_count;
-        arena_fd_ = std::move(r->fds[0]);
         users_.assign(buffer_count_, 0);
         private_.assign(buffer_count_, 0);
+        current_.assign(buffer_count_, 0);
+        buffer_fds_.resize(buffer_count_);
         return {};
     }
 
@@ -238,6 +236,10 @@ public:
         if (!guard) {
             return fail(errc::closed, "loan borrow: the client is closed");
         }
+        // One borrow of this client at a time, reply placed before the next is sent: the server
+        // sends a buffer's memfd with the first reply that lends it and not again, so a later reply
+        // must never be placed before the one carrying the memfd it relies on.
+        std::lock_guard serial(borrow_mu_);
         {
             std::lock_guard lock(mu_);
             ++borrows_in_flight_;
@@ -252,7 +254,7 @@ public:
         } else if (r->status != 0) {
             made = std::unexpected(proto::error_of(r->status, "loan borrow: the server refused"));
         } else {
-            made = parse_borrow(req, std::span(out).first(r->output_len), bad_lease);
+            made = parse_borrow(req, std::span(out).first(r->output_len), r->fds, bad_lease);
         }
         std::vector<std::uint64_t> acks;
         {
@@ -260,7 +262,7 @@ public:
             --borrows_in_flight_;
             if (made && made->rec->id != 0) {
                 lease::record& rec = *made->rec;
-                if (auto placed = place_locked(rec, made->extents); !placed) {
+                if (auto placed = place_locked(rec, made->extents, made->fds); !placed) {
                     bad_lease = rec.id;
                     made = std::unexpected(placed.error());
                 } else {
@@ -296,12 +298,13 @@ public:
     struct parsed_borrow {
         std::shared_ptr<lease::record> rec;
         std::vector<proto::extent> extents;
+        std::vector<unique_fd> fds;  // buffer memfds the reply brought (extent::fd - 1)
     };
 
     // Checks everything the server wrote. `bad_lease` names a lease to give back when the reply is
     // malformed but carried one.
     result<parsed_borrow> parse_borrow(const proto::borrow_request& req, std::span<const std::byte> out,
-                                       std::uint64_t& bad_lease) const {
+                                       std::vector<unique_fd>& fds, std::uint64_t& bad_lease) const {
         proto::borrow_reply rep{};
         if (out.size() < sizeof(rep)) {
             return fail(errc::protocol_error, "loan borrow: reply too short");
@@ -326,7 +329,7 @@ public:
             proto::extent& e = p.extents[i];
             std::memcpy(&e, out.data() + sizeof(rep) + std::size_t{i} * sizeof(e), sizeof(e));
             if (e.length == 0 || e.file_offset != next || e.arena_offset >= arena_bytes_ ||
-                e.arena_offset % buffer_size_ + e.length > buffer_size_) {
+                e.arena_offset % buffer_size_ + e.length > buffer_size_ || e.fd > fds.size()) {
                 return malformed();
             }
             next += e.length;
@@ -334,17 +337,56 @@ public:
         if (next - rep.file_offset != rep.size) {
             return malformed();
         }
+        for (const auto& fd : fds) {
+            struct stat st {};
+            if (::fstat(fd.get(), &st) != 0 || st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < buffer_size_) {
+                return fail(errc::protocol_error, "loan borrow: a buffer descriptor is smaller than a buffer");
+            }
+        }
+        p.fds = std::move(fds);
         bad_lease = 0;
         return p;
     }
 
     // Builds the pieces: each in the main mapping, or in a side mapping when its buffer is private
     // to us now (see the header's rule). Under mu_.
-    result<void> place_locked(lease::record& rec, std::span<const proto::extent> extents) {
+    result<void> place_locked(lease::record& rec, std::span<const proto::extent> extents,
+                              std::vector<unique_fd>& fds) {
+        // The buffers' new memfds first: the server sends one when the buffer was refilled since
+        // we last got it (or we never had it). A main-mapping slot still showing the old one is
+        // remapped below, when a piece needs it and no lease uses the slot.
+        for (const auto& e : extents) {
+            const auto buffer = static_cast<std::uint32_t>(e.arena_offset / buffer_size_);
+            if (e.fd != 0) {
+                if (!fds[e.fd - 1]) {
+                    return fail(errc::protocol_error, "loan borrow: one buffer descriptor named twice");
+                }
+                buffer_fds_[buffer] = std::move(fds[e.fd - 1]);
+                current_[buffer] = 0;
+            } else if (!buffer_fds_[buffer]) {
+                return fail(errc::protocol_error, "loan borrow: a piece on a buffer whose memfd we never received");
+            }
+        }
         rec.pieces.reserve(extents.size());
         for (const auto& e : extents) {
             const auto buffer = static_cast<std::uint32_t>(e.arena_offset / buffer_size_);
             const std::size_t in_buffer = e.arena_offset % buffer_size_;
+            if (private_[buffer] == 0 && current_[buffer] == 0) {
+                // A live lease on this slot would pin the buffer on the server, which then could
+                // not have been refilled: a server saying otherwise is broken.
+                if (users_[buffer] != 0) {
+                    release_locked(rec);
+                    return fail(errc::protocol_error, "loan borrow: a new memfd for a buffer a live lease uses");
+                }
+                void* m = ::mmap(base_ + std::size_t{buffer} * buffer_size_, buffer_size_, PROT_READ,
+                                 MAP_PRIVATE | MAP_FIXED, buffer_fds_[buffer].get(), 0);
+                if (m == MAP_FAILED) {
+                    const int saved = errno;
+                    release_locked(rec);
+                    return fail_errno("loan borrow: mapping a buffer's memfd", saved);
+                }
+                current_[buffer] = 1;
+            }
             if (private_[buffer] == 0) {
                 if (std::find(rec.main_buffers.begin(), rec.main_buffers.end(), buffer) == rec.main_buffers.end()) {
                     rec.main_buffers.push_back(buffer);
@@ -360,8 +402,7 @@ public:
                 }
             }
             if (side == nullptr) {
-                void* m = ::mmap(nullptr, buffer_size_, PROT_READ, MAP_PRIVATE, arena_fd_.get(),
-                                 static_cast<off_t>(std::uint64_t{buffer} * buffer_size_));
+                void* m = ::mmap(nullptr, buffer_size_, PROT_READ, MAP_PRIVATE, buffer_fds_[buffer].get(), 0);
                 if (m == MAP_FAILED) {
                     const int saved = errno;
                     release_locked(rec);
@@ -583,17 +624,22 @@ private:
     client_options options_;
     std::unique_ptr<ipc::client> ipc_;            // set by connect(), before any other use
     std::atomic<ipc::client*> channel_{nullptr};  // the same, for the socket thread
-    unique_fd arena_fd_;                          // kept for side mappings
-    std::byte* base_ = nullptr;                   // the main mapping, read-only, MAP_PRIVATE
+    std::byte* base_ = nullptr;                   // the main mapping: a reserved range, each buffer's
+                                                  // slot mapped read-only MAP_PRIVATE from its memfd
     std::size_t arena_bytes_ = 0;
     std::size_t buffer_size_ = 0;
     std::uint32_t buffer_count_ = 0;
 
+    std::mutex borrow_mu_;                        // held across a whole borrow (see borrow())
     mutable std::mutex mu_;
     std::condition_variable calls_done_;
     std::unordered_map<std::uint64_t, std::shared_ptr<lease::record>> leases_;  // guarded by mu_
     std::vector<std::uint32_t> users_;       // guarded by mu_: live leases using buffer i (main mapping)
     std::vector<std::uint8_t> private_;      // guarded by mu_: buffer i of the main mapping is a copy
+    // guarded by mu_: buffer i's memfd as last received (kept for remaps and side mappings), and
+    // whether slot i of the main mapping shows it (0: never mapped, or an older memfd of it).
+    std::vector<unique_fd> buffer_fds_;
+    std::vector<std::uint8_t> current_;
     std::uint64_t private_count_ = 0;        // guarded by mu_
     std::uint32_t borrows_in_flight_ = 0;    // guarded by mu_
     std::unordered_set<std::uint64_t> early_reclaims_;  // guarded by mu_

@@ -5,9 +5,9 @@
 // notifications (either way).
 //
 //   command     input                          output (reply)                     fds
-//   map         map_request                    map_reply                          arena memfd (read-only)
+//   map         map_request                    map_reply                          -
 //   open        open_request + path bytes      open_reply                         -
-//   borrow      borrow_request                 borrow_reply + extent[count]       -
+//   borrow      borrow_request                 borrow_reply + extent[count]       buffer memfds (read-only)
 //   give_back   give_back_request              -                                  -
 //   close       close_request                  -                                  -
 //   put         put_request + path bytes       put_reply                          c -> s: the source
@@ -37,7 +37,9 @@
 namespace datapump::loan::protocol {
 
 inline constexpr std::uint32_t magic = 0x4e414f4cU;  // "LOAN"
-inline constexpr std::uint32_t version = 1;
+// 2: one memfd per arena buffer, sent with the borrows that first need it (was: the whole arena's
+// memfd with the map reply).
+inline constexpr std::uint32_t version = 2;
 
 enum class command : std::uint32_t { map = 1, open = 2, borrow = 3, give_back = 4, close = 5, put = 6 };
 enum class note : std::uint32_t { reclaim = 1, reclaimed = 2 };
@@ -52,7 +54,7 @@ struct map_request {
 struct map_reply {
     std::uint32_t magic;
     std::uint32_t version;
-    std::uint64_t arena_bytes;   // = buffer_size * buffer_count; the memfd is at least this large
+    std::uint64_t arena_bytes;   // = buffer_size * buffer_count: the address range a client reserves
     std::uint64_t buffer_size;   // a multiple of 4096
     std::uint32_t buffer_count;
     std::uint32_t reserved;
@@ -75,12 +77,15 @@ struct borrow_request {
 };
 
 // One piece of a lease: `length` bytes at `arena_offset` of the arena, holding the file's bytes
-// from `file_offset`. Never crosses a buffer boundary.
+// from `file_offset`. Never crosses a buffer boundary. The buffer's bytes live in a memfd of
+// their own (buffer_size bytes, offset 0 = the buffer's start): `fd` = k + 1 when the reply's
+// k-th descriptor is that memfd (a buffer this connection has not received in its current
+// incarnation), 0 when the client already holds it. In a reclaim note, always 0.
 struct extent {
     std::uint64_t arena_offset;
     std::uint64_t file_offset;
     std::uint32_t length;
-    std::uint32_t reserved;
+    std::uint32_t fd;
 };
 
 // Lease 0 with no extents: the range was empty (offset at the end of the file).

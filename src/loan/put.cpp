@@ -49,7 +49,11 @@ result<std::unique_ptr<put_service>> put_service::create(cache::file_cache& cach
     auto created = ready.get_future();
     // The ring is created on the thread that will use it (SINGLE_ISSUER), as the daemon's loops are.
     s->loop_thread_ = std::thread([p = s.get(), &ready] {
-        auto made = io::event_loop::create({.entries = 256, .arena = &p->cache_.buffers().arena(), .index = 0});
+        // An arena of one memfd per buffer (the loan server's) is never registered: a buffer's
+        // fresh memfd would replace pages io_uring had pinned.
+        auto& arena = p->cache_.buffers().arena();
+        auto made = io::event_loop::create(
+            {.entries = 256, .arena = arena.memfd_per_buffer() ? nullptr : &arena, .index = 0});
         if (!made) {
             ready.set_value(std::unexpected(made.error()));
             return;
@@ -67,7 +71,7 @@ result<std::unique_ptr<put_service>> put_service::create(cache::file_cache& cach
         return std::unexpected(pub.error());
     }
     s->publisher_ = std::move(*pub);
-    if (!s->loop_->has_fixed_buffers()) {
+    if (!s->loop_->has_fixed_buffers() && !cache.buffers().arena().memfd_per_buffer()) {
         spdlog::info("loan server {}: puts write with plain WRITE: the arena could not be registered ({})", s->name_,
                      s->loop_->fixed_buffers_error());
     }

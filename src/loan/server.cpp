@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -66,6 +67,9 @@ struct session {
     std::unordered_set<std::uint64_t> reclaimed;                           // guarded by mu
     std::uint64_t charged = 0;        // guarded by mu: allowance used, borrows in flight included
     std::uint32_t borrows_in_flight = 0;                                   // guarded by mu
+    // Per arena buffer, the epoch (arena::buffer_epoch) of the buffer memfd this client was sent
+    // last; 0 = never. A borrow sends the memfd of each buffer whose epoch differs.
+    std::vector<std::uint32_t> sent_epoch;                                 // guarded by mu
     const pid_t pid;
     unique_fd pidfd;                  // the client process, opened at connect; may be empty
 };
@@ -139,6 +143,13 @@ public:
             c.put_idle_timeout.count() <= 0) {
             return fail(errc::invalid_argument, "loan server: zero limit");
         }
+        // One memfd per buffer: a client receives only those of the buffers it is lent, and a
+        // buffer gets a fresh one before it holds other data (docs/ipc.md, "What a loan client can
+        // read"). So the cache needs a descriptor per buffer.
+        config_.cache.buffers.memfd_per_buffer = true;
+        if (auto fds = ensure_descriptors(c.cache.buffers.buffer_count); !fds) {
+            return fds;
+        }
         auto made = cache::file_cache::create(c.cache);
         if (!made) {
             return std::unexpected(made.error());
@@ -146,15 +157,9 @@ public:
         cache_ = std::move(*made);
         block_size_ = cache_->block_size();
         buffer_count_ = cache_->buffers().arena().count();
-        auto& arena = cache_->buffers().arena();
-        // Clients get a read-only open of the memfd: they can map it MAP_PRIVATE (and so copy on
-        // write) but never MAP_SHARED | PROT_WRITE, so no client can write the cache.
-        const std::string self = "/proc/self/fd/" + std::to_string(arena.fd());
-        arena_ro_.reset(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!arena_ro_) {
-            return fail_errno("loan server: reopening the arena memfd read-only");
-        }
-        auto inst = registry_.instantiate(c.provider, {.root = c.root, .cache = cache_.get(), .flags = 0});
+        // No fixed buffers: io_uring would pin pages that a buffer's fresh memfd replaces.
+        auto inst = registry_.instantiate(c.provider,
+                                          {.root = c.root, .cache = cache_.get(), .flags = fs::config_no_fixed_buffers});
         if (!inst) {
             return std::unexpected(inst.error());
         }
@@ -264,6 +269,7 @@ private:
     result<void> on_open(ipc::connection& conn) {
         const pid_t pid = conn.peer_pid();
         auto s = std::make_shared<session>(conn.id(), &conn, pid, open_pidfd(pid));
+        s->sent_epoch.assign(buffer_count_, 0);
         conn.user_context = s.get();
         {
             std::lock_guard lock(mu_);
@@ -341,7 +347,7 @@ private:
         switch (static_cast<proto::command>(code)) {
             case proto::command::map: return do_map(conn, in, out);
             case proto::command::open: return do_open(s, in, out);
-            case proto::command::borrow: return do_borrow(s, in, out);
+            case proto::command::borrow: return do_borrow(conn, s, in, out);
             case proto::command::give_back: return do_give_back(s, in);
             case proto::command::close: return do_close(s, in);
             case proto::command::put: return do_put(conn, in, out);
@@ -354,6 +360,29 @@ private:
         return {proto::status_of(code), 0};
     }
 
+    // Raises the soft RLIMIT_NOFILE to the hard one when the cache's memfds (one per buffer) and a
+    // margin for clients, files and the rest would not fit under it.
+    static result<void> ensure_descriptors(std::size_t buffers) {
+        constexpr std::size_t margin = 1024;
+        rlimit lim{};
+        if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+            return fail_errno("loan server: getrlimit(RLIMIT_NOFILE)");
+        }
+        const rlim_t want = static_cast<rlim_t>(buffers + margin);
+        if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < want) {
+            lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? want : std::min(want, lim.rlim_max);
+            (void)::setrlimit(RLIMIT_NOFILE, &lim);
+            (void)::getrlimit(RLIMIT_NOFILE, &lim);
+        }
+        if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < want) {
+            spdlog::error("loan server: {} cache buffers need {} descriptors (one memfd each, plus {} spare); "
+                          "RLIMIT_NOFILE allows {}: raise it (ulimit -n) or use fewer, larger buffers",
+                          buffers, buffers, margin, static_cast<unsigned long long>(lim.rlim_cur));
+            return fail(errc::invalid_argument, "loan server: RLIMIT_NOFILE below the cache's buffer count + 1024");
+        }
+        return {};
+    }
+
     ipc::exec_result do_map(ipc::connection& conn, std::span<const std::byte> in, std::span<std::byte> out) {
         proto::map_request req{};
         if (!read_struct(in, req) || out.size() < sizeof(proto::map_reply) || req.magic != proto::magic) {
@@ -362,13 +391,7 @@ private:
         if (req.version != proto::version) {
             return refuse(errc::unsupported);
         }
-        unique_fd fd(::fcntl(arena_ro_.get(), F_DUPFD_CLOEXEC, 0));
-        if (!fd) {
-            return refuse(errc::io_error);
-        }
-        if (auto attached = conn.attach_fd(std::move(fd)); !attached) {
-            return refuse(attached.error().code);
-        }
+        (void)conn;
         const auto& arena = cache_->buffers().arena();
         proto::map_reply r{};
         r.magic = proto::magic;
@@ -421,7 +444,8 @@ private:
         return {0, write_struct(out, 0, r)};
     }
 
-    ipc::exec_result do_borrow(session& s, std::span<const std::byte> in, std::span<std::byte> out) {
+    ipc::exec_result do_borrow(ipc::connection& conn, session& s, std::span<const std::byte> in,
+                               std::span<std::byte> out) {
         proto::borrow_request req{};
         if (!read_struct(in, req) || out.size() < sizeof(proto::borrow_reply) + sizeof(proto::extent)) {
             return refuse(errc::invalid_argument);
@@ -458,15 +482,21 @@ private:
             return refuse(made.error().code);
         }
         std::vector<cache::read_loan>& loans = *made;
+        std::vector<std::uint32_t> fd_of(loans.size(), 0);
+        if (auto sent = attach_buffer_fds(conn, s, loans, fd_of); !sent) {
+            return refuse(sent.error().code);
+        }
         proto::borrow_reply r{};
         r.file_offset = req.offset;
         r.extent_count = static_cast<std::uint32_t>(loans.size());
         std::size_t at = sizeof(r);
-        for (const auto& l : loans) {
+        for (std::size_t i = 0; i < loans.size(); ++i) {
+            const auto& l = loans[i];
             proto::extent e{};
             e.arena_offset = std::uint64_t{l.buffer_index()} * bs + l.offset_in_buffer();
             e.file_offset = l.file_offset();
             e.length = static_cast<std::uint32_t>(l.size());
+            e.fd = fd_of[i];
             at = write_struct(out, at, e);
             r.size += l.size();
         }
@@ -483,6 +513,55 @@ private:
         }
         write_struct(out, 0, r);
         return {0, static_cast<std::uint32_t>(at)};
+    }
+
+    // Attaches to the reply, read-only, the memfd of every lent buffer this client has not been
+    // sent in its current epoch, and records them (fd_of[i] = descriptor index + 1 for loan i).
+    // At most ipc's 16 descriptors per reply: the loans past the one that would need a 17th are
+    // dropped (the borrow is shorter; the client loops). Under s.mu, with the loans pinned (so no
+    // buffer changes memfd meanwhile).
+    result<void> attach_buffer_fds(ipc::connection& conn, session& s, std::vector<cache::read_loan>& loans,
+                                   std::vector<std::uint32_t>& fd_of) {
+        constexpr std::size_t max_fds = 16;
+        auto& arena = cache_->buffers().arena();
+        std::vector<unique_fd> fds;
+        std::vector<std::pair<std::uint32_t, std::uint32_t>> sent;  // buffer, epoch
+        std::size_t keep = loans.size();
+        for (std::size_t i = 0; i < loans.size(); ++i) {
+            const std::uint32_t b = loans[i].buffer_index();
+            const std::uint32_t epoch = arena.buffer_epoch(b);
+            if (s.sent_epoch[b] == epoch) {
+                continue;
+            }
+            if (fds.size() == max_fds) {
+                keep = i;
+                break;
+            }
+            // A read-only open of the buffer's memfd: the client can map it MAP_PRIVATE (and so
+            // copy on write) but never MAP_SHARED | PROT_WRITE, so no client can write the cache.
+            const std::string self = "/proc/self/fd/" + std::to_string(arena.buffer_fd(b));
+            unique_fd ro(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!ro) {
+                spdlog::warn("loan server {}: reopening buffer {}'s memfd read-only failed: {}", config_.endpoint, b,
+                             errno_text(errno));
+                return fail_errno("loan borrow: reopening a buffer memfd read-only");
+            }
+            fds.push_back(std::move(ro));
+            sent.emplace_back(b, epoch);
+            fd_of[i] = static_cast<std::uint32_t>(fds.size());
+        }
+        loans.resize(keep);  // unpins the rest
+        fd_of.resize(keep);
+        for (auto& fd : fds) {
+            if (auto attached = conn.attach_fd(std::move(fd)); !attached) {
+                return std::unexpected(attached.error());
+            }
+        }
+        for (const auto& [b, epoch] : sent) {
+            arena.mark_exported(b);  // its next reuse gives it a fresh memfd
+            s.sent_epoch[b] = epoch;
+        }
+        return {};
     }
 
     // The loans for `req`, at most `max_blocks` buffers, clamped at the end of the file.
@@ -734,7 +813,6 @@ private:
     std::unique_ptr<cache::file_cache> cache_;
     std::size_t block_size_ = 0;
     std::uint32_t buffer_count_ = 0;
-    unique_fd arena_ro_;
     fs::registry registry_;
     fs::provider_instance instance_;
     std::unique_ptr<put_service> puts_;  // when writable; destroyed after ipc_ (no put runs then)

@@ -86,6 +86,15 @@ struct arena_config {
     std::size_t buffer_size = std::size_t{256} * 1024;  // bytes; a multiple of 4096
     std::size_t buffer_count = 1024;
     bool prefault = true;                  // touch every page now, not on the data path
+    // One memfd per buffer instead of one for the arena (same contiguous mapping), so that a
+    // buffer can be shared with another process without sharing the others (the loan server:
+    // docs/ipc.md, "What a loan client can read"). A buffer whose memfd was handed out
+    // (mark_exported) gets a fresh, zeroed memfd when it is next claimed for new data, and the
+    // old one is emptied, so a process holding it never sees later contents. Costs one
+    // descriptor per buffer and, per reuse of an exported buffer, a memfd_create + mmap + page
+    // faults. Such an arena must not be registered with io_uring (fixed buffers pin the pages a
+    // fresh memfd replaces).
+    bool memfd_per_buffer = false;
 };
 
 class arena {
@@ -102,8 +111,27 @@ public:
     [[nodiscard]] std::size_t buffer_size() const { return buffer_size_; }
     [[nodiscard]] std::uint32_t count() const { return count_; }
     [[nodiscard]] std::size_t bytes() const { return buffer_size_ * count_; }
-    // The memfd, for mapping elsewhere (read-only by clients) or registering with io_uring.
+    // The memfd, for mapping elsewhere (read-only by clients) or registering with io_uring; -1
+    // with memfd_per_buffer.
     [[nodiscard]] int fd() const { return fd_.get(); }
+
+    // --- memfd_per_buffer (see arena_config) -------------------------------------------------
+
+    [[nodiscard]] bool memfd_per_buffer() const { return backing_ != nullptr; }
+    // The memfd holding buffer `index` now (-1 without memfd_per_buffer). Only while the caller
+    // holds a pin on the buffer: a claim may replace it.
+    [[nodiscard]] int buffer_fd(std::uint32_t index) const;
+    // Which memfd that is: changes each time the buffer gets a fresh one. Same rule as buffer_fd.
+    [[nodiscard]] std::uint32_t buffer_epoch(std::uint32_t index) const;
+    // The buffer's memfd went to another process (the caller holds a pin): its next claim gives
+    // the buffer a fresh memfd.
+    void mark_exported(std::uint32_t index);
+    // Called by the claimer of a buffer (filling, just claimed, before any data is written): a
+    // buffer marked exported gets a fresh zeroed memfd at the same address and the old memfd is
+    // emptied (its pages freed: a holder reads zeros). True when the buffer may be filled; false
+    // when a fresh memfd could not be made (the caller releases the buffer and picks another).
+    // A no-op (true) without memfd_per_buffer.
+    [[nodiscard]] bool renew_if_exported(std::uint32_t index);
     [[nodiscard]] std::byte* base() const { return base_; }
 
     [[nodiscard]] descriptor& desc(std::uint32_t index) { return descs_[index]; }
@@ -135,8 +163,19 @@ public:
 
 private:
     arena(unique_fd fd, std::byte* base, std::size_t buffer_size, std::uint32_t count);
+    static result<std::unique_ptr<arena>> create_per_buffer(const arena_config& config);
+
+    // Per buffer with memfd_per_buffer. fd and epoch change only while the buffer is owned
+    // (filling, before publish: the publish/pin pair orders them for pinners); exported is set by
+    // pinners and read by the claimer (unpin/reclaim order it). Relaxed atomics for all three.
+    struct backing {
+        std::atomic<int> fd{-1};
+        std::atomic<std::uint32_t> epoch{1};
+        std::atomic<bool> exported{false};
+    };
 
     unique_fd fd_;
+    std::unique_ptr<backing[]> backing_;
     std::byte* base_;
     std::size_t buffer_size_;
     std::uint32_t count_;

@@ -78,6 +78,7 @@ struct cache_config {
     std::size_t buffer_size = std::size_t{256} * 1024;  // = block size; multiple of 4096
     std::size_t buffer_count = 1024;
     bool prefault = true;
+    bool memfd_per_buffer = false;  // buffer::arena_config::memfd_per_buffer (the loan server)
 };
 
 class buffer_cache {

@@ -81,6 +81,22 @@ struct server_handlers {
     std::function<void(connection&, std::uint32_t code, std::span<const std::byte> payload)> notify;
 };
 
+// Who may use an endpoint, checked once per connection right after accept against the peer's
+// credentials (SO_PEERCRED: the uid/gid the peer had when it called connect). A peer is allowed
+// when any of these holds: its uid is the server's effective uid (allow_same_uid), it is root
+// (allow_root), its uid is in `uids`, or its primary gid is in `gids`. SO_PEERCRED carries no
+// supplementary groups, so a peer in a listed group only through a supplementary membership is
+// refused (use a uid, or make the group its primary one). A refused peer gets a refusal welcome
+// (its init fails with peer_gone, sys EACCES) and is closed at once; the server logs it with its
+// pid and uid. In-process clients (the server's own process) are always allowed. This is the only
+// protection of an abstract endpoint ("@name"), which has no file permissions at all.
+struct peer_rule {
+    bool allow_same_uid = true;
+    bool allow_root = true;
+    std::vector<uid_t> uids;
+    std::vector<gid_t> gids;
+};
+
 struct server_options {
     std::uint32_t max_clients = 256;
     std::uint32_t max_slots = 4096;              // per client
@@ -88,6 +104,12 @@ struct server_options {
     std::uint32_t max_message = 128 * 1024;      // largest backup command accepted
     std::uint32_t max_backup_in_flight = 64;     // backup commands per client on workers at once
     wait_policy wait{};                          // how each connection's channel thread waits
+    // local peers: who may connect (see peer_rule), and the mode a path endpoint's socket file is
+    // created with (set before listen(), so no peer can connect under another mode; <= 0777).
+    // Connecting to a path endpoint needs write permission on the file; 0600 pairs with the
+    // default rule (same uid or root); a group-shared endpoint wants 0660 and `peers.gids`.
+    peer_rule peers{};
+    mode_t endpoint_mode = 0600;
 };
 
 struct server_stats {
@@ -100,6 +122,7 @@ struct server_stats {
     std::uint64_t shm_refused = 0;            // segments refused at set-up
     std::uint32_t clients_now = 0;
     std::uint64_t accept_errors = 0;  // accept() failures (EMFILE...: accepting pauses after each)
+    std::uint64_t peers_refused = 0;          // connections refused for their credentials
 };
 
 class server;
@@ -117,9 +140,11 @@ public:
     // Deinit: every server of the runtime must be destroyed first.
     ~server_runtime();
 
-    // Listens on `endpoint` ("/path" or "@abstract"). A socket file left behind by a dead server is
-    // replaced; one a live server answers on is not (busy). Errors: busy, invalid_argument,
-    // io_error.
+    // Listens on `endpoint` ("/path" or "@abstract"). A path endpoint's socket file is created with
+    // options.endpoint_mode. A socket file left behind by a dead server (nobody listens: connect
+    // is refused) is replaced; one a live server answers on is not (busy), nor is anything that is
+    // not a socket (busy), nor a socket whose liveness cannot be told (io_error with the errno).
+    // Errors: busy, invalid_argument (bad endpoint, mode above 0777), io_error.
     [[nodiscard]] result<std::unique_ptr<server>> create(std::string_view endpoint, server_handlers handlers,
                                                          server_options options = {});
 

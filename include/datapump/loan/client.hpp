@@ -1,8 +1,10 @@
 // File: datapump/loan/client.hpp
 //
 // The client side of zero-copy file loans (see loan/server.hpp and docs/ipc.md, "Loans across the
-// process boundary"). A client connects to a loan server, receives its cache arena once (a memfd,
-// mapped read-only and MAP_PRIVATE), opens files and borrows byte ranges of them: a `lease` is a
+// process boundary"). A client connects to a loan server, reserves an address range the size of
+// its cache arena, and maps into it, read-only and MAP_PRIVATE, the memfd of each cache buffer it
+// is lent (one memfd per buffer, sent with the borrow that first needs it; docs/ipc.md, "What a
+// loan client can read"), opens files and borrows byte ranges of them: a `lease` is a
 // list of read-only spans straight into the server's cache buffers, pinned for us until the lease
 // is given back. With a server that allows it, put() writes a file from a stream of the caller's
 // (local ingest; docs/ipc.md, "Local ingest (put)").
@@ -107,7 +109,9 @@ public:
     // Borrows [offset, offset + length) of `f`. The lease may be shorter than asked: clamped at the
     // end of the file, at `max_extents` buffers, at the client's allowance on the server and at the
     // size of its cache (loop for more). At the end of the file the lease is empty. Blocks while
-    // the server reads misses. Any thread.
+    // the server reads misses. Any thread; the borrows of one client run one at a time (a reply
+    // may bring a buffer's memfd that the next borrow relies on): threads that borrow in
+    // parallel want a client each.
     // Errors: out_of_range (offset past the end), full (allowance or lease count used up: give
     // leases back), no_buffers (every cache buffer is pinned: retry after leases come back),
     // not_found (`f` is closed or belongs to another client), io_error / file_changed (storage),

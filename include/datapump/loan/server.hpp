@@ -11,7 +11,10 @@
 //                ──owns──> when `writable`: the put service (an io::event_loop thread, the arena
 //                          registered with its ring) for local ingest
 //
-// A client maps the arena once (MAP: the memfd, reopened read-only, travels with the reply), opens
+// A client learns the arena's geometry (MAP), receives the memfd of each buffer it is lent with
+// the borrow that first lends it (one memfd per buffer, reopened read-only; a buffer refilled with
+// other data gets a fresh memfd first, so a client never reads what it was not lent: docs/ipc.md,
+// "What a loan client can read"), opens
 // files by path beneath the root (OPEN), and borrows byte ranges (BORROW): the server pins the
 // cache buffers holding them (read_loans kept in the connection's lease table) and answers with
 // their arena offsets. GIVE_BACK unpins. Each lease has a deadline (`lease_time`); the timer

@@ -1,7 +1,11 @@
 #include "datapump/buffer/arena.hpp"
 #include "datapump/buffer/buffer_ref.hpp"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <gtest/gtest.h>
 
@@ -30,6 +34,56 @@ TEST(arena, memfd_is_sized_and_buffers_are_page_aligned) {
         EXPECT_EQ(a->index_of(a->data(i).data() + 100), i);
     }
     EXPECT_EQ(a->index_of(&st), no_index);
+}
+
+TEST(arena, memfd_per_buffer_gives_each_buffer_its_own_memfd_behind_one_contiguous_range) {
+    auto a = arena::create({.buffer_size = 8192, .buffer_count = 3, .memfd_per_buffer = true}).value();
+    EXPECT_TRUE(a->memfd_per_buffer());
+    EXPECT_EQ(a->fd(), -1);
+    for (std::uint32_t i = 0; i < a->count(); ++i) {
+        std::memset(a->data(i).data(), 'a' + static_cast<int>(i), 8192);
+    }
+    for (std::uint32_t i = 0; i < a->count(); ++i) {
+        struct stat st {};
+        ASSERT_EQ(::fstat(a->buffer_fd(i), &st), 0);
+        EXPECT_EQ(st.st_size, 8192);
+        char c = 0;
+        ASSERT_EQ(::pread(a->buffer_fd(i), &c, 1, 8191), 1);
+        EXPECT_EQ(c, 'a' + static_cast<int>(i));  // the memfd holds exactly this buffer's bytes
+    }
+}
+
+TEST(arena, an_exported_buffer_gets_a_fresh_memfd_when_claimed_and_the_old_one_is_emptied) {
+    auto a = arena::create({.buffer_size = 8192, .buffer_count = 2, .memfd_per_buffer = true}).value();
+    ASSERT_TRUE(a->try_claim_free(0));
+    std::memset(a->data(0).data(), 'x', 8192);
+    a->publish(0, 1);
+    const std::uint32_t epoch = a->buffer_epoch(0);
+    const int held = ::dup(a->buffer_fd(0));  // what a client would hold
+    a->mark_exported(0);
+    a->unpin(0);
+    // Not exported: a claim keeps the memfd.
+    ASSERT_TRUE(a->try_claim_free(1));
+    const int fd1 = a->buffer_fd(1);
+    EXPECT_TRUE(a->renew_if_exported(1));
+    EXPECT_EQ(a->buffer_fd(1), fd1);
+    // Exported: reclaimed and reused, it gets a fresh zeroed memfd; the held one reads zeros.
+    ASSERT_TRUE(a->try_reclaim(0));
+    a->reuse_reclaimed(0);
+    ASSERT_TRUE(a->renew_if_exported(0));
+    EXPECT_NE(a->buffer_epoch(0), epoch);
+    EXPECT_EQ(static_cast<char>(a->data(0)[100]), 0);
+    std::memset(a->data(0).data(), 'y', 8192);
+    char c = 0;
+    ASSERT_EQ(::pread(a->buffer_fd(0), &c, 1, 5), 1);
+    EXPECT_EQ(c, 'y');
+    ASSERT_EQ(::pread(held, &c, 1, 5), 1);
+    EXPECT_EQ(c, 0) << "the old memfd must neither keep the old bytes nor see the new ones";
+    // A second renew without a new export keeps it.
+    const std::uint32_t fresh = a->buffer_epoch(0);
+    EXPECT_TRUE(a->renew_if_exported(0));
+    EXPECT_EQ(a->buffer_epoch(0), fresh);
+    ::close(held);
 }
 
 TEST(arena, state_machine) {

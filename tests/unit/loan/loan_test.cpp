@@ -545,6 +545,49 @@ struct child {
     }
 };
 
+// A file of `size` bytes repeating `unit`.
+void write_text_file(const std::string& path, std::string_view unit, std::size_t size) {
+    std::string bytes;
+    while (bytes.size() < size) {
+        bytes.append(unit);
+    }
+    bytes.resize(size);
+    std::ofstream out(path, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(out.good());
+}
+
+TEST(loan, a_client_cannot_read_a_file_it_never_opened_through_anything_it_holds) {
+    // Client 1 (a helper process) borrows all of A, which fills every buffer of a 4-buffer cache,
+    // and gives it back. Client 2 then borrows all of B, which lands in those same buffers. Client
+    // 1 then reads everything it can reach through the server's memfds (its mappings, and every
+    // such descriptor mapped afresh) and must not find B's bytes.
+    files f;
+    write_text_file(f.root() + "/a", "file-A-bytes", 4 * buffer);
+    write_text_file(f.root() + "/b", "SECRET-of-B!", 4 * buffer);
+    auto srv = start(config_for(f, "isolation", 4));
+    ASSERT_TRUE(srv);
+    child helper(std::string(srv->endpoint()), "a", "scan");
+    ASSERT_TRUE(helper.ready());
+    ASSERT_TRUE(wait_until([&] { return srv->stats().pinned_buffers == 0; }, 5s));
+    auto c = connect_to(*srv);
+    ASSERT_TRUE(c);
+    auto fb = c->open("b").value();
+    std::vector<lease> held;
+    for (std::uint64_t at = 0; at < fb.size();) {
+        auto l = c->borrow(fb, at, fb.size() - at);
+        ASSERT_TRUE(l.has_value()) << describe(l.error());
+        ASSERT_FALSE(l->empty());
+        at += l->size();
+        held.push_back(std::move(*l));
+    }
+    EXPECT_EQ(srv->stats().pinned_buffers, 4U);  // every buffer A was in now holds B
+    ASSERT_EQ(::kill(helper.pid, SIGUSR1), 0);
+    const int status = helper.reap();
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the client that opened only A read B's bytes; 4: its scan saw nothing";
+}
+
 TEST(loan, a_killed_client_loses_its_leases) {
     files dir;
     dir.add("a", 8, 4 * buffer);

@@ -39,6 +39,11 @@ enum class msg : std::uint32_t {
 // command flags (besides layout.hpp's flag_worker)
 inline constexpr std::uint32_t flag_prepared_output = 1U << 2;  // payload = input area + output area
 
+// welcome flags
+// The server refused this peer (its credentials, peer_rule): status is -EACCES and the server
+// closes the connection right after this message.
+inline constexpr std::uint32_t welcome_refused = 1U << 0;
+
 // reply flags
 inline constexpr std::uint32_t reply_for_slot = 1U << 0;  // token is a slot index, not a backup token
 inline constexpr std::uint32_t reply_bad = 1U << 1;       // the server refused the command itself
