@@ -2,7 +2,7 @@
 // validation of everything the client wrote, the in-process registry. See docs/ipc.md.
 #include "datapump/ipc/server.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/ipc/internal/direct.hpp"
 #include "datapump/ipc/internal/segment.hpp"
 #include "datapump/ipc/internal/wire.hpp"

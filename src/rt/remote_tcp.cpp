@@ -16,7 +16,7 @@
 #include "system_state.hpp"
 #include "wire.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/base/unique_fd.hpp"
 
 #include <arpa/inet.h>

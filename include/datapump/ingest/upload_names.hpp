@@ -8,10 +8,13 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::ingest {
 
@@ -28,3 +31,4 @@ namespace datapump::ingest {
 [[nodiscard]] result<std::uint64_t> remove_leftovers(const std::string& root);
 
 }  // namespace datapump::ingest
+DATAPUMP_API_END

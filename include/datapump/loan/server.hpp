@@ -45,6 +45,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/ipc/server.hpp"
 
@@ -53,6 +54,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::loan {
 
@@ -125,7 +128,7 @@ public:
     [[nodiscard]] server_stats stats() const;
     [[nodiscard]] std::string_view endpoint() const;
 
-    class impl;
+    class DATAPUMP_INTERNAL impl;
 
 private:
     explicit server(std::unique_ptr<impl> impl);
@@ -133,3 +136,4 @@ private:
 };
 
 }  // namespace datapump::loan
+DATAPUMP_API_END

@@ -16,6 +16,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -25,6 +26,8 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::stream {
 
@@ -89,3 +92,4 @@ private:
 };
 
 }  // namespace datapump::stream
+DATAPUMP_API_END

@@ -2,7 +2,7 @@
 // the VCR controls applied between sends. See connection.hpp for the lifetime rules.
 #include "connection.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <fcntl.h>
 #include <liburing.h>

@@ -10,7 +10,7 @@
 #include "connection.hpp"
 
 #include "datapump/base/check.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/ingest/upload_names.hpp"
 
 #include <sys/socket.h>
