@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the debug build (all tests), the
 # ASan+UBSan build (all tests), the TSan build (the concurrent tests), a clang-16 build (all
-# tests), and clang-tidy-16 over src/ with .clang-tidy (warnings are errors).
+# tests), plain Release builds with GCC and clang-16 (what a user builds), and clang-tidy-16 over
+# src/ with .clang-tidy (warnings are errors). The debug build's tests include
+# install_examples_out_of_tree: install, then the examples built against the installed package.
 # Exit code 0 only if every build and every test passed. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,28 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 for preset in ${DATAPUMP_PRESETS:-debug asan tsan clang}; do
   run_preset "$preset"
+done
+
+# The build a user runs (README, "Building by hand"): plain CMake, -DCMAKE_BUILD_TYPE=Release
+# (-O3), no preset, with GCC and with clang. The library, the programs and the examples, with
+# warnings as errors here (a plain build does not make them errors; CI must see them).
+run_plain_release() {
+  local cxx=$1
+  local dir=build/plain-release-${cxx}
+  echo "=== plain Release build with ${cxx}"
+  if cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
+       -DDATAPUMP_WERROR=ON -DDATAPUMP_BUILD_TESTS=OFF -DDATAPUMP_BUILD_BENCH=OFF >/dev/null &&
+     cmake --build "$dir" -j "$jobs"; then
+    summary+=("plain Release (${cxx}): built")
+    passed=$((passed + 1))
+  else
+    summary+=("plain Release (${cxx}): FAILED")
+    failed=$((failed + 1))
+    status=1
+  fi
+}
+for cxx in ${DATAPUMP_PLAIN_COMPILERS-g++ clang++-16}; do
+  run_plain_release "$cxx"
 done
 
 run_tidy() {

@@ -1,7 +1,7 @@
 #include "datapump/base/accept_guard.hpp"
 
 #include "datapump/base/error.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>

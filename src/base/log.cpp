@@ -1,4 +1,4 @@
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <string>
 

@@ -1,8 +1,10 @@
 #include "read_command.hpp"
 
 #include "datapump/fs/registry.hpp"
+#include "units.hpp"
 
 #include <fcntl.h>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -67,10 +70,7 @@ int run_read(const read_options& o) {
     cfg.buffers.buffer_count = std::max<std::size_t>(2, std::size_t{o.cache_mib} * 1024 / o.buffer_kib);
     cfg.readahead_blocks = o.readahead;
     cfg.prefetch_batch = std::max<std::uint32_t>(1, std::min<std::uint32_t>(o.readahead, 16));
-    if (cfg.buffers.buffer_size % 4096 != 0) {
-        std::fprintf(stderr, "datapump read: --buffer-kib must be a multiple of 4 (O_DIRECT alignment)\n");
-        return 1;
-    }
+    // --buffer-kib is a multiple of 4 (checked as a usage error by main.cpp).
     auto cache = cache::file_cache::create(cfg);
     if (!cache) {
         std::fprintf(stderr, "datapump read: cannot create the cache: %s\n", describe(cache.error()).c_str());
@@ -101,6 +101,11 @@ int run_read(const read_options& o) {
     const std::uint64_t disk_before = process_disk_read_bytes();
     const double cpu_before = cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
+    std::atomic<std::uint64_t> delivered{0};  // all readers' bytes so far, for the progress line
+    std::optional<progress_line> progress;
+    if (progress_wanted(o.progress, STDERR_FILENO)) {
+        progress.emplace(stderr, "reading " + o.path, size * o.readers, delivered);
+    }
     std::vector<reader_result> results(o.readers);
     std::vector<std::thread> threads;
     for (std::uint32_t r = 0; r < o.readers; ++r) {
@@ -123,7 +128,9 @@ int run_read(const read_options& o) {
                 if (loans->empty()) {
                     return;
                 }
+                std::uint64_t step = 0;
                 for (const auto& l : *loans) {
+                    step += l.size();
                     if (o.checksum) {
                         res.checksum = mix_in(res.checksum, l.bytes());
                     }
@@ -139,11 +146,15 @@ int run_read(const read_options& o) {
                         }
                     }
                 }
+                delivered.fetch_add(step, std::memory_order_relaxed);
             }
         });
     }
     for (auto& t : threads) {
         t.join();
+    }
+    if (progress) {
+        progress->finish();
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double cpu = cpu_seconds() - cpu_before;
@@ -166,35 +177,77 @@ int run_read(const read_options& o) {
             failed = true;
         }
     }
+    if (s.loans_out != 0 || (*cache)->buffers().pinned_buffers() != 0) {
+        std::fprintf(stderr, "datapump read: internal error: loans or pins outstanding after the run\n");
+        failed = true;
+    }
     const double gib = static_cast<double>(total) / (1024.0 * 1024.0 * 1024.0);
-    const double mbps = static_cast<double>(total) / seconds / 1e6;
-    if (o.machine) {
+    const double rate = seconds > 0 ? static_cast<double>(total) / seconds : 0.0;
+    const double cpu_per_gib = gib > 0 ? cpu / gib : 0.0;
+    const bool ok = !failed && mismatches == 0 && same_checksum && total == size * o.readers;
+    const std::string provider(inst->provider_name());
+    if (o.json) {
+        nlohmann::ordered_json j;
+        j["path"] = o.path;
+        j["provider"] = provider;
+        j["readers"] = o.readers;
+        j["file_bytes"] = size;
+        j["bytes"] = total;
+        j["seconds"] = seconds;
+        j["bytes_per_second"] = rate;
+        j["cpu_seconds"] = cpu;
+        j["cpu_seconds_per_gib"] = cpu_per_gib;
+        j["loans"] = loans;
+        j["buffer_bytes"] = std::uint64_t{o.buffer_kib} * 1024;
+        j["hits"] = s.hits;
+        j["misses"] = s.misses;
+        j["fallbacks"] = s.fallbacks;
+        j["evictions"] = s.evictions;
+        j["waits"] = s.waits;
+        j["prefetch_reads"] = s.prefetch_reads;
+        j["disk_reads"] = s.disk_reads;
+        j["disk_read_bytes"] = s.disk_read_bytes;
+        j["os_read_bytes"] = disk_bytes;
+        if (o.checksum) {
+            char hex[17] = {};
+            std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(results[0].checksum));
+            j["checksum"] = hex;
+            j["readers_agree"] = same_checksum;
+        } else {
+            j["checksum"] = nullptr;
+        }
+        j["verified"] = o.verify;
+        j["mismatches"] = mismatches;
+        j["ok"] = ok;
+        std::printf("%s\n", j.dump(2).c_str());
+    } else if (o.machine) {
         std::printf("provider=%s\nreaders=%u\nfile_bytes=%llu\nbytes=%llu\nseconds=%.6f\nMBps=%.1f\n"
                     "cpu_seconds=%.4f\ncpu_s_per_gib=%.4f\nloans=%llu\nhits=%llu\nmisses=%llu\n"
                     "fallbacks=%llu\ndisk_reads=%llu\ndisk_read_bytes=%llu\nos_read_bytes=%llu\n"
                     "prefetch_reads=%llu\nevictions=%llu\nwaits=%llu\nmismatches=%llu\n",
-                    std::string(inst->provider_name()).c_str(), o.readers,
+                    provider.c_str(), o.readers,
                     static_cast<unsigned long long>(size), static_cast<unsigned long long>(total), seconds,
-                    mbps, cpu, gib > 0 ? cpu / gib : 0.0, static_cast<unsigned long long>(loans),
+                    rate / 1e6, cpu, cpu_per_gib, static_cast<unsigned long long>(loans),
                     static_cast<unsigned long long>(s.hits), static_cast<unsigned long long>(s.misses),
                     static_cast<unsigned long long>(s.fallbacks), static_cast<unsigned long long>(s.disk_reads),
                     static_cast<unsigned long long>(s.disk_read_bytes), static_cast<unsigned long long>(disk_bytes),
                     static_cast<unsigned long long>(s.prefetch_reads), static_cast<unsigned long long>(s.evictions),
                     static_cast<unsigned long long>(s.waits), static_cast<unsigned long long>(mismatches));
     } else {
-        std::printf("read %s through the '%s' provider: %u reader(s), %llu bytes each\n", o.path.c_str(),
-                    std::string(inst->provider_name()).c_str(), o.readers, static_cast<unsigned long long>(size));
-        std::printf("  delivered   %llu bytes in %llu loans (buffers of %u KiB), %.3f s, %.0f MB/s, %.3f CPU-s/GiB\n",
-                    static_cast<unsigned long long>(total), static_cast<unsigned long long>(loans), o.buffer_kib,
-                    seconds, mbps, gib > 0 ? cpu / gib : 0.0);
+        std::printf("read %s through the '%s' provider: %u reader(s), %s each\n", o.path.c_str(), provider.c_str(),
+                    o.readers, human_bytes(size).c_str());
+        std::printf("  delivered   %s in %llu loans (buffers of %s), %.3f s, %s, %.3f CPU-s/GiB\n",
+                    human_bytes(total).c_str(), static_cast<unsigned long long>(loans),
+                    human_bytes(std::uint64_t{o.buffer_kib} * 1024).c_str(), seconds, human_rate(rate).c_str(),
+                    cpu_per_gib);
         std::printf("  cache       %llu hits, %llu misses, %llu fallbacks, %llu evictions, %llu waits\n",
                     static_cast<unsigned long long>(s.hits), static_cast<unsigned long long>(s.misses),
                     static_cast<unsigned long long>(s.fallbacks), static_cast<unsigned long long>(s.evictions),
                     static_cast<unsigned long long>(s.waits));
-        std::printf("  disk        %llu block reads, %llu bytes (%.3f x the file; the kernel counted %llu bytes)\n",
-                    static_cast<unsigned long long>(s.disk_reads), static_cast<unsigned long long>(s.disk_read_bytes),
+        std::printf("  disk        %llu block reads, %s (%.3f x the file; the kernel counted %s)\n",
+                    static_cast<unsigned long long>(s.disk_reads), human_bytes(s.disk_read_bytes).c_str(),
                     size > 0 ? static_cast<double>(s.disk_read_bytes) / static_cast<double>(size) : 0.0,
-                    static_cast<unsigned long long>(disk_bytes));
+                    human_bytes(disk_bytes).c_str());
         std::printf("  prefetch    %llu blocks read ahead\n", static_cast<unsigned long long>(s.prefetch_reads));
         if (o.checksum) {
             std::printf("  checksum    %016llx%s\n", static_cast<unsigned long long>(results[0].checksum),
@@ -204,11 +257,7 @@ int run_read(const read_options& o) {
             std::printf("  verify      %s\n", mismatches == 0 ? "byte-exact against pread" : "MISMATCHES FOUND");
         }
     }
-    if (s.loans_out != 0 || (*cache)->buffers().pinned_buffers() != 0) {
-        std::fprintf(stderr, "datapump read: internal error: loans or pins outstanding after the run\n");
-        failed = true;
-    }
-    return failed || mismatches != 0 || !same_checksum || total != size * o.readers ? 1 : 0;
+    return ok ? 0 : 1;
 }
 
 }  // namespace datapump::cli

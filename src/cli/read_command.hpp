@@ -1,6 +1,8 @@
 // The `datapump read` command: N readers of one file through the shared cache.
 #pragma once
 
+#include "progress.hpp"
+
 #include <cstdint>
 #include <string>
 
@@ -17,8 +19,10 @@ struct read_options {
     std::uint32_t chunk_kib = 1024;
     bool checksum = true;      // touch every byte (a consumer would); off for benchmarks
     bool verify = false;       // compare every byte with pread of the same file
-    bool machine = false;      // key=value lines for scripts
+    bool json = false;         // one JSON object on stdout, for scripts
+    bool machine = false;      // key=value lines (deprecated: --json)
     bool no_fixed = false;     // direct: no registered buffers
+    progress_mode progress = progress_mode::automatic;  // the progress line on stderr
 };
 
 // Runs the command; returns the process exit code (0 ok, 1 failure). Prints its report.

@@ -4,7 +4,7 @@
 // asynchronous logger, so the event loops never wait on the terminal), starts the server and
 // waits for SIGTERM or SIGINT; then it stops accepting, gives streams the grace period and exits.
 #include "config/config.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/http/server.hpp"
 
 #include <spdlog/async.h>

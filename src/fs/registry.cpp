@@ -4,7 +4,7 @@
 #include "engine_state.hpp"
 
 #include "datapump/base/check.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -1,7 +1,7 @@
 #include "datapump/io/event_loop.hpp"
 
 #include "datapump/base/check.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <liburing.h>
 #include <sys/eventfd.h>

@@ -1,6 +1,6 @@
 #include "datapump/io/features.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <liburing.h>
 

@@ -1,7 +1,7 @@
 #include "datapump/io/ring_pool.hpp"
 
 #include "datapump/base/check.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 namespace datapump::io {
 

@@ -2,7 +2,7 @@
 // path, death handling, the in-process path. See docs/ipc.md.
 #include "datapump/ipc/client.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/ipc/internal/direct.hpp"
 #include "datapump/ipc/internal/segment.hpp"
 #include "datapump/ipc/internal/wire.hpp"

@@ -1,7 +1,7 @@
 // Local peers: SO_PEERCRED, the allow rule and the refusal. See ipc/internal/peer.hpp.
 #include "datapump/ipc/internal/peer.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/ipc/internal/wire.hpp"
 
 #include <unistd.h>

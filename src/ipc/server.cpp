@@ -3,7 +3,7 @@
 #include "datapump/ipc/server.hpp"
 
 #include "datapump/base/accept_guard.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/ipc/internal/direct.hpp"
 #include "datapump/ipc/internal/peer.hpp"
 #include "datapump/ipc/internal/segment.hpp"

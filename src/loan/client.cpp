@@ -2,7 +2,7 @@
 // reclaim handler. See loan/client.hpp for the rule this file implements.
 #include "datapump/loan/client.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/base/unique_fd.hpp"
 #include "datapump/ipc/client.hpp"
 #include "protocol.hpp"

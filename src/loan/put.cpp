@@ -4,7 +4,7 @@
 #include "put.hpp"
 
 #include "datapump/base/check.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/ingest/upload_names.hpp"
 
 #include <algorithm>

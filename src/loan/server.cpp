@@ -3,7 +3,7 @@
 // docs/ipc.md ("Loans across the process boundary").
 #include "datapump/loan/server.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/fs/registry.hpp"
 #include "protocol.hpp"
 #include "put.hpp"

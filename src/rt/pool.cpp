@@ -1,6 +1,6 @@
 #include "pool.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>

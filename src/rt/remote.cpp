@@ -4,7 +4,7 @@
 #include "system_state.hpp"
 #include "wire.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <fmt/format.h>
 

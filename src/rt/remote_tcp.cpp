@@ -26,7 +26,7 @@
 #include "wire.hpp"
 
 #include "datapump/base/accept_guard.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/base/unique_fd.hpp"
 
 #include <arpa/inet.h>

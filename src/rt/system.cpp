@@ -9,7 +9,7 @@
 #include "system_state.hpp"
 #include "vp.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/io/event_loop.hpp"
 
 #include <fmt/format.h>

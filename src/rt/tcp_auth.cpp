@@ -1,7 +1,7 @@
 // The shared key and the HMAC proofs of inter-machine rt links (tcp_auth.hpp).
 #include "tcp_auth.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>

@@ -1,6 +1,6 @@
 #include "vp.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <linux/futex.h>
 #include <pthread.h>

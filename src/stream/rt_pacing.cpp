@@ -1,6 +1,6 @@
 #include "datapump/stream/rt_pacing.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <fmt/format.h>
 

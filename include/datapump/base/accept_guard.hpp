@@ -18,12 +18,15 @@
 // shed() may be read from any thread (relaxed counters).
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/base/unique_fd.hpp"
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump {
 
@@ -74,3 +77,4 @@ private:
 };
 
 }  // namespace datapump
+DATAPUMP_API_END

@@ -1,7 +1,11 @@
 // File: datapump/base/cacheline.hpp
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <cstddef>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump {
 
@@ -10,3 +14,4 @@ namespace datapump {
 inline constexpr std::size_t cacheline_size = 64;
 
 }  // namespace datapump
+DATAPUMP_API_END

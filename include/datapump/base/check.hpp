@@ -4,7 +4,11 @@
 // never an error returned to a caller (those are for conditions the caller can act on).
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <source_location>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump {
 
@@ -12,6 +16,7 @@ namespace datapump {
                                  std::source_location where = std::source_location::current());
 
 }  // namespace datapump
+DATAPUMP_API_END
 
 // Checked in every build: the cost is a compare and a never-taken branch.
 #define DP_CHECK(cond)                                   \

@@ -12,8 +12,11 @@
 #include <cerrno>
 #include <cstdint>
 #include "datapump/base/expected.hpp"
+#include "datapump/base/export.hpp"
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump {
 
@@ -62,3 +65,4 @@ using result = std::expected<T, error>;
 [[nodiscard]] std::string describe(const error& e, std::string_view subject = {});
 
 }  // namespace datapump
+DATAPUMP_API_END

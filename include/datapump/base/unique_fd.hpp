@@ -3,9 +3,13 @@
 // Owns one file descriptor and closes it when dropped. Move-only.
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <unistd.h>
 
 #include <utility>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump {
 
@@ -43,3 +47,4 @@ private:
 };
 
 }  // namespace datapump
+DATAPUMP_API_END

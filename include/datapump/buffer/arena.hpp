@@ -28,6 +28,7 @@
 
 #include "datapump/base/cacheline.hpp"
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/base/unique_fd.hpp"
 
 #include <atomic>
@@ -35,6 +36,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::buffer {
 
@@ -183,3 +186,4 @@ private:
 };
 
 }  // namespace datapump::buffer
+DATAPUMP_API_END

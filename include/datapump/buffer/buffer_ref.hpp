@@ -14,11 +14,14 @@
 // may live on different threads.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/buffer/arena.hpp"
 
 #include <cstdint>
 #include <span>
 #include <utility>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::buffer {
 
@@ -107,3 +110,4 @@ private:
 };
 
 }  // namespace datapump::buffer
+DATAPUMP_API_END

@@ -10,10 +10,13 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::cache {
 
@@ -47,3 +50,4 @@ public:
 };
 
 }  // namespace datapump::cache
+DATAPUMP_API_END

@@ -22,6 +22,7 @@
 // path: it never blocks, never allocates and makes no system call. Everything else may block.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/buffer/arena.hpp"
 #include "datapump/buffer/buffer_ref.hpp"
 #include "datapump/cache/counters.hpp"
@@ -31,6 +32,8 @@
 #include <mutex>
 #include <optional>
 #include <variant>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::cache {
 
@@ -146,3 +149,4 @@ private:
 };
 
 }  // namespace datapump::cache
+DATAPUMP_API_END

@@ -15,10 +15,13 @@
 #pragma once
 
 #include "datapump/base/cacheline.hpp"
+#include "datapump/base/export.hpp"
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::cache {
 
@@ -87,3 +90,4 @@ private:
 };
 
 }  // namespace datapump::cache
+DATAPUMP_API_END

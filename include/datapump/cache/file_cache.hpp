@@ -25,6 +25,7 @@
 // futex wake when the prefetch thread sleeps; see prefetch_mailbox.hpp).
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/cache/block_io.hpp"
 #include "datapump/cache/buffer_cache.hpp"
 #include "datapump/cache/loans.hpp"
@@ -35,6 +36,8 @@
 #include <optional>
 #include <span>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::cache {
 
@@ -237,7 +240,7 @@ public:
     void quiesce();
 
 private:
-    struct impl;
+    struct DATAPUMP_INTERNAL impl;
     friend class reader;
     friend class writer;
     friend class write_loan;
@@ -252,3 +255,4 @@ private:
 };
 
 }  // namespace datapump::cache
+DATAPUMP_API_END

@@ -13,11 +13,14 @@
 // Thread-safety: a loan is used by one thread at a time and may move between threads.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/buffer/buffer_ref.hpp"
 #include "datapump/cache/counters.hpp"
 
 #include <cstdint>
 #include <span>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::cache {
 
@@ -86,3 +89,4 @@ private:
 };
 
 }  // namespace datapump::cache
+DATAPUMP_API_END

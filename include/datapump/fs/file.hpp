@@ -20,6 +20,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/fs/provider.hpp"
 
@@ -29,11 +30,17 @@
 #include <string>
 #include <vector>
 
+DATAPUMP_API_BEGIN
+
 namespace datapump::fs {
 
+// Private state defined under src/: declared outside the exported region (the library's
+// default, hidden), so that nothing of it is exported.
+DATAPUMP_API_END
 namespace detail {
 struct file_state;
 }  // namespace detail
+DATAPUMP_API_BEGIN
 
 class file {
 public:
@@ -105,3 +112,4 @@ private:
 };
 
 }  // namespace datapump::fs
+DATAPUMP_API_END

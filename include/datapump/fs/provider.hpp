@@ -75,6 +75,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/cache/block_io.hpp"
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/cache/loans.hpp"
@@ -82,6 +83,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::fs {
 
@@ -212,3 +215,4 @@ struct provider_ops {
 };
 
 }  // namespace datapump::fs
+DATAPUMP_API_END

@@ -17,6 +17,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/fs/file.hpp"
 #include "datapump/fs/provider.hpp"
 
@@ -26,12 +27,18 @@
 #include <string_view>
 #include <vector>
 
+DATAPUMP_API_BEGIN
+
 namespace datapump::fs {
 
+// Private state defined under src/: declared outside the exported region (the library's
+// default, hidden), so that nothing of it is exported.
+DATAPUMP_API_END
 namespace detail {
 struct provider_record;
 struct instance_state;
 }  // namespace detail
+DATAPUMP_API_BEGIN
 
 struct instance_config {
     std::string root;                     // directory the instance serves; paths resolve beneath it
@@ -122,3 +129,4 @@ private:
 [[nodiscard]] result<void> check_provider(const provider_ops* ops);
 
 }  // namespace datapump::fs
+DATAPUMP_API_END

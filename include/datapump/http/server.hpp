@@ -20,6 +20,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/http/views.hpp"
 #include "datapump/ingest/publisher.hpp"
 #include "datapump/stream/stream_table.hpp"
@@ -29,6 +30,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -174,7 +177,7 @@ public:
     // does nothing.
     [[nodiscard]] stream::stream_table& streams_table();
 
-    struct state;
+    struct DATAPUMP_INTERNAL state;
 
 private:
     explicit server(std::unique_ptr<state> s);
@@ -182,3 +185,4 @@ private:
 };
 
 }  // namespace datapump::http
+DATAPUMP_API_END

@@ -14,11 +14,15 @@
 // bytes that are not UTF-8 become U+FFFD in JSON, so rendering cannot fail.
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -169,3 +173,4 @@ struct server_view {
     std::string_view url_path, const std::vector<std::pair<std::string, std::uint64_t>>& entries);
 
 }  // namespace datapump::http
+DATAPUMP_API_END

@@ -19,6 +19,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/fs/file.hpp"
 #include "datapump/io/event_loop.hpp"
@@ -28,6 +29,8 @@
 #include <functional>
 #include <memory>
 #include <span>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::ingest {
 
@@ -121,9 +124,10 @@ public:
     void cancel(error why);
 
 private:
-    struct impl;
+    struct DATAPUMP_INTERNAL impl;
     explicit job(std::unique_ptr<impl> state);
     std::unique_ptr<impl> impl_;
 };
 
 }  // namespace datapump::ingest
+DATAPUMP_API_END

@@ -22,6 +22,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/fs/file.hpp"
 #include "datapump/fs/registry.hpp"
 
@@ -35,6 +36,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::ingest {
 
@@ -109,3 +112,4 @@ private:
 };
 
 }  // namespace datapump::ingest
+DATAPUMP_API_END

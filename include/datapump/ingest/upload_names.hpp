@@ -16,12 +16,15 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/fs/file.hpp"
 #include "datapump/fs/registry.hpp"
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::ingest {
 
@@ -54,3 +57,4 @@ struct temp_file {
 [[nodiscard]] result<temp_file> create_temp(fs::provider_instance& instance, std::string_view path);
 
 }  // namespace datapump::ingest
+DATAPUMP_API_END

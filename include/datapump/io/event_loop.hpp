@@ -22,6 +22,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/buffer/arena.hpp"
 
 #include <atomic>
@@ -34,6 +35,8 @@
 #include <string>
 #include <span>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 struct io_uring_sqe;
 
@@ -160,7 +163,7 @@ public:
     static constexpr std::uint32_t zc_copied_bit = 1U << 31;
 
 private:
-    struct impl;
+    struct DATAPUMP_INTERNAL impl;
     explicit event_loop(std::unique_ptr<impl> state, unsigned index);
     io_uring_sqe* next_sqe();
     void fire_timers(clock::time_point now);
@@ -186,3 +189,4 @@ private:
 };
 
 }  // namespace datapump::io
+DATAPUMP_API_END

@@ -17,6 +17,10 @@
 // Thread-safety: every function may be called from any thread.
 #pragma once
 
+#include "datapump/base/export.hpp"
+
+DATAPUMP_API_BEGIN
+
 namespace datapump::io {
 
 struct kernel_features {
@@ -39,3 +43,4 @@ struct kernel_features {
 void log_features_once(const kernel_features& features);
 
 }  // namespace datapump::io
+DATAPUMP_API_END

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/buffer/arena.hpp"
 #include "datapump/io/features.hpp"
 
@@ -22,6 +23,8 @@
 #include <memory>
 #include <span>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::io {
 
@@ -69,7 +72,7 @@ public:
                                                                 unsigned depth = default_depth);
 
 private:
-    struct impl;
+    struct DATAPUMP_INTERNAL impl;
     ring(std::unique_ptr<impl> state, unsigned entries);
     [[nodiscard]] bool fits_fixed(const read_op& op) const;
 
@@ -79,3 +82,4 @@ private:
 };
 
 }  // namespace datapump::io
+DATAPUMP_API_END

@@ -17,6 +17,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/buffer/arena.hpp"
 #include "datapump/io/ring.hpp"
 
@@ -27,6 +28,8 @@
 #include <optional>
 #include <utility>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::io {
 
@@ -90,3 +93,4 @@ private:
 };
 
 }  // namespace datapump::io
+DATAPUMP_API_END

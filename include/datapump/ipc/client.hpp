@@ -25,6 +25,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/base/unique_fd.hpp"
 #include "datapump/ipc/wait.hpp"
 
@@ -35,6 +36,8 @@
 #include <span>
 #include <string_view>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::ipc {
 
@@ -136,7 +139,7 @@ public:
     // True once the server is known to be gone.
     [[nodiscard]] bool peer_gone() const;
 
-    class impl;
+    class DATAPUMP_INTERNAL impl;
 
 private:
     explicit client(std::unique_ptr<impl> impl);
@@ -144,3 +147,4 @@ private:
 };
 
 }  // namespace datapump::ipc
+DATAPUMP_API_END

@@ -25,6 +25,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/base/unique_fd.hpp"
 #include "datapump/ipc/wait.hpp"
 
@@ -37,6 +38,8 @@
 #include <span>
 #include <string_view>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::ipc {
 
@@ -148,7 +151,7 @@ public:
     [[nodiscard]] result<std::unique_ptr<server>> create(std::string_view endpoint, server_handlers handlers,
                                                          server_options options = {});
 
-    class impl;
+    class DATAPUMP_INTERNAL impl;
 
 private:
     explicit server_runtime(std::unique_ptr<impl> impl);
@@ -168,7 +171,7 @@ public:
     [[nodiscard]] server_stats stats() const;
     [[nodiscard]] std::string_view endpoint() const;
 
-    class impl;
+    class DATAPUMP_INTERNAL impl;
 
 private:
     friend class server_runtime;
@@ -177,3 +180,4 @@ private:
 };
 
 }  // namespace datapump::ipc
+DATAPUMP_API_END

@@ -3,8 +3,12 @@
 // How a side of a channel waits for the other: poll, poll then sleep, or sleep at once.
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <chrono>
 #include <cstdint>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::ipc {
 
@@ -20,3 +24,4 @@ struct wait_policy {
 };
 
 }  // namespace datapump::ipc
+DATAPUMP_API_END

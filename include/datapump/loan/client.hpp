@@ -46,12 +46,15 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::loan {
 
@@ -142,7 +145,7 @@ public:
     // True once the server is known to be gone (leases held keep their bytes).
     [[nodiscard]] bool server_gone() const;
 
-    class impl;
+    class DATAPUMP_INTERNAL impl;
 
 private:
     explicit client(std::shared_ptr<impl> impl);
@@ -180,7 +183,7 @@ private:
 // order (one per cache buffer). Move-only; dropping it gives it back.
 class lease {
 public:
-    struct record;
+    struct DATAPUMP_INTERNAL record;
 
     lease() = default;
     lease(lease&&) noexcept;
@@ -212,3 +215,4 @@ private:
 };
 
 }  // namespace datapump::loan
+DATAPUMP_API_END

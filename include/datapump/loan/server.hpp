@@ -48,6 +48,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/ipc/server.hpp"
 
@@ -56,6 +57,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::loan {
 
@@ -128,7 +131,7 @@ public:
     [[nodiscard]] server_stats stats() const;
     [[nodiscard]] std::string_view endpoint() const;
 
-    class impl;
+    class DATAPUMP_INTERNAL impl;
 
 private:
     explicit server(std::unique_ptr<impl> impl);
@@ -136,3 +139,4 @@ private:
 };
 
 }  // namespace datapump::loan
+DATAPUMP_API_END

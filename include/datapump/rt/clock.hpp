@@ -9,9 +9,13 @@
 // driving the system (which is also the thread running the upcalls).
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::rt {
 
@@ -67,3 +71,4 @@ private:
 };
 
 }  // namespace datapump::rt
+DATAPUMP_API_END

@@ -31,6 +31,7 @@
 // held_buffer may be moved to and released on any thread.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/rt/clock.hpp"
 
 #include <cstddef>
@@ -39,13 +40,19 @@
 #include <memory>
 #include <span>
 
+DATAPUMP_API_BEGIN
+
 namespace datapump::rt {
 
+// Private state defined under src/: declared outside the exported region (the library's
+// default, hidden), so that nothing of it is exported.
+DATAPUMP_API_END
 namespace detail {
 struct loan_record;
 struct job;
 class scheduler;
 }  // namespace detail
+DATAPUMP_API_BEGIN
 
 // A kept buffer: read-only bytes that stay valid until the handle is dropped, whether or not the
 // system reclaimed the pool's memory meanwhile.
@@ -122,3 +129,4 @@ private:
 using handler = std::function<void(upcall&)>;
 
 }  // namespace datapump::rt
+DATAPUMP_API_END

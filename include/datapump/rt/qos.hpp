@@ -8,11 +8,14 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::rt {
 
@@ -56,3 +59,4 @@ struct refusal {
 };
 
 }  // namespace datapump::rt
+DATAPUMP_API_END

@@ -26,6 +26,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 #include "datapump/rt/clock.hpp"
 #include "datapump/rt/handler.hpp"
 #include "datapump/rt/qos.hpp"
@@ -43,14 +44,20 @@
 #include <string_view>
 #include <vector>
 
+DATAPUMP_API_BEGIN
+
 namespace datapump::rt {
 
+// Private state defined under src/: declared outside the exported region (the library's
+// default, hidden), so that nothing of it is exported.
+DATAPUMP_API_END
 namespace detail {
 struct system_state;
 struct port_state;
 struct connection_state;
 struct remote;
 }  // namespace detail
+DATAPUMP_API_BEGIN
 
 // What the VPs ask the kernel for. Each step down is taken when the one before is refused, and
 // said in the log once per VP.
@@ -376,3 +383,4 @@ private:
 };
 
 }  // namespace datapump::rt
+DATAPUMP_API_END

@@ -9,10 +9,13 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <atomic>
 #include <cstdint>
 #include <string>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::stream {
 
@@ -71,3 +74,4 @@ private:
 };
 
 }  // namespace datapump::stream
+DATAPUMP_API_END

@@ -16,6 +16,7 @@
 // taken at accept, close, stream start and stream end only, never on the data path.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include <sys/socket.h>
 
 #include <array>
@@ -25,6 +26,8 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::stream {
 
@@ -143,3 +146,4 @@ private:
 [[nodiscard]] std::string describe(const client_refusal& r, const client_address& a);
 
 }  // namespace datapump::stream
+DATAPUMP_API_END

@@ -29,6 +29,7 @@
 // post to the owner (never block, never call rt). The rt_pacing must outlive its rt_streams.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/rt/system.hpp"
 
 #include <atomic>
@@ -38,6 +39,8 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::stream {
 
@@ -126,7 +129,7 @@ public:
 
 private:
     friend class rt_pacing;
-    struct record;
+    struct DATAPUMP_INTERNAL record;
     rt_stream(rt_pacing* owner, std::unique_ptr<record> r);
     rt_pacing* owner_ = nullptr;
     std::unique_ptr<record> record_;
@@ -173,3 +176,4 @@ private:
 };
 
 }  // namespace datapump::stream
+DATAPUMP_API_END

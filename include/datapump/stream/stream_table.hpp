@@ -16,6 +16,7 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -26,6 +27,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::stream {
 
@@ -99,3 +102,4 @@ private:
 };
 
 }  // namespace datapump::stream
+DATAPUMP_API_END

@@ -1,6 +1,6 @@
 #include "watcher.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <poll.h>
 #include <sys/eventfd.h>

@@ -6,7 +6,7 @@
 #include "builtin_providers.hpp"
 #include "common/local.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/io/ring_pool.hpp"
 
 #include <fcntl.h>

@@ -3,9 +3,13 @@
 #include "text.hpp"
 #include "datapump/base/check.hpp"
 
+#include <http_parser.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <new>
+#include <type_traits>
 #include <utility>
 
 namespace datapump::http {
@@ -139,12 +143,21 @@ int transfer_coding_status(const request& req) {
 
 }  // namespace
 
+http_parser* request_parser::native() {
+    // The header keeps http-parser's state as bytes (so that it does not include <http_parser.h>).
+    static_assert(sizeof(http_parser) <= sizeof(parser_storage));
+    static_assert(alignof(http_parser) <= alignof(parser_storage));
+    static_assert(std::is_trivially_copyable_v<http_parser>);
+    // An array of std::byte implicitly creates the trivially copyable http_parser inside it.
+    return std::launder(reinterpret_cast<http_parser*>(parser_.bytes));
+}
+
 request_parser::request_parser(parser_limits limits) : limits_(limits) {
     reset();
 }
 
 void request_parser::reset() {
-    http_parser_init(&parser_, HTTP_REQUEST);
+    http_parser_init(native(), HTTP_REQUEST);
     phase_ = phase::line;
     current_ = request{};
     head_bytes_ = 0;
@@ -200,7 +213,7 @@ parse_outcome request_parser::feed(std::span<const char> bytes) {
                     return failure(used + n);
                 }
                 chunk_event_ = chunk_event::none;
-                http_parser_pause(&parser_, 0);
+                http_parser_pause(native(), 0);
             }
             if (n > 0) {
                 previous_byte_ = segment[n - 1];
@@ -211,7 +224,7 @@ parse_outcome request_parser::feed(std::span<const char> bytes) {
                 phase_ = phase::complete;
                 return {parse_status::complete, used, 0, {}};
             }
-            if (static_cast<http_errno>(parser_.http_errno) != HPE_OK) {
+            if (static_cast<http_errno>(native()->http_errno) != HPE_OK) {
                 return parser_failure(used);
             }
             continue;
@@ -229,7 +242,7 @@ parse_outcome request_parser::feed(std::span<const char> bytes) {
         if (scan.length > 0) {
             const auto segment = rest.first(scan.length);
             n = execute(segment);
-            const auto err = static_cast<http_errno>(parser_.http_errno);
+            const auto err = static_cast<http_errno>(native()->http_errno);
             if (err == HPE_PAUSED && headers_done_) {
                 // Paused on the head's final LF, which is not consumed yet: it is the head's last
                 // byte and the first one the body phase feeds. http-parser takes any byte there.
@@ -240,12 +253,12 @@ parse_outcome request_parser::feed(std::span<const char> bytes) {
                 head_bytes_ += n + 1;
                 if (current_.body_follows) {
                     // The body is the caller's to read: the request ends with its head.
-                    current_.keep_alive = http_should_keep_alive(&parser_) != 0;
+                    current_.keep_alive = http_should_keep_alive(native()) != 0;
                     phase_ = phase::complete;
                     return {parse_status::complete, used + n + 1, 0, {}};
                 }
                 used += n;
-                http_parser_pause(&parser_, 0);
+                http_parser_pause(native(), 0);
                 phase_ = phase::body;
                 continue;
             }
@@ -259,7 +272,7 @@ parse_outcome request_parser::feed(std::span<const char> bytes) {
             case head_scan::stop::none:
                 break;
             case head_scan::stop::line_end:
-                if (parser_.http_major != 1 || parser_.http_minor > 1) {
+                if (native()->http_major != 1 || native()->http_minor > 1) {
                     fail_with(505, reason_version);
                     return failure(used);
                 }
@@ -376,8 +389,8 @@ std::size_t request_parser::execute(std::span<const char> bytes) {
         s.on_chunk_complete = &request_parser::on_chunk_complete;
         return s;
     }();
-    parser_.data = this;
-    return http_parser_execute(&parser_, &settings, bytes.data(), bytes.size());
+    native()->data = this;
+    return http_parser_execute(native(), &settings, bytes.data(), bytes.size());
 }
 
 int request_parser::on_url(http_parser* p, const char* at, std::size_t n) {
@@ -543,7 +556,7 @@ parse_outcome request_parser::failure(std::size_t consumed) {
 }
 
 parse_outcome request_parser::parser_failure(std::size_t consumed) {
-    const auto err = static_cast<http_errno>(parser_.http_errno);
+    const auto err = static_cast<http_errno>(native()->http_errno);
     if (phase_ == phase::failed) {
         return failure(consumed);  // a callback refused the request and said why
     }

@@ -2,7 +2,7 @@
 // the VCR controls applied between sends. See connection.hpp for the lifetime rules.
 #include "connection.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
 
 #include <fcntl.h>

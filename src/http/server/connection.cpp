@@ -2,7 +2,7 @@
 
 #include "datapump/ingest/ingest.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
 
 #include <liburing.h>

@@ -18,7 +18,7 @@
 // drops a peer that vanished even when no send of ours is waiting on it.
 #include "connection.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -2,7 +2,7 @@
 // Files under the root, /metrics, and the control API and status page under /_datapump/.
 #include "connection.hpp"
 
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
 #include "datapump/http/proto/mime.hpp"
 #include "datapump/http/proto/path.hpp"

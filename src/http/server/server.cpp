@@ -3,7 +3,7 @@
 #include "connection.hpp"
 
 #include "datapump/ingest/upload_names.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/io/features.hpp"
 #include "server_state.hpp"
 

@@ -16,7 +16,7 @@
 #include "connection.hpp"
 
 #include "datapump/base/check.hpp"
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
 #include "datapump/ingest/upload_names.hpp"
 

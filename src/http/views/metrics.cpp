@@ -129,7 +129,10 @@ private:
         char digits[24];
         // 24 digits hold any uint64_t: to_chars cannot fail.
         char* end = std::to_chars(std::begin(digits), std::end(digits), value).ptr;
-        out_.append(std::begin(digits), end);
+        // Appended as a string_view, not as an iterator range: GCC 12 at -O3 inlines the range
+        // overload into a memcpy it thinks may overlap (-Wrestrict, a false positive: GCC bug
+        // 105329), which broke plain Release builds.
+        out_.append(std::string_view(digits, static_cast<std::size_t>(end - digits)));
     }
 
     std::string out_;

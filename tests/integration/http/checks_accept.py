@@ -4,7 +4,7 @@ import os
 import socket
 import time
 
-from harness import _start, check, expect, get, metric_samples, request, wait_until
+from harness import _start, check, expect, free_port, get, metric_samples, request, wait_until
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -22,9 +22,13 @@ def _limited_server(ctx, nofile, extra=()):
     f = ctx.factory
     f.count += 1
     log = ctx.tmp / f"datapumpd-nofile{nofile}-{f.count}.log"
-    argv = lambda port: ["prlimit", f"--nofile={nofile}:{nofile}", "--", f.binary, "--root", str(ctx.fx.root),
-                         "--listen", f"127.0.0.1:{port}", "--provider", f.provider, "--send-path", f.send_path,
-                         "--loops", "1", *extra]
+    def argv(port):
+        admin_port = free_port()
+        while admin_port == port:
+            admin_port = free_port()
+        return ["prlimit", f"--nofile={nofile}:{nofile}", "--", f.binary, "--root", str(ctx.fx.root),
+                "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
+                "--provider", f.provider, "--send-path", f.send_path, "--loops", "1", *extra], admin_port
     server = _start(argv, log, "datapumpd")
     ctx._servers.append(server)
     return server

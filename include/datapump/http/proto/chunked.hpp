@@ -46,10 +46,14 @@
 // (plain values, nothing points at it between calls).
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -143,3 +147,4 @@ private:
 };
 
 }  // namespace datapump::http
+DATAPUMP_API_END

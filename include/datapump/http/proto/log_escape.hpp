@@ -14,11 +14,15 @@
 // Pure function; thread-safe.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
 [[nodiscard]] std::string log_escape(std::string_view text);
 
 }  // namespace datapump::http
+DATAPUMP_API_END

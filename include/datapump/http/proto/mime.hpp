@@ -7,7 +7,11 @@
 // Pure function over static data; thread-safe.
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -18,3 +22,4 @@ namespace datapump::http {
 [[nodiscard]] std::string_view content_type_for(std::string_view path);
 
 }  // namespace datapump::http
+DATAPUMP_API_END

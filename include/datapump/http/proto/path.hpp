@@ -9,9 +9,12 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -36,3 +39,4 @@ namespace datapump::http {
 [[nodiscard]] std::string url_encode_path(std::string_view path);
 
 }  // namespace datapump::http
+DATAPUMP_API_END

@@ -7,11 +7,14 @@
 #pragma once
 
 #include "datapump/base/error.hpp"
+#include "datapump/base/export.hpp"
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -34,3 +37,4 @@ namespace datapump::http {
 [[nodiscard]] result<std::uint64_t> parse_uint(std::string_view text);
 
 }  // namespace datapump::http
+DATAPUMP_API_END

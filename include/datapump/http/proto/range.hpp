@@ -7,9 +7,13 @@
 // Pure functions; thread-safe.
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -46,3 +50,4 @@ struct range_result {
 [[nodiscard]] std::string content_range_unsatisfied(std::uint64_t size);
 
 }  // namespace datapump::http
+DATAPUMP_API_END

@@ -11,11 +11,15 @@
 // refused a repeated Host or Content-Length).
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -46,3 +50,4 @@ struct request {
 };
 
 }  // namespace datapump::http
+DATAPUMP_API_END

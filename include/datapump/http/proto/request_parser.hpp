@@ -44,14 +44,19 @@
 // between calls), not copyable.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/http/proto/request.hpp"
-
-#include <http_parser.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
+
+// http-parser's state (C, <http_parser.h>): named here, defined only in request_parser.cpp, so
+// that this header needs nothing but the standard library.
+struct http_parser;
 
 namespace datapump::http {
 
@@ -163,8 +168,16 @@ private:
     parse_outcome failure(std::size_t consumed);
     parse_outcome parser_failure(std::size_t consumed);
 
+    // http-parser's state lives in parser_ (bytes big enough for it; request_parser.cpp checks
+    // size and alignment against the real struct, which is trivially copyable) and is reached
+    // through native().
+    struct alignas(8) parser_storage {
+        std::byte bytes[32]{};
+    };
+    [[nodiscard]] http_parser* native();
+
     parser_limits limits_;
-    http_parser parser_{};
+    parser_storage parser_{};
     phase phase_ = phase::line;
     request current_;
 
@@ -191,3 +204,4 @@ private:
 };
 
 }  // namespace datapump::http
+DATAPUMP_API_END

@@ -13,9 +13,13 @@
 // Ownership: owns its text until finish() moves it out. Thread-safety: none (a plain value).
 #pragma once
 
+#include "datapump/base/export.hpp"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -46,3 +50,4 @@ private:
 };
 
 }  // namespace datapump::http
+DATAPUMP_API_END

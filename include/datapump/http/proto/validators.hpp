@@ -8,12 +8,15 @@
 // two-digit years only); thread-safe.
 #pragma once
 
+#include "datapump/base/export.hpp"
 #include "datapump/http/proto/request.hpp"
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+
+DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
@@ -51,3 +54,4 @@ struct conditional_result {
                                                      std::int64_t mtime_seconds);
 
 }  // namespace datapump::http
+DATAPUMP_API_END
