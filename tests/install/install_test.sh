@@ -25,7 +25,9 @@ lib=$(find "$prefix" -name "libdatapump.so.$version" -type f)
 [ -n "$lib" ] || fail "no libdatapump.so.$version under $prefix: $(cd "$prefix" && find . -type f | head -20)"
 libdir=$(dirname "$lib")
 [ -L "$libdir/libdatapump.so.0" ] && [ -L "$libdir/libdatapump.so" ] || fail "libdatapump.so.0 / .so links missing"
-readelf -d "$lib" | grep -q 'SONAME.*\[libdatapump\.so\.0\]' || fail "soname: $(readelf -d "$lib" | grep SONAME)"
+# (grep -q on a pipe would stop reading early: with pipefail, the writer's SIGPIPE fails the test.)
+dynamic=$(readelf -d "$lib")
+grep -q 'SONAME.*\[libdatapump\.so\.0\]' <<<"$dynamic" || fail "soname: $(grep SONAME <<<"$dynamic")"
 [ -x "$prefix/bin/datapump" ] && [ -x "$prefix/sbin/datapumpd" ] || fail "programs not in bin/ and sbin/"
 [ "$("$prefix/bin/datapump" --version)" = "datapump $version" ] || fail "installed datapump --version"
 [ "$("$prefix/sbin/datapumpd" --version)" = "datapumpd $version" ] || fail "installed datapumpd --version"
@@ -70,7 +72,8 @@ cmake -S "$source/examples" -B "$tmp/examples" "${gen[@]}" "${launch[@]}" -DCMAK
   || { cat "$tmp/configure.log"; fail "configuring examples/ against the installed package"; }
 cmake --build "$tmp/examples" -j 2 >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; fail "building examples/"; }
 demo=$tmp/examples/fs_provider/fs_provider_demo
-ldd "$demo" | grep -q "libdatapump.so.0 => $libdir/" || fail "fs_provider_demo does not load the installed library: $(ldd "$demo")"
+linked=$(ldd "$demo")
+grep -q "libdatapump.so.0 => $libdir/" <<<"$linked" || fail "fs_provider_demo does not load the installed library: $linked"
 out=$("$demo") || fail "fs_provider_demo failed: $out"
 grep -q "read 1000000 bytes of pattern 42/1000000 through the cache, 0 mismatches" <<<"$out" || fail "fs_provider_demo: $out"
 [ -x "$tmp/examples/loan_server/loan_server" ] && [ -x "$tmp/examples/loan_checksum/loan_checksum" ] \

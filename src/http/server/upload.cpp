@@ -305,6 +305,9 @@ void connection::on_published(result<bool> replaced) {
         return;
     }
     std::shared_ptr<upload_state> up = std::exchange(upload_, nullptr);
+    // The caps' slot goes back before the answer: a client that has its 201 may start the next
+    // upload at once (the publisher may still hold the state a moment longer).
+    up->slot.release();
     if (!replaced) {
         spdlog::error("upload {}: {}", log_escape(up->path), describe(replaced.error()));
         upload_failed(replaced.error(), status_for(replaced.error()), false);
@@ -318,6 +321,9 @@ void connection::on_published(result<bool> replaced) {
 void connection::upload_failed(const error& why, int http_status, bool count) {
     if (count) {
         bump(server_.uploads_failed);
+    }
+    if (upload_) {
+        upload_->slot.release();  // before the answer, as in on_published
     }
     upload_.reset();
     phase_ = phase::reading;  // answer() takes it from here
