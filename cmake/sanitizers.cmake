@@ -3,6 +3,12 @@ if(DATAPUMP_SANITIZE)
   add_compile_options(-fsanitize=${DATAPUMP_SANITIZE} -fno-omit-frame-pointer -g)
   add_link_options(-fsanitize=${DATAPUMP_SANITIZE})
   if(DATAPUMP_SANITIZE MATCHES "undefined")
-    add_compile_options(-fno-sanitize-recover=undefined)
+    # No vptr check: to read an object's type, UBSan first probes the memory with a pipe(), and in
+    # the descriptor-exhaustion tests (EMFILE on purpose) that probe fails and UBSan reports an
+    # "invalid vptr" that is not there, from the first virtual call it had not cached (std::thread
+    # starting, an io::completion). The bad vptrs that matter come from freed objects, which
+    # ASan, in the same build, still catches.
+    add_compile_options(-fno-sanitize-recover=undefined -fno-sanitize=vptr)
+    add_link_options(-fno-sanitize=vptr)
   endif()
 endif()

@@ -682,7 +682,7 @@ private:
 class server::impl {
 public:
     impl(std::string endpoint, server_handlers handlers, server_options options, internal::worker_pool* pool)
-        : shared_{std::move(endpoint), std::move(handlers), options, pool, {}, -1} {}
+        : shared_{std::move(endpoint), std::move(handlers), std::move(options), pool, {}, -1} {}
 
     ~impl() { destroy(); }
 
@@ -988,7 +988,8 @@ result<std::unique_ptr<server>> server_runtime::create(std::string_view endpoint
     if ((options.endpoint_mode & ~mode_t{0777}) != 0) {
         return fail(errc::invalid_argument, "ipc server: endpoint_mode must be permission bits only (at most 0777)");
     }
-    auto i = std::make_unique<server::impl>(std::string(endpoint), std::move(handlers), options, &impl_->pool);
+    auto i = std::make_unique<server::impl>(std::string(endpoint), std::move(handlers), std::move(options),
+                                            &impl_->pool);
     if (auto ok = i->listen(); !ok) {
         return std::unexpected(ok.error());
     }

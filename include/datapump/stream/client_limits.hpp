@@ -16,13 +16,14 @@
 // taken at accept, close, stream start and stream end only, never on the data path.
 #pragma once
 
+#include "datapump/base/expected.hpp"  // <expected>, also for clang 16 with libstdc++ 12
 #include "datapump/base/export.hpp"
+
 #include <sys/socket.h>
 
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <expected>
 #include <mutex>
 #include <string>
 #include <unordered_map>

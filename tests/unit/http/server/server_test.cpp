@@ -158,9 +158,11 @@ TEST_P(server_test, the_configured_send_path_carries_every_body_byte) {
     EXPECT_EQ(s.send_zc_bytes, zc ? body : 0);
     EXPECT_EQ(s.send_bytes, path == http::send_path::send ? body : 0);
     if (zc) {
-        // Zero-copy for the bytes the client's window takes (most of them here); the rest are
-        // copied (docs/daemon.md, "Limits and timeouts": a stalled client pins no buffer).
-        EXPECT_GE(s.send_zc_sends, body / block / 4);
+        // Zero-copy for the bytes the client's window takes; the rest are copied (docs/daemon.md,
+        // "Limits and timeouts": a stalled client pins no buffer). How many go zero-copy depends
+        // on how fast this client reads (a quarter of the blocks in a debug build, fewer under
+        // ASan): that some do is what the path promises.
+        EXPECT_GT(s.send_zc_sends, 0U);
         // Loopback delivers every zero-copy send by copying, and the kernel says so.
         EXPECT_GT(s.send_zc_copied, 0U);
     } else {
