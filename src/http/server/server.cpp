@@ -536,7 +536,6 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
                 spdlog::warn("loop {}: the arena is not registered ({}): SEND_ZC sends without fixed buffers",
                           c->index, c->loop->fixed_buffers_error());
             }
-            c->arm_accept();
             ready.set_value({});
             c->loop->run();
         });
@@ -545,6 +544,17 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
             c->thread.join();
             return std::unexpected(ok.error());
         }
+    }
+    // Accepting starts once every loop exists: a request on one loop (the admin listener's
+    // /metrics, say) reads every loop's state, and a loop still being made would race with it.
+    // The post is the loop's way in from this thread; the listeners queue connections meanwhile.
+    for (auto& ctx : s->loops) {
+        loop_context* c = ctx.get();
+        c->loop->post([c] {
+            if (!c->owner->draining.load(std::memory_order_relaxed)) {
+                c->arm_accept();
+            }
+        });
     }
     spdlog::info("datapumpd serving {} on {}:{} ({} loops, provider {}, send path {}, capacity {} B/s, paced "
                  "streams on {} rt VPs up to density {})",
