@@ -8,7 +8,7 @@
 // connection, closed at the end (its leases and files dropped). Checked: every status is 0, 1 +
 // an errc, or the channel's bad_command; no reply claims more output than it was given; the
 // server's pins all come back once the connection is gone.
-#include "datapump/base/log.hpp"
+#include "datapump/base/internal/log.hpp"
 #include "datapump/ipc/client.hpp"
 #include "datapump/loan/server.hpp"
 #include "protocol.hpp"
