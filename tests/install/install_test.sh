@@ -43,7 +43,8 @@ done
 find "$prefix/include" -name '*.hpp' | sed 's|.*/include/||; s|.*|#include <&>|' >"$tmp/all_headers.cpp"
 "$cxx" -std=c++2b -fsyntax-only -H -I"$prefix/include" "$tmp/all_headers.cpp" 2>"$tmp/opened" \
   || { cat "$tmp/opened"; fail "the installed headers do not compile on their own"; }
-foreign=$(sed -nE 's/^\.+ //p' "$tmp/opened" | grep -v "^$prefix/include/" |
+# (clang names them /usr/bin/../lib/gcc/...: canonical paths first.)
+foreign=$(sed -nE 's/^\.+ //p' "$tmp/opened" | xargs -r realpath -m | grep -v "^$(realpath -m "$prefix")/include/" |
           grep -vE '^/usr/(lib/gcc|lib/llvm-[0-9]+|include/c\+\+|include/x86_64-linux-gnu|include/[a-z_0-9-]+\.h$|include/(sys|bits|linux|asm|asm-generic|netinet|arpa|net)/)' || true)
 [ -z "$foreign" ] || fail "installed headers include non-standard headers: $(sort -u <<<"$foreign" | head)"
 
