@@ -6,7 +6,7 @@ set -euo pipefail
 build_pkgs=(g++ cmake ninja-build pkg-config liburing-dev libspdlog-dev libfmt-dev libcli11-dev
             libgtest-dev libgmock-dev libbenchmark-dev
             libhttp-parser-dev libtomlplusplus-dev nlohmann-json3-dev
-            libssl-dev)
+            libssl-dev libsystemd-dev)
 # clang-16 builds the code a second way (the fuzzers need it); clang-tidy-16 checks it (.clang-tidy).
 test_pkgs=(clang-16 libclang-rt-16-dev clang-tidy-16)
 # The HTTP integration and browser tests (tests/integration/http, tests/browser) use real clients.
