@@ -500,6 +500,10 @@ void connection::on_socket_ready(int result, std::uint32_t /*flags*/) {
         close_now(result < 0 ? errno_text(-result) : "the client went away");
         return;
     }
+    if (follow_) {
+        pump_follow();
+        return;
+    }
     pump();
 }
 

@@ -248,7 +248,8 @@ private:
 
     // Following an upload (follow.cpp).
     void pump_follow();
-    void follow_send(std::span<const std::byte> bytes);
+    void follow_send(std::span<const std::byte> bytes, bool data);
+    void follow_stash_unsent(std::size_t unsent);
     void on_follow_sent(int result, std::uint32_t flags);
     void on_follow_loans(result<std::vector<cache::read_loan>> loans);
 
@@ -329,6 +330,8 @@ private:
     std::size_t follow_frame_left_ = 0;
     cache::read_loan follow_sending_;   // the loan the data send is from
     bool follow_last_ = false;          // the last-chunk frame is being sent
+    bool follow_data_ = false;          // the send in flight is data from follow_sending_
+    std::uint64_t follow_owed_ = 0;     // data before pos_ a full socket left unsent
     op follow_op_;
 
     // hostile network: nothing held forever (limits.cpp). The guard timer watches a response

@@ -103,7 +103,7 @@ bool connection::waiting_on_client() const {
                 return true;  // bounded by the send timeout too
             }
             if (follow_) {
-                return sending_;
+                return sending_ || wait_ == wait::socket;
             }
             // Page-cache paths: waiting for room (poll). Loan paths: a send in the kernel, or every
             // slot waiting for the notification that the peer acknowledged its bytes.

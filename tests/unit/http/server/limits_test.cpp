@@ -16,10 +16,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -383,6 +386,121 @@ const path_setup loan_setups[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(loan_paths, loan_limits_test, ::testing::ValuesIn(loan_setups),
+                         [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
+
+
+// A GET that follows an upload in progress (load-and-play) and stops reading: its data sends go
+// out with MSG_DONTWAIT, so the full socket gives its loan back at once instead of holding an
+// arena buffer until the send timeout; when the client reads again, the bytes it is owed come
+// from a fresh loan, byte-exact, with identity and with chunked framing.
+class follow_limits_test : public limits_test {
+protected:
+    static std::string read_all(int fd) {
+        const timeval tv{20, 0};  // a server that stops sending fails the test, not hangs it
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        std::string out;
+        std::vector<char> buf(65536);
+        for (;;) {
+            const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+            if (n <= 0) {
+                return out;
+            }
+            out.append(buf.data(), static_cast<std::size_t>(n));
+        }
+    }
+    // The body of a chunked message without trailers, or nullopt if its framing is broken.
+    static std::optional<std::string> unchunk(std::string_view wire) {
+        std::string out;
+        for (;;) {
+            const auto eol = wire.find("\r\n");
+            if (eol == std::string_view::npos) {
+                return std::nullopt;
+            }
+            const std::size_t size = std::stoul(std::string(wire.substr(0, eol)), nullptr, 16);
+            wire.remove_prefix(eol + 2);
+            if (size == 0) {
+                return wire == "\r\n" ? std::optional(out) : std::nullopt;
+            }
+            if (wire.size() < size + 2 || wire.substr(size, 2) != "\r\n") {
+                return std::nullopt;
+            }
+            out.append(wire.substr(0, size));
+            wire.remove_prefix(size + 2);
+        }
+    }
+    static std::string chunk(std::string_view data) {
+        char line[32];
+        const int n = std::snprintf(line, sizeof line, "%zx\r\n", data.size());
+        return std::string(line, static_cast<std::size_t>(n)) + std::string(data) + "\r\n";
+    }
+
+    void follow_and_stall(bool chunked) {
+        const std::string path = chunked ? "/live-chunked.bin" : "/live.bin";
+        const std::string data = file_bytes(chunked ? 12 : 11, 8 * 1024 * 1024 + 13);
+        const std::size_t first = 1024 * 1024;
+        http_client up(port_, 30000);
+        ASSERT_TRUE(up.connected());
+        const std::string head = "PUT " + path + " HTTP/1.1\r\nHost: t\r\n" +
+                                 (chunked ? std::string("Transfer-Encoding: chunked\r\n")
+                                          : "Content-Length: " + std::to_string(data.size()) + "\r\n") +
+                                 "\r\n";
+        ASSERT_TRUE(up.send(head + (chunked ? chunk(std::string_view(data).substr(0, first)) : data.substr(0, first))));
+        // Until a HEAD sees the upload in progress: a GET then follows it.
+        ASSERT_TRUE(eventually([&](const http::server_view&) {
+            http_client h(port_);
+            return h.send("HEAD " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") &&
+                   h.read_response(true).transform([](const test::http_response& r) {
+                       return r.header("x-datapump-upload") == "in-progress";
+                   }).value_or(false);
+        }));
+        const std::uint64_t sent_before = server_->view().bytes_sent;
+        non_reader follower(port_, get_request(path, "Connection: close\r\n"));
+        ASSERT_TRUE(follower.ok());
+        // Following: its body started (the HEADs' answers carry no body bytes).
+        ASSERT_TRUE(eventually([&](const http::server_view& v) { return v.bytes_sent > sent_before + 4096; }));
+        // The rest of the upload, far more than the follower's socket holds: it fills and stays full.
+        for (std::size_t at = first; at < data.size(); at += 256 * 1024) {
+            const auto piece = std::string_view(data).substr(at, 256 * 1024);
+            ASSERT_TRUE(up.send(chunked ? chunk(piece) : std::string(piece)));
+        }
+        if (chunked) {
+            ASSERT_TRUE(up.send("0\r\n\r\n"));
+        }
+        auto done = up.read_response();
+        ASSERT_TRUE(done);
+        EXPECT_EQ(done->status, 201);
+        // The stalled follower holds no loan while its socket is full, and is still being served.
+        EXPECT_TRUE(eventually([](const http::server_view& v) { return v.cache.loans_out == 0; }))
+            << "loans out " << server_->view().cache.loans_out;
+        EXPECT_EQ(server_->view().send_timeouts, 0U);
+        // It reads again: every byte arrives, in order, framed as announced.
+        const std::string wire = read_all(follower.fd());
+        const auto end = wire.find("\r\n\r\n");
+        ASSERT_NE(end, std::string::npos) << wire.substr(0, 200);
+        const std::string body = wire.substr(end + 4);
+        if (chunked) {
+            const auto decoded = unchunk(body);
+            ASSERT_TRUE(decoded) << "broken chunked framing in " << body.size() << " bytes";
+            EXPECT_TRUE(*decoded == data) << decoded->size() << " of " << data.size() << " bytes";
+        } else {
+            EXPECT_TRUE(body == data) << body.size() << " of " << data.size() << " bytes";
+        }
+    }
+};
+
+TEST_P(follow_limits_test, a_stalled_follower_gives_its_buffer_back_and_gets_every_byte_later) {
+    config_.writable = true;
+    config_.send_timeout_ms = 60000;
+    start();
+    follow_and_stall(false);
+    follow_and_stall(true);
+}
+
+const path_setup follow_setups[] = {
+    {"posix", http::send_path::sendfile, "posix"},
+};
+
+INSTANTIATE_TEST_SUITE_P(follow, follow_limits_test, ::testing::ValuesIn(follow_setups),
                          [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
 
 }  // namespace
