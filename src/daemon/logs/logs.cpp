@@ -53,41 +53,67 @@ public:
     }
     line_sink(const line_sink&) = delete;
     line_sink& operator=(const line_sink&) = delete;
-    ~line_sink() override {
-        if (file_ != nullptr && file_ != stderr) {
-            std::fclose(file_);
-        }
-    }
+    ~line_sink() override { close_file(); }
 
     // Empty, or why the file could not be opened again (the old one is kept).
-    std::string reopen() {
-        if (path_.empty()) {
-            return {};
-        }
-        std::FILE* fresh = std::fopen(path_.c_str(), "ae");
-        if (fresh == nullptr) {
-            return path_ + ": " + std::strerror(errno);
+    // Only the signal-waiting thread changes path_, and only it calls this.
+    std::string reopen() { return path_.empty() ? std::string() : switch_to(std::string(path_), nullptr); }
+
+    // Writes to `target` from now on: "stderr", "off" (nothing) or a path; with `format` when
+    // given. Empty, or why the file could not be opened (the old target is kept).
+    std::string switch_to(const std::string& target, std::unique_ptr<spdlog::formatter> format) {
+        std::FILE* fresh = nullptr;
+        if (target == "stderr") {
+            fresh = stderr;
+        } else if (target != "off" && !target.empty()) {
+            fresh = std::fopen(target.c_str(), "ae");
+            if (fresh == nullptr) {
+                return target + ": " + std::strerror(errno);
+            }
         }
         const std::lock_guard lock(mutex_);
-        std::fclose(file_);
+        close_file();
         file_ = fresh;
+        path_ = fresh == stderr ? std::string() : target;
+        if (format) {
+            formatter_ = std::move(format);
+        }
         return {};
+    }
+
+    [[nodiscard]] std::string target() {
+        const std::lock_guard lock(mutex_);
+        return file_ == stderr ? std::string("stderr") : file_ == nullptr ? std::string("off") : path_;
     }
 
 protected:
     void sink_it_(const spdlog::details::log_msg& msg) override {
+        if (file_ == nullptr) {
+            return;  // off
+        }
         spdlog::memory_buf_t line;
         formatter_->format(msg, line);
         std::fwrite(line.data(), 1, line.size(), file_);
         std::fflush(file_);
     }
-    void flush_() override { std::fflush(file_); }
+    void flush_() override {
+        if (file_ != nullptr) {
+            std::fflush(file_);
+        }
+    }
     void set_pattern_(const std::string& /*pattern*/) override {}
     void set_formatter_(std::unique_ptr<spdlog::formatter> /*formatter*/) override {}
 
 private:
-    std::string path_;  // empty: stderr
-    std::FILE* file_;
+    void close_file() {
+        if (file_ != nullptr && file_ != stderr) {
+            std::fclose(file_);
+        }
+        file_ = nullptr;
+    }
+
+    std::string path_;  // the file's path; empty: stderr or off
+    std::FILE* file_;   // stderr, a file, or null: off
 };
 
 struct log_state {
@@ -106,6 +132,9 @@ std::shared_ptr<line_sink> make_sink(const std::string& target, std::unique_ptr<
                                      std::string_view what, std::string& problem) {
     if (target == "stderr") {
         return std::make_shared<line_sink>(std::string(), stderr, std::move(format));
+    }
+    if (target == "off") {
+        return std::make_shared<line_sink>(std::string(), nullptr, std::move(format));
     }
     std::FILE* file = std::fopen(target.c_str(), "ae");
     if (file == nullptr) {
@@ -162,26 +191,45 @@ std::string open_logs(const log_targets& targets) {
     if (!s.daemon_sink) {
         return problem;
     }
-    if (targets.access_log != "off") {
-        s.access_sink = make_sink(targets.access_log, std::make_unique<spdlog::pattern_formatter>("%v"),
-                                  "access log (--access-log)", problem);
-        if (!s.access_sink) {
-            return problem;
-        }
+    s.access_sink = make_sink(targets.access_log, std::make_unique<spdlog::pattern_formatter>("%v"),
+                              "access log (--access-log)", problem);
+    if (!s.access_sink) {
+        return problem;
     }
     // One worker thread for both: lines of the two logs to one stderr never interleave.
     spdlog::init_thread_pool(8192, 1);
     auto logger = std::make_shared<spdlog::async_logger>("datapumpd", s.daemon_sink, spdlog::thread_pool(),
                                                          spdlog::async_overflow_policy::overrun_oldest);
     spdlog::set_default_logger(logger);
-    if (s.access_sink) {
-        // Not registered with spdlog: spdlog::set_level() (the daemon log's level) and
-        // set_pattern() reach registered loggers only, and the access log has neither.
-        s.access_logger = std::make_shared<spdlog::async_logger>("access", s.access_sink, spdlog::thread_pool(),
-                                                                 spdlog::async_overflow_policy::overrun_oldest);
-        s.access_logger->set_level(spdlog::level::info);
-    }
+    // Not registered with spdlog: spdlog::set_level() (the daemon log's level) and set_pattern()
+    // reach registered loggers only, and the access log has neither.
+    s.access_logger = std::make_shared<spdlog::async_logger>("access", s.access_sink, spdlog::thread_pool(),
+                                                             spdlog::async_overflow_policy::overrun_oldest);
+    s.access_logger->set_level(spdlog::level::info);
     return {};
+}
+
+std::string set_log_targets(const log_targets& targets) {
+    auto& s = state();
+    if (!s.daemon_sink || !s.access_sink) {
+        return "the logs are not open";
+    }
+    std::string failed;
+    if (s.daemon_sink->target() != targets.log_file) {
+        const bool journal = targets.log_file == "stderr" && stderr_is_journal();
+        if (std::string why = s.daemon_sink->switch_to(targets.log_file, daemon_format(journal)); !why.empty()) {
+            failed += "cannot open the daemon log " + why + "; ";
+        }
+    }
+    if (s.access_sink->target() != targets.access_log) {
+        if (std::string why = s.access_sink->switch_to(targets.access_log, nullptr); !why.empty()) {
+            failed += "cannot open the access log " + why + "; ";
+        }
+    }
+    if (!failed.empty()) {
+        failed += "kept the old target";
+    }
+    return failed;
 }
 
 std::function<void(std::string_view)> access_line_sink() {

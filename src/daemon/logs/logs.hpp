@@ -15,7 +15,8 @@
 // flushes it (tail -f, fail2ban and the journal see it at once).
 //
 // Thread-safety: open_logs() once from main before the server starts; access_line_sink()'s
-// function from any thread; reopen_logs() from any thread (the signal-waiting main thread).
+// function from any thread; reopen_logs() and set_log_targets() from the thread that waits for
+// signals (main), one at a time.
 #pragma once
 
 #include <functional>
@@ -33,9 +34,16 @@ struct log_targets {
 // what could not be opened and what to do about it (the daemon then exits).
 [[nodiscard]] std::string open_logs(const log_targets& targets);
 
-// The function server_config::access_sink takes: hands a line to the access logger. Empty when
-// the access log is off or open_logs() has not run.
+// The function server_config::access_sink takes: hands a line to the access logger (which
+// exists even when the access log is off, so a reload can turn it on). Empty before open_logs().
 [[nodiscard]] std::function<void(std::string_view)> access_line_sink();
+
+// A reload's new log settings (conf's "lead: apply log settings"): each log that now names
+// another target ("stderr", a path, or for the access log "off") is switched to it; lines already
+// queued may land on either side. A target that cannot be opened keeps the old one; the answer
+// then says what failed (empty: all switched). The access log's format and on/off for requests
+// are the server's settings (server_config::access_format, access_log), not these.
+[[nodiscard]] std::string set_log_targets(const log_targets& targets);
 
 // SIGUSR1 (logrotate's postrotate): every log file is opened again by its path, so a file
 // renamed away is let go and a new one made. A file that cannot be opened keeps the old one
