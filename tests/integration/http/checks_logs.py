@@ -177,6 +177,40 @@ def _(ctx):
            "the reopen was logged to the rotated file")
 
 
+@check("logs/logrotate-rotates-with-usr1", nginx=SKIP)
+def _(ctx):
+    """Debian's logrotate itself, with docs/daemon.md's rules (postrotate: USR1 to the daemon)."""
+    logrotate = shutil.which("logrotate") or ("/usr/sbin/logrotate" if os.path.exists("/usr/sbin/logrotate") else None)
+    expect(logrotate, "logrotate not found: install it (scripts/deps.sh test)")
+    d = ctx.tmp / f"logrotate-{time.monotonic_ns()}"
+    d.mkdir()
+    access, daemon = d / "access.log", d / "daemon.log"
+    server = ctx.extra_server(["--access-log", str(access), "--log-file", str(daemon)])
+    expect(get(server, "/notes.txt", query="one").status == 200, "GET /notes.txt?one")
+    _lines(access, 1)
+    conf = d / "datapumpd.logrotate"
+    conf.write_text(f"""{d}/*.log {{
+    rotate 2
+    missingok
+    notifempty
+    sharedscripts
+    postrotate
+        kill -USR1 {server.proc.pid}
+    endscript
+}}
+""")
+    r = run([logrotate, "--force", "--state", str(d / "state"), str(conf)], 30)
+    expect(r.returncode == 0, f"logrotate: exit {r.returncode}: {r.stderr.decode(errors='replace')[-500:]}")
+    expect((d / "access.log.1").exists(), f"logrotate made no access.log.1: {sorted(p.name for p in d.iterdir())}")
+    expect(wait_until(lambda: daemon.exists() and "log files reopened" in daemon.read_text(), 10),
+           f"no new daemon log after logrotate: {sorted(p.name for p in d.iterdir())}")
+    expect(get(server, "/notes.txt", query="two").status == 200, "GET /notes.txt?two")
+    new = _lines(access, 1)
+    old = [l for l in (d / "access.log.1").read_text().splitlines() if PROBES[0] not in l]
+    expect(len(new) == 1 and "?two" in new[0] and len(old) == 1 and "?one" in old[0],
+           f"after logrotate: new {new}, rotated {old}")
+
+
 def _spawn_with_env(ctx, env, log, extra=()):
     """datapumpd with `env` set (through env(1): the same process), its stderr in `log`."""
     f = ctx.factory
