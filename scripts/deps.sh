@@ -11,6 +11,9 @@ build_pkgs=(g++ cmake ninja-build pkg-config liburing-dev libspdlog-dev libfmt-d
 test_pkgs=(clang-16 libclang-rt-16-dev clang-tidy-16)
 # The HTTP integration and browser tests (tests/integration/http, tests/browser) use real clients.
 test_pkgs+=(curl wrk ffmpeg chromium nodejs npm python3)
+# logs: the HTTP checks run promtool (Debian's prometheus) over /metrics, read the access log
+# with goaccess and fail2ban's stock nginx filters, and rotate both logs with logrotate.
+test_pkgs+=(prometheus goaccess fail2ban logrotate)
 bench_pkgs=(coreutils nginx wrk curl)
 # The main job (scripts/run.sh) makes its demo video with ffmpeg.
 run_pkgs=(ffmpeg curl)

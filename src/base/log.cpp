@@ -11,7 +11,7 @@ bool configure_logging(std::string_view level) {
         return false;
     }
     spdlog::set_level(parsed);
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%t] %v");  // ISO 8601 with the UTC offset
     return true;
 }
 

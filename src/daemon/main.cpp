@@ -1,14 +1,13 @@
 // datapumpd: the zero-copy HTTP streaming daemon (docs/daemon.md).
 //
-// main() parses the configuration (flags over an optional TOML file), sets up logging (an
-// asynchronous logger, so the event loops never wait on the terminal), starts the server and
-// waits for SIGTERM or SIGINT; then it stops accepting, gives streams the grace period and exits.
+// main() parses the configuration (flags over an optional TOML file), sets up logging (the
+// daemon log and the access log: asynchronous loggers, so the event loops never wait on a disk
+// or a terminal; logs/logs.hpp), starts the server and waits for signals: SIGUSR1 reopens the log
+// files; SIGTERM or SIGINT stop accepting, give streams the grace period and exit.
 #include "config/config.hpp"
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/server.hpp"
-
-#include <spdlog/async.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
+#include "logs/logs.hpp"
 
 #include <csignal>
 #include <cstdio>
@@ -33,15 +32,6 @@ datapump::http::send_path to_server(datapump::daemon::send_path_choice c) {
             return send_path::send;
     }
     return send_path::automatic;
-}
-
-void use_async_logger() {
-    // Overrun the oldest line rather than block a loop when the terminal is slow.
-    spdlog::init_thread_pool(8192, 1);
-    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-    auto logger = std::make_shared<spdlog::async_logger>("datapumpd", sink, spdlog::thread_pool(),
-                                                         spdlog::async_overflow_policy::overrun_oldest);
-    spdlog::set_default_logger(logger);
 }
 
 // RLIMIT_NOFILE: the soft limit up to the hard one (what the administrator allows), and a warning
@@ -76,7 +66,12 @@ int main(int argc, char** argv) {
         return parsed.exit_code;
     }
     const auto& cfg = *parsed.config;
-    use_async_logger();
+    if (const std::string problem = datapump::daemon::open_logs({.log_file = cfg.log_file,
+                                                                   .access_log = cfg.access_log});
+        !problem.empty()) {
+        std::fprintf(stderr, "datapumpd: %s\n", problem.c_str());
+        return 1;
+    }
     if (!datapump::configure_logging(cfg.log_level)) {
         std::fprintf(stderr, "datapumpd: unknown log level '%s'\n", cfg.log_level.c_str());
         return 2;
@@ -88,6 +83,7 @@ int main(int argc, char** argv) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGUSR1);  // logs: reopen the log files (logrotate)
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // sendfile() to a closed socket must fail, not kill us
 
@@ -112,7 +108,7 @@ int main(int argc, char** argv) {
     sc.max_header_bytes = cfg.max_header_bytes;
     sc.max_request_line = cfg.max_request_line;
     sc.directory_listing = cfg.directory_listing;
-    sc.access_log = cfg.access_log;
+    sc.access_log = cfg.access_log != "off";
     sc.writable = cfg.writable;
     sc.upload_token = cfg.upload_token;
     sc.max_upload = cfg.max_upload;
@@ -159,6 +155,10 @@ int main(int argc, char** argv) {
     sc.max_streams_per_ip = cfg.max_streams_per_ip;
     sc.max_rate_per_ip = cfg.max_rate_per_ip;
     raise_descriptor_limit(datapump::http::descriptors_needed(sc), cfg.max_connections);
+    // logs
+    sc.access_format = cfg.access_log_format == "json" ? datapump::http::access_log_format::json
+                                                       : datapump::http::access_log_format::combined;
+    sc.access_sink = datapump::daemon::access_line_sink();
 
     auto server = datapump::http::server::start(sc);
     if (!server) {
@@ -167,7 +167,14 @@ int main(int argc, char** argv) {
         return 1;
     }
     int signal_number = 0;
-    sigwait(&stop_signals, &signal_number);
+    for (;;) {
+        sigwait(&stop_signals, &signal_number);
+        if (signal_number == SIGUSR1) {
+            datapump::daemon::reopen_logs();
+            continue;
+        }
+        break;
+    }
     spdlog::info("signal {}: stopping (grace {} ms)", signal_number, cfg.grace_ms);
     (*server)->shutdown(std::chrono::milliseconds(cfg.grace_ms));
     server->reset();

@@ -27,8 +27,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 DATAPUMP_API_BEGIN
@@ -64,6 +66,16 @@ enum class follow_policy : std::uint8_t {
     token,    // only a request with the upload token (Authorization: Bearer)
     off,      // nobody
 };
+
+// logs: the access log's line format (docs/daemon.md, "Logs").
+//   combined:  nginx's combined format, then two fields goaccess's COMBINED and fail2ban's
+//              filters ignore: "RANGE" (the Range header, "-" when none) and the duration in
+//              seconds (3 decimals, nginx's $request_time):
+//     127.0.0.1 - - [07/Dec/2026:03:14:15 +0000] "GET /a.bin HTTP/1.1" 206 100 "REFERER" "AGENT" "bytes=0-99" 0.004
+//   json:      one object per line: time (ISO 8601 with offset), remote_addr, method, target,
+//              protocol, status, body_bytes_sent, referer, user_agent, range, duration_s,
+//              first_byte_s (null when no byte was sent), completed (false: cut short).
+enum class access_log_format : std::uint8_t { combined, json };
 
 struct server_config {
     std::string root = ".";
@@ -136,6 +148,12 @@ struct server_config {
     std::uint64_t max_rate_per_ip = 0;              // sum of the paced rates of one address, B/s
     std::chrono::milliseconds accept_pause{250};    // no accept on a loop after it failed (EMFILE...)
     std::chrono::milliseconds accept_log_every{10000};
+    // logs: the access log (when access_log is set): one line per response, when it ends (its
+    // last byte sent, or cut), with the body bytes actually sent. `access_sink` gets each line
+    // (without a newline) on the loop thread, so it must not block: datapumpd's hands it to an
+    // asynchronous logger. Empty: the line goes to spdlog's default logger at level info.
+    access_log_format access_format = access_log_format::combined;
+    std::function<void(std::string_view line)> access_sink;
 };
 
 // The descriptors a server with `config` may hold at once (docs/daemon.md, "Limits"): per

@@ -110,6 +110,26 @@ struct rt_view {
     std::vector<rt_vp_view> vps;
 };
 
+// logs: a Prometheus histogram of durations (docs/daemon.md, "Metrics"). counts[i]: observations
+// above bounds_us[i-1] and at most bounds_us[i] (not cumulative: metrics_text sums them);
+// counts.back(): those above the last bound (+Inf). counts.size() == bounds_us.size() + 1 when
+// there are observations to show; an empty view has no buckets but +Inf.
+struct histogram_view {
+    std::vector<std::uint64_t> bounds_us;  // upper bounds in microseconds, ascending
+    std::vector<std::uint64_t> counts;
+    std::uint64_t sum_us = 0;
+    std::uint64_t count = 0;
+};
+
+// logs: the process's resources, as Prometheus's process_* metrics name them.
+struct process_view {
+    std::uint64_t start_time_ms = 0;  // since the Unix epoch
+    std::uint64_t cpu_us = 0;         // user + system CPU time
+    std::uint64_t resident_bytes = 0;
+    std::uint64_t open_fds = 0;
+    std::uint64_t max_fds = 0;        // RLIMIT_NOFILE's soft limit
+};
+
 struct server_view {
     std::string version;
     std::uint64_t uptime_ms = 0;
@@ -137,6 +157,11 @@ struct server_view {
     std::uint64_t per_ip_refused_connections = 0;  // over --max-connections-per-ip
     std::uint64_t per_ip_refused_streams = 0;      // over --max-streams-per-ip
     std::uint64_t per_ip_refused_rate = 0;         // over --max-rate-per-ip
+    // logs: request durations (request head read to the response's last byte sent, or its cut)
+    // and times to first byte (head read to the first response byte taken by the socket).
+    histogram_view request_duration;
+    histogram_view time_to_first_byte;
+    process_view process;
 };
 
 // GET /metrics: Prometheus text exposition format 0.0.4 (Content-Type

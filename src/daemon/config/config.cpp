@@ -239,6 +239,40 @@ problem store_durability(daemon_config& c, const raw_value& v) {
     return std::nullopt;
 }
 
+// logs: --access-log PATH|stderr|off. The switch words of the old on/off form (and a TOML
+// boolean) still work: on means stderr.
+problem store_access_log(daemon_config& c, const raw_value& v) {
+    if (const auto* flag = std::get_if<bool>(&v.value)) {
+        c.access_log = *flag ? "stderr" : "off";
+        return std::nullopt;
+    }
+    auto text = to_text(v);
+    if (!text) {
+        return v.origin + ": expected a path, stderr or off, got " + std::string(v.type_name);
+    }
+    if (text->empty()) {
+        return v.origin + ": empty; give a file path, stderr or off";
+    }
+    if (const auto on = detail::parse_switch(*text)) {
+        c.access_log = *on ? "stderr" : "off";
+    } else {
+        c.access_log = std::move(*text);
+    }
+    return std::nullopt;
+}
+
+problem store_access_log_format(daemon_config& c, const raw_value& v) {
+    auto text = to_text(v);
+    if (!text) {
+        return std::move(text.error());
+    }
+    if (*text != "combined" && *text != "json") {
+        return v.origin + ": unknown access log format '" + *text + "' (use combined or json)";
+    }
+    c.access_log_format = std::move(*text);
+    return std::nullopt;
+}
+
 std::string show_rate(std::uint64_t rate) {
     return std::to_string(rate);
 }
@@ -345,9 +379,9 @@ constexpr auto options = std::to_array<option_spec>({
     {"grace_ms", "N", "on SIGTERM/SIGINT: let streams finish this long, then cut them",
      [](daemon_config& c, const raw_value& v) { return store(c.grace_ms, to_whole<std::uint32_t>(v)); },
      [](const daemon_config& c) { return std::to_string(c.grace_ms); }},
-    {"access_log", "on/off", "one line per request",
-     [](daemon_config& c, const raw_value& v) { return store(c.access_log, to_bool(v)); },
-     [](const daemon_config& c) { return show_switch(c.access_log); }},
+    {"access_log", "PATH", "one line per response, when it ends: a file (reopened on SIGUSR1), stderr or off",
+     store_access_log,
+     [](const daemon_config& c) { return c.access_log; }},
     {"writable", "", "accept uploads (PUT) and DELETE; off: they get 405",
      [](daemon_config& c, const raw_value& v) { return store(c.writable, to_bool(v)); },
      [](const daemon_config& c) { return show_switch(c.writable); }},
@@ -415,6 +449,13 @@ constexpr auto options = std::to_array<option_spec>({
     {"max_rate_per_ip", "RATE", "sum of the paced rates one client address may hold; more get 503 (0: no limit)",
      [](daemon_config& c, const raw_value& v) { return store(c.max_rate_per_ip, to_rate(v)); },
      [](const daemon_config& c) { return show_rate(c.max_rate_per_ip); }},
+    // logs
+    {"access_log_format", "F", "combined (nginx's, then \"Range\" and the duration) or json",
+     store_access_log_format,
+     [](const daemon_config& c) { return c.access_log_format; }},
+    {"log_file", "PATH", "the daemon log: a file (reopened on SIGUSR1) or stderr (the journal's priorities under systemd)",
+     [](daemon_config& c, const raw_value& v) { return store(c.log_file, to_text(v)); },
+     [](const daemon_config& c) { return c.log_file; }},
 });
 // clang-format on
 

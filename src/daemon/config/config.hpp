@@ -56,7 +56,7 @@ struct daemon_config {
     std::uint32_t max_request_line = 8192;
     bool directory_listing = false;
     std::uint32_t grace_ms = 5000;
-    bool access_log = true;
+    std::string access_log = "stderr";  // a file path, "stderr" or "off"
     bool writable = false;           // uploads (PUT) and DELETE accepted
     std::string upload_token;        // non-empty: they need "Authorization: Bearer TOKEN"
     std::uint64_t max_upload = std::uint64_t{4} << 30;  // bytes (4 GiB); 0: no limit
@@ -91,6 +91,9 @@ struct daemon_config {
     std::uint64_t max_connections_per_ip = 512;
     std::uint64_t max_streams_per_ip = 256;
     std::uint64_t max_rate_per_ip = 0;
+    // logs (docs/daemon.md, "Logs")
+    std::string access_log_format = "combined";  // combined or json
+    std::string log_file = "stderr";              // a file path or "stderr"
 
     // std::thread::hardware_concurrency(), at least 1 and at most 256 (the --loops limit).
     [[nodiscard]] static unsigned default_loops();

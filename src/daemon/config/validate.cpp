@@ -206,6 +206,15 @@ problem check_log_level(const daemon_config& c) {
     return std::nullopt;
 }
 
+// logs: the daemon log needs somewhere to go (the access log may be off).
+problem check_log_file(const daemon_config& c) {
+    if (c.log_file.empty() || c.log_file == "off") {
+        return std::string("--log-file (log_file): give a file path or stderr (the daemon log cannot be off; "
+                           "--log-level off silences it)");
+    }
+    return std::nullopt;
+}
+
 // private control plane: no address twice, the admin listener apart from the public ones, the
 // admin socket's folder there, a token that fits in a header.
 problem check_control_plane(const daemon_config& c) {
@@ -272,6 +281,8 @@ std::string validate_config(const daemon_config& c) {
         // hostile network: nothing held forever
         check_nonzero(c.send_timeout_ms, "--send-timeout-ms (send_timeout_ms)"),
         check_nonzero(c.max_pause_ms, "--max-pause-ms (max_pause_ms)"),
+        // logs
+        check_log_file(c),
     });
     std::string out;
     for (const auto& p : found) {

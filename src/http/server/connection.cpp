@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include "access_line.hpp"
+
 #include "datapump/ingest/ingest.hpp"
 
 #include "datapump/base/internal/log.hpp"
@@ -143,6 +145,18 @@ void connection::process_input() {
         request_started_ = io::clock::now();
         // Escaped once here: the access line (and a cut's line) never carries a raw request byte.
         log_request_ = log_escape(req.method_name) + " " + log_escape(req.target);
+        if (server_.config.access_log) {
+            access_method_ = log_escape(req.method_name);
+            access_target_ = log_escape(req.target);
+            const auto header = [&req](std::string_view name) {
+                const std::string* v = req.header(name);
+                return v == nullptr ? std::string() : log_escape(*v);
+            };
+            access_referer_ = header("referer");
+            access_agent_ = header("user-agent");
+            access_range_ = header("range");
+            access_version_ = std::min(req.version_major, 9U) * 10 + std::min(req.version_minor, 9U);
+        }
         head_request_ = req.verb == method::head;
         const bool keep = req.keep_alive && !draining_ && !server_.draining.load(std::memory_order_relaxed);
         if (auto refused = refuse_before_routing(server_, req, keep, admin_)) {
@@ -173,6 +187,7 @@ void connection::answer(response_plan plan) {
     status_ = plan.status;
     close_after_ = plan.close_after;
     body_sent_ = 0;
+    first_byte_sent_ = false;
     start_guard();
     if (plan.status >= 100 && plan.status < 600) {
         bump(server_.by_status[static_cast<std::size_t>(plan.status)]);
@@ -223,6 +238,7 @@ void connection::answer_error(int status, std::string_view reason) {
     // assign(count, char): GCC 12's -Wrestrict misfires on operator=(const char*) here
     // once TSan's instrumentation changes the inlining (a CI build failure).
     log_request_.assign(1, '-');
+    access_method_.clear();  // the access line says "-" for the request
     head_request_ = false;
     request_started_ = io::clock::now();
     answer(error_response(status, reason, true));
@@ -247,6 +263,12 @@ void connection::on_send(int result, std::uint32_t /*flags*/) {
     out_sent_ += static_cast<std::size_t>(result);
     bump(server_.bytes_sent, static_cast<std::uint64_t>(result));
     if (result > 0) {
+        if (!first_byte_sent_) {
+            first_byte_sent_ = true;
+            first_byte_at_ = io::clock::now();
+            server_.first_byte.observe(
+                std::chrono::duration_cast<std::chrono::microseconds>(first_byte_at_ - request_started_));
+        }
         note_progress();
     }
     if (out_sent_ < out_.size()) {
@@ -261,11 +283,40 @@ void connection::on_send(int result, std::uint32_t /*flags*/) {
     finish_response();
 }
 
-void connection::finish_response() {
-    if (server_.config.access_log) {
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(io::clock::now() - request_started_);
-        spdlog::info("{} \"{}\" {} {} {}ms", peer_, log_request_, status_, body_sent_, ms.count());
+void connection::response_ended(bool completed) {
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(io::clock::now() - request_started_);
+    server_.request_duration.observe(took);
+    if (!server_.config.access_log) {
+        return;
     }
+    access_record r;
+    r.remote_addr = address_of(peer_);
+    r.time = std::chrono::system_clock::now();
+    if (!access_method_.empty()) {
+        r.method = access_method_;
+        r.target = access_target_;
+        r.protocol = access_version_ == 10 ? "HTTP/1.0" : access_version_ == 11 ? "HTTP/1.1" : "HTTP/?";
+    }
+    r.status = status_;
+    r.body_bytes = body_sent_;
+    r.referer = access_referer_;
+    r.user_agent = access_agent_;
+    r.range = access_range_;
+    r.duration = took;
+    if (first_byte_sent_) {
+        r.first_byte = std::chrono::duration_cast<std::chrono::microseconds>(first_byte_at_ - request_started_);
+    }
+    r.completed = completed;
+    const std::string line = format_access_line(r, server_.config.access_format);
+    if (server_.config.access_sink) {
+        server_.config.access_sink(line);
+    } else {
+        spdlog::info("{}", line);
+    }
+}
+
+void connection::finish_response() {
+    response_ended(true);
     end_body();
     ctx_.loop->disarm(guard_);
     out_.clear();
@@ -291,9 +342,13 @@ void connection::close_now(std::string_view why, bool reset) {
     // the socket's queue at once, so zero-copy notifications (and the loans they hold) come back
     // now rather than when a vanished peer would have acknowledged the data.
     const bool abortive = reset || phase_ == phase::head || phase_ == phase::body;
-    if (abortive && server_.config.access_log) {
-        spdlog::info("{} \"{}\" {} {} cut{}{}", peer_, log_request_, status_, body_sent_, why.empty() ? "" : ": ",
-                     log_escape(why));
+    if (abortive || phase_ == phase::memory) {
+        response_ended(false);
+        if (server_.config.access_log && !why.empty()) {
+            // Why it was cut goes to the daemon log; the access line says only completed: false
+            // (JSON) and the bytes that were sent.
+            spdlog::info("{} \"{}\" {} {} cut: {}", peer_, log_request_, status_, body_sent_, log_escape(why));
+        }
     }
     const bool uploading = phase_ == phase::upload;
     phase_ = phase::closing;

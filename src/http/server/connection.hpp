@@ -220,6 +220,8 @@ private:
     void account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter);
     void answer_error(int status, std::string_view reason);
     void end_body();
+    // logs: the response ended (its last byte sent, or cut): its access line and its durations.
+    void response_ended(bool completed);
 
     // Uploads (upload.cpp).
     void begin_upload(request req, bool keep_alive);
@@ -347,6 +349,16 @@ private:
     stream::client_address client_;
     stream::connection_slot client_slot_;
     stream::stream_slot stream_slot_;  // the body stream's share, until end_body
+    // logs: the access line's request fields, log_escape()d when the head is parsed (method empty:
+    // the request never parsed), and when the socket took the response's first byte.
+    std::string access_method_;
+    std::string access_target_;
+    std::string access_referer_;
+    std::string access_agent_;
+    std::string access_range_;
+    unsigned access_version_ = 11;  // HTTP/1.1: major * 10 + minor
+    io::clock::time_point first_byte_at_{};
+    bool first_byte_sent_ = false;
 };
 
 }  // namespace datapump::http

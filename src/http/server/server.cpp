@@ -678,6 +678,10 @@ server_view make_view(const server::state& s) {
     v.per_ip_refused_connections = s.clients.refusals(stream::client_refusal::kind::connections);
     v.per_ip_refused_streams = s.clients.refusals(stream::client_refusal::kind::streams);
     v.per_ip_refused_rate = s.clients.refusals(stream::client_refusal::kind::rate);
+    // logs
+    v.request_duration = s.request_duration.view();
+    v.time_to_first_byte = s.first_byte.view();
+    v.process = read_process_view();
     if (s.pacing) {
         v.rt.connections = s.pacing->connections();
         v.rt.refusals = s.pacing->refusals();

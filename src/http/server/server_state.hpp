@@ -22,6 +22,7 @@
 #include "datapump/stream/client_limits.hpp"
 #include "datapump/stream/rt_pacing.hpp"
 #include "datapump/stream/stream_table.hpp"
+#include "latency_histogram.hpp"
 #include "uploads.hpp"
 
 #include <array>
@@ -179,6 +180,9 @@ struct server::state {
     stream::client_limits clients{{.max_connections = config.max_connections_per_ip,
                                    .max_streams = config.max_streams_per_ip,
                                    .max_rate = config.max_rate_per_ip}};
+    // logs: /metrics' histograms, observed by the loops at each response's end (connection.cpp).
+    latency_histogram request_duration{request_duration_bounds_us};
+    latency_histogram first_byte{first_byte_bounds_us};
 
     explicit state(const server_config& c) : config(c), admission(c.capacity) {}
     [[nodiscard]] std::uint64_t block_size() const { return cache->block_size(); }

@@ -290,12 +290,65 @@ std::string loop_metrics(const std::vector<loop_view>& loops) {
     return w.take();
 }
 
+// logs: a bound in microseconds as Prometheus's `le` label, in seconds without trailing zeros
+// ("0.0001", "2.5", "60").
+std::string le_label(std::uint64_t us) {
+    std::string text = std::to_string(us / 1'000'000);
+    if (const std::uint64_t frac = us % 1'000'000; frac != 0) {
+        std::string digits = std::to_string(frac);
+        digits.insert(0, 6 - digits.size(), '0');
+        while (digits.back() == '0') {
+            digits.pop_back();
+        }
+        text += '.';
+        text += digits;
+    }
+    return text;
+}
+
+void histogram(writer& w, std::string_view name, std::string_view help, const histogram_view& h) {
+    w.family(name, "histogram", help);
+    const std::string bucket = std::string(name) + "_bucket";
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < h.bounds_us.size() && i < h.counts.size(); ++i) {
+        cumulative += h.counts[i];
+        w.sample(bucket, "le", le_label(h.bounds_us[i]), cumulative);
+    }
+    w.sample(bucket, "le", "+Inf", h.count);
+    w.seconds(std::string(name) + "_sum", {}, {}, h.sum_us, 6);
+    w.sample(std::string(name) + "_count", h.count);
+}
+
+std::string latency_metrics(const server_view& s) {
+    writer w;
+    histogram(w, "datapump_request_duration_seconds",
+              "Time from a request's head read to its response's last byte sent (or the response cut).",
+              s.request_duration);
+    histogram(w, "datapump_time_to_first_byte_seconds",
+              "Time from a request's head read to the first response byte taken by the socket.",
+              s.time_to_first_byte);
+    return w.take();
+}
+
+// The standard process_* families, named as Prometheus's client libraries name them.
+std::string process_metrics(const process_view& p) {
+    writer w;
+    w.family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+    w.seconds("process_start_time_seconds", {}, {}, p.start_time_ms, 3);
+    w.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    w.seconds("process_cpu_seconds_total", {}, {}, p.cpu_us, 6);
+    w.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes);
+    w.gauge("process_open_fds", "Number of open file descriptors.", p.open_fds);
+    w.gauge("process_max_fds", "Maximum number of open file descriptors.", p.max_fds);
+    return w.take();
+}
+
 }  // namespace
 
 std::string metrics_text(const server_view& server) {
     return server_metrics(server) + rt_metrics(server.rt) + cache_metrics(server.cache) + send_metrics(server.sends) +
            ingest_metrics(server.ingest) + loop_metrics(server.loops) + limit_metrics(server) +
-           accept_metrics(server);
+           accept_metrics(server) + latency_metrics(server) + process_metrics(server.process);
 }
 
 }  // namespace datapump::http

@@ -96,8 +96,10 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.max_request_line, 8192U);
     EXPECT_FALSE(c.directory_listing);
     EXPECT_EQ(c.grace_ms, 5000U);
-    EXPECT_TRUE(c.access_log);
+    EXPECT_EQ(c.access_log, "stderr");
     EXPECT_EQ(c.log_level, "info");
+    EXPECT_EQ(c.access_log_format, "combined");
+    EXPECT_EQ(c.log_file, "stderr");
     EXPECT_EQ(c.config_file, "");
     EXPECT_FALSE(c.writable);
     EXPECT_EQ(c.upload_token, "");
@@ -355,17 +357,36 @@ TEST_F(config_test, every_flag) {
     EXPECT_EQ(c.max_request_line, 4096U);
     EXPECT_TRUE(c.directory_listing);
     EXPECT_EQ(c.grace_ms, 0U);
-    EXPECT_FALSE(c.access_log);
+    EXPECT_EQ(c.access_log, "off");
     EXPECT_EQ(c.log_level, "debug");
 }
 
 TEST_F(config_test, flag_equals_form_and_switch_spellings) {
     const daemon_config c = parse_ok({"--root=" + dir_, "--access-log=no", "--directory-listing=off", "--listen=:81"});
-    EXPECT_FALSE(c.access_log);
+    EXPECT_EQ(c.access_log, "off");
     EXPECT_FALSE(c.directory_listing);
     EXPECT_EQ(c.listen_host, "0.0.0.0");
     EXPECT_EQ(c.listen_port, 81);
-    EXPECT_TRUE(contains(error_of({"--access-log", "maybe"}), "--access-log: 'maybe' is not a switch"));
+    EXPECT_TRUE(contains(error_of({"--access-log-format", "maybe"}),
+                         "--access-log-format: unknown access log format 'maybe' (use combined or json)"));
+}
+
+// logs: the access log is a path, stderr or off (the old switch words still work), in a file too.
+TEST_F(config_test, access_log_and_log_file_targets) {
+    EXPECT_EQ(parse_ok({"--root", dir_, "--access-log", "/var/log/datapump/access.log"}).access_log,
+              "/var/log/datapump/access.log");
+    EXPECT_EQ(parse_ok({"--root", dir_, "--access-log", "on"}).access_log, "stderr");
+    EXPECT_EQ(parse_ok({"--root", dir_, "--access-log", "stderr"}).access_log, "stderr");
+    const daemon_config c = parse_ok({"--root", dir_, "--access-log-format", "json", "--log-file", "/tmp/d.log"});
+    EXPECT_EQ(c.access_log_format, "json");
+    EXPECT_EQ(c.log_file, "/tmp/d.log");
+    const daemon_config f = parse_ok(
+        {"--root", dir_, "--config", write_toml("access_log = '/tmp/a.log'\naccess_log_format = 'json'\nlog_file = '/tmp/d.log'\n")});
+    EXPECT_EQ(f.access_log, "/tmp/a.log");
+    EXPECT_EQ(f.access_log_format, "json");
+    EXPECT_EQ(f.log_file, "/tmp/d.log");
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--access-log", ""}), "give a file path, stderr or off"));
+    EXPECT_TRUE(contains(error_of({"--root", dir_, "--log-file", ""}), "--log-file (log_file): give a file path or stderr"));
 }
 
 TEST_F(config_test, send_path_spellings) {
@@ -420,13 +441,13 @@ TEST_F(config_test, toml_file_then_flags_that_were_given) {
     EXPECT_EQ(c.max_request_line, 1024U);
     EXPECT_TRUE(c.directory_listing);
     EXPECT_EQ(c.grace_ms, 13U);
-    EXPECT_FALSE(c.access_log);
+    EXPECT_EQ(c.access_log, "off");
     EXPECT_EQ(c.log_level, "warn");
 
     // Flags override the file, whichever side of --config they are on; the rest stays the file's.
     c = parse_ok({"--loops", "5", "--config", path, "--access-log", "on", "--listen", "127.0.0.1:1"});
     EXPECT_EQ(c.loops, 5U);
-    EXPECT_TRUE(c.access_log);
+    EXPECT_EQ(c.access_log, "stderr");
     EXPECT_EQ(c.listen_host, "127.0.0.1");
     EXPECT_EQ(c.listen_port, 1);
     EXPECT_EQ(c.provider, "direct");
@@ -455,7 +476,7 @@ TEST_F(config_test, toml_type_mismatches_name_key_and_type) {
     for (const auto& [toml, expected] : {
              bad_case{"loops = '8'\n", "key 'loops' in "},
              bad_case{"loops = '8'\n", "expected an integer, got a string"},
-             bad_case{"access_log = 'on'\n", "expected a boolean (true or false), got a string"},
+             bad_case{"directory_listing = 'on'\n", "expected a boolean (true or false), got a string"},
              bad_case{"root = 1\n", "expected a string, got an integer"},
              bad_case{"capacity = 1.5\n", "expected an integer (bytes per second) or a string such as \"5M\""},
              bad_case{"capacity = '5Q'\n", "key 'capacity' in "},

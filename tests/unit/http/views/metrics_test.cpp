@@ -42,6 +42,9 @@ server_view sample_server() {
     s.send_timeouts = 51;
     s.pause_timeouts = 52;
     s.stall_releases = 53;
+    // logs: two bounds (1 ms, 1 s): 2 at most 1 ms, 1 in (1 ms, 1 s], 1 above; no first byte yet
+    s.request_duration = {{1'000, 1'000'000}, {2, 1, 1}, 3'500'000, 4};
+    s.process = {1'700'000'000'123, 1'500'000, 4096, 12, 1024};
     return s;
 }
 
@@ -59,7 +62,7 @@ parsed_metrics parse(const std::string& text) {
     EXPECT_FALSE(text.empty());
     EXPECT_EQ(text.back(), '\n');
     const std::regex help_re(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) [^\n]+)");
-    const std::regex type_re(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge))");
+    const std::regex type_re(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram))");
     const std::regex sample_re(R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? ([0-9]+(\.[0-9]+)?))");
     const std::regex label_re(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|\}))re");
     std::string current;
@@ -73,7 +76,12 @@ parsed_metrics parse(const std::string& text) {
             EXPECT_EQ(m[1], current) << "TYPE for another family than HELP: " << line;
             EXPECT_TRUE(out.type.emplace(m[1], m[2]).second) << "duplicate TYPE " << line;
         } else if (std::regex_match(line, m, sample_re)) {
-            EXPECT_EQ(m[1], current) << "sample outside its family: " << line;
+            // logs: a histogram's samples are its family's name with _bucket, _sum or _count.
+            const std::string name = m[1];
+            const bool histogram_part = out.type[current] == "histogram" &&
+                                        (name == current + "_bucket" || name == current + "_sum" ||
+                                         name == current + "_count");
+            EXPECT_TRUE(name == current || histogram_part) << "sample outside its family: " << line;
             const std::string key = std::string(m[1]) + std::string(m[2]);
             EXPECT_TRUE(out.value.emplace(key, m[3]).second) << "duplicate sample " << line;
             std::string labels = m[2];
@@ -157,6 +165,14 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_accept_errors_total", "counter"},
         {"datapump_accept_shed_total", "counter"},
         {"datapump_per_ip_refusals_total", "counter"},
+        // logs
+        {"datapump_request_duration_seconds", "histogram"},
+        {"datapump_time_to_first_byte_seconds", "histogram"},
+        {"process_start_time_seconds", "gauge"},
+        {"process_cpu_seconds_total", "counter"},
+        {"process_resident_memory_bytes", "gauge"},
+        {"process_open_fds", "gauge"},
+        {"process_max_fds", "gauge"},
     };
     EXPECT_EQ(m.type, families);
     EXPECT_EQ(m.help.size(), families.size());
@@ -226,6 +242,20 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {R"(datapump_per_ip_refusals_total{limit="connections"})", "53"},
         {R"(datapump_per_ip_refusals_total{limit="streams"})", "54"},
         {R"(datapump_per_ip_refusals_total{limit="rate"})", "55"},
+        // logs: buckets are cumulative, +Inf is the count
+        {R"(datapump_request_duration_seconds_bucket{le="0.001"})", "2"},
+        {R"(datapump_request_duration_seconds_bucket{le="1"})", "3"},
+        {R"(datapump_request_duration_seconds_bucket{le="+Inf"})", "4"},
+        {"datapump_request_duration_seconds_sum", "3.500000"},
+        {"datapump_request_duration_seconds_count", "4"},
+        {R"(datapump_time_to_first_byte_seconds_bucket{le="+Inf"})", "0"},
+        {"datapump_time_to_first_byte_seconds_sum", "0.000000"},
+        {"datapump_time_to_first_byte_seconds_count", "0"},
+        {"process_start_time_seconds", "1700000000.123"},
+        {"process_cpu_seconds_total", "1.500000"},
+        {"process_resident_memory_bytes", "4096"},
+        {"process_open_fds", "12"},
+        {"process_max_fds", "1024"},
     };
     for (const auto& [key, value] : expected) {
         const auto it = m.value.find(key);
@@ -242,7 +272,8 @@ TEST(metrics_text, label_values_are_escaped) {
         << text;
     const auto m = parse(text);
     // 3 status + 4 paths + 3 upload outcomes + 4 x 2 loops + 2 VPs + info + 3 per-IP limits
-    ASSERT_EQ(m.labels.size(), 24U);
+    // + 3 + 1 histogram buckets (logs)
+    ASSERT_EQ(m.labels.size(), 28U);
     const auto& info = m.labels.at(R"(datapump_info{version="1.2\"3\\x\ny",provider="posix",send_path="sendfile"})");
     EXPECT_EQ(info.at("version"), "1.2\"3\\x\ny");
     EXPECT_EQ(info.at("provider"), "posix");
@@ -251,7 +282,8 @@ TEST(metrics_text, label_values_are_escaped) {
 TEST(metrics_text, empty_server_still_announces_every_family) {
     const auto m = parse(metrics_text(server_view{}));
     // + 3: hostile network, nothing held forever; + 3: accept back-off and per-address limits
-    EXPECT_EQ(m.type.size(), 44U + 3U + 3U);
+    // + 7: the histograms and process_* (logs)
+    EXPECT_EQ(m.type.size(), 44U + 3U + 3U + 7U);
     EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
     EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
     EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);
