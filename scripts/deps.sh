@@ -11,6 +11,9 @@ build_pkgs=(g++ cmake ninja-build pkg-config liburing-dev libspdlog-dev libfmt-d
 test_pkgs=(clang-16 libclang-rt-16-dev clang-tidy-16)
 # The HTTP integration and browser tests (tests/integration/http, tests/browser) use real clients.
 test_pkgs+=(curl wrk ffmpeg chromium nodejs npm python3)
+# pkg: the Debian package's checks (lintian; systemd-analyze and systemd-socket-activate from
+# systemd) and its man pages (help2man runs over the built programs).
+test_pkgs+=(lintian systemd help2man)
 bench_pkgs=(coreutils nginx wrk curl)
 # The main job (scripts/run.sh) makes its demo video with ffmpeg.
 run_pkgs=(ffmpeg curl)

@@ -6,6 +6,8 @@
 #include "config/config.hpp"
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/server.hpp"
+#include "service/listen_fds.hpp"
+#include "service/notify.hpp"
 
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -14,6 +16,7 @@
 #include <cstdio>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 namespace {
 
@@ -76,6 +79,8 @@ int main(int argc, char** argv) {
         return parsed.exit_code;
     }
     const auto& cfg = *parsed.config;
+    // pkg: socket activation, taken before any thread starts (it unsets LISTEN_*).
+    const auto inherited = datapump::daemon::service::take_listen_fds();
     use_async_logger();
     if (!datapump::configure_logging(cfg.log_level)) {
         std::fprintf(stderr, "datapumpd: unknown log level '%s'\n", cfg.log_level.c_str());
@@ -159,6 +164,11 @@ int main(int argc, char** argv) {
     sc.max_streams_per_ip = cfg.max_streams_per_ip;
     sc.max_rate_per_ip = cfg.max_rate_per_ip;
     raise_descriptor_limit(datapump::http::descriptors_needed(sc), cfg.max_connections);
+    // pkg: socket activation (the server serves each on the --listen address it is bound to)
+    if (!inherited.error.empty()) {
+        spdlog::warn("{}", inherited.error);
+    }
+    sc.inherited_listeners = inherited.fds;
 
     auto server = datapump::http::server::start(sc);
     if (!server) {
@@ -166,6 +176,12 @@ int main(int argc, char** argv) {
         spdlog::shutdown();
         return 1;
     }
+    // pkg: the server holds its own duplicates of the inherited sockets; tell systemd we serve.
+    for (const int fd : inherited.fds) {
+        ::close(fd);
+    }
+    datapump::daemon::service::notify_status("serving " + cfg.root);
+    datapump::daemon::service::notify_ready();
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);
     spdlog::info("signal {}: stopping (grace {} ms)", signal_number, cfg.grace_ms);

@@ -136,6 +136,13 @@ struct server_config {
     std::uint64_t max_rate_per_ip = 0;              // sum of the paced rates of one address, B/s
     std::chrono::milliseconds accept_pause{250};    // no accept on a loop after it failed (EMFILE...)
     std::chrono::milliseconds accept_log_every{10000};
+    // pkg: socket activation
+    // Listening sockets the process inherited (systemd's LISTEN_FDS; docs/daemon.md, "As a
+    // service"): a public address with a non-zero port whose family, host and port equal one's
+    // bound address is served on it (each loop accepts on its own duplicate) instead of on a socket
+    // bound anew, so that a restart keeps the socket and the connections queued on it. The server
+    // duplicates what it uses; the caller keeps (and closes) these descriptors.
+    std::vector<int> inherited_listeners;
 };
 
 // The descriptors a server with `config` may hold at once (docs/daemon.md, "Limits"): per
