@@ -2,7 +2,8 @@
 # Installs what is missing, builds, and runs every test: the debug build (all tests), the
 # ASan+UBSan build (all tests), the TSan build (the concurrent tests), a clang-16 build (all
 # tests), plain Release builds with GCC and clang-16 (what a user builds), and clang-tidy-16 over
-# src/ with .clang-tidy (warnings are errors). The debug build's tests include
+# src/ with .clang-tidy (warnings are errors), and the Debian package of the plain GCC build
+# (tests/package/package_test.sh). The debug build's tests include
 # install_examples_out_of_tree: install, then the examples built against the installed package.
 # Exit code 0 only if every build and every test passed. This is what CI runs (.ci/run).
 set -euo pipefail
@@ -70,6 +71,25 @@ run_plain_release() {
 for cxx in ${DATAPUMP_PLAIN_COMPILERS-g++ clang++-16}; do
   run_plain_release "$cxx"
 done
+
+# pkg: the Debian package of the plain Release GCC build just made (cpack, no other build):
+# dpkg-deb, lintian, systemd-analyze verify/security of the units, and the installed daemon run
+# once from a scratch root (tests/package/package_test.sh).
+run_package() {
+  local dir=build/plain-release-g++
+  echo "=== Debian package from ${dir}"
+  if tests/package/package_test.sh "$dir" .; then
+    summary+=("Debian package: checked")
+    passed=$((passed + 1))
+  else
+    summary+=("Debian package: FAILED")
+    failed=$((failed + 1))
+    status=1
+  fi
+}
+case " ${DATAPUMP_PLAIN_COMPILERS-g++ clang++-16} " in
+  *" g++ "*) run_package ;;
+esac
 
 run_tidy() {
   echo "=== clang-tidy: src/ against .clang-tidy (compile commands of the clang preset)"

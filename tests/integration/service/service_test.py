@@ -78,7 +78,7 @@ def daemon_args(args, root, port):
     cmd = [args.datapumpd]
     if args.config:
         cmd += ["--config", args.config]
-    return cmd + ["--root", root, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--loops", "2"]
+    return cmd + ["--root", root, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off"]
 
 
 def check_notify(args, root, tmp):
