@@ -28,7 +28,7 @@ if(HELP2MAN)
   endforeach()
   add_custom_target(datapump_man_pages ALL DEPENDS ${man_pages})
 else()
-  message(STATUS "help2man not found: no man pages (scripts/deps.sh test installs it)")
+  message(STATUS "help2man not found: no man pages (scripts/deps.sh installs it)")
 endif()
 
 # datapumpd.toml, printed by the built daemon (cmake/config_template.cmake).

@@ -7,13 +7,15 @@ build_pkgs=(g++ cmake ninja-build pkg-config liburing-dev libspdlog-dev libfmt-d
             libgtest-dev libgmock-dev libbenchmark-dev
             libhttp-parser-dev libtomlplusplus-dev nlohmann-json3-dev
             libssl-dev libsystemd-dev)
+# pkg: the man pages are made from the built programs' --help (cmake/package.cmake).
+build_pkgs+=(help2man)
 # clang-16 builds the code a second way (the fuzzers need it); clang-tidy-16 checks it (.clang-tidy).
 test_pkgs=(clang-16 libclang-rt-16-dev clang-tidy-16)
 # The HTTP integration and browser tests (tests/integration/http, tests/browser) use real clients.
 test_pkgs+=(curl wrk ffmpeg chromium nodejs npm python3)
 # pkg: the Debian package's checks (lintian; systemd-analyze and systemd-socket-activate from
-# systemd) and its man pages (help2man runs over the built programs).
-test_pkgs+=(lintian systemd help2man)
+# systemd).
+test_pkgs+=(lintian systemd)
 bench_pkgs=(coreutils nginx wrk curl)
 # The main job (scripts/run.sh) makes its demo video with ffmpeg.
 run_pkgs=(ffmpeg curl)

@@ -43,7 +43,7 @@ def fetch(port, path, deadline=DEADLINE):
         except (ConnectionError, urllib.error.URLError) as e:
             if time.monotonic() > until:
                 raise AssertionError(f"GET {path} on port {port}: {e}")
-            time.sleep(0.02)
+            time.sleep(0.005)
 
 
 def connect(port):
