@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <cstring>
+#include <string>
 
 namespace datapump::daemon::service {
 
@@ -12,7 +13,10 @@ inherited_sockets take_listen_fds() {
     inherited_sockets out;
     const int n = ::sd_listen_fds(1);
     if (n < 0) {
-        out.error = std::string("socket activation: LISTEN_FDS/LISTEN_PID are set but unusable: ") + std::strerror(-n);
+        // strerrordesc_np: a static string, unlike strerror's shared buffer (glibc >= 2.32).
+        const char* why = ::strerrordesc_np(-n);
+        out.error = std::string("socket activation: LISTEN_FDS/LISTEN_PID are set but unusable: ") +
+                    (why != nullptr ? why : "unknown error");
         return out;
     }
     for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; ++fd) {
