@@ -8,6 +8,8 @@
   activation      under `systemd-socket-activate -l 127.0.0.1:PORT` (socket activation, as the
                   .socket unit does) the daemon serves the inherited socket and says so.
   activation-miss an inherited socket bound elsewhere than --listen is not served, with a warning.
+  restart-keeps-socket  the supervisor's socket (LISTEN_FDS) outlives a daemon: a connection made
+                  while none runs is answered by the next one.
 
 Usage: service_test.py DATAPUMPD [--config FILE] [--root DIR]
   --config: start with --config FILE (the installed package's /etc/datapump/datapumpd.toml);
@@ -149,6 +151,48 @@ def check_activation(args, root, tmp, matching):
             proc.kill()
 
 
+def check_restart(args, root, tmp):
+    """What datapumpd.socket buys: the socket is the supervisor's (here this script's, there
+    systemd's), so while the daemon restarts a client's connection waits in its queue and is
+    answered by the next daemon, instead of being refused."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+
+    def start(n):
+        log = os.path.join(tmp, f"restart-{n}.log")
+        # LISTEN_PID must be the daemon's pid: the shell's $$, which exec keeps.
+        cmd = ["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh"] + daemon_args(args, root, port)
+        with open(log, "w") as out:
+            return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(3,),
+                                    preexec_fn=lambda: os.dup2(listener.fileno(), 3)), log
+
+    first, log1 = start(1)
+    try:
+        status, _ = fetch(port, "/hello.txt")
+        assert status == 200
+        stop(first, log1)
+        # No daemon now: the connection is queued by the kernel, the request waits with it.
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        waiting.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        second, log2 = start(2)
+        try:
+            reply = b""
+            while chunk := waiting.recv(65536):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"hello, service\n"), reply[:200]
+            stop(second, log2)
+        finally:
+            if second.poll() is None:
+                second.kill()
+            waiting.close()
+    finally:
+        if first.poll() is None:
+            first.kill()
+        listener.close()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("datapumpd")
@@ -162,7 +206,8 @@ def main():
         f.write("hello, service\n")
     checks = [("notify", lambda: check_notify(args, root, tmp)),
               ("activation", lambda: check_activation(args, root, tmp, True)),
-              ("activation-miss", lambda: check_activation(args, root, tmp, False))]
+              ("activation-miss", lambda: check_activation(args, root, tmp, False)),
+              ("restart-keeps-socket", lambda: check_restart(args, root, tmp))]
     passed = failed = 0
     try:
         for name, check in checks:
