@@ -81,6 +81,15 @@ int main(int argc, char** argv) {
     const auto& cfg = *parsed.config;
     // pkg: socket activation, taken before any thread starts (it unsets LISTEN_*).
     const auto inherited = datapump::daemon::service::take_listen_fds();
+    // pkg: the stop signals are blocked before the first thread (the logger's) starts: a thread
+    // that does not block SIGTERM takes one sent before main() waits for it and dies of it (exit
+    // by signal, seen in service/restart-keeps-socket). lead: block every signal main() waits for
+    // (SIGHUP, SIGUSR1) here too.
+    sigset_t early_signals;
+    sigemptyset(&early_signals);
+    sigaddset(&early_signals, SIGTERM);
+    sigaddset(&early_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &early_signals, nullptr);
     use_async_logger();
     if (!datapump::configure_logging(cfg.log_level)) {
         std::fprintf(stderr, "datapumpd: unknown log level '%s'\n", cfg.log_level.c_str());
