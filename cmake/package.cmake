@@ -1,7 +1,8 @@
-# The Debian package (CPack's DEB generator) of the build at hand: `cpack -G DEB` in a Release
-# build directory makes datapump_<version>-1_<arch>.deb with the programs, the library and its
-# headers, man pages, /etc/datapump/datapumpd.toml and the systemd units (docs/daemon.md, "As a
-# service"). What is generated here is also what `cmake --install` installs.
+# The Debian packages (CPack's DEB generator) of the build at hand: `cpack -G DEB` in a Release
+# build directory makes datapump_<version>-1_<arch>.deb (the programs, man pages,
+# /etc/datapump/datapumpd.toml, the systemd units), libdatapump0_... (the shared library) and
+# libdatapump-dev_... (headers, CMake and pkg-config files); docs/daemon.md, "As a service".
+# What is generated here is also what `cmake --install` installs.
 
 # Man pages, from the programs' own --help and --version (help2man, a kept tool): they cannot
 # drift from the flags. Without help2man there are none, and the package check says so.
@@ -71,22 +72,44 @@ add_custom_command(OUTPUT ${datapump_generated}/changelog.Debian.gz
                    COMMAND gzip -9n -c ${datapump_generated}/changelog.Debian > ${datapump_generated}/changelog.Debian.gz
                    DEPENDS ${datapump_packaging}/debian/changelog.in VERBATIM)
 add_custom_target(datapump_changelog ALL DEPENDS ${datapump_generated}/changelog.Debian.gz)
-install(FILES ${datapump_packaging}/debian/copyright ${datapump_generated}/changelog.Debian.gz
-        DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT runtime)
+# Each package's own doc folder: /usr/share/doc/<package>.
+foreach(component_package runtime:datapump lib:libdatapump0 dev:libdatapump-dev)
+  string(REPLACE ":" ";" component_package "${component_package}")
+  list(GET component_package 0 component)
+  list(GET component_package 1 package)
+  install(FILES ${datapump_packaging}/debian/copyright ${datapump_generated}/changelog.Debian.gz
+          DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/${package} COMPONENT ${component})
+endforeach()
 
+# Three packages, as Debian splits a library: datapump (the programs, which link the parts
+# statically, and the service), libdatapump0 (the shared library, named by its soname) and
+# libdatapump-dev (what builds against it).
 set(CPACK_GENERATOR DEB)
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL runtime lib dev)
 set(CPACK_PACKAGE_NAME datapump)
 set(CPACK_PACKAGE_VENDOR datapump)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "${datapump_maintainer}")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "zero-copy HTTP streaming daemon and data-path library")
-# (Lines under 80 columns: the control file's extended description.)
-set(CPACK_PACKAGE_DESCRIPTION "datapump moves bytes between storage, the network and applications
+# (No CPACK_PACKAGE_DESCRIPTION_SUMMARY: each description's first line is its package's synopsis.)
+# (Lines under 80 columns: the control files' extended descriptions.)
+set(datapump_about "datapump moves bytes between storage, the network and applications
 without copying them through user space, and paces every stream to the rate
-its client asked for. This package has datapumpd, the io_uring HTTP/1.1
-streaming daemon, with its systemd service and socket units, the datapump
-command-line tool, and libdatapump with its headers, CMake package and
-pkg-config file.")
+its client asked for.")
+set(CPACK_COMPONENT_RUNTIME_DESCRIPTION "zero-copy HTTP streaming daemon and command-line tool
+${datapump_about}
+This package has datapumpd, the io_uring HTTP/1.1 streaming daemon, with its
+systemd service and socket units and man page, and the datapump tool.")
+set(CPACK_COMPONENT_LIB_DESCRIPTION "zero-copy data-path engine - shared library
+${datapump_about}
+This package has the shared library libdatapump.so.0.")
+set(CPACK_COMPONENT_DEV_DESCRIPTION "zero-copy data-path engine - development files
+${datapump_about}
+This package has the headers, the CMake package (find_package(datapump)) and
+the pkg-config file to build programs against libdatapump.")
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME datapump)
+set(CPACK_DEBIAN_LIB_PACKAGE_NAME libdatapump0)
+set(CPACK_DEBIAN_DEV_PACKAGE_NAME libdatapump-dev)
 # DESTDIR staging with the real prefix, so that the unit's ExecStart says /usr/sbin/datapumpd.
 set(CPACK_SET_DESTDIR ON)
 set(CPACK_INSTALL_PREFIX /usr)
@@ -94,20 +117,24 @@ set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
-set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_LIB_PACKAGE_SECTION libs)
+set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://datapump.invalid/")
 # The shared libraries' packages (liburing2, libssl3, libsystemd0, ...) from dpkg-shlibdeps.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # adduser without systemd-sysusers (deb-systemd-invoke's init-system-helpers is essential).
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
-# libdatapump.so.0's shlibs file (and ldconfig trigger): 0.x promises no ABI across minor
-# versions, so a program built against this package depends on this very version.
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libdatapump0 (= ${PROJECT_VERSION}-1)")
+# libdatapump.so.0's shlibs file: 0.x promises no ABI across minor versions, so a program built
+# against this package depends on this very version.
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY "=")
-set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA
     ${datapump_packaging}/debian/postinst ${datapump_packaging}/debian/prerm
-    ${datapump_packaging}/debian/postrm ${datapump_packaging}/debian/conffiles
-    ${datapump_packaging}/debian/triggers)
+    ${datapump_packaging}/debian/postrm ${datapump_packaging}/debian/conffiles)
+set(CPACK_DEBIAN_LIB_PACKAGE_CONTROL_EXTRA ${datapump_packaging}/debian/lib/triggers
+    ${datapump_packaging}/debian/lib/postinst ${datapump_packaging}/debian/lib/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
 include(CPack)
