@@ -1,5 +1,7 @@
 # `cmake --install`: libdatapump.so.0 with its headers, a CMake package (find_package(datapump)),
 # a pkg-config file, and the two programs. The static part libraries are not installed.
+# Components, one Debian package each (cmake/package.cmake): lib (libdatapump.so.0), dev (headers,
+# the libdatapump.so link, CMake and pkg-config files), runtime (the programs and the service).
 include(CMakePackageConfigHelpers)
 
 # find_package(datapump) offers the same per-part names the tree has (datapump::fs,
@@ -15,7 +17,7 @@ foreach(part IN LISTS datapump_exported_parts)
 endforeach()
 
 install(TARGETS datapump_shared ${datapump_part_targets} EXPORT datapumpTargets
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT dev
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT lib NAMELINK_COMPONENT dev
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS datapump RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 install(TARGETS datapumpd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT runtime)

@@ -7,6 +7,8 @@ build_pkgs=(g++ cmake ninja-build pkg-config liburing-dev libspdlog-dev libfmt-d
             libgtest-dev libgmock-dev libbenchmark-dev
             libhttp-parser-dev libtomlplusplus-dev nlohmann-json3-dev
             libssl-dev libsystemd-dev)
+# pkg: the man pages are made from the built programs' --help (cmake/package.cmake).
+build_pkgs+=(help2man)
 # clang-16 builds the code a second way (the fuzzers need it); clang-tidy-16 checks it (.clang-tidy).
 test_pkgs=(clang-16 libclang-rt-16-dev clang-tidy-16)
 # The HTTP integration and browser tests (tests/integration/http, tests/browser) use real clients.
@@ -14,6 +16,9 @@ test_pkgs+=(curl wrk ffmpeg chromium nodejs npm python3)
 # logs: the HTTP checks run promtool (Debian's prometheus) over /metrics, read the access log
 # with goaccess and fail2ban's stock nginx filters, and rotate both logs with logrotate.
 test_pkgs+=(prometheus goaccess fail2ban logrotate)
+# pkg: the Debian package's checks (lintian; systemd-analyze and systemd-socket-activate from
+# systemd).
+test_pkgs+=(lintian systemd)
 bench_pkgs=(coreutils nginx wrk curl)
 # The main job (scripts/run.sh) makes its demo video with ffmpeg.
 run_pkgs=(ffmpeg curl)

@@ -5,7 +5,9 @@
 # their binaries are built), a Release build with clang-16 (all tests and the fuzzers), and
 # clang-tidy-16 over src/ with .clang-tidy (warnings are errors). Warnings are errors in every
 # build here. The GCC build's tests include install_examples_out_of_tree: install, then the
-# examples built against the installed package. Each phase prints its duration (CI has a time
+# examples built against the installed package; then the Debian packages of that build
+# (tests/package/package_test.sh: cpack, dpkg-deb, lintian, the units, the installed daemon run
+# once). Each phase prints its duration (CI has a time
 # budget: docs/testing.md). Exit code 0 only if every build and every test passed. This is what
 # CI runs (.ci/run).
 set -euo pipefail
@@ -62,6 +64,26 @@ export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 for preset in ${DATAPUMP_PRESETS:-gcc-release asan tsan clang}; do
   run_preset "$preset"
 done
+
+# The Debian packages of the gcc-release build just made (cpack, no other build):
+# dpkg-deb, lintian, systemd-analyze verify/security of the units, and the installed daemon run
+# once from a scratch root (tests/package/package_test.sh).
+run_package() {
+  local dir=build/gcc-release
+  echo "=== Debian package from ${dir}"
+  if tests/package/package_test.sh "$dir" .; then
+    summary+=("Debian package: checked")
+    passed=$((passed + 1))
+  else
+    summary+=("Debian package: FAILED")
+    failed=$((failed + 1))
+    status=1
+  fi
+  phase_done "Debian package"
+}
+case " ${DATAPUMP_PRESETS:-gcc-release} " in
+  *" gcc-release "*) run_package ;;
+esac
 
 run_tidy() {
   echo "=== clang-tidy: src/ against .clang-tidy (compile commands of the clang preset)"

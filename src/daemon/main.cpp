@@ -8,11 +8,14 @@
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/server.hpp"
 #include "logs/logs.hpp"
+#include "service/listen_fds.hpp"
+#include "service/notify.hpp"
 
 #include <csignal>
 #include <cstdio>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 namespace {
 
@@ -66,6 +69,17 @@ int main(int argc, char** argv) {
         return parsed.exit_code;
     }
     const auto& cfg = *parsed.config;
+    // Socket activation, taken before any thread starts (it unsets LISTEN_*).
+    const auto inherited = datapump::daemon::service::take_listen_fds();
+    // Every signal main() waits for is blocked before the first thread (the logger's) starts: a
+    // thread that does not block SIGTERM takes one sent before main() waits for it and dies of it
+    // (exit by signal, seen in service/restart-keeps-socket). The loops inherit this mask too.
+    sigset_t waited_signals;
+    sigemptyset(&waited_signals);
+    sigaddset(&waited_signals, SIGTERM);
+    sigaddset(&waited_signals, SIGINT);
+    sigaddset(&waited_signals, SIGUSR1);  // reopen the log files (logrotate)
+    pthread_sigmask(SIG_BLOCK, &waited_signals, nullptr);
     if (const std::string problem = datapump::daemon::open_logs({.log_file = cfg.log_file,
                                                                    .access_log = cfg.access_log});
         !problem.empty()) {
@@ -78,13 +92,6 @@ int main(int argc, char** argv) {
     }
     spdlog::flush_every(std::chrono::seconds(1));
 
-    // The loops inherit this mask: only the waiting main thread takes the signals.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGUSR1);  // logs: reopen the log files (logrotate)
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // sendfile() to a closed socket must fail, not kill us
 
     datapump::http::server_config sc;
@@ -159,6 +166,11 @@ int main(int argc, char** argv) {
     sc.access_format = cfg.access_log_format == "json" ? datapump::http::access_log_format::json
                                                        : datapump::http::access_log_format::combined;
     sc.access_sink = datapump::daemon::access_line_sink();
+    // pkg: socket activation (the server serves each on the --listen address it is bound to)
+    if (!inherited.error.empty()) {
+        spdlog::warn("{}", inherited.error);
+    }
+    sc.inherited_listeners = inherited.fds;
 
     auto server = datapump::http::server::start(sc);
     if (!server) {
@@ -166,15 +178,22 @@ int main(int argc, char** argv) {
         spdlog::shutdown();
         return 1;
     }
+    // pkg: the server holds its own duplicates of the inherited sockets; tell systemd we serve.
+    for (const int fd : inherited.fds) {
+        ::close(fd);
+    }
+    datapump::daemon::service::notify_status("serving " + cfg.root);
+    datapump::daemon::service::notify_ready();
     int signal_number = 0;
     for (;;) {
-        sigwait(&stop_signals, &signal_number);
+        sigwait(&waited_signals, &signal_number);
         if (signal_number == SIGUSR1) {
             datapump::daemon::reopen_logs();
             continue;
         }
         break;
     }
+    datapump::daemon::service::notify_stopping();
     spdlog::info("signal {}: stopping (grace {} ms)", signal_number, cfg.grace_ms);
     (*server)->shutdown(std::chrono::milliseconds(cfg.grace_ms));
     server->reset();

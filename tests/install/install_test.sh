@@ -4,7 +4,8 @@
 #     without */internal/, the CMake package, datapump.pc, bin/datapump and sbin/datapumpd.
 #  2. The installed headers pull in nothing but the standard library, the C library and each other.
 #  3. The shared library exports the public API only: no third-party symbol families (spdlog, fmt,
-#     nlohmann, toml++, CLI11, http-parser, liburing) and none of the engine's private classes.
+#     nlohmann, toml++, CLI11, http-parser, liburing), none of the engine's private classes, and
+#     nothing outside namespace datapump (no std:: instantiation; cmake/datapump.map).
 #  4. examples/ configured and built on their own against the prefix (find_package(datapump 0.2)),
 #     and fs_provider_demo run; a one-file program built with pkg-config and run.
 set -euo pipefail
@@ -60,6 +61,12 @@ forbidden+='|^[0-9a-f]+ . ((typeinfo (name )?|vtable |guard variable )for )?data
 forbidden+='|datapump::http::connection\b|datapump::ipc::worker_pool'
 if grep -E "$forbidden" "$tmp/exports" >"$tmp/bad"; then
   fail "libdatapump.so exports what is not its API ($(wc -l <"$tmp/bad") symbols): $(head -5 "$tmp/bad")"
+fi
+# Nothing but namespace datapump (cmake/datapump.map): no weak std:: instantiation, whichever
+# compiler emitted it.
+ours_only='^[0-9a-f]+ . ((typeinfo (name )?|vtable |VTT |construction vtable |guard variable )for |(non-)?virtual thunk to )?datapump::'
+if grep -vE "$ours_only" "$tmp/exports" >"$tmp/foreign"; then
+  fail "libdatapump.so exports symbols outside namespace datapump ($(wc -l <"$tmp/foreign")): $(head -3 "$tmp/foreign")"
 fi
 echo "libdatapump.so.$version: $total exported symbols, $ours of them in namespace datapump"
 

@@ -154,6 +154,13 @@ struct server_config {
     // asynchronous logger. Empty: the line goes to spdlog's default logger at level info.
     access_log_format access_format = access_log_format::combined;
     std::function<void(std::string_view line)> access_sink;
+    // pkg: socket activation
+    // Listening sockets the process inherited (systemd's LISTEN_FDS; docs/daemon.md, "As a
+    // service"): a public address with a non-zero port whose family, host and port equal one's
+    // bound address is served on it (each loop accepts on its own duplicate) instead of on a socket
+    // bound anew, so that a restart keeps the socket and the connections queued on it. The server
+    // duplicates what it uses; the caller keeps (and closes) these descriptors.
+    std::vector<int> inherited_listeners;
 };
 
 // The descriptors a server with `config` may hold at once (docs/daemon.md, "Limits"): per

@@ -98,6 +98,50 @@ result<unique_fd> make_listener(const bound_address& a, bool reuse_port = true) 
     return fd;
 }
 
+// pkg: socket activation
+// The inherited listening socket (server_config::inherited_listeners) bound to exactly `a`: same
+// family, address and port, a listening stream socket. -1 when none is.
+int find_inherited(const bound_address& a, const std::vector<int>& fds) {
+    for (const int fd : fds) {
+        sockaddr_storage bound{};
+        socklen_t len = sizeof bound;
+        int listening = 0;
+        int type = 0;
+        socklen_t int_len = sizeof listening;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0 || bound.ss_family != a.family ||
+            ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &int_len) != 0 || listening == 0) {
+            continue;
+        }
+        int_len = sizeof type;
+        if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &int_len) != 0 || type != SOCK_STREAM) {
+            continue;
+        }
+        if (a.family == AF_INET) {
+            const auto* want = reinterpret_cast<const sockaddr_in*>(&a.storage);
+            const auto* have = reinterpret_cast<const sockaddr_in*>(&bound);
+            if (want->sin_port == have->sin_port && want->sin_addr.s_addr == have->sin_addr.s_addr) {
+                return fd;
+            }
+        } else {
+            const auto* want = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+            const auto* have = reinterpret_cast<const sockaddr_in6*>(&bound);
+            if (want->sin6_port == have->sin6_port &&
+                std::memcmp(&want->sin6_addr, &have->sin6_addr, sizeof want->sin6_addr) == 0) {
+                return fd;
+            }
+        }
+    }
+    return -1;
+}
+
+result<unique_fd> dup_listener(int fd) {
+    unique_fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy) {
+        return fail_errno("dup an inherited listening socket");
+    }
+    return copy;
+}
+
 std::uint16_t bound_port(int fd) {
     sockaddr_storage bound{};
     socklen_t len = sizeof bound;
@@ -452,19 +496,32 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     std::vector<listen_address> wanted{{config.listen_host, config.listen_port}};
     wanted.insert(wanted.end(), config.more_listen.begin(), config.more_listen.end());
     std::vector<bound_address> addresses;
+    // pkg: socket activation: per address, the inherited socket serving it (-1: bind one).
+    std::vector<int> inherited;
     for (const auto& w : wanted) {
         auto address = parse_address(w.host, w.port);
         if (!address) {
             return std::unexpected(address.error());
         }
         addresses.push_back(*address);
+        inherited.push_back(w.port == 0 ? -1 : find_inherited(*address, config.inherited_listeners));
+    }
+    for (const int fd : config.inherited_listeners) {
+        if (std::find(inherited.begin(), inherited.end(), fd) == inherited.end()) {
+            spdlog::warn("inherited socket (fd {}) is bound to no --listen address: not served (make the socket "
+                         "unit's ListenStream= and --listen name the same host and port)",
+                         fd);
+        }
     }
     for (unsigned i = 0; i < config.loops; ++i) {
         auto ctx = std::make_unique<loop_context>();
         ctx->owner = s.get();
         ctx->index = i;
-        for (auto& address : addresses) {
-            auto listener = make_listener(address);
+        for (std::size_t j = 0; j < addresses.size(); ++j) {
+            auto& address = addresses[j];
+            // An inherited socket is shared by every loop (one duplicate each): another socket
+            // could not join its port with SO_REUSEPORT (its owner, systemd, is another user).
+            auto listener = inherited[j] >= 0 ? dup_listener(inherited[j]) : make_listener(address);
             if (!listener) {
                 return std::unexpected(listener.error());
             }
@@ -562,6 +619,11 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
                  config.capacity, s->rt_system->vps(), config.rt_max_density);
     for (std::size_t i = 0; i < config.more_listen.size(); ++i) {
         spdlog::info("also serving on {}:{}", config.more_listen[i].host, s->ports[i + 1]);
+    }
+    for (std::size_t j = 0; j < inherited.size(); ++j) {
+        if (inherited[j] >= 0) {
+            spdlog::info("{}:{} is an inherited socket (socket activation)", wanted[j].host, s->ports[j]);
+        }
     }
     switch (config.admin) {
         case admin_kind::off:

@@ -859,4 +859,52 @@ const path_setup loan_setups[] = {
 INSTANTIATE_TEST_SUITE_P(loan_paths, loan_path_test, ::testing::ValuesIn(loan_setups),
                          [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
 
+// pkg: socket activation. A listening socket the process inherited (systemd's LISTEN_FDS) and
+// bound to the configured address is served, by every loop, instead of a socket bound anew; the
+// caller's descriptor survives the server, so connections made after a stop wait in its queue for
+// the next one (a restart keeps the socket). One bound elsewhere is left alone.
+class inherited_socket_test : public server_test {};
+
+TEST_P(inherited_socket_test, an_inherited_socket_bound_to_the_listen_address_is_served_and_outlives_the_server) {
+    const auto listening_socket = [] {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        EXPECT_EQ(::listen(fd, 16), 0);
+        return fd;
+    };
+    const int inherited = listening_socket();
+    const int elsewhere = listening_socket();  // another port: no --listen names it
+    sockaddr_in bound{};
+    socklen_t len = sizeof bound;
+    ASSERT_EQ(::getsockname(inherited, reinterpret_cast<sockaddr*>(&bound), &len), 0);
+    config_.listen_port = ntohs(bound.sin_port);
+    config_.inherited_listeners = {elsewhere, inherited};
+    start();
+    EXPECT_EQ(port_, ntohs(bound.sin_port));
+    // Both loops accept on it: enough connections that the kernel's choice does not matter.
+    for (int i = 0; i < 8; ++i) {
+        auto r = get("/small.txt");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 200);
+        EXPECT_EQ(r->body, "hello, datapump\n");
+    }
+    server_->shutdown(0ms);
+    server_.reset();
+    // The caller's socket still listens: a client connects (queued) although no server runs.
+    http_client waiting(ntohs(bound.sin_port));
+    EXPECT_TRUE(waiting.connected());
+    int listening = 0;
+    len = sizeof listening;
+    ASSERT_EQ(::getsockopt(elsewhere, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len), 0);
+    EXPECT_EQ(listening, 1);
+    ::close(inherited);
+    ::close(elsewhere);
+}
+
+INSTANTIATE_TEST_SUITE_P(paths, inherited_socket_test, ::testing::Values(setups[0]),
+                         [](const ::testing::TestParamInfo<path_setup>& i) { return std::string(i.param.label); });
+
 }  // namespace
