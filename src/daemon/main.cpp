@@ -3,37 +3,24 @@
 // main() parses the configuration (flags over an optional TOML file), sets up logging (an
 // asynchronous logger, so the event loops never wait on the terminal), starts the server and
 // waits for SIGTERM or SIGINT; then it stops accepting, gives streams the grace period and exits.
+// SIGHUP re-reads the configuration (the same command line, so the --config file again) and
+// applies it to new requests (docs/daemon.md, "Reload").
 #include "config/config.hpp"
+#include "config/reload.hpp"
+#include "config/server_settings.hpp"
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/server.hpp"
 
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <pthread.h>
 #include <sys/resource.h>
 
 namespace {
-
-datapump::http::send_path to_server(datapump::daemon::send_path_choice c) {
-    using datapump::daemon::send_path_choice;
-    using datapump::http::send_path;
-    switch (c) {
-        case send_path_choice::auto_:
-            return send_path::automatic;
-        case send_path_choice::sendfile:
-            return send_path::sendfile;
-        case send_path_choice::splice:
-            return send_path::splice;
-        case send_path_choice::send_zc:
-            return send_path::send_zc;
-        case send_path_choice::send:
-            return send_path::send;
-    }
-    return send_path::automatic;
-}
 
 void use_async_logger() {
     // Overrun the oldest line rather than block a loop when the terminal is slow.
@@ -67,6 +54,39 @@ void raise_descriptor_limit(std::uint64_t needed, std::uint64_t max_connections)
     }
 }
 
+// conf: SIGHUP (systemctl reload). The new configuration applies to new requests; streams in
+// progress keep theirs; one that does not parse or validate is refused, the running one stays.
+void reload(int argc, char** argv, datapump::daemon::daemon_config& running, datapump::http::server& server) {
+    // lead: notify_reloading()
+    const auto began = std::chrono::steady_clock::now();
+    auto plan = datapump::daemon::reload_config(argc, argv, running);
+    if (!plan) {
+        spdlog::error("reload refused; still running the previous configuration:\n{}", plan.error());
+        // lead: notify_ready()
+        return;
+    }
+    for (const auto& kept : plan->needs_restart) {
+        spdlog::warn("reload: {}: needs a restart; kept as running", kept);
+    }
+    server.reconfigure(datapump::daemon::to_server_config(plan->next));
+    if (plan->next.log_level != running.log_level) {
+        (void)datapump::configure_logging(plan->next.log_level);  // validated: a known level
+    }
+    // lead: apply log settings
+    if (const std::string warning = datapump::daemon::exposure_warning(plan->next); !warning.empty()) {
+        spdlog::warn("{}", warning);
+    }
+    running = std::move(plan->next);
+    std::string changed;
+    for (const auto& c : plan->changed) {
+        changed += (changed.empty() ? "" : "; ") + c;
+    }
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began);
+    spdlog::info("reloaded {} in {:.1f} ms: {}", running.config_file.empty() ? "the flags" : running.config_file,
+                 static_cast<double>(took.count()) / 1000.0, changed.empty() ? "no change" : changed);
+    // lead: notify_ready()
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,7 +95,8 @@ int main(int argc, char** argv) {
         std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
         return parsed.exit_code;
     }
-    const auto& cfg = *parsed.config;
+    // The running configuration: a reload (SIGHUP) replaces it.
+    datapump::daemon::daemon_config cfg = std::move(*parsed.config);
     use_async_logger();
     if (!datapump::configure_logging(cfg.log_level)) {
         std::fprintf(stderr, "datapumpd: unknown log level '%s'\n", cfg.log_level.c_str());
@@ -88,76 +109,14 @@ int main(int argc, char** argv) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);  // conf: reload
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // sendfile() to a closed socket must fail, not kill us
 
-    datapump::http::server_config sc;
-    sc.root = cfg.root;
-    sc.listen_host = cfg.listen_host;
-    sc.listen_port = cfg.listen_port;
-    sc.loops = cfg.loops;
-    sc.provider = cfg.provider;
-    sc.path = to_server(cfg.send_path);
-    sc.cache_mib = cfg.cache_mib;
-    sc.buffer_kib = cfg.buffer_kib;
-    sc.capacity = cfg.capacity;
-    sc.default_rate = cfg.default_rate;
-    sc.max_rate = cfg.max_rate;
-    sc.default_burst = cfg.default_burst;
-    sc.rt_vps = cfg.rt_vps;
-    sc.rt_max_density = cfg.rt_max_density;
-    sc.max_connections = cfg.max_connections;
-    sc.idle_timeout_ms = cfg.idle_timeout_ms;
-    sc.header_timeout_ms = cfg.header_timeout_ms;
-    sc.max_header_bytes = cfg.max_header_bytes;
-    sc.max_request_line = cfg.max_request_line;
-    sc.directory_listing = cfg.directory_listing;
-    sc.access_log = cfg.access_log;
-    sc.writable = cfg.writable;
-    sc.upload_token = cfg.upload_token;
-    sc.max_upload = cfg.max_upload;
-    sc.upload_windows = cfg.upload_windows;
-    sc.durability = cfg.durability_batch ? datapump::ingest::durability::batched : datapump::ingest::durability::per_upload;
-    sc.durability_window = std::chrono::milliseconds(cfg.durability_window_ms);
-    // private control plane
-    for (const auto& more : cfg.more_listen) {
-        sc.more_listen.push_back({more.host, more.port});
-    }
-    if (!cfg.admin_socket.empty()) {
-        sc.admin = datapump::http::admin_kind::unix_socket;
-        sc.admin_socket = cfg.admin_socket;
-    } else if (!cfg.admin_host.empty()) {
-        sc.admin = datapump::http::admin_kind::tcp;
-        sc.admin_address = {cfg.admin_host, cfg.admin_port};
-    }
-    sc.admin_token = cfg.admin_token;
-    // hostile network: framing and paths
-    sc.serve_dotfiles = cfg.serve_dotfiles;
-    // hostile network: uploads
-    sc.max_uploads = cfg.max_uploads;
-    sc.max_uploads_per_ip = cfg.max_uploads_per_ip;
-    sc.upload_min_rate = cfg.upload_min_rate;
-    sc.upload_rate_window_ms = cfg.upload_rate_window_ms;
-    if (cfg.follow_uploads == "auto") {
-        // The safest default that keeps load-and-play: a server that guards writes with a token
-        // guards uploads in progress with it too.
-        sc.follow_uploads = cfg.upload_token.empty() ? datapump::http::follow_policy::public_
-                                                     : datapump::http::follow_policy::token;
-    } else {
-        sc.follow_uploads = cfg.follow_uploads == "public" ? datapump::http::follow_policy::public_
-                            : cfg.follow_uploads == "token" ? datapump::http::follow_policy::token
-                                                             : datapump::http::follow_policy::off;
-    }
+    const datapump::http::server_config sc = datapump::daemon::to_server_config(cfg);
     if (const std::string warning = datapump::daemon::exposure_warning(cfg); !warning.empty()) {
         spdlog::warn("{}", warning);
     }
-    // hostile network: nothing held forever
-    sc.send_timeout_ms = cfg.send_timeout_ms;
-    sc.max_pause_ms = cfg.max_pause_ms;
-    // hostile network: per-client-address limits, and the descriptors they all need
-    sc.max_connections_per_ip = cfg.max_connections_per_ip;
-    sc.max_streams_per_ip = cfg.max_streams_per_ip;
-    sc.max_rate_per_ip = cfg.max_rate_per_ip;
     raise_descriptor_limit(datapump::http::descriptors_needed(sc), cfg.max_connections);
 
     auto server = datapump::http::server::start(sc);
@@ -167,7 +126,9 @@ int main(int argc, char** argv) {
         return 1;
     }
     int signal_number = 0;
-    sigwait(&stop_signals, &signal_number);
+    while (sigwait(&stop_signals, &signal_number) == 0 && signal_number == SIGHUP) {
+        reload(argc, argv, cfg, **server);  // conf
+    }
     spdlog::info("signal {}: stopping (grace {} ms)", signal_number, cfg.grace_ms);
     (*server)->shutdown(std::chrono::milliseconds(cfg.grace_ms));
     server->reset();

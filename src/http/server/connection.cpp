@@ -22,11 +22,11 @@ std::size_t input_capacity(const server_config& c) {
 }  // namespace
 
 connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id, bool admin)
-    : ctx_(ctx), server_(*ctx.owner), fd_(std::move(fd)), peer_(std::move(peer)), id_(id), admin_(admin),
-      timer_(&timer_op_),
-      in_(input_capacity(ctx.owner->config)),
-      parser_(parser_limits{.max_request_line = ctx.owner->config.max_request_line,
-                            .max_header_bytes = ctx.owner->config.max_header_bytes,
+    : ctx_(ctx), server_(*ctx.owner), settings_(ctx.settings), fd_(std::move(fd)), peer_(std::move(peer)), id_(id),
+      admin_(admin), timer_(&timer_op_),
+      in_(input_capacity(*ctx.settings)),
+      parser_(parser_limits{.max_request_line = ctx.settings->max_request_line,
+                            .max_header_bytes = ctx.settings->max_header_bytes,
                             .defer_put_bodies = true}) {
     recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = follow_op_.self = this;
     guard_op_.self = this;
@@ -66,7 +66,7 @@ void connection::settle(connection* c) {
 void connection::start() {
     configure_socket();
     timer_use_ = timer_use::idle;
-    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.header_timeout_ms));
+    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(settings_->header_timeout_ms));
     arm_recv();
 }
 
@@ -125,7 +125,7 @@ void connection::process_input() {
     while (phase_ == phase::reading && in_begin_ < in_end_) {
         if (!parser_.started()) {
             timer_use_ = timer_use::header;
-            ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.header_timeout_ms));
+            ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(settings_->header_timeout_ms));
         }
         const auto bytes = std::span(reinterpret_cast<const char*>(in_.data()) + in_begin_, in_end_ - in_begin_);
         const parse_outcome out = parser_.feed(bytes);
@@ -145,7 +145,8 @@ void connection::process_input() {
         log_request_ = log_escape(req.method_name) + " " + log_escape(req.target);
         head_request_ = req.verb == method::head;
         const bool keep = req.keep_alive && !draining_ && !server_.draining.load(std::memory_order_relaxed);
-        if (auto refused = refuse_before_routing(server_, req, keep, admin_)) {
+        settings_ = ctx_.settings;  // conf: this request's settings, to the end of its response
+        if (auto refused = refuse_before_routing(*settings_, req, keep, admin_)) {
             answer(std::move(*refused));
             return;
         }
@@ -262,7 +263,7 @@ void connection::on_send(int result, std::uint32_t /*flags*/) {
 }
 
 void connection::finish_response() {
-    if (server_.config.access_log) {
+    if (settings_->access_log) {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(io::clock::now() - request_started_);
         spdlog::info("{} \"{}\" {} {} {}ms", peer_, log_request_, status_, body_sent_, ms.count());
     }
@@ -276,7 +277,7 @@ void connection::finish_response() {
         return;
     }
     timer_use_ = timer_use::idle;
-    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.idle_timeout_ms));
+    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(settings_->idle_timeout_ms));
     process_input();
 }
 
@@ -291,7 +292,7 @@ void connection::close_now(std::string_view why, bool reset) {
     // the socket's queue at once, so zero-copy notifications (and the loans they hold) come back
     // now rather than when a vanished peer would have acknowledged the data.
     const bool abortive = reset || phase_ == phase::head || phase_ == phase::body;
-    if (abortive && server_.config.access_log) {
+    if (abortive && settings_->access_log) {
         spdlog::info("{} \"{}\" {} {} cut{}{}", peer_, log_request_, status_, body_sent_, why.empty() ? "" : ": ",
                      log_escape(why));
     }

@@ -22,6 +22,7 @@
 #include <csignal>
 #include <cstring>
 #include <future>
+#include <latch>
 
 namespace datapump::http {
 
@@ -195,7 +196,7 @@ void admit_connection(loop_context& ctx, int fd, bool admin) {
         ::close(fd);
         return;
     }
-    if (s.connections.load(std::memory_order_relaxed) >= s.config.max_connections) {
+    if (s.connections.load(std::memory_order_relaxed) >= ctx.settings->max_connections) {
         refuse_connection(fd, "too many connections");
         return;
     }
@@ -459,10 +460,12 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         }
         addresses.push_back(*address);
     }
+    const auto settings = std::make_shared<const server_config>(config);
     for (unsigned i = 0; i < config.loops; ++i) {
         auto ctx = std::make_unique<loop_context>();
         ctx->owner = s.get();
         ctx->index = i;
+        ctx->settings = settings;
         for (auto& address : addresses) {
             auto listener = make_listener(address);
             if (!listener) {
@@ -629,6 +632,60 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
         spdlog::info("shutdown: {} streams cut after the grace period", cut);
     }
     return cut;
+}
+
+namespace {
+
+// The settings made at start, which a reload cannot change (server.hpp, reconfigure).
+void keep_fixed(server_config& next, const server_config& started) {
+    next.root = started.root;
+    next.listen_host = started.listen_host;
+    next.listen_port = started.listen_port;
+    next.more_listen = started.more_listen;
+    next.loops = started.loops;
+    next.provider = started.provider;
+    next.path = started.path;
+    next.cache_mib = started.cache_mib;
+    next.buffer_kib = started.buffer_kib;
+    next.rt_vps = started.rt_vps;
+    next.rt_max_density = started.rt_max_density;
+    next.writable = started.writable;
+    next.upload_windows = started.upload_windows;
+    next.max_uploads = started.max_uploads;
+    next.durability = started.durability;
+    next.durability_window = started.durability_window;
+    next.admin = started.admin;
+    next.admin_address = started.admin_address;
+    next.admin_socket = started.admin_socket;
+    next.accept_pause = started.accept_pause;
+    next.accept_log_every = started.accept_log_every;
+}
+
+}  // namespace
+
+void server::reconfigure(const server_config& next) {
+    state& s = *state_;
+    if (s.stopped || s.draining.load(std::memory_order_relaxed)) {
+        return;
+    }
+    auto fresh = std::make_shared<server_config>(next);
+    keep_fixed(*fresh, s.config);
+    // Shared by every loop; the last request that holds it frees it (on its loop).
+    std::shared_ptr<const server_config> settings = std::move(fresh);
+    s.admission.set_capacity(settings->capacity);
+    s.clients.set_config({.max_connections = settings->max_connections_per_ip,
+                          .max_streams = settings->max_streams_per_ip,
+                          .max_rate = settings->max_rate_per_ip});
+    // Each loop swaps its pointer between two completions: a request is never half old, half new.
+    auto applied = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(s.loops.size()));
+    for (auto& ctx : s.loops) {
+        loop_context* c = ctx.get();
+        c->loop->post([c, settings, applied] {
+            c->settings = settings;
+            applied->count_down();
+        });
+    }
+    applied->wait();
 }
 
 stream_view view_of(const stream::control& c) {

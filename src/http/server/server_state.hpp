@@ -108,6 +108,10 @@ struct loop_context {
     std::atomic<std::uint64_t> stream_count{0};
     std::thread thread;
 
+    // conf: the settings a request starting on this loop takes (server::reconfigure replaces
+    // them, on this loop). Loop thread only, but for the start, before the loop runs.
+    std::shared_ptr<const server_config> settings;
+
     // hostile network: after accept() failed (EMFILE...) the loop does not accept on any of its
     // listeners until the timer ends the pause; the guard keeps the spare descriptor and logs
     // once per interval.
@@ -131,6 +135,8 @@ private:
 };
 
 struct server::state {
+    // As started. A request reads its settings from its connection's snapshot (the loop's
+    // `settings` when it began): only the fields fixed at start are to be read from here.
     server_config config;
     send_path path = send_path::sendfile;
     fs::registry registry;
