@@ -6,15 +6,18 @@
 namespace datapump::daemon {
 namespace {
 
+// root: only while writable (restart_needed).
 constexpr auto restart_keys = std::to_array<std::string_view>({
-    "root", "listen", "loops", "provider", "send_path", "cache_mib", "buffer_kib", "rt_vps", "rt_max_density",
+    "listen", "loops", "provider", "send_path", "cache_mib", "buffer_kib", "rt_vps", "rt_max_density",
     "writable", "upload_windows", "durability", "durability_window_ms", "admin_listen", "insecure_writable",
     "max_uploads",
 });
 
 // The fields behind restart_keys, from `running` into `next`.
 void keep_restart_settings(daemon_config& next, const daemon_config& running) {
-    next.root = running.root;
+    if (running.writable) {
+        next.root = running.root;
+    }
     next.listen_host = running.listen_host;
     next.listen_port = running.listen_port;
     next.more_listen = running.more_listen;
@@ -61,7 +64,7 @@ std::expected<reload_plan, std::string> plan_reload(const daemon_config& running
         }
         const std::string was = show_option(running, key);
         const std::string now = show_option(next, key);
-        if (needs_restart(key)) {
+        if (needs_restart(key) || (key == "root" && running.writable)) {
             plan.needs_restart.push_back(std::string(key) + ": " + now + " (running: " + was + ")");
         } else {
             plan.changed.push_back(std::string(key) + ": " + was + " -> " + now);

@@ -31,9 +31,10 @@ struct reload_plan {
 
 // True for a key whose value is fixed while the daemon runs: the listeners (listen,
 // admin_listen), the threads and memory made at start (loops, rt_vps, rt_max_density,
-// cache_mib, buffer_kib), the provider and send path, the root, and the upload machinery made
-// only when writable (writable, insecure_writable, upload_windows, max_uploads, durability,
-// durability_window_ms).
+// cache_mib, buffer_kib), the provider and send path, and the upload machinery made only when
+// writable (writable, insecure_writable, upload_windows, max_uploads, durability,
+// durability_window_ms). `root` is not among them: it changes live, but on a writable daemon
+// (plan_reload keeps it there, uploads live in it).
 [[nodiscard]] bool needs_restart(std::string_view key);
 
 // Compares `next` with `running` key by key (tokens by value, shown as "(set)"), keeps the

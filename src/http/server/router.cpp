@@ -255,7 +255,7 @@ int open_directory(int root_fd, const std::string& relative) {
     return static_cast<int>(::syscall(SYS_openat2, root_fd, path, &how, sizeof how));
 }
 
-response_plan directory_response(server::state& s, const server_config& cfg, const request& req, const std::string& relative,
+response_plan directory_response(int root_fd, const server_config& cfg, const request& req, const std::string& relative,
                                  bool close) {
     if (!cfg.directory_listing) {
         return error_response(403, "directory listing is off", close);
@@ -264,7 +264,7 @@ response_plan directory_response(server::state& s, const server_config& cfg, con
         return redirect(req.path + "/", close);
     }
     const bool show_dotted = cfg.serve_dotfiles;
-    const int fd = open_directory(s.root_fd.get(), relative);
+    const int fd = open_directory(root_fd, relative);
     if (fd < 0) {
         const int status = errno == ENOENT ? 404 : (errno == ENAMETOOLONG ? 414 : 403);
         return error_response(status, "the directory cannot be opened", close);
@@ -492,13 +492,13 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
     std::optional<result<fs::file>> index;
     if (relative.empty() || target.directory) {
         std::string name = relative.empty() ? std::string("index.html") : relative + "/index.html";
-        index.emplace(s.instance.open(name));
+        index.emplace(ctx.root->instance->open(name));
         if (!*index) {
-            return directory_response(s, cfg, req, relative, close);
+            return directory_response(ctx.root->fd, cfg, req, relative, close);
         }
         relative = std::move(name);
     }
-    auto opened = index ? std::move(*index) : s.instance.open(relative);
+    auto opened = index ? std::move(*index) : ctx.root->instance->open(relative);
     if (!opened) {
         if (opened.error().sys == ENAMETOOLONG) {
             return error_response(414, "a name in the path is longer than the file system allows", close);
@@ -509,7 +509,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
             case errc::escapes_root:
                 return error_response(403, "the path leaves the served folder", close);
             case errc::not_regular_file: {
-                return directory_response(s, cfg, req, relative, close);
+                return directory_response(ctx.root->fd, cfg, req, relative, close);
             }
             default:
                 spdlog::error("open {}: {}", log_escape(relative), describe(opened.error()));

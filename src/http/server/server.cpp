@@ -461,11 +461,17 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         addresses.push_back(*address);
     }
     const auto settings = std::make_shared<const server_config>(config);
+    auto started_root = std::make_shared<served_root>();
+    started_root->path = config.root;
+    started_root->instance = &s->instance;
+    started_root->fd = s->root_fd.get();
+    s->served_path = config.root;
     for (unsigned i = 0; i < config.loops; ++i) {
         auto ctx = std::make_unique<loop_context>();
         ctx->owner = s.get();
         ctx->index = i;
         ctx->settings = settings;
+        ctx->root = started_root;
         for (auto& address : addresses) {
             auto listener = make_listener(address);
             if (!listener) {
@@ -638,7 +644,9 @@ namespace {
 
 // The settings made at start, which a reload cannot change (server.hpp, reconfigure).
 void keep_fixed(server_config& next, const server_config& started) {
-    next.root = started.root;
+    if (started.writable) {
+        next.root = started.root;  // uploads, their temp files and the publisher live there
+    }
     next.listen_host = started.listen_host;
     next.listen_port = started.listen_port;
     next.more_listen = started.more_listen;
@@ -663,13 +671,33 @@ void keep_fixed(server_config& next, const server_config& started) {
 
 }  // namespace
 
-void server::reconfigure(const server_config& next) {
+result<void> server::reconfigure(const server_config& next) {
     state& s = *state_;
     if (s.stopped || s.draining.load(std::memory_order_relaxed)) {
-        return;
+        return {};
     }
     auto fresh = std::make_shared<server_config>(next);
     keep_fixed(*fresh, s.config);
+    // A new root first: the only step that can fail, and nothing is applied when it does.
+    std::shared_ptr<const served_root> root;
+    if (fresh->root != s.served_path) {
+        auto made = std::make_shared<served_root>();
+        auto instance = s.registry.instantiate(
+            s.config.provider, {.root = fresh->root, .cache = s.loans_path() ? s.cache.get() : nullptr, .flags = 0});
+        if (!instance) {
+            return std::unexpected(instance.error());
+        }
+        made->owned = std::move(*instance);
+        made->owned_fd = unique_fd(::open(fresh->root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!made->owned_fd) {
+            return fail_errno("open root");
+        }
+        made->path = fresh->root;
+        made->instance = &made->owned;
+        made->fd = made->owned_fd.get();
+        root = std::move(made);
+        s.served_path = fresh->root;
+    }
     // Shared by every loop; the last request that holds it frees it (on its loop).
     std::shared_ptr<const server_config> settings = std::move(fresh);
     s.admission.set_capacity(settings->capacity);
@@ -680,12 +708,16 @@ void server::reconfigure(const server_config& next) {
     auto applied = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(s.loops.size()));
     for (auto& ctx : s.loops) {
         loop_context* c = ctx.get();
-        c->loop->post([c, settings, applied] {
+        c->loop->post([c, settings, root, applied] {
             c->settings = settings;
+            if (root) {
+                c->root = root;
+            }
             applied->count_down();
         });
     }
     applied->wait();
+    return {};
 }
 
 stream_view view_of(const stream::control& c) {

@@ -3,10 +3,12 @@ survives two reloads byte for byte on its old settings, new settings reach new r
 new file is refused (FILE:LINE:COLUMN in the log) and the old configuration keeps serving;
 --check-config's exit codes. Every check here is datapumpd's."""
 import os
+import random
 import signal
 import subprocess
 
-from harness import Background, MIB, check, expect, fetch, get, json_api, streams, wait_until
+import harness
+from harness import Background, MIB, check, expect, fetch, get, streams, wait_until
 
 BIG = "/big.bin"
 DATA = "/data.bin"
@@ -117,3 +119,39 @@ def _(ctx):
     # Nothing was started: no port was bound, the command returned at once.
     r = subprocess.run([binary, "--print-config-template"], capture_output=True, timeout=30)
     expect(r.returncode == 0 and b"\n#max_rate = 0\n" in r.stdout, f"--print-config-template: {r.stdout[:200]!r}")
+
+
+@check("reload/root-changes-for-new-requests", nginx="skip: SIGHUP reload is datapumpd's")
+def _(ctx):
+    # The harness gives --root as a flag, which a file cannot override: this daemon takes its
+    # root from the file alone.
+    a, b = ctx.tmp / "reload-root-a", ctx.tmp / "reload-root-b"
+    for d in (a, b):
+        d.mkdir(exist_ok=True)
+    data = random.Random(15).randbytes(3 * MIB)
+    (a / "only-a.bin").write_bytes(data)
+    (b / "only-b.txt").write_bytes(b"served from b\n")
+    conf = ctx.tmp / "reload-root.toml"
+    conf.write_text(f'root = "{a}"\n')
+    factory = ctx.factory
+    argv = lambda port: [factory.binary, "--config", str(conf), "--listen", f"127.0.0.1:{port}", "--provider",
+                         factory.provider, "--send-path", factory.send_path, "--admin-listen", "off"]
+    server = harness._start(argv, ctx.tmp / "datapumpd-reload-root.log", "datapumpd")
+    ctx._servers.append(server)  # stopped with the check
+    bg = Background(ctx, server, "/only-a.bin", "rate=1M", "reload-root")  # about 3 s
+    status, _ = bg.status_and_id()
+    expect(status == 200, f"the paced download from the first root: status {status}")
+    expect(get(server, "/only-b.txt").status == 404, "the second root's file before the reload")
+
+    _reload(server, conf, f'root = "{b}"\n')
+    expect(wait_until(lambda: get(server, "/only-b.txt").status == 200, 10),
+           f"the new root was not served after the reload:\n{server.log_tail()}")
+    expect(get(server, "/only-b.txt").body == b"served from b\n", "the new root's file")
+    expect(get(server, "/only-a.bin").status == 404, "the old root's file is still served to new requests")
+    _finished_exact(ctx, bg, data, "the paced download from the old root")
+
+    # A root that cannot be served is refused; the one in force stays.
+    _reload(server, conf, f'root = "{ctx.tmp / "no-such-folder"}"\n')
+    expect(wait_until(lambda: "reload refused" in server.log_tail(20000), 10),
+           f"no 'reload refused' for a missing root:\n{server.log_tail()}")
+    expect(get(server, "/only-b.txt").status == 200, "the root in force after a refused reload")

@@ -146,8 +146,33 @@ TEST_F(reload_test, plan_applies_live_settings_and_keeps_those_that_need_a_resta
     ASSERT_EQ(plan->needs_restart.size(), 2U);
     EXPECT_EQ(plan->needs_restart[0], "listen: 127.0.0.1:9999 (running: 127.0.0.1:8080)");
     EXPECT_EQ(plan->needs_restart[1], "loops: 3 (running: 2)");
-    EXPECT_TRUE(needs_restart("root"));
+    EXPECT_TRUE(needs_restart("loops"));
+    EXPECT_FALSE(needs_restart("root"));  // but while writable (below)
     EXPECT_FALSE(needs_restart("max_rate"));
+}
+
+TEST_F(reload_test, the_root_changes_live_unless_the_daemon_is_writable) {
+    const fs::path other = fs::path(dir_) / "other";
+    fs::create_directory(other);
+    daemon_config running;
+    running.root = dir_;
+    daemon_config next = running;
+    next.root = other.string();
+    auto plan = plan_reload(running, next);
+    ASSERT_TRUE(plan.has_value()) << plan.error();
+    EXPECT_EQ(plan->next.root, other.string());
+    ASSERT_EQ(plan->changed.size(), 1U);
+    EXPECT_EQ(plan->changed[0], "root: " + dir_ + " -> " + other.string());
+    EXPECT_TRUE(plan->needs_restart.empty());
+
+    running.writable = true;
+    next.writable = true;
+    plan = plan_reload(running, next);
+    ASSERT_TRUE(plan.has_value()) << plan.error();
+    EXPECT_EQ(plan->next.root, dir_);  // uploads live in the root it started with
+    EXPECT_TRUE(plan->changed.empty());
+    ASSERT_EQ(plan->needs_restart.size(), 1U);
+    EXPECT_EQ(plan->needs_restart[0], "root: " + other.string() + " (running: " + dir_ + ")");
 }
 
 TEST_F(reload_test, a_bad_new_file_is_refused_with_its_place) {
