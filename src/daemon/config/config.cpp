@@ -516,8 +516,12 @@ raw_value from_toml(const toml::node& node, std::string origin) {
     return v;
 }
 
+// Where each key of the file is, "FILE:LINE:COLUMN" of its value (conf: for validation's
+// messages about a key the file set).
+using key_places = std::vector<std::pair<std::string, std::string>>;
+
 // Reads `path` and applies its keys to `config`. Returns one message per problem.
-std::vector<std::string> apply_toml(daemon_config& config, const std::string& path) {
+std::vector<std::string> apply_toml(daemon_config& config, const std::string& path, key_places& places) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec)) {
         return {"--config: cannot read '" + path + "': " +
@@ -539,6 +543,7 @@ std::vector<std::string> apply_toml(daemon_config& config, const std::string& pa
             continue;
         }
         // The value's place: a type or range error points at what is to be changed.
+        places.emplace_back(std::string(key.str()), file_position(path, node.source().begin));
         raw_value v = from_toml(node, file_position(path, node.source().begin) + ": key '" + std::string(key.str()) + "'");
         if (auto p = spec->apply(config, v)) {
             found.emplace_back(node.source().begin, std::move(*p));
@@ -624,6 +629,34 @@ std::unique_ptr<CLI::App> build_app(flag_state& flags) {
     return app;
 }
 
+// conf: validate_config's lines start "--flag (key): "; one about a key the file set (and no flag
+// overrode) gets the key's FILE:LINE:COLUMN in front.
+std::string place_problems(const std::string& lines, const key_places& places) {
+    std::string out;
+    std::size_t start = 0;
+    while (start <= lines.size()) {
+        std::size_t end = lines.find('\n', start);
+        if (end == std::string::npos) {
+            end = lines.size();
+        }
+        const std::string line = lines.substr(start, end - start);
+        const std::size_t open = line.find(" (");
+        const std::size_t close = line.find("): ");
+        std::string prefix;
+        if (line.starts_with("--") && open != std::string::npos && close != std::string::npos && open < close) {
+            const std::string key = line.substr(open + 2, close - open - 2);
+            for (const auto& [k, at] : places) {
+                if (k == key) {
+                    prefix = at + ": ";
+                }
+            }
+        }
+        out += (out.empty() ? "" : "\n") + prefix + line;
+        start = end + 1;
+    }
+    return out;
+}
+
 std::string join_lines(const std::vector<std::string>& lines) {
     std::string out;
     for (const auto& line : lines) {
@@ -663,13 +696,15 @@ parse_outcome parse_or_throw(int argc, const char* const* argv) {
     }
     daemon_config config;
     std::vector<std::string> problems;
+    key_places places;
     if (flags.config->count() > 0) {
-        problems = apply_toml(config, flags.config_file);
+        problems = apply_toml(config, flags.config_file, places);
     }
     for (std::size_t i = 0; i < options.size(); ++i) {
         if (flags.given[i]->count() == 0) {
             continue;
         }
+        std::erase_if(places, [&](const auto& p) { return p.first == options[i].key; });  // the flag's value wins
         raw_value v;
         v.origin = flag_name(options[i].key);
         v.from_flag = true;
@@ -683,7 +718,7 @@ parse_outcome parse_or_throw(int argc, const char* const* argv) {
     }
     if (problems.empty()) {
         if (std::string invalid = validate_config(config); !invalid.empty()) {
-            problems.push_back(std::move(invalid));
+            problems.push_back(place_problems(invalid, places));
         }
     }
     if (!problems.empty()) {

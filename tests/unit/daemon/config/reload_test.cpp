@@ -123,6 +123,16 @@ TEST_F(reload_test, check_config_says_ok_or_gives_every_problem_with_its_place) 
     EXPECT_TRUE(contains(out.message, "--max-rate (max_rate)")) << out.message;
     out = parse(argv_of({"--config", file_, "--max-rate", "3M", "--check-config"}));
     EXPECT_EQ(out.exit_code, 0) << out.message;
+
+    // A value of the right type but out of bounds: validation's message, at the key's value.
+    write("# range\nloops = 300\nbuffer_kib = 5\n");
+    out = parse(argv_of({"--config", file_, "--check-config"}));
+    EXPECT_EQ(out.exit_code, 2);
+    EXPECT_TRUE(contains(out.message, file_ + ":2:9: --loops (loops): 300 is out of range")) << out.message;
+    EXPECT_TRUE(contains(out.message, file_ + ":3:14: --buffer-kib (buffer_kib): 5 is not usable")) << out.message;
+    // Given as a flag, the value is the flag's: no place in the file.
+    out = parse(argv_of({"--config", file_, "--loops", "999", "--buffer-kib", "8", "--check-config"}));
+    EXPECT_TRUE(contains(out.message, "datapumpd: --loops (loops): 999 is out of range")) << out.message;
 }
 
 TEST_F(reload_test, plan_applies_live_settings_and_keeps_those_that_need_a_restart) {
