@@ -69,7 +69,11 @@ void reload(int argc, char** argv, datapump::daemon::daemon_config& running, dat
         spdlog::warn("reload: {}: needs a restart; kept as running", kept);
     }
     const auto parsed_at = std::chrono::steady_clock::now();
-    if (auto applied = server.reconfigure(datapump::daemon::to_server_config(plan->next)); !applied) {
+    const datapump::http::server_config next = datapump::daemon::to_server_config(plan->next);
+    if (plan->next.max_connections > running.max_connections) {
+        raise_descriptor_limit(datapump::http::descriptors_needed(next), plan->next.max_connections);
+    }
+    if (auto applied = server.reconfigure(next); !applied) {
         spdlog::error("reload refused; still running the previous configuration: cannot serve {}: {}",
                       plan->next.root, datapump::describe(applied.error(), plan->next.root));
         // lead: notify_ready()
