@@ -466,6 +466,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     started_root->instance = &s->instance;
     started_root->fd = s->root_fd.get();
     s->served_path = config.root;
+    s->roots.push_back(started_root);
     for (unsigned i = 0; i < config.loops; ++i) {
         auto ctx = std::make_unique<loop_context>();
         ctx->owner = s.get();
@@ -697,6 +698,10 @@ result<void> server::reconfigure(const server_config& next) {
         made->fd = made->owned_fd.get();
         root = std::move(made);
         s.served_path = fresh->root;
+        std::erase_if(s.roots, [](const std::shared_ptr<const served_root>& r) {
+            return r.use_count() == 1 && r->instance->open_files() == 0;
+        });
+        s.roots.push_back(root);
     }
     // Shared by every loop; the last request that holds it frees it (on its loop).
     std::shared_ptr<const server_config> settings = std::move(fresh);

@@ -191,6 +191,10 @@ struct server::state {
 
     std::vector<std::unique_ptr<loop_context>> loops;
     std::string served_path;  // conf: the root requests are served from now (controlling thread)
+    // conf: every root a loop may still hold, released here by a later reload (once no loop holds
+    // it and no file of it is open) or with the state: a provider instance is never terminated on
+    // a loop. Controlling thread only.
+    std::vector<std::shared_ptr<const served_root>> roots;
     std::atomic<bool> draining{false};
     bool stopped = false;
     // hostile network: uploads. The global cap in force: config.max_uploads, or the auto one.

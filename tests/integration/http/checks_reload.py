@@ -155,3 +155,9 @@ def _(ctx):
     expect(wait_until(lambda: "reload refused" in server.log_tail(20000), 10),
            f"no 'reload refused' for a missing root:\n{server.log_tail()}")
     expect(get(server, "/only-b.txt").status == 200, "the root in force after a refused reload")
+
+    # And back: the first root again, a root made by a reload given up.
+    _reload(server, conf, f'root = "{a}"\n')
+    expect(wait_until(lambda: get(server, "/only-a.bin").status == 200, 10),
+           f"the first root was not served again:\n{server.log_tail()}")
+    expect(get(server, "/only-b.txt").status == 404, "the second root's file after going back")
