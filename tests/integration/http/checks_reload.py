@@ -161,3 +161,25 @@ def _(ctx):
     expect(wait_until(lambda: get(server, "/only-a.bin").status == 200, 10),
            f"the first root was not served again:\n{server.log_tail()}")
     expect(get(server, "/only-b.txt").status == 404, "the second root's file after going back")
+
+
+def _put(server, path, body, token):
+    with harness.Conn(server.port) as c:
+        c.send(harness.request("PUT", path, [("Content-Length", str(len(body))), ("Authorization", f"Bearer {token}"),
+                                              ("Connection", "close")]) + body)
+        return c.read_response().status
+
+
+@check("reload/upload-token-changes-for-new-requests", nginx="skip: SIGHUP reload is datapumpd's")
+def _(ctx):
+    root = ctx.tmp / "reload-upload-root"
+    root.mkdir(exist_ok=True)
+    conf = ctx.tmp / "reload-upload.toml"
+    conf.write_text('writable = true\nupload_token = "u1"\n')
+    server = ctx.extra_server(["--config", str(conf)], root=root)
+    expect(_put(server, "/a.txt", b"one", "u1") == 201, "PUT with the first token")
+    _reload(server, conf, 'writable = true\nupload_token = "u2"\n')
+    expect(wait_until(lambda: _put(server, "/b.txt", b"two", "u1") == 401, 10),
+           f"the old upload token still works after the reload:\n{server.log_tail()}")
+    expect(_put(server, "/c.txt", b"three", "u2") in (200, 201, 204), "PUT with the new token")
+    expect((root / "c.txt").read_bytes() == b"three" and not (root / "b.txt").exists(), "what the PUTs left")
