@@ -179,7 +179,9 @@ def _(ctx):
     server = ctx.extra_server(["--config", str(conf)], root=root)
     expect(_put(server, "/a.txt", b"one", "u1") == 201, "PUT with the first token")
     _reload(server, conf, 'writable = true\nupload_token = "u2"\n')
-    expect(wait_until(lambda: _put(server, "/b.txt", b"two", "u1") == 401, 10),
-           f"the old upload token still works after the reload:\n{server.log_tail()}")
+    # Polled with the new token (refused, and nothing written, until the reload is in force).
+    expect(wait_until(lambda: _put(server, "/probe.txt", b"p", "u2") == 201, 10),
+           f"the new upload token was not taken after the reload:\n{server.log_tail()}")
+    expect(_put(server, "/b.txt", b"two", "u1") == 401, "PUT with the old token after the reload")
     expect(_put(server, "/c.txt", b"three", "u2") in (200, 201, 204), "PUT with the new token")
     expect((root / "c.txt").read_bytes() == b"three" and not (root / "b.txt").exists(), "what the PUTs left")
