@@ -1,16 +1,22 @@
 // datapumpd: the zero-copy HTTP streaming daemon (docs/daemon.md).
 //
-// main() parses the configuration (flags over an optional TOML file), sets up logging (the
-// daemon log and the access log: asynchronous loggers, so the event loops never wait on a disk
-// or a terminal; logs/logs.hpp), starts the server and waits for signals: SIGUSR1 reopens the log
-// files; SIGTERM or SIGINT stop accepting, give streams the grace period and exit.
+// main() parses the configuration (flags over an optional TOML file), takes the sockets systemd
+// passed (socket activation), sets up logging (the daemon log and the access log: asynchronous
+// loggers, so the event loops never wait on a disk or a terminal; logs/logs.hpp), starts the
+// server, tells systemd it is ready (sd_notify) and waits for signals: SIGHUP re-reads the
+// configuration (the same command line, so the --config file again) and applies it to new
+// requests (docs/daemon.md, "Reload"); SIGUSR1 reopens the log files; SIGTERM or SIGINT stop
+// accepting, give streams the grace period and exit.
 #include "config/config.hpp"
+#include "config/reload.hpp"
+#include "config/server_settings.hpp"
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/server.hpp"
 #include "logs/logs.hpp"
 #include "service/listen_fds.hpp"
 #include "service/notify.hpp"
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <pthread.h>
@@ -19,22 +25,13 @@
 
 namespace {
 
-datapump::http::send_path to_server(datapump::daemon::send_path_choice c) {
-    using datapump::daemon::send_path_choice;
-    using datapump::http::send_path;
-    switch (c) {
-        case send_path_choice::auto_:
-            return send_path::automatic;
-        case send_path_choice::sendfile:
-            return send_path::sendfile;
-        case send_path_choice::splice:
-            return send_path::splice;
-        case send_path_choice::send_zc:
-            return send_path::send_zc;
-        case send_path_choice::send:
-            return send_path::send;
-    }
-    return send_path::automatic;
+namespace service = datapump::daemon::service;
+
+// The server's configuration for `cfg`: to_server_config, and the access log's line sink.
+datapump::http::server_config server_settings(const datapump::daemon::daemon_config& cfg) {
+    datapump::http::server_config sc = datapump::daemon::to_server_config(cfg);
+    sc.access_sink = datapump::daemon::access_line_sink();
+    return sc;
 }
 
 // RLIMIT_NOFILE: the soft limit up to the hard one (what the administrator allows), and a warning
@@ -60,6 +57,58 @@ void raise_descriptor_limit(std::uint64_t needed, std::uint64_t max_connections)
     }
 }
 
+// conf: SIGHUP (systemctl reload). The new configuration applies to new requests; streams in
+// progress keep theirs; one that does not parse or validate is refused, the running one stays.
+void reload(int argc, char** argv, datapump::daemon::daemon_config& running, datapump::http::server& server) {
+    service::notify_reloading();
+    const auto began = std::chrono::steady_clock::now();
+    auto plan = datapump::daemon::reload_config(argc, argv, running);
+    if (!plan) {
+        spdlog::error("reload refused; still running the previous configuration:\n{}", plan.error());
+        service::notify_ready();
+        return;
+    }
+    for (const auto& kept : plan->needs_restart) {
+        spdlog::warn("reload: {}: needs a restart; kept as running", kept);
+    }
+    const auto parsed_at = std::chrono::steady_clock::now();
+    const datapump::http::server_config next = server_settings(plan->next);
+    if (plan->next.max_connections > running.max_connections) {
+        raise_descriptor_limit(datapump::http::descriptors_needed(next), plan->next.max_connections);
+    }
+    if (auto applied = server.reconfigure(next); !applied) {
+        spdlog::error("reload refused; still running the previous configuration: cannot serve {}: {}",
+                      plan->next.root, datapump::describe(applied.error(), plan->next.root));
+        service::notify_ready();
+        return;
+    }
+    if (plan->next.log_level != running.log_level) {
+        (void)datapump::configure_logging(plan->next.log_level);  // validated: a known level
+    }
+    if (plan->next.log_file != running.log_file || plan->next.access_log != running.access_log) {
+        if (const std::string problem = datapump::daemon::set_log_targets({plan->next.log_file, plan->next.access_log});
+            !problem.empty()) {
+            spdlog::error("reload: {}", problem);
+        }
+    }
+    if (const std::string warning = datapump::daemon::exposure_warning(plan->next); !warning.empty()) {
+        spdlog::warn("{}", warning);
+    }
+    running = std::move(plan->next);
+    std::string changed;
+    for (const auto& c : plan->changed) {
+        changed += (changed.empty() ? "" : "; ") + c;
+    }
+    const auto ms = [](auto d) {
+        return static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(d).count()) / 1000.0;
+    };
+    const auto done = std::chrono::steady_clock::now();
+    spdlog::info("reloaded {} in {:.1f} ms (read and checked {:.1f} ms, applied on every loop {:.1f} ms): {}",
+                 running.config_file.empty() ? "the flags" : running.config_file, ms(done - began),
+                 ms(parsed_at - began), ms(done - parsed_at), changed.empty() ? "no change" : changed);
+    service::notify_ready();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -68,16 +117,19 @@ int main(int argc, char** argv) {
         std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
         return parsed.exit_code;
     }
-    const auto& cfg = *parsed.config;
+    // The running configuration: a reload (SIGHUP) replaces it.
+    datapump::daemon::daemon_config cfg = std::move(*parsed.config);
     // Socket activation, taken before any thread starts (it unsets LISTEN_*).
-    const auto inherited = datapump::daemon::service::take_listen_fds();
+    const auto inherited = service::take_listen_fds();
     // Every signal main() waits for is blocked before the first thread (the logger's) starts: a
     // thread that does not block SIGTERM takes one sent before main() waits for it and dies of it
-    // (exit by signal, seen in service/restart-keeps-socket). The loops inherit this mask too.
+    // (exit by signal, seen in service/restart-keeps-socket). The loops inherit this mask too:
+    // only the waiting main thread takes these signals.
     sigset_t waited_signals;
     sigemptyset(&waited_signals);
     sigaddset(&waited_signals, SIGTERM);
     sigaddset(&waited_signals, SIGINT);
+    sigaddset(&waited_signals, SIGHUP);   // reload
     sigaddset(&waited_signals, SIGUSR1);  // reopen the log files (logrotate)
     pthread_sigmask(SIG_BLOCK, &waited_signals, nullptr);
     if (const std::string problem = datapump::daemon::open_logs({.log_file = cfg.log_file,
@@ -94,79 +146,13 @@ int main(int argc, char** argv) {
 
     std::signal(SIGPIPE, SIG_IGN);  // sendfile() to a closed socket must fail, not kill us
 
-    datapump::http::server_config sc;
-    sc.root = cfg.root;
-    sc.listen_host = cfg.listen_host;
-    sc.listen_port = cfg.listen_port;
-    sc.loops = cfg.loops;
-    sc.provider = cfg.provider;
-    sc.path = to_server(cfg.send_path);
-    sc.cache_mib = cfg.cache_mib;
-    sc.buffer_kib = cfg.buffer_kib;
-    sc.capacity = cfg.capacity;
-    sc.default_rate = cfg.default_rate;
-    sc.max_rate = cfg.max_rate;
-    sc.default_burst = cfg.default_burst;
-    sc.rt_vps = cfg.rt_vps;
-    sc.rt_max_density = cfg.rt_max_density;
-    sc.max_connections = cfg.max_connections;
-    sc.idle_timeout_ms = cfg.idle_timeout_ms;
-    sc.header_timeout_ms = cfg.header_timeout_ms;
-    sc.max_header_bytes = cfg.max_header_bytes;
-    sc.max_request_line = cfg.max_request_line;
-    sc.directory_listing = cfg.directory_listing;
-    sc.access_log = cfg.access_log != "off";
-    sc.writable = cfg.writable;
-    sc.upload_token = cfg.upload_token;
-    sc.max_upload = cfg.max_upload;
-    sc.upload_windows = cfg.upload_windows;
-    sc.durability = cfg.durability_batch ? datapump::ingest::durability::batched : datapump::ingest::durability::per_upload;
-    sc.durability_window = std::chrono::milliseconds(cfg.durability_window_ms);
-    // private control plane
-    for (const auto& more : cfg.more_listen) {
-        sc.more_listen.push_back({more.host, more.port});
-    }
-    if (!cfg.admin_socket.empty()) {
-        sc.admin = datapump::http::admin_kind::unix_socket;
-        sc.admin_socket = cfg.admin_socket;
-    } else if (!cfg.admin_host.empty()) {
-        sc.admin = datapump::http::admin_kind::tcp;
-        sc.admin_address = {cfg.admin_host, cfg.admin_port};
-    }
-    sc.admin_token = cfg.admin_token;
-    // hostile network: framing and paths
-    sc.serve_dotfiles = cfg.serve_dotfiles;
-    // hostile network: uploads
-    sc.max_uploads = cfg.max_uploads;
-    sc.max_uploads_per_ip = cfg.max_uploads_per_ip;
-    sc.upload_min_rate = cfg.upload_min_rate;
-    sc.upload_rate_window_ms = cfg.upload_rate_window_ms;
-    if (cfg.follow_uploads == "auto") {
-        // The safest default that keeps load-and-play: a server that guards writes with a token
-        // guards uploads in progress with it too.
-        sc.follow_uploads = cfg.upload_token.empty() ? datapump::http::follow_policy::public_
-                                                     : datapump::http::follow_policy::token;
-    } else {
-        sc.follow_uploads = cfg.follow_uploads == "public" ? datapump::http::follow_policy::public_
-                            : cfg.follow_uploads == "token" ? datapump::http::follow_policy::token
-                                                             : datapump::http::follow_policy::off;
-    }
+    datapump::http::server_config sc = server_settings(cfg);
     if (const std::string warning = datapump::daemon::exposure_warning(cfg); !warning.empty()) {
         spdlog::warn("{}", warning);
     }
-    // hostile network: nothing held forever
-    sc.send_timeout_ms = cfg.send_timeout_ms;
-    sc.max_pause_ms = cfg.max_pause_ms;
-    // hostile network: per-client-address limits, and the descriptors they all need
-    sc.max_connections_per_ip = cfg.max_connections_per_ip;
-    sc.max_streams_per_ip = cfg.max_streams_per_ip;
-    sc.max_rate_per_ip = cfg.max_rate_per_ip;
     raise_descriptor_limit(datapump::http::descriptors_needed(sc), cfg.max_connections);
-    // logs
-    sc.access_format = cfg.access_log_format == "json" ? datapump::http::access_log_format::json
-                                                       : datapump::http::access_log_format::combined;
-    sc.access_sink = datapump::daemon::access_line_sink();
-    // pkg: socket activation (the server serves each on the --listen address it is bound to)
+    // Socket activation: the server serves each inherited socket on the --listen address it is
+    // bound to (docs/daemon.md, "As a service").
     if (!inherited.error.empty()) {
         spdlog::warn("{}", inherited.error);
     }
@@ -178,22 +164,23 @@ int main(int argc, char** argv) {
         spdlog::shutdown();
         return 1;
     }
-    // pkg: the server holds its own duplicates of the inherited sockets; tell systemd we serve.
+    // The server holds its own duplicates of the inherited sockets; tell systemd we serve.
     for (const int fd : inherited.fds) {
         ::close(fd);
     }
-    datapump::daemon::service::notify_status("serving " + cfg.root);
-    datapump::daemon::service::notify_ready();
+    service::notify_status("serving " + cfg.root);
+    service::notify_ready();
     int signal_number = 0;
-    for (;;) {
-        sigwait(&waited_signals, &signal_number);
-        if (signal_number == SIGUSR1) {
+    while (sigwait(&waited_signals, &signal_number) == 0) {
+        if (signal_number == SIGHUP) {
+            reload(argc, argv, cfg, **server);
+        } else if (signal_number == SIGUSR1) {
             datapump::daemon::reopen_logs();
-            continue;
+        } else {
+            break;
         }
-        break;
     }
-    datapump::daemon::service::notify_stopping();
+    service::notify_stopping();
     spdlog::info("signal {}: stopping (grace {} ms)", signal_number, cfg.grace_ms);
     (*server)->shutdown(std::chrono::milliseconds(cfg.grace_ms));
     server->reset();

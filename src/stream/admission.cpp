@@ -36,12 +36,13 @@ std::expected<reservation, refusal> admission::reserve(std::uint64_t rate, bool 
         return reservation{};
     }
     std::uint64_t now = reserved_.load(std::memory_order_relaxed);
+    const std::uint64_t capacity = capacity_.load(std::memory_order_relaxed);
     while (true) {
-        if (capacity_ != 0 && (rate > capacity_ || now > capacity_ - rate)) {
+        if (capacity != 0 && (rate > capacity || now > capacity - rate)) {
             if (count_refusal) {
                 refusals_.fetch_add(1, std::memory_order_relaxed);
             }
-            return std::unexpected(refusal{capacity_, now, rate});
+            return std::unexpected(refusal{capacity, now, rate});
         }
         if (reserved_.compare_exchange_weak(now, now + rate, std::memory_order_relaxed)) {
             return reservation{this, rate};

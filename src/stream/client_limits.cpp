@@ -96,6 +96,16 @@ void stream_slot::release() {
 
 // ---- client_limits ----
 
+client_limits_config client_limits::config() const {
+    const std::lock_guard lock(mutex_);
+    return config_;
+}
+
+void client_limits::set_config(client_limits_config config) {
+    const std::lock_guard lock(mutex_);
+    config_ = config;
+}
+
 std::unexpected<client_refusal> client_limits::refuse(client_refusal r) {
     refusals_[static_cast<std::size_t>(r.limit)].fetch_add(1, std::memory_order_relaxed);
     return std::unexpected(r);

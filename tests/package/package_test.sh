@@ -125,18 +125,14 @@ echo "libdatapump-dev: a program built with its datapump.pc runs on libdatapump0
 # its --help (but those that are not settings).
 daemon=$root/usr/sbin/datapumpd
 toml=$root/etc/datapump/datapumpd.toml
-if "$daemon" --print-config-template >"$tmp/template" 2>/dev/null; then
-  cmp -s "$tmp/template" "$toml" || fail "datapumpd.toml differs from datapumpd --print-config-template"
-  for option in $("$daemon" --help | sed -nE 's/^  (-[a-z],)?--([a-z0-9-]+).*/\2/p'); do
-    case "$option" in help | version | config | print-config-template | check-config) continue ;; esac
-    grep -q "\b${option//-/_}\b" "$toml" || fail "datapumpd.toml lacks --$option (key ${option//-/_})"
-  done
-  echo "datapumpd.toml: $(grep -c . "$toml") lines, every --help option in it"
-else
-  # lead: this branch goes once the conf workstream's --print-config-template is merged.
-  grep -q "placeholder" "$toml" || fail "datapumpd.toml is neither the template nor the marked placeholder"
-  echo "datapumpd.toml: placeholder (this datapumpd has no --print-config-template)"
-fi
+"$daemon" --print-config-template >"$tmp/template" || fail "datapumpd --print-config-template failed"
+cmp -s "$tmp/template" "$toml" || fail "datapumpd.toml differs from datapumpd --print-config-template"
+for option in $("$daemon" --help | sed -nE 's/^  (-[a-z],)?--([a-z0-9-]+).*/\2/p'); do
+  case "$option" in help | version | config | print-config-template | check-config) continue ;; esac
+  grep -q "\b${option//-/_}\b" "$toml" || fail "datapumpd.toml lacks --$option (key ${option//-/_})"
+done
+echo "datapumpd.toml: $(grep -c . "$toml") lines, every --help option in it"
+"$daemon" --check-config --config "$toml" >/dev/null || fail "datapumpd --check-config refuses the packaged datapumpd.toml"
 "$source/tests/integration/service/service_test.py" "$root/usr/sbin/datapumpd" \
   --config "$root/etc/datapump/datapumpd.toml" || fail "the installed daemon (tests/integration/service)"
 echo "package_test: all checks passed"

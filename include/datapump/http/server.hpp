@@ -195,6 +195,20 @@ public:
     // cuts the rest and joins the loops. Returns the number of streams cut. Idempotent.
     std::size_t shutdown(std::chrono::milliseconds grace);
 
+    // conf: a reload (docs/daemon.md, "Reload"). `next`'s settings apply to requests that start
+    // from now on: rates, burst, capacity, tokens, timeouts, limits (per address too), uploads'
+    // bounds, listing, dotfiles, the access log switch, and the root unless the server is
+    // writable; max_header_bytes and max_request_line to connections accepted from now on. A
+    // response in progress keeps the settings (and the root) it started with to its end (its
+    // rate, its timeouts), so a live stream goes on byte for byte. The settings made at start
+    // stay as started and `next`'s values for them are ignored: listen addresses, loops,
+    // provider, send path, cache and buffer sizes, rt, writable (and then the root), the upload
+    // windows, max_uploads, durability, the admin listener (not its token).
+    // Returns once every loop has the new settings. Errors (nothing is applied): those of the
+    // provider's instantiation and open() on a new root. Call from the controlling thread; after
+    // shutdown() it does nothing.
+    [[nodiscard]] result<void> reconfigure(const server_config& next);
+
     [[nodiscard]] server_view view() const;
     [[nodiscard]] std::vector<stream_view> streams() const;
     // The live streams, for VCR control from the library (any thread, while the server lives).

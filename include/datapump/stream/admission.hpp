@@ -60,13 +60,16 @@ public:
     // `count_refusal` is false (a stalled stream asking again for the rate it gave back).
     [[nodiscard]] std::expected<reservation, refusal> reserve(std::uint64_t rate, bool count_refusal = true);
 
-    [[nodiscard]] std::uint64_t capacity() const { return capacity_; }
+    [[nodiscard]] std::uint64_t capacity() const { return capacity_.load(std::memory_order_relaxed); }
+    // conf: a reload's new capacity, for the reservations made from now on. Those held stay (a
+    // lower capacity refuses new streams until enough of them end). Any thread.
+    void set_capacity(std::uint64_t capacity) { capacity_.store(capacity, std::memory_order_relaxed); }
     [[nodiscard]] std::uint64_t reserved() const { return reserved_.load(std::memory_order_relaxed); }
     [[nodiscard]] std::uint64_t refusals() const { return refusals_.load(std::memory_order_relaxed); }
 
 private:
     friend class reservation;
-    std::uint64_t capacity_;
+    std::atomic<std::uint64_t> capacity_;
     // The CAS in reserve() is the only read-modify-write that can refuse; relaxed suffices
     // because the counter guards no other memory.
     std::atomic<std::uint64_t> reserved_{0};

@@ -127,7 +127,10 @@ public:
     [[nodiscard]] std::uint64_t refusals(client_refusal::kind k) const {
         return refusals_[static_cast<std::size_t>(k)].load(std::memory_order_relaxed);
     }
-    [[nodiscard]] const client_limits_config& config() const { return config_; }
+    [[nodiscard]] client_limits_config config() const;
+    // conf: a reload's new limits, for the connections and streams counted from now on; what
+    // an address holds already stays held. Any thread.
+    void set_config(client_limits_config config);
 
 private:
     friend class connection_slot;

@@ -15,6 +15,7 @@
 #include <memory>
 #include <sstream>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -490,8 +491,13 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     return row[b.size()];
 }
 
-std::string unknown_key(std::string_view key, const std::string& path) {
-    std::string message = "unknown key '" + std::string(key) + "' in " + path;
+// "FILE:LINE:COLUMN" of a place in the TOML file, as compilers and editors write it.
+std::string file_position(const std::string& path, const toml::source_position& at) {
+    return path + ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
+}
+
+std::string unknown_key(std::string_view key, const std::string& where) {
+    std::string message = where + ": unknown key '" + std::string(key) + "'";
     const option_spec* best = nullptr;
     std::size_t best_distance = 3;  // suggest only close spellings
     for (const auto& o : options) {
@@ -551,8 +557,12 @@ raw_value from_toml(const toml::node& node, std::string origin) {
     return v;
 }
 
+// Where each key of the file is, "FILE:LINE:COLUMN" of its value (conf: for validation's
+// messages about a key the file set).
+using key_places = std::vector<std::pair<std::string, std::string>>;
+
 // Reads `path` and applies its keys to `config`. Returns one message per problem.
-std::vector<std::string> apply_toml(daemon_config& config, const std::string& path) {
+std::vector<std::string> apply_toml(daemon_config& config, const std::string& path, key_places& places) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec)) {
         return {"--config: cannot read '" + path + "': " +
@@ -563,23 +573,51 @@ std::vector<std::string> apply_toml(daemon_config& config, const std::string& pa
         table = toml::parse_file(path);
     } catch (const toml::parse_error& e) {
         const auto& at = e.source().begin;
-        return {"--config: " + path + " is not valid TOML: " + std::string(e.description()) + " (line " +
-                std::to_string(at.line) + ", column " + std::to_string(at.column) + ")"};
+        return {file_position(path, at) + ": not valid TOML: " + std::string(e.description())};
     }
-    std::vector<std::string> problems;
+    // The table iterates by key: the problems are told in the file's order, by their place.
+    std::vector<std::pair<toml::source_position, std::string>> found;
     for (const auto& [key, node] : table) {
         const option_spec* spec = find_option(key.str());
         if (spec == nullptr) {
-            problems.push_back(unknown_key(key.str(), path));
+            found.emplace_back(key.source().begin, unknown_key(key.str(), file_position(path, key.source().begin)));
             continue;
         }
-        raw_value v = from_toml(node, "key '" + std::string(key.str()) + "' in " + path);
+        // The value's place: a type or range error points at what is to be changed.
+        places.emplace_back(std::string(key.str()), file_position(path, node.source().begin));
+        raw_value v = from_toml(node, file_position(path, node.source().begin) + ": key '" + std::string(key.str()) + "'");
         if (auto p = spec->apply(config, v)) {
-            problems.push_back(std::move(*p));
+            found.emplace_back(node.source().begin, std::move(*p));
         }
+    }
+    std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+        return a.first.line != b.first.line ? a.first.line < b.first.line : a.first.column < b.first.column;
+    });
+    std::vector<std::string> problems;
+    for (auto& [at, message] : found) {
+        problems.push_back(std::move(message));
     }
     config.config_file = path;
     return problems;
+}
+
+// conf: --print-config-template. The TOML literal of an option's value, from its --help form
+// and its value name (the table has no type column): switches are booleans; N, BYTES and RATE
+// integers; X a number; a TOKEN's "none" the empty string; anything else a string.
+std::string toml_literal(const option_spec& o, const daemon_config& c) {
+    const std::string shown = o.show(c);
+    if (o.value_name.empty() || o.value_name == "on/off") {
+        return shown == "on" ? "true" : "false";
+    }
+    if (o.value_name == "N" || o.value_name == "BYTES" || o.value_name == "RATE" || o.value_name == "X") {
+        return shown;
+    }
+    if (o.value_name == "TOKEN" && shown == "none") {
+        return "\"\"";
+    }
+    std::ostringstream out;
+    out << toml::value<std::string>(shown);  // quoted and escaped as TOML wants
+    return out.str();
 }
 
 // The flags as CLI11 sees them: one text per option, applied only when given.
@@ -590,6 +628,9 @@ struct flag_state {
     std::array<CLI::Option*, options.size()> given{};
     CLI::Option* config = nullptr;
     std::vector<std::string> listen;  // --listen may be given several times
+    // conf: modes that do not run the daemon
+    bool check = false;           // --check-config
+    bool print_template = false;  // --print-config-template
 };
 
 std::unique_ptr<CLI::App> build_app(flag_state& flags) {
@@ -600,6 +641,12 @@ std::unique_ptr<CLI::App> build_app(flag_state& flags) {
                                    "TOML file with the same keys as the flags (send_path, cache_mib, ...); "
                                    "flags given override it")
                        ->type_name("FILE");
+    // conf: modes that do not run the daemon
+    app->add_flag("--check-config", flags.check,
+                  "read and check the configuration (the --config file and the flags), print 'configuration ok' "
+                  "or the errors with FILE:LINE:COLUMN, and exit (0: ok, 2: errors) without starting");
+    app->add_flag("--print-config-template", flags.print_template,
+                  "print a TOML file with every key commented out, with its default and help, and exit");
     const daemon_config defaults;
     for (std::size_t i = 0; i < options.size(); ++i) {
         const option_spec& o = options[i];
@@ -621,6 +668,34 @@ std::unique_ptr<CLI::App> build_app(flag_state& flags) {
         "RATE is bytes per second with an optional SI suffix k (x1000), M (x10^6) or G (x10^9): 5M is 5 MB/s.\n"
         "Order: defaults, then the --config file, then the flags given. See docs/daemon.md.");
     return app;
+}
+
+// conf: validate_config's lines start "--flag (key): "; one about a key the file set (and no flag
+// overrode) gets the key's FILE:LINE:COLUMN in front.
+std::string place_problems(const std::string& lines, const key_places& places) {
+    std::string out;
+    std::size_t start = 0;
+    while (start <= lines.size()) {
+        std::size_t end = lines.find('\n', start);
+        if (end == std::string::npos) {
+            end = lines.size();
+        }
+        const std::string line = lines.substr(start, end - start);
+        const std::size_t open = line.find(" (");
+        const std::size_t close = line.find("): ");
+        std::string prefix;
+        if (line.starts_with("--") && open != std::string::npos && close != std::string::npos && open < close) {
+            const std::string key = line.substr(open + 2, close - open - 2);
+            for (const auto& [k, at] : places) {
+                if (k == key) {
+                    prefix = at + ": ";
+                }
+            }
+        }
+        out += (out.empty() ? "" : "\n") + prefix + line;
+        start = end + 1;
+    }
+    return out;
 }
 
 std::string join_lines(const std::vector<std::string>& lines) {
@@ -657,15 +732,20 @@ parse_outcome parse_or_throw(int argc, const char* const* argv) {
         return usage_error(e.what());
     }
 
+    if (flags.print_template) {
+        return stop(0, config_template());
+    }
     daemon_config config;
     std::vector<std::string> problems;
+    key_places places;
     if (flags.config->count() > 0) {
-        problems = apply_toml(config, flags.config_file);
+        problems = apply_toml(config, flags.config_file, places);
     }
     for (std::size_t i = 0; i < options.size(); ++i) {
         if (flags.given[i]->count() == 0) {
             continue;
         }
+        std::erase_if(places, [&](const auto& p) { return p.first == options[i].key; });  // the flag's value wins
         raw_value v;
         v.origin = flag_name(options[i].key);
         v.from_flag = true;
@@ -679,11 +759,25 @@ parse_outcome parse_or_throw(int argc, const char* const* argv) {
     }
     if (problems.empty()) {
         if (std::string invalid = validate_config(config); !invalid.empty()) {
-            problems.push_back(std::move(invalid));
+            problems.push_back(place_problems(invalid, places));
         }
     }
     if (!problems.empty()) {
+        if (flags.check) {
+            return stop(exit_usage, "datapumpd: " + join_lines(problems) + "\ndatapumpd: configuration refused\n");
+        }
         return usage_error(join_lines(problems));
+    }
+    if (flags.check) {
+        std::string ok = "datapumpd: configuration ok";
+        if (!config.config_file.empty()) {
+            ok += " (" + config.config_file + ")";
+        }
+        ok += "\n";
+        if (const std::string warning = exposure_warning(config); !warning.empty()) {
+            ok += "datapumpd: warning: " + warning + "\n";
+        }
+        return stop(0, ok);
     }
     return parse_outcome{std::move(config), 0, {}};
 }
@@ -702,6 +796,45 @@ parse_outcome parse_config(int argc, const char* const* argv) {
 std::string usage_text() {
     flag_state flags;
     return build_app(flags)->help();
+}
+
+// conf: the template and the table's keys, for reload.
+std::string config_template() {
+    const daemon_config defaults;
+    std::string out =
+        "# datapumpd configuration (TOML), read with `datapumpd --config FILE`.\n"
+        "# Every key is commented out with its default: uncomment a line to change it. Flags given on the\n"
+        "# command line override this file. Check it with `datapumpd --config FILE --check-config`;\n"
+        "# `systemctl reload datapumpd` (SIGHUP) applies it to new requests (docs/daemon.md, \"Reload\").\n"
+        "# Generated by `datapumpd --print-config-template` (datapumpd " DATAPUMP_VERSION
+        ") from the table behind --help.\n";
+    for (const option_spec& o : options) {
+        out += "\n# ";
+        out += o.help;
+        if (o.key == "loops") {
+            out += "; default: one per CPU (" + o.show(defaults) + " where this was generated)";
+        }
+        out += "\n#";
+        out += o.key;
+        out += " = ";
+        out += toml_literal(o, defaults);
+        out += "\n";
+    }
+    return out;
+}
+
+std::vector<std::string_view> option_keys() {
+    std::vector<std::string_view> keys;
+    keys.reserve(options.size());
+    for (const option_spec& o : options) {
+        keys.push_back(o.key);
+    }
+    return keys;
+}
+
+std::string show_option(const daemon_config& config, std::string_view key) {
+    const option_spec* spec = find_option(key);
+    return spec == nullptr ? std::string() : spec->show(config);
 }
 
 }  // namespace datapump::daemon

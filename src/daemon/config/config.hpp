@@ -101,8 +101,10 @@ struct daemon_config {
 
 // What parse_config decided. Exactly one of:
 //   run:   `config` holds the validated settings; exit_code is 0 and message empty.
-//   stop:  `config` is empty; print `message` and exit with `exit_code`: 0 for --help and
-//          --version (message to stdout), 2 for a bad flag, file or value (message to stderr).
+//   stop:  `config` is empty; print `message` and exit with `exit_code`: 0 for --help,
+//          --version, --print-config-template and a --check-config that passed (message to
+//          stdout), 2 for a bad flag, file or value (message to stderr; with --check-config too).
+//          Problems in the TOML file start with FILE:LINE:COLUMN.
 struct parse_outcome {
     std::optional<daemon_config> config;
     int exit_code = 0;
@@ -126,6 +128,18 @@ struct parse_outcome {
 
 // The usage text of --help (stdout of `datapumpd --help`).
 [[nodiscard]] std::string usage_text();
+
+// conf: config checking and reload.
+// `--print-config-template`: a TOML file with every key of the option table commented out
+// ("#key = default"), each under its help line, from the same table as --help (so they cannot
+// drift). Uncommented, it parses back to the defaults. `--check-config` is parse_config's: it
+// stops with exit 0 and "datapumpd: configuration ok" on stdout, or exit 2 and the problems.
+[[nodiscard]] std::string config_template();
+// The option table's keys (the TOML keys), in --help order.
+[[nodiscard]] std::vector<std::string_view> option_keys();
+// `key`'s value in `config` as --help shows it (a token as "(set)" or "none"); empty for a key
+// that is not in the table.
+[[nodiscard]] std::string show_option(const daemon_config& config, std::string_view key);
 
 // hostile network: uploads.
 // True for an address only this machine reaches: 127.0.0.0/8, ::1 (and ::ffff:127.x.y.z), or a

@@ -24,11 +24,11 @@ std::size_t input_capacity(const server_config& c) {
 }  // namespace
 
 connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id, bool admin)
-    : ctx_(ctx), server_(*ctx.owner), fd_(std::move(fd)), peer_(std::move(peer)), id_(id), admin_(admin),
-      timer_(&timer_op_),
-      in_(input_capacity(ctx.owner->config)),
-      parser_(parser_limits{.max_request_line = ctx.owner->config.max_request_line,
-                            .max_header_bytes = ctx.owner->config.max_header_bytes,
+    : ctx_(ctx), server_(*ctx.owner), settings_(ctx.settings), fd_(std::move(fd)), peer_(std::move(peer)), id_(id),
+      admin_(admin), timer_(&timer_op_),
+      in_(input_capacity(*ctx.settings)),
+      parser_(parser_limits{.max_request_line = ctx.settings->max_request_line,
+                            .max_header_bytes = ctx.settings->max_header_bytes,
                             .defer_put_bodies = true}) {
     recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = follow_op_.self = this;
     guard_op_.self = this;
@@ -68,7 +68,7 @@ void connection::settle(connection* c) {
 void connection::start() {
     configure_socket();
     timer_use_ = timer_use::idle;
-    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.header_timeout_ms));
+    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(settings_->header_timeout_ms));
     arm_recv();
 }
 
@@ -127,7 +127,7 @@ void connection::process_input() {
     while (phase_ == phase::reading && in_begin_ < in_end_) {
         if (!parser_.started()) {
             timer_use_ = timer_use::header;
-            ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.header_timeout_ms));
+            ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(settings_->header_timeout_ms));
         }
         const auto bytes = std::span(reinterpret_cast<const char*>(in_.data()) + in_begin_, in_end_ - in_begin_);
         const parse_outcome out = parser_.feed(bytes);
@@ -143,9 +143,10 @@ void connection::process_input() {
         }
         request req = parser_.take();
         request_started_ = io::clock::now();
+        settings_ = ctx_.settings;  // this request's settings (reload), to the end of its response
         // Escaped once here: the access line (and a cut's line) never carries a raw request byte.
         log_request_ = log_escape(req.method_name) + " " + log_escape(req.target);
-        if (server_.config.access_log) {
+        if (settings_->access_log) {
             access_method_ = log_escape(req.method_name);
             access_target_ = log_escape(req.target);
             const auto header = [&req](std::string_view name) {
@@ -159,7 +160,7 @@ void connection::process_input() {
         }
         head_request_ = req.verb == method::head;
         const bool keep = req.keep_alive && !draining_ && !server_.draining.load(std::memory_order_relaxed);
-        if (auto refused = refuse_before_routing(server_, req, keep, admin_)) {
+        if (auto refused = refuse_before_routing(*settings_, req, keep, admin_)) {
             answer(std::move(*refused));
             return;
         }
@@ -286,7 +287,7 @@ void connection::on_send(int result, std::uint32_t /*flags*/) {
 void connection::response_ended(bool completed) {
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(io::clock::now() - request_started_);
     server_.request_duration.observe(took);
-    if (!server_.config.access_log) {
+    if (!settings_->access_log) {
         return;
     }
     access_record r;
@@ -307,9 +308,9 @@ void connection::response_ended(bool completed) {
         r.first_byte = std::chrono::duration_cast<std::chrono::microseconds>(first_byte_at_ - request_started_);
     }
     r.completed = completed;
-    const std::string line = format_access_line(r, server_.config.access_format);
-    if (server_.config.access_sink) {
-        server_.config.access_sink(line);
+    const std::string line = format_access_line(r, settings_->access_format);
+    if (settings_->access_sink) {
+        settings_->access_sink(line);
     } else {
         spdlog::info("{}", line);
     }
@@ -327,7 +328,7 @@ void connection::finish_response() {
         return;
     }
     timer_use_ = timer_use::idle;
-    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(server_.config.idle_timeout_ms));
+    ctx_.loop->arm(timer_, io::clock::now() + std::chrono::milliseconds(settings_->idle_timeout_ms));
     process_input();
 }
 
@@ -344,7 +345,7 @@ void connection::close_now(std::string_view why, bool reset) {
     const bool abortive = reset || phase_ == phase::head || phase_ == phase::body;
     if (abortive || phase_ == phase::memory) {
         response_ended(false);
-        if (server_.config.access_log && !why.empty()) {
+        if (settings_->access_log && !why.empty()) {
             // Why it was cut goes to the daemon log; the access line says only completed: false
             // (JSON) and the bytes that were sent.
             spdlog::info("{} \"{}\" {} {} cut: {}", peer_, log_request_, status_, body_sent_, log_escape(why));

@@ -81,8 +81,8 @@ struct response_plan {
                                   const stream::client_address& from);
 // What every request meets before it is routed (or its upload begins): a state-changing request
 // from a foreign origin is refused (403), and on the admin listener one without the admin token
-// (401) or with a body (404: nothing there takes one). Empty: go on.
-[[nodiscard]] std::optional<response_plan> refuse_before_routing(const server::state& server, const request& req,
+// (401) or with a body (404: nothing there takes one). Empty: go on. `settings`: the request's.
+[[nodiscard]] std::optional<response_plan> refuse_before_routing(const server_config& settings, const request& req,
                                                                  bool keep_alive, bool admin);
 // An answer without a body (201 with `location`, 204). `close` adds Connection: close.
 [[nodiscard]] response_plan empty_response(int status, bool close, std::string_view location = {});
@@ -90,7 +90,9 @@ struct response_plan {
 [[nodiscard]] response_plan error_response(int status, std::string_view detail, bool close);
 // A PUT's target, relative to the root, once every check before the body passed (writable, token,
 // path, Expect, size limit, no other upload to it); else `refusal` is set and an error returned.
-[[nodiscard]] result<std::string> upload_target(server::state& server, const request& req, response_plan& refusal);
+// `settings`: the request's (its token, size limit, dotfiles).
+[[nodiscard]] result<std::string> upload_target(server::state& server, const server_config& settings, const request& req,
+                                                response_plan& refusal);
 
 // One PUT in progress on a connection (upload.cpp); shared with the publisher until published.
 struct upload_state {
@@ -257,6 +259,9 @@ private:
 
     loop_context& ctx_;
     server::state& server_;
+    // conf: the settings of the request in progress: the loop's when the request's head was
+    // read, kept to the end of its response, so that a reload never changes a live stream.
+    std::shared_ptr<const server_config> settings_;
     unique_fd fd_;
     std::string peer_;
     std::uint64_t id_;

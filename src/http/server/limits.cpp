@@ -56,7 +56,7 @@ void connection::configure_socket() {
     // Data the peer has not acknowledged for the send timeout (a vanished peer, or one whose
     // window stays shut) makes the kernel drop the connection, as the send timeout would.
     const auto user_timeout = static_cast<unsigned>(
-        std::min<std::uint64_t>(server_.config.send_timeout_ms + user_timeout_margin_ms, 0x7fffffffU));
+        std::min<std::uint64_t>(settings_->send_timeout_ms + user_timeout_margin_ms, 0x7fffffffU));
     ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
 }
 
@@ -73,7 +73,7 @@ void connection::arm_guard(io::clock::time_point deadline) { ctx_.loop->arm(guar
 // The next instant the guard must look: the pause limit of a paused stream; otherwise the send
 // timeout, or earlier the stall release of a stream that still holds an admission.
 io::clock::time_point connection::guard_due() const {
-    const server_config& c = server_.config;
+    const server_config& c = *settings_;
     if (phase_ == phase::body && wait_ == wait::paused) {
         return paused_since_ + ms(c.max_pause_ms);
     }
@@ -85,7 +85,7 @@ io::clock::time_point connection::guard_due() const {
 }
 
 std::chrono::milliseconds connection::stall_release() const {
-    const server_config& c = server_.config;
+    const server_config& c = *settings_;
     return ms(std::min(c.stall_release_ms, c.send_timeout_ms / 2));
 }
 
@@ -117,7 +117,7 @@ void connection::note_progress() { stall_from_ = io::clock::now(); }
 
 void connection::note_paused() {
     paused_since_ = io::clock::now();
-    const io::clock::time_point due = paused_since_ + ms(server_.config.max_pause_ms);
+    const io::clock::time_point due = paused_since_ + ms(settings_->max_pause_ms);
     if (!guard_.armed() || due < guard_.deadline()) {
         arm_guard(due);
     }
@@ -132,7 +132,7 @@ void connection::on_guard(int /*result*/, std::uint32_t /*flags*/) {
     if (phase_ != phase::head && phase_ != phase::body && phase_ != phase::memory) {
         return;
     }
-    const server_config& c = server_.config;
+    const server_config& c = *settings_;
     const io::clock::time_point now = io::clock::now();
     if (phase_ == phase::body && wait_ == wait::paused) {
         if (now >= paused_since_ + ms(c.max_pause_ms)) {

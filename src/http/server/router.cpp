@@ -208,8 +208,8 @@ bool same_origin(const request& req) {
 // The admin token, when one is set: "Authorization: Bearer TOKEN" on every admin request (what
 // Prometheus' scrape config sends), or ?token=TOKEN on the status page itself, whose script then
 // sends it as the header on its API calls.
-bool admin_authorized(const server::state& s, const request& req) {
-    const std::string& token = s.config.admin_token;
+bool admin_authorized(const server_config& cfg, const request& req) {
+    const std::string& token = cfg.admin_token;
     if (token.empty() || bearer_matches(req.header("authorization"), token)) {
         return true;
     }
@@ -255,15 +255,16 @@ int open_directory(int root_fd, const std::string& relative) {
     return static_cast<int>(::syscall(SYS_openat2, root_fd, path, &how, sizeof how));
 }
 
-response_plan directory_response(server::state& s, const request& req, const std::string& relative, bool close) {
-    if (!s.config.directory_listing) {
+response_plan directory_response(int root_fd, const server_config& cfg, const request& req, const std::string& relative,
+                                 bool close) {
+    if (!cfg.directory_listing) {
         return error_response(403, "directory listing is off", close);
     }
     if (req.path.empty() || req.path.back() != '/') {
         return redirect(req.path + "/", close);
     }
-    const bool show_dotted = s.config.serve_dotfiles;
-    const int fd = open_directory(s.root_fd.get(), relative);
+    const bool show_dotted = cfg.serve_dotfiles;
+    const int fd = open_directory(root_fd, relative);
     if (fd < 0) {
         const int status = errno == ENOENT ? 404 : (errno == ENAMETOOLONG ? 414 : 403);
         return error_response(status, "the directory cannot be opened", close);
@@ -311,9 +312,9 @@ std::optional<std::string> param_or_header(const request& req, std::string_view 
 }
 
 // The rate and burst a request asks for: query parameter first, then header, then the default.
-result<std::pair<std::uint64_t, std::uint64_t>> requested_qos(const server::state& s, const request& req) {
-    std::uint64_t rate = s.config.default_rate;
-    std::uint64_t burst = s.config.default_burst;
+result<std::pair<std::uint64_t, std::uint64_t>> requested_qos(const server_config& cfg, const request& req) {
+    std::uint64_t rate = cfg.default_rate;
+    std::uint64_t burst = cfg.default_burst;
     if (const auto text = param_or_header(req, "rate", "x-datapump-rate")) {
         auto r = parse_rate(*text);
         if (!r) {
@@ -328,8 +329,8 @@ result<std::pair<std::uint64_t, std::uint64_t>> requested_qos(const server::stat
         }
         burst = *b;
     }
-    if (s.config.max_rate != 0 && (rate == 0 || rate > s.config.max_rate)) {
-        rate = s.config.max_rate;
+    if (cfg.max_rate != 0 && (rate == 0 || rate > cfg.max_rate)) {
+        rate = cfg.max_rate;
     }
     if (burst == 0) {
         burst = auto_burst(rate);
@@ -370,14 +371,14 @@ response_plan follow_response(const request& req, const std::string& relative, s
 // The upload of `relative` this GET may follow, or null: none runs, or --follow-uploads keeps it
 // from this request, which is then answered as if no upload ran (the previous version, or 404):
 // a stranger learns nothing of an upload in progress, not even that one runs.
-std::shared_ptr<upload_entry> followable_upload(const server::state& s, const request& req,
+std::shared_ptr<upload_entry> followable_upload(const server::state& s, const server_config& cfg, const request& req,
                                                 const std::string& relative) {
-    switch (s.config.follow_uploads) {
+    switch (cfg.follow_uploads) {
         case follow_policy::off:
             return nullptr;
         case follow_policy::token:
-            if (s.config.upload_token.empty() ||
-                !bearer_matches(req.header("authorization"), s.config.upload_token)) {
+            if (cfg.upload_token.empty() ||
+                !bearer_matches(req.header("authorization"), cfg.upload_token)) {
                 return nullptr;
             }
             break;
@@ -388,27 +389,28 @@ std::shared_ptr<upload_entry> followable_upload(const server::state& s, const re
 }
 
 // Who may write: --writable, and the bearer token when one is set. Empty: allowed.
-std::optional<response_plan> write_refusal(const server::state& s, const request& req, bool close) {
-    if (!s.config.writable) {
+std::optional<response_plan> write_refusal(const server_config& cfg, const request& req, bool close) {
+    if (!cfg.writable) {
         return method_not_allowed("GET, HEAD", close);
     }
-    if (!s.config.upload_token.empty() && !bearer_matches(req.header("authorization"), s.config.upload_token)) {
+    if (!cfg.upload_token.empty() && !bearer_matches(req.header("authorization"), cfg.upload_token)) {
         return memory_response(401, "text/plain; charset=utf-8", error_body(401, "a valid bearer token is needed"),
                                close, false, {"WWW-Authenticate", "Bearer realm=\"datapump\""});
     }
     return std::nullopt;
 }
 
-response_plan delete_response(server::state& s, const request& req, const target_path& target, bool keep_alive) {
+response_plan delete_response(server::state& s, const server_config& cfg, const request& req, const target_path& target,
+                              bool keep_alive) {
     const bool close = !keep_alive;
-    if (auto refused = write_refusal(s, req, close)) {
+    if (auto refused = write_refusal(cfg, req, close)) {
         return std::move(*refused);
     }
     const std::string& relative = target.relative;
     if (relative.empty()) {
         return error_response(405, "the root", close);
     }
-    if (is_reserved(relative) || (target.dotted && !s.config.serve_dotfiles)) {
+    if (is_reserved(relative) || (target.dotted && !cfg.serve_dotfiles)) {
         return error_response(404, "no such file", close);
     }
     if (s.uploads.find(relative) != nullptr) {
@@ -467,20 +469,21 @@ response_plan client_refused(const stream::client_refusal& r, const stream::clie
 response_plan file_response(loop_context& ctx, const request& req, const target_path& target, bool keep_alive,
                             const stream::client_address& from) {
     server::state& s = *ctx.owner;
+    const server_config& cfg = *ctx.settings;  // conf: the request's (its connection took them just now)
     const bool close = !keep_alive;
     if (req.verb == method::delete_) {
-        return delete_response(s, req, target, keep_alive);
+        return delete_response(s, cfg, req, target, keep_alive);
     }
     if (!is_get_or_head(req)) {
-        return s.config.writable ? method_not_allowed("GET, HEAD, PUT, DELETE", close)
+        return cfg.writable ? method_not_allowed("GET, HEAD, PUT, DELETE", close)
                                  : method_not_allowed("GET, HEAD", close);
     }
     std::string relative = target.relative;
-    if (is_reserved(relative) || (target.dotted && !s.config.serve_dotfiles)) {
+    if (is_reserved(relative) || (target.dotted && !cfg.serve_dotfiles)) {
         return error_response(404, "no such file", close);
     }
-    if (s.config.writable) {
-        if (auto uploading = followable_upload(s, req, relative)) {
+    if (cfg.writable) {
+        if (auto uploading = followable_upload(s, cfg, req, relative)) {
             return follow_response(req, relative, std::move(uploading), close);
         }
     }
@@ -489,13 +492,13 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
     std::optional<result<fs::file>> index;
     if (relative.empty() || target.directory) {
         std::string name = relative.empty() ? std::string("index.html") : relative + "/index.html";
-        index.emplace(s.instance.open(name));
+        index.emplace(ctx.root->instance->open(name));
         if (!*index) {
-            return directory_response(s, req, relative, close);
+            return directory_response(ctx.root->fd, cfg, req, relative, close);
         }
         relative = std::move(name);
     }
-    auto opened = index ? std::move(*index) : s.instance.open(relative);
+    auto opened = index ? std::move(*index) : ctx.root->instance->open(relative);
     if (!opened) {
         if (opened.error().sys == ENAMETOOLONG) {
             return error_response(414, "a name in the path is longer than the file system allows", close);
@@ -506,7 +509,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
             case errc::escapes_root:
                 return error_response(403, "the path leaves the served folder", close);
             case errc::not_regular_file: {
-                return directory_response(s, req, relative, close);
+                return directory_response(ctx.root->fd, cfg, req, relative, close);
             }
             default:
                 spdlog::error("open {}: {}", log_escape(relative), describe(opened.error()));
@@ -549,7 +552,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
     plan.length = partial ? range.last - range.first + 1 : info.size;
     plan.file_size = info.size;
 
-    auto qos = requested_qos(s, req);
+    auto qos = requested_qos(cfg, req);
     if (!qos) {
         return error_response(400, qos.error().what, close);
     }
@@ -730,9 +733,10 @@ response_plan control_response(server::state& s, const request& req, const targe
 
 }  // namespace
 
-result<std::string> upload_target(server::state& s, const request& req, response_plan& refusal) {
+result<std::string> upload_target(server::state& s, const server_config& cfg, const request& req,
+                                  response_plan& refusal) {
     // Every refusal closes: the body's bytes are on their way and will not be read.
-    if (auto refused = write_refusal(s, req, true)) {
+    if (auto refused = write_refusal(cfg, req, true)) {
         refusal = std::move(*refused);
         return fail(errc::invalid_argument, "refused");
     }
@@ -754,7 +758,7 @@ result<std::string> upload_target(server::state& s, const request& req, response
     if (ingest::is_temp_name(relative)) {
         return refuse(403, "names of upload temp files are reserved");
     }
-    if (target->dotted && !s.config.serve_dotfiles) {
+    if (target->dotted && !cfg.serve_dotfiles) {
         return refuse(403, "names starting with '.' are refused (see --serve-dotfiles)");
     }
     if (const std::string* expect = req.header("expect"); expect != nullptr) {
@@ -764,7 +768,7 @@ result<std::string> upload_target(server::state& s, const request& req, response
             return refuse(417, "the only expectation understood is 100-continue");
         }
     }
-    if (!req.body_chunked && s.config.max_upload != 0 && req.body_length > s.config.max_upload) {
+    if (!req.body_chunked && cfg.max_upload != 0 && req.body_length > cfg.max_upload) {
         return refuse(413, "the body is larger than the upload limit");
     }
     if (s.uploads.find(relative) != nullptr) {
@@ -825,7 +829,7 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool
     return error_response(404, "the admin listener serves only /metrics and /_datapump/", !keep_alive);
 }
 
-std::optional<response_plan> refuse_before_routing(const server::state& s, const request& req, bool keep_alive,
+std::optional<response_plan> refuse_before_routing(const server_config& cfg, const request& req, bool keep_alive,
                                                    bool admin) {
     // A refused request's body (a PUT's) is not read: the connection closes after the answer.
     const bool close = !keep_alive || req.body_follows;
@@ -835,11 +839,11 @@ std::optional<response_plan> refuse_before_routing(const server::state& s, const
     if (!admin) {
         return std::nullopt;
     }
-    if (!admin_authorized(s, req)) {
+    if (!admin_authorized(cfg, req)) {
         return memory_response(401, "text/plain; charset=utf-8", error_body(401, "the admin token is needed"), close,
                                false, {"WWW-Authenticate", "Bearer realm=\"datapump admin\""});
     }
-    if (s.config.admin == admin_kind::tcp && s.config.admin_token.empty() && !local_host_header(req)) {
+    if (cfg.admin == admin_kind::tcp && cfg.admin_token.empty() && !local_host_header(req)) {
         return error_response(403, "the admin listener without --admin-token answers only Host: localhost or an IP "
                                    "address (a guard against DNS rebinding)", close);
     }

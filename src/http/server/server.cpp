@@ -22,6 +22,7 @@
 #include <csignal>
 #include <cstring>
 #include <future>
+#include <latch>
 
 namespace datapump::http {
 
@@ -239,7 +240,7 @@ void admit_connection(loop_context& ctx, int fd, bool admin) {
         ::close(fd);
         return;
     }
-    if (s.connections.load(std::memory_order_relaxed) >= s.config.max_connections) {
+    if (s.connections.load(std::memory_order_relaxed) >= ctx.settings->max_connections) {
         refuse_connection(fd, "too many connections");
         return;
     }
@@ -513,10 +514,19 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
                          fd);
         }
     }
+    const auto settings = std::make_shared<const server_config>(config);
+    auto started_root = std::make_shared<served_root>();
+    started_root->path = config.root;
+    started_root->instance = &s->instance;
+    started_root->fd = s->root_fd.get();
+    s->served_path = config.root;
+    s->roots.push_back(started_root);
     for (unsigned i = 0; i < config.loops; ++i) {
         auto ctx = std::make_unique<loop_context>();
         ctx->owner = s.get();
         ctx->index = i;
+        ctx->settings = settings;
+        ctx->root = started_root;
         for (std::size_t j = 0; j < addresses.size(); ++j) {
             auto& address = addresses[j];
             // An inherited socket is shared by every loop (one duplicate each): another socket
@@ -691,6 +701,90 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
         spdlog::info("shutdown: {} streams cut after the grace period", cut);
     }
     return cut;
+}
+
+namespace {
+
+// The settings made at start, which a reload cannot change (server.hpp, reconfigure).
+void keep_fixed(server_config& next, const server_config& started) {
+    if (started.writable) {
+        next.root = started.root;  // uploads, their temp files and the publisher live there
+    }
+    next.listen_host = started.listen_host;
+    next.listen_port = started.listen_port;
+    next.more_listen = started.more_listen;
+    next.loops = started.loops;
+    next.provider = started.provider;
+    next.path = started.path;
+    next.cache_mib = started.cache_mib;
+    next.buffer_kib = started.buffer_kib;
+    next.rt_vps = started.rt_vps;
+    next.rt_max_density = started.rt_max_density;
+    next.writable = started.writable;
+    next.upload_windows = started.upload_windows;
+    next.max_uploads = started.max_uploads;
+    next.durability = started.durability;
+    next.durability_window = started.durability_window;
+    next.admin = started.admin;
+    next.admin_address = started.admin_address;
+    next.admin_socket = started.admin_socket;
+    next.accept_pause = started.accept_pause;
+    next.accept_log_every = started.accept_log_every;
+}
+
+}  // namespace
+
+result<void> server::reconfigure(const server_config& next) {
+    state& s = *state_;
+    if (s.stopped || s.draining.load(std::memory_order_relaxed)) {
+        return {};
+    }
+    auto fresh = std::make_shared<server_config>(next);
+    keep_fixed(*fresh, s.config);
+    // A new root first: the only step that can fail, and nothing is applied when it does.
+    std::shared_ptr<const served_root> root;
+    if (fresh->root != s.served_path) {
+        auto made = std::make_shared<served_root>();
+        auto instance = s.registry.instantiate(
+            s.config.provider, {.root = fresh->root, .cache = s.loans_path() ? s.cache.get() : nullptr, .flags = 0});
+        if (!instance) {
+            return std::unexpected(instance.error());
+        }
+        made->owned = std::move(*instance);
+        made->owned_fd = unique_fd(::open(fresh->root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!made->owned_fd) {
+            return fail_errno("open root");
+        }
+        made->path = fresh->root;
+        made->instance = &made->owned;
+        made->fd = made->owned_fd.get();
+        root = std::move(made);
+        s.served_path = fresh->root;
+        std::erase_if(s.roots, [](const std::shared_ptr<const served_root>& r) {
+            return r.use_count() == 1 && r->instance->open_files() == 0;
+        });
+        s.roots.push_back(root);
+    }
+    // Shared by every loop; the last request that holds it frees it (on its loop).
+    std::shared_ptr<const server_config> settings = std::move(fresh);
+    s.admission.set_capacity(settings->capacity);
+    s.clients.set_config({.max_connections = settings->max_connections_per_ip,
+                          .max_streams = settings->max_streams_per_ip,
+                          .max_rate = settings->max_rate_per_ip});
+    // Each loop swaps its pointer between two completions: a request is never half old, half new.
+    auto applied = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(s.loops.size()));
+    for (auto& ctx : s.loops) {
+        loop_context* c = ctx.get();
+        c->loop->post([c, settings, root, applied] {
+            c->settings = settings;
+            if (root) {
+                c->root = root;
+            }
+            applied->count_down();
+        });
+    }
+    applied->wait();
+    return {};
 }
 
 stream_view view_of(const stream::control& c) {

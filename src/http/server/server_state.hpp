@@ -93,6 +93,18 @@ struct loop_doorbell {
     void close() { attach(nullptr); }
 };
 
+// conf: the folder requests are served from. A reload may change it on a server that is not
+// writable (uploads' temp files, publisher and leftovers belong to the root it started with).
+// An open fs::file keeps its provider instance alive past this: a stream goes on from the old
+// root to its end.
+struct served_root {
+    std::string path;
+    fs::provider_instance* instance = nullptr;  // the server's own (as started), or `owned`
+    int fd = -1;                                 // O_PATH, for listings
+    fs::provider_instance owned;                 // made by a reload
+    unique_fd owned_fd;
+};
+
 struct loop_context {
     server::state* owner = nullptr;
     unsigned index = 0;
@@ -108,6 +120,11 @@ struct loop_context {
     std::atomic<std::uint64_t> connections{0};
     std::atomic<std::uint64_t> stream_count{0};
     std::thread thread;
+
+    // conf: the settings a request starting on this loop takes (server::reconfigure replaces
+    // them, on this loop). Loop thread only, but for the start, before the loop runs.
+    std::shared_ptr<const server_config> settings;
+    std::shared_ptr<const served_root> root;  // the same, for settings->root
 
     // hostile network: after accept() failed (EMFILE...) the loop does not accept on any of its
     // listeners until the timer ends the pause; the guard keeps the spare descriptor and logs
@@ -132,6 +149,8 @@ private:
 };
 
 struct server::state {
+    // As started. A request reads its settings from its connection's snapshot (the loop's
+    // `settings` when it began): only the fields fixed at start are to be read from here.
     server_config config;
     send_path path = send_path::sendfile;
     fs::registry registry;
@@ -172,6 +191,11 @@ struct server::state {
     ino_t admin_socket_inode = 0;
 
     std::vector<std::unique_ptr<loop_context>> loops;
+    std::string served_path;  // conf: the root requests are served from now (controlling thread)
+    // conf: every root a loop may still hold, released here by a later reload (once no loop holds
+    // it and no file of it is open) or with the state: a provider instance is never terminated on
+    // a loop. Controlling thread only.
+    std::vector<std::shared_ptr<const served_root>> roots;
     std::atomic<bool> draining{false};
     bool stopped = false;
     // hostile network: uploads. The global cap in force: config.max_uploads, or the auto one.

@@ -67,12 +67,12 @@ std::string address_of(const std::string& peer) {
 
 void connection::begin_upload(request req, bool keep_alive) {
     response_plan refusal;
-    auto target = upload_target(server_, req, refusal);
+    auto target = upload_target(server_, *settings_, req, refusal);
     if (!target) {
         answer(std::move(refusal));
         return;
     }
-    auto slot = server_.uploads.admit(address_of(peer_), server_.max_uploads, server_.config.max_uploads_per_ip);
+    auto slot = server_.uploads.admit(address_of(peer_), server_.max_uploads, settings_->max_uploads_per_ip);
     if (!slot) {
         spdlog::warn("upload {} from {} refused: {}", *target, peer_, slot.error().what);
         answer(unavailable(slot.error().what));
@@ -119,7 +119,7 @@ void connection::start_upload_job() {
         static constexpr char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
         (void)::send(fd_.get(), go_on, sizeof go_on - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
-    const std::uint64_t max = server_.config.max_upload == 0 ? ~std::uint64_t{0} : server_.config.max_upload;
+    const std::uint64_t max = settings_->max_upload == 0 ? ~std::uint64_t{0} : settings_->max_upload;
     ingest::callbacks cb;
     cb.on_done = [this](result<std::uint64_t> total) {
         on_upload_done(total);
@@ -164,9 +164,9 @@ void connection::start_upload_job() {
 
 void connection::arm_upload_timer() {
     const upload_state& up = *upload_;
-    auto deadline = up.last_progress + std::chrono::milliseconds(server_.config.idle_timeout_ms);
-    if (server_.config.upload_min_rate != 0) {
-        deadline = std::min(deadline, up.window_start + std::chrono::milliseconds(server_.config.upload_rate_window_ms));
+    auto deadline = up.last_progress + std::chrono::milliseconds(settings_->idle_timeout_ms);
+    if (settings_->upload_min_rate != 0) {
+        deadline = std::min(deadline, up.window_start + std::chrono::milliseconds(settings_->upload_rate_window_ms));
     }
     timer_use_ = timer_use::upload;
     ctx_.loop->arm(timer_, deadline);
@@ -190,11 +190,11 @@ void connection::upload_timer() {
     upload_state& up = *upload_;
     const auto now = io::clock::now();
     const char* cut = nullptr;
-    if (now - up.last_progress >= std::chrono::milliseconds(server_.config.idle_timeout_ms)) {
+    if (now - up.last_progress >= std::chrono::milliseconds(settings_->idle_timeout_ms)) {
         cut = "upload: no body bytes for --idle-timeout-ms";
-    } else if (const std::uint64_t min_rate = server_.config.upload_min_rate;
+    } else if (const std::uint64_t min_rate = settings_->upload_min_rate;
                min_rate != 0 &&
-               now - up.window_start >= std::chrono::milliseconds(server_.config.upload_rate_window_ms)) {
+               now - up.window_start >= std::chrono::milliseconds(settings_->upload_rate_window_ms)) {
         const std::uint64_t received = up.job->received();
         const auto elapsed = std::chrono::duration<double>(now - up.window_start).count();
         if (static_cast<double>(received - up.window_received) < static_cast<double>(min_rate) * elapsed) {

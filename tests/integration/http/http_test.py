@@ -30,6 +30,7 @@ import checks_control  # noqa: E402,F401  (private control plane)
 import checks_limits  # noqa: E402,F401  (hostile network: nothing held forever)
 import checks_accept  # noqa: E402,F401  (hostile network: accept back-off, per-IP limits)
 import checks_logs  # noqa: E402,F401  (logs: access log, daemon log, /metrics)
+import checks_reload  # noqa: E402,F401  (conf: reload and --check-config)
 
 VARIANTS = {  # name -> (provider, send path)
     "posix": ("posix", "sendfile"),

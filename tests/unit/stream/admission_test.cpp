@@ -79,3 +79,18 @@ TEST(admission, concurrent_reservations_never_overbook) {
 }
 
 }  // namespace
+
+// conf: a reload's capacity applies to the reservations made after it; those held stay.
+TEST(admission, a_new_capacity_applies_to_new_reservations_and_keeps_those_held) {
+    admission a(10'000'000);
+    auto held = a.reserve(8'000'000);
+    ASSERT_TRUE(held);
+    a.set_capacity(5'000'000);
+    EXPECT_EQ(a.capacity(), 5'000'000U);
+    EXPECT_EQ(a.reserved(), 8'000'000U);  // not taken back
+    EXPECT_FALSE(a.reserve(1));
+    held->release();
+    EXPECT_TRUE(a.reserve(5'000'000));
+    a.set_capacity(0);  // no limit
+    EXPECT_TRUE(a.reserve(100'000'000));
+}

@@ -127,3 +127,21 @@ TEST(client_limits, counts_stay_exact_under_threads) {
     }
     EXPECT_EQ(limits.addresses(), 0U);
 }
+
+// conf: a reload's limits apply to what is counted after it; what an address holds stays.
+TEST(client_limits, new_limits_apply_to_new_connections_and_streams) {
+    client_limits limits({.max_connections = 1, .max_streams = 1});
+    auto c1 = limits.connect(v4("127.0.0.2"));
+    auto s1 = limits.start_stream(v4("127.0.0.2"), 0);
+    ASSERT_TRUE(c1 && s1);
+    EXPECT_FALSE(limits.connect(v4("127.0.0.2")));
+    limits.set_config({.max_connections = 2, .max_streams = 1, .max_rate = 1000});
+    EXPECT_EQ(limits.config().max_connections, 2U);
+    EXPECT_EQ(limits.config().max_rate, 1000U);
+    EXPECT_TRUE(limits.connect(v4("127.0.0.2")));
+    EXPECT_FALSE(limits.start_stream(v4("127.0.0.2"), 0));
+    limits.set_config({});  // no limits
+    auto s2 = limits.start_stream(v4("127.0.0.2"), 5000);
+    EXPECT_TRUE(s2);
+    EXPECT_EQ(limits.of(v4("127.0.0.2")).streams, 2U);  // the first is still held
+}

@@ -474,12 +474,12 @@ TEST_F(config_test, toml_type_mismatches_name_key_and_type) {
         const char* expected;
     };
     for (const auto& [toml, expected] : {
-             bad_case{"loops = '8'\n", "key 'loops' in "},
+             bad_case{"loops = '8'\n", "datapumpd.toml:1:9: key 'loops': "},
              bad_case{"loops = '8'\n", "expected an integer, got a string"},
              bad_case{"directory_listing = 'on'\n", "expected a boolean (true or false), got a string"},
              bad_case{"root = 1\n", "expected a string, got an integer"},
              bad_case{"capacity = 1.5\n", "expected an integer (bytes per second) or a string such as \"5M\""},
-             bad_case{"capacity = '5Q'\n", "key 'capacity' in "},
+             bad_case{"capacity = '5Q'\n", "datapumpd.toml:1:12: key 'capacity': "},
              bad_case{"capacity = -1\n", "cannot be negative"},
              bad_case{"loops = -1\n", "-1 is out of range"},
              bad_case{"cache_mib = 4294967296\n", "out of range (0 to 4294967295)"},
@@ -500,8 +500,8 @@ TEST_F(config_test, all_file_problems_at_once_and_syntax_errors_with_line) {
     EXPECT_TRUE(contains(message, "key 'loops'")) << message;
     EXPECT_TRUE(contains(message, "unknown key 'providr'")) << message;
     message = error_of({"--config", write_toml("loops = 2\nroot = \n")});
-    EXPECT_TRUE(contains(message, "is not valid TOML")) << message;
-    EXPECT_TRUE(contains(message, "line 2")) << message;
+    EXPECT_TRUE(contains(message, "datapumpd.toml:2:")) << message;
+    EXPECT_TRUE(contains(message, "not valid TOML")) << message;
     message = error_of({"--config", dir_ + "/missing.toml"});
     EXPECT_TRUE(contains(message, "missing.toml")) << message;
 }

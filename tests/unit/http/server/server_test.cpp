@@ -595,6 +595,68 @@ TEST_P(server_test, admission_refuses_the_stream_that_would_exceed_capacity) {
     EXPECT_EQ(server_->view().admission_refusals, 1U);
 }
 
+// conf: a reload. New requests get the new settings (capacity, max_rate, listing, root); a
+// stream in progress keeps its rate and its root to its last byte; what is made at start stays.
+TEST_P(server_test, reconfigure_reaches_new_requests_and_leaves_live_streams_alone) {
+    config_.capacity = 3'000'000;
+    start();
+    http_client live(port_);
+    ASSERT_TRUE(live.send(get_request("/f1.bin?rate=2M")));  // 3 MiB: about 1.5 s
+    auto head = live.read_response(true);
+    ASSERT_TRUE(head);
+    ASSERT_EQ(head->status, 200);
+    ASSERT_EQ(get("/f2.bin?rate=2M")->status, 503);  // over the capacity
+    ASSERT_EQ(get("/sub/")->status, 403);
+
+    const fsys::path other = root_ / "other-root";
+    fsys::create_directory(other);
+    std::ofstream(other / "only-new.txt") << "new root\n";
+    http::server_config next = config_;
+    next.capacity = 10'000'000;
+    next.max_rate = 1'000'000;
+    next.directory_listing = true;
+    next.root = other.string();
+    next.loops = 7;  // made at start: ignored
+    ASSERT_TRUE(server_->reconfigure(next));
+
+    EXPECT_EQ(server_->view().capacity, 10'000'000U);
+    EXPECT_EQ(server_->view().loops.size(), 2U);
+    EXPECT_EQ(get("/only-new.txt")->body, "new root\n");
+    EXPECT_EQ(get("/small.txt")->status, 404);  // the old root's, for new requests
+    fsys::create_directory(other / "sub");
+    EXPECT_EQ(get("/sub/")->status, 200);  // listed now
+    http_client fresh(port_);
+    std::ofstream(other / "f2.bin", std::ios::binary) << read("f2.bin");
+    ASSERT_TRUE(fresh.send(get_request("/f2.bin?rate=2M")));
+    auto second = fresh.read_response(true);
+    ASSERT_TRUE(second);
+    EXPECT_EQ(second->status, 200);  // the new capacity admits it
+    bool saw_both = false;
+    for (const auto& v : server_->streams()) {
+        if (v.file == "/f1.bin") {
+            EXPECT_EQ(v.rate, 2'000'000U) << "the live stream keeps its rate";
+            saw_both = true;
+        } else {
+            EXPECT_EQ(v.rate, 1'000'000U) << "a new stream gets the new max_rate";
+        }
+    }
+    EXPECT_TRUE(saw_both);
+    std::string body;
+    ASSERT_TRUE(live.read_body(std::stoul(head->header("content-length")), body));
+    EXPECT_TRUE(body == read("f1.bin")) << "the live stream's bytes, from the old root, to the last";
+}
+
+// conf: a root the provider cannot serve is refused, and nothing of the reload is applied.
+TEST_P(server_test, reconfigure_with_a_root_that_cannot_be_served_applies_nothing) {
+    start();
+    http::server_config next = config_;
+    next.directory_listing = true;
+    next.root = (root_ / "no-such-folder").string();
+    EXPECT_FALSE(server_->reconfigure(next));
+    EXPECT_EQ(get("/small.txt")->status, 200);
+    EXPECT_EQ(get("/sub/")->status, 403);
+}
+
 TEST_P(server_test, a_paced_stream_runs_on_rt_for_exactly_its_life) {
     start();
     ASSERT_EQ(server_->view().rt.vps.size(), 1U);  // rt_vps defaults to 1
