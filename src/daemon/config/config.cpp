@@ -594,6 +594,7 @@ std::vector<std::string> apply_toml(daemon_config& config, const std::string& pa
         return a.first.line != b.first.line ? a.first.line < b.first.line : a.first.column < b.first.column;
     });
     std::vector<std::string> problems;
+    problems.reserve(found.size());
     for (auto& [at, message] : found) {
         problems.push_back(std::move(message));
     }
@@ -605,7 +606,7 @@ std::vector<std::string> apply_toml(daemon_config& config, const std::string& pa
 // and its value name (the table has no type column): switches are booleans; N, BYTES and RATE
 // integers; X a number; a TOKEN's "none" the empty string; anything else a string.
 std::string toml_literal(const option_spec& o, const daemon_config& c) {
-    const std::string shown = o.show(c);
+    std::string shown = o.show(c);
     if (o.value_name.empty() || o.value_name == "on/off") {
         return shown == "on" ? "true" : "false";
     }
@@ -692,7 +693,11 @@ std::string place_problems(const std::string& lines, const key_places& places) {
                 }
             }
         }
-        out += (out.empty() ? "" : "\n") + prefix + line;
+        if (!out.empty()) {
+            out += '\n';
+        }
+        out += prefix;
+        out += line;
         start = end + 1;
     }
     return out;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 
 namespace datapump::daemon {
 namespace {
@@ -65,9 +66,13 @@ std::expected<reload_plan, std::string> plan_reload(const daemon_config& running
         const std::string was = show_option(running, key);
         const std::string now = show_option(next, key);
         if (needs_restart(key) || (key == "root" && running.writable)) {
-            plan.needs_restart.push_back(std::string(key) + ": " + now + " (running: " + was + ")");
+            std::string line(key);
+            line.append(": ").append(now).append(" (running: ").append(was).append(")");
+            plan.needs_restart.push_back(std::move(line));
         } else {
-            plan.changed.push_back(std::string(key) + ": " + was + " -> " + now);
+            std::string line(key);
+            line.append(": ").append(was).append(" -> ").append(now);
+            plan.changed.push_back(std::move(line));
         }
     }
     plan.next = next;

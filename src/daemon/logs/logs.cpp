@@ -1,5 +1,6 @@
 #include "logs/logs.hpp"
 
+#include "datapump/base/error.hpp"
 #include "datapump/base/internal/log.hpp"
 
 #include <spdlog/async.h>
@@ -68,7 +69,7 @@ public:
         } else if (target != "off" && !target.empty()) {
             fresh = std::fopen(target.c_str(), "ae");
             if (fresh == nullptr) {
-                return target + ": " + std::strerror(errno);
+                return target + ": " + datapump::errno_text(errno);
             }
         }
         const std::lock_guard lock(mutex_);
@@ -138,7 +139,7 @@ std::shared_ptr<line_sink> make_sink(const std::string& target, std::unique_ptr<
     }
     std::FILE* file = std::fopen(target.c_str(), "ae");
     if (file == nullptr) {
-        problem = "cannot open the " + std::string(what) + " '" + target + "': " + std::strerror(errno) +
+        problem = "cannot open the " + std::string(what) + " '" + target + "': " + datapump::errno_text(errno) +
                   "; create its folder and let the daemon's user write there, or give another path";
         return nullptr;
     }
@@ -159,7 +160,8 @@ std::unique_ptr<spdlog::formatter> daemon_format(bool journal) {
 }  // namespace
 
 bool stderr_is_journal() {
-    const char* env = std::getenv("JOURNAL_STREAM");
+    // secure_getenv: read once from main before any thread changes the environment.
+    const char* env = ::secure_getenv("JOURNAL_STREAM");
     if (env == nullptr) {
         return false;
     }
