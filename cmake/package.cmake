@@ -47,6 +47,7 @@ add_custom_target(datapump_config_template ALL DEPENDS ${datapump_config_templat
 # GNUInstallDirs puts it, and so beside any <dir>/usr (CPack's staging folder); under any other
 # prefix, in <prefix>/etc.
 set(datapump_packaging ${PROJECT_SOURCE_DIR}/packaging)
+configure_file(${datapump_packaging}/debian/logrotate ${datapump_generated}/logrotate.d/datapump COPYONLY)
 install(CODE "
   if(CMAKE_INSTALL_PREFIX MATCHES \"^(.*)/usr/?$\")
     set(sysconfdir \"\${CMAKE_MATCH_1}/etc\")
@@ -57,6 +58,8 @@ install(CODE "
   set(SYSCONFDIR \"\${sysconfdir}\")
   configure_file(${datapump_packaging}/systemd/datapumpd.service.in ${datapump_generated}/datapumpd.service @ONLY)
   file(INSTALL ${datapump_config_template} DESTINATION \"\${sysconfdir}/datapump\" PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+  file(INSTALL ${datapump_generated}/logrotate.d/datapump DESTINATION \"\${sysconfdir}/logrotate.d\"
+       PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
   file(INSTALL ${datapump_generated}/datapumpd.service ${datapump_packaging}/systemd/datapumpd.socket
        DESTINATION \"\${CMAKE_INSTALL_PREFIX}/lib/systemd/system\" PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 " COMPONENT runtime)

@@ -40,7 +40,7 @@ has() {  # has PACKAGE PATH-REGEX...
     grep -qxE "$f" "$tmp/files.$package" || fail "$f is not in $package"
   done
 }
-has datapump /usr/sbin/datapumpd /usr/bin/datapump /etc/datapump/datapumpd.toml \
+has datapump /usr/sbin/datapumpd /usr/bin/datapump /etc/datapump/datapumpd.toml /etc/logrotate.d/datapump \
     /usr/lib/systemd/system/datapumpd.service /usr/lib/systemd/system/datapumpd.socket \
     /usr/lib/sysusers.d/datapump.conf /usr/share/man/man8/datapumpd.8.gz /usr/share/man/man1/datapump.1.gz \
     /usr/share/doc/datapump/copyright /usr/share/doc/datapump/changelog.Debian.gz
@@ -57,6 +57,7 @@ dpkg-deb -f "$(deb_of libdatapump-dev)" Depends | grep -qF "libdatapump0 (= ${ve
   fail "libdatapump-dev does not depend on libdatapump0 (= ${version}-1)"
 dpkg-deb -e "$(deb_of datapump)" "$tmp/control"
 grep -qx /etc/datapump/datapumpd.toml "$tmp/control/conffiles" || fail "datapumpd.toml is not a conffile"
+grep -qx /etc/logrotate.d/datapump "$tmp/control/conffiles" || fail "the logrotate rules are not a conffile"
 for s in postinst prerm postrm; do
   [ -x "$tmp/control/$s" ] || fail "no executable $s"
   sh -n "$tmp/control/$s" || fail "$s: syntax"
