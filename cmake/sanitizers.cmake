@@ -1,6 +1,8 @@
 # DATAPUMP_SANITIZE=address,undefined | thread : applied to every target in the tree.
 if(DATAPUMP_SANITIZE)
-  add_compile_options(-fsanitize=${DATAPUMP_SANITIZE} -fno-omit-frame-pointer -g)
+  # -g1: line tables, all a sanitizer's report needs (file:line in every frame), at a fraction of
+  # full debug information's compile and link time (CI's time budget, docs/testing.md).
+  add_compile_options(-fsanitize=${DATAPUMP_SANITIZE} -fno-omit-frame-pointer -g1)
   add_link_options(-fsanitize=${DATAPUMP_SANITIZE})
   if(DATAPUMP_SANITIZE MATCHES "undefined")
     # No vptr check: to read an object's type, UBSan first probes the memory with a pipe(), and in
