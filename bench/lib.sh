@@ -13,8 +13,8 @@ ensure_built() {
 
 # make_file NAME BYTES: random bytes (zeros would flatter this virtual disk).
 make_file() {
-  mkdir -p "$bench_dir"
   local f="${bench_dir}/$1"
+  mkdir -p "$(dirname "$f")"  # NAME may have a folder: soak/title_64M.bin
   if [ ! -f "$f" ] || [ "$(stat -c %s "$f")" -ne "$2" ]; then
     head -c "$2" /dev/urandom >"$f.tmp" && mv "$f.tmp" "$f"
   fi
