@@ -128,22 +128,17 @@ log_state& state() {
     return s;
 }
 
-// A sink to "stderr" or a path (opened for appending, created 0640 by the umask's leave).
+// A sink to "stderr", "off" or a path (opened for appending, created 0640 by the umask's leave):
+// switch_to() reads the target, as a reload's does.
 std::shared_ptr<line_sink> make_sink(const std::string& target, std::unique_ptr<spdlog::formatter> format,
                                      std::string_view what, std::string& problem) {
-    if (target == "stderr") {
-        return std::make_shared<line_sink>(std::string(), stderr, std::move(format));
-    }
-    if (target == "off") {
-        return std::make_shared<line_sink>(std::string(), nullptr, std::move(format));
-    }
-    std::FILE* file = std::fopen(target.c_str(), "ae");
-    if (file == nullptr) {
-        problem = "cannot open the " + std::string(what) + " '" + target + "': " + datapump::errno_text(errno) +
+    auto sink = std::make_shared<line_sink>(std::string(), nullptr, std::move(format));
+    if (std::string why = sink->switch_to(target, nullptr); !why.empty()) {
+        problem = "cannot open the " + std::string(what) + " " + why +
                   "; create its folder and let the daemon's user write there, or give another path";
         return nullptr;
     }
-    return std::make_shared<line_sink>(target, file, std::move(format));
+    return sink;
 }
 
 std::unique_ptr<spdlog::formatter> daemon_format(bool journal) {
