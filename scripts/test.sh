@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: a Release build with GCC 12 (all tests;
-# -O3, what a user builds with plain CMake, where GCC's optimiser warnings appear), the ASan+UBSan
-# Debug build (all tests, with assertions), the TSan build (only the concurrent tests, and only
-# their binaries are built), a Release build with clang-16 (all tests and the fuzzers), and
-# clang-tidy-16 over src/ with .clang-tidy (warnings are errors). Warnings are errors in every
-# build here. The GCC build's tests include install_examples_out_of_tree: install, then the
-# examples built against the installed package; then the Debian packages of that build
+# -O3, what a user builds with plain CMake, where GCC's optimiser warnings appear), the clang-16
+# Debug build with ASan+UBSan (all tests, with assertions, and the libFuzzer targets), the TSan
+# build (only the concurrent tests, and only their binaries are built), and clang-tidy-16 over
+# src/ with .clang-tidy and the asan build's compile commands. Warnings are errors in every build
+# here. The GCC build's tests include install_examples_out_of_tree: install, then the examples
+# built against the installed package; then the Debian packages of that build
 # (tests/package/package_test.sh: cpack, dpkg-deb, lintian, the units, the installed daemon run
-# once). Each phase prints its duration (CI has a time
-# budget: docs/testing.md). Exit code 0 only if every build and every test passed. This is what
-# CI runs (.ci/run).
+# once). Each phase prints its duration (CI has a time budget: docs/testing.md). Exit code 0 only
+# if every build and every test passed. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build test
@@ -61,7 +60,7 @@ failed=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-for preset in ${DATAPUMP_PRESETS:-gcc-release asan tsan clang}; do
+for preset in ${DATAPUMP_PRESETS:-gcc-release asan tsan}; do
   run_preset "$preset"
 done
 
@@ -86,10 +85,10 @@ case " ${DATAPUMP_PRESETS:-gcc-release} " in
 esac
 
 run_tidy() {
-  echo "=== clang-tidy: src/ against .clang-tidy (compile commands of the clang preset)"
+  echo "=== clang-tidy: src/ against .clang-tidy (compile commands of the asan preset, a clang-16 build)"
   local log
   log=$(mktemp)
-  find src -name '*.cpp' -print0 | xargs -0 -P "$jobs" -n 4 clang-tidy-16 -p build/clang --quiet >"$log" 2>&1 || true
+  find src -name '*.cpp' -print0 | xargs -0 -P "$jobs" -n 4 clang-tidy-16 -p build/asan --quiet >"$log" 2>&1 || true
   if grep -qE '(warning|error): ' "$log"; then
     grep -E '(warning|error): ' "$log" | sort -u
     summary+=("clang-tidy: FAILED ($(grep -cE '(warning|error): ' "$log") findings)")
@@ -102,8 +101,8 @@ run_tidy() {
   rm -f "$log"
   phase_done "clang-tidy"
 }
-case " ${DATAPUMP_PRESETS:-clang} " in
-  *" clang "*) run_tidy ;;
+case " ${DATAPUMP_PRESETS:-asan} " in
+  *" asan "*) run_tidy ;;
 esac
 
 echo

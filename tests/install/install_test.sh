@@ -114,4 +114,17 @@ export PKG_CONFIG_PATH=$libdir/pkgconfig
 "$cxx" -o "$tmp/pc" "$tmp/pc.cpp" $(pkg-config --cflags --libs datapump) -Wl,-rpath,"$libdir" \
   || fail "building with pkg-config's flags"
 "$tmp/pc" >/dev/null || fail "the pkg-config program did not run"
+# The same program from the other compiler (a GCC-built package used from clang, or the reverse):
+# the installed headers and the library's ABI work for both.
+other=""
+case "$("$cxx" --version | head -n 1)" in
+  *clang*) command -v g++ >/dev/null && other=g++ ;;
+  *) command -v clang++-16 >/dev/null && other=clang++-16 ;;
+esac
+if [ -n "$other" ]; then
+  # shellcheck disable=SC2046
+  "$other" -o "$tmp/pc_other" "$tmp/pc.cpp" $(pkg-config --cflags --libs datapump) -Wl,-rpath,"$libdir" \
+    || fail "building with pkg-config's flags and $other"
+  "$tmp/pc_other" >/dev/null || fail "the pkg-config program built by $other did not run"
+fi
 echo "install_test: all checks passed"
