@@ -3,7 +3,8 @@
 //   latency     round trips: pipe, AF_UNIX seqpacket, busy-polled atomics (the floor), datapump
 //               sync commands busy-polling and sleeping
 //   throughput  8-byte messages through a raw SPSC ring vs datapump async 64-byte commands
-//   bulk        a warm file through a pipe, an AF_UNIX stream and datapump loans
+//   bulk        a warm file through a pipe, an AF_UNIX stream and datapump loans, and the memory
+//               ceiling (the same checksum over an in-memory copy, no transport)
 // Every peer runs --rounds times (rounds interleave the peers, so drift hits all alike); the
 // table shows the median over rounds and the spread, then the ratios against the targets, then
 // one `figure peer=... kind=... value=...` line per figure for scripts. MB = 10^6 bytes.
@@ -263,7 +264,8 @@ int main(int argc, char** argv) {
                                      {"datapump async, 64 B commands", "datapump_async", {}}};
     std::vector<rate_row> bulk{{"pipe (1 MiB pipe)", "pipe", {}},
                                {"unix stream", "unix", {}},
-                               {"datapump loans", "datapump_loans", {}}};
+                               {"datapump loans", "datapump_loans", {}},
+                               {"memory ceiling (checksum in place)", "memory_ceiling", {}}};
 
     for (int round = 0; round < opt.rounds; ++round) {
         if (run_latency) {
@@ -287,6 +289,7 @@ int main(int argc, char** argv) {
             bulk[1].value.add(bulk_unix(bulk_path) / 1e6);
             // datapump side: plugged in by ipc_bench_datapump.cpp (for now datapump_side.cpp)
             bulk[2].value.add(datapump_bulk_loans(bulk_path) / 1e6);
+            bulk[3].value.add(bulk_memory_ceiling(bulk_path) / 1e6);
         }
     }
 
@@ -310,6 +313,10 @@ int main(int argc, char** argv) {
         print_rates("bulk", "MB/s", bulk);
         ratios.push_back(make_ratio("datapump loans / unix stream", "loans_over_unix", bulk[2].value.median(),
                                     bulk[1].value.median(), ">= 5", false, 5.0));
+        ratios.push_back(make_ratio("datapump loans / memory ceiling", "loans_over_memory", bulk[2].value.median(),
+                                    bulk[3].value.median(), "", false, 0.0));
+        ratios.push_back(make_ratio("memory ceiling / unix stream", "memory_over_unix", bulk[3].value.median(),
+                                    bulk[1].value.median(), "", false, 0.0));
     }
 
     std::printf("\n%-40s %9s\n", "ratios", "");

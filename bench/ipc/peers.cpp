@@ -681,6 +681,49 @@ double bulk_unix(const std::string& path) {
     return drain(sv[0], expected, pid, "unix");
 }
 
+double bulk_memory_ceiling(const std::string& path) {
+    const file_digest expected = warm_file(path);
+    const std::size_t size = expected.bytes;
+    void* map = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (map == MAP_FAILED) {
+        die_errno("mmap (memory ceiling)");
+    }
+    auto* bytes = static_cast<std::byte*>(map);
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        die_errno("open " + path);
+    }
+    for (std::size_t off = 0; off < size;) {
+        const std::size_t n = read_some(fd, bytes + off, std::min<std::size_t>(bulk_buffer_bytes, size - off), path);
+        if (n == 0) {
+            die(path + " shrank while it was read");
+        }
+        off += n;
+    }
+    close_fd(fd);
+    scoped_pin pin{client_cpu};
+    // In 4 MiB pieces, as the loan client borrows them; the second pass is measured, as the loan
+    // client's is.
+    stream_checksum sum;
+    std::uint64_t start = 0;
+    std::uint64_t end = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+        sum = stream_checksum{};
+        start = monotonic_ns();
+        for (std::size_t off = 0; off < size; off += std::size_t{4} << 20) {
+            sum.add({bytes + off, std::min<std::size_t>(std::size_t{4} << 20, size - off)});
+        }
+        end = monotonic_ns();
+        std::fprintf(stderr, "ipc_bench: memory ceiling pass %d: %.0f MB/s\n", pass,
+                     static_cast<double>(size) * 1e3 / static_cast<double>(end - start));
+    }
+    munmap(map, size);
+    if (sum.bytes() != expected.bytes || sum.value() != expected.checksum) {
+        die("memory ceiling: the copy differs from the file");
+    }
+    return static_cast<double>(sum.bytes()) * 1e9 / static_cast<double>(end - start);
+}
+
 // Reads the file once, so that both bulk servers read from the page cache, and records what the
 // client must receive.
 file_digest warm_file(const std::string& path) {

@@ -56,6 +56,11 @@ private:
 // the client reads and checksums it. Returns bytes/s and prints the verified checksum.
 [[nodiscard]] double bulk_pipe(const std::string& path);
 [[nodiscard]] double bulk_unix(const std::string& path);
+// The ceiling of any bulk transport whose consumer checksums every byte it gets in place: the
+// same checksum over a copy of the file in pre-faulted anonymous memory (too big for the CPU's
+// caches), on the client CPU, with no transport at all. Zero-copy loans read the bytes where
+// the server put them, so they can approach this and not pass it.
+[[nodiscard]] double bulk_memory_ceiling(const std::string& path);
 
 // ---- helpers shared with the datapump side ----
 
