@@ -6,15 +6,14 @@
 //     body complete -> seal the tail block, queue its write, finish
 //     need a window -> loan the next block space (a new block: claim + read-modify-write prep)
 //     pending bytes (prefix, framing spill) -> copy into the window (counted)
-//     else receive from the socket straight into the window (chunked framing: a small buffer)
+//     else receive from the socket straight into the window (a framed body's framing: a small buffer)
 //   A source that is not a socket (a pipe) is read with READ at no offset instead of RECV; its
 //   short reads are looped exactly like the socket's partial receives.
 #include "datapump/ingest/ingest.hpp"
 
-#include "chunked_body.hpp"
+#include "framed_body.hpp"
 
 #include "datapump/base/check.hpp"
-#include "datapump/http/proto/chunked.hpp"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,7 +32,7 @@ namespace {
 
 constexpr std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v / a * a; }
 constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
-using detail::frame_recv;  // chunk framing receive size: data behind it is copied
+using detail::frame_recv;  // a framing receive's size: data behind it is copied
 
 void add(std::atomic<std::uint64_t>& c, std::uint64_t n) { c.fetch_add(n, std::memory_order_relaxed); }
 
@@ -64,8 +63,7 @@ struct job::impl {
     counters own_stats;
     int socket = -1;
     bool is_socket = true;           // false: a pipe or other stream, read with READ
-    framing coding = framing::identity;
-    std::unique_ptr<http::chunked_decoder> decoder;  // chunked only
+    body_decoder* decoder = nullptr;  // a framed body's (the caller's); null: identity
 
     std::uint64_t offset = 0;
     std::uint64_t length = 0;        // identity only
@@ -84,7 +82,7 @@ struct job::impl {
     std::array<std::byte, frame_recv> frame{};
     std::size_t frame_len = 0;       // bytes in `frame`
     std::size_t frame_pos = 0;       // of which consumed
-    std::vector<std::byte> leftover; // received past the end of a chunked body
+    std::vector<std::byte> leftover; // received past the end of a framed body
 
     cache::write_loan loan;
     std::uint64_t window_block = ~std::uint64_t{0};
@@ -106,7 +104,6 @@ struct job::impl {
 
     bool receiving_done = false;
     std::optional<error> stopped;
-    int status = 0;
     bool finished = false;
 
     [[nodiscard]] counters& count() { return stats != nullptr ? *stats : own_stats; }
@@ -134,12 +131,9 @@ struct job::impl {
             loop->defer(&kick);
         }
     }
-    void stop(error why, int http = 0) {
+    void stop(error why) {
         if (!stopped) {
             stopped = why;
-            if (status == 0) {
-                status = http;
-            }
         }
         loan = cache::write_loan{};
         pending.clear();
@@ -153,10 +147,10 @@ struct job::impl {
         if (!pending.empty()) {
             return false;
         }
-        if (coding == framing::identity) {
+        if (decoder == nullptr) {
             return to_receive == 0;
         }
-        return decoder->current() == http::chunked_decoder::state::done;
+        return decoder->current() == body_decoder::state::done;
     }
 
     void advance() {
@@ -179,8 +173,7 @@ struct job::impl {
                 receiving_done = true;
                 continue;
             }
-            if (coding == framing::chunked && pending.empty() &&
-                decoder->current() == http::chunked_decoder::state::framing) {
+            if (decoder != nullptr && pending.empty() && decoder->current() == body_decoder::state::framing) {
                 if (frame_pos < frame_len) {
                     take_framing();
                     continue;
@@ -201,7 +194,7 @@ struct job::impl {
                 continue;
             }
             std::uint64_t want = loan.data().size();
-            if (coding == framing::identity) {
+            if (decoder == nullptr) {
                 want = std::min(want, to_receive);
             } else {
                 want = std::min(want, decoder->data_left());
@@ -226,16 +219,14 @@ struct job::impl {
         }
     }
 
-    // Runs the chunked decoder over `bytes` (the prefix, or a framing receive): framing is
-    // consumed, data becomes pending (copied into windows later), and it stops at the end of the
-    // body or on a refusal. Returns the bytes used; the rest follow the body.
+    // Runs the decoder over `bytes` (the prefix, or a framing receive): framing is consumed, data
+    // becomes pending (copied into windows later), and it stops at the end of the body or on a
+    // refusal. Returns the bytes used; the rest follow the body.
     std::size_t decode(std::span<const std::byte> bytes) {
         const std::size_t at =
-            detail::split_chunked(*decoder, bytes, [this](std::span<const std::byte> data) { pending.push_back(data); });
-        if (decoder->current() == http::chunked_decoder::state::failed) {
-            stop(error{decoder->http_status() == 413 ? errc::full : errc::protocol_error, 0,
-                       "ingest: chunked body refused"},
-                 decoder->http_status());
+            detail::split_framed(*decoder, bytes, [this](std::span<const std::byte> data) { pending.push_back(data); });
+        if (decoder->current() == body_decoder::state::failed) {
+            stop(decoder->refusal());
         }
         return at;
     }
@@ -305,7 +296,7 @@ struct job::impl {
                 head_zeroed_block = hb;
             }
         }
-        if (coding == framing::identity) {
+        if (decoder == nullptr) {
             const std::uint64_t end = offset + length;
             if (end > base && end < base + block_size && end % align != 0) {
                 const std::uint64_t tb = align_down(end, align);
@@ -364,12 +355,12 @@ struct job::impl {
                                                : error{errc::io_error, e, "ingest: receive"});
         } else if (result == 0) {
             stop(error{errc::peer_gone, 0, "ingest: the client closed before the end of the body"});
-        } else if (coding == framing::chunked && decoder->current() == http::chunked_decoder::state::framing) {
+        } else if (decoder != nullptr && decoder->current() == body_decoder::state::framing) {
             frame_len = static_cast<std::size_t>(result);
             frame_pos = 0;
         } else {
             const auto n = static_cast<std::size_t>(result);
-            if (coding == framing::identity) {
+            if (decoder == nullptr) {
                 to_receive -= n;
             } else {
                 decoder->took_data(n);
@@ -403,8 +394,8 @@ struct job::impl {
             return;
         }
         const std::uint64_t end = offset + received;
-        if (align > 1 && end % align != 0 && coding == framing::chunked) {
-            // Past the old end of the file (chunked ingests only append): zero the padding. A
+        if (align > 1 && end % align != 0 && decoder != nullptr) {
+            // Past the old end of the file (framed ingests only append): zero the padding. A
             // block the head read already holds past the old end was zeroed and counted as read.
             auto buf = tail->ref.owner()->data(tail->ref.index());
             const std::uint64_t from = end - tail->offset;
@@ -519,13 +510,13 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
     if (to.file == nullptr || from.socket < 0 || !done.on_done) {
         return fail(errc::invalid_argument, "ingest: no file, socket or completion");
     }
-    if (from.coding == framing::chunked && to.old_size > to.offset) {
-        return fail(errc::invalid_argument, "ingest: a chunked body can only append (unknown length)");
+    if (from.decoder != nullptr && to.old_size > to.offset) {
+        return fail(errc::invalid_argument, "ingest: a framed body can only append (unknown length)");
     }
     if (opts.load_and_play && to.offset != 0) {
         return fail(errc::invalid_argument, "ingest: load-and-play needs a whole new file (offset 0)");
     }
-    if (from.coding == framing::identity && to.offset > ~std::uint64_t{0} - to.length) {
+    if (from.decoder == nullptr && to.offset > ~std::uint64_t{0} - to.length) {
         return fail(errc::invalid_argument, "ingest: offset + length overflows");
     }
     struct stat from_stat {};
@@ -544,7 +535,7 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
     s.stats = stats;
     s.socket = from.socket;
     s.is_socket = S_ISSOCK(from_stat.st_mode);
-    s.coding = from.coding;
+    s.decoder = from.decoder;
     s.offset = to.offset;
     s.length = to.length;
     s.old_size = to.old_size;
@@ -558,19 +549,18 @@ result<std::unique_ptr<job>> job::start(io::event_loop& loop, cache::file_cache&
     s.writer = cache.create_ingest_writer(to.file->source(fs::unknown_size), to.offset, opts.load_and_play);
     s.init_ops();
 
-    // The prefix: identity takes up to the length; chunked runs the decoder over it.
-    const std::size_t keep = from.coding == framing::identity
+    // The prefix: identity takes up to the length; a framed body runs the decoder over it.
+    const std::size_t keep = from.decoder == nullptr
                                  ? static_cast<std::size_t>(std::min<std::uint64_t>(from.prefix.size(), to.length))
                                  : from.prefix.size();
     s.prefix.assign(from.prefix.begin(), from.prefix.begin() + static_cast<std::ptrdiff_t>(keep));
-    if (from.coding == framing::identity) {
+    if (from.decoder == nullptr) {
         s.prefix_used = keep;
         if (s.prefix_used > 0) {
             s.pending.emplace_back(s.prefix.data(), s.prefix_used);
         }
         s.to_receive = to.length - s.prefix_used;
     } else {
-        s.decoder = std::make_unique<http::chunked_decoder>(http::chunked_limits{.max_body = from.max_body});
         s.prefix_used = s.decode(s.prefix);
     }
     s.readable = opts.load_and_play;
@@ -590,8 +580,6 @@ std::uint64_t job::received() const { return impl_->received; }
 std::shared_ptr<cache::cached_file> job::view() const {
     return impl_->readable ? impl_->writer->file() : nullptr;
 }
-
-int job::http_status() const { return impl_->status; }
 
 void job::publish_succeeded() {
     DP_CHECK(impl_->finished);

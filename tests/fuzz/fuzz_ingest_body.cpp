@@ -1,15 +1,18 @@
-// libFuzzer target: the ingest body path (src/ingest/chunked_body.hpp), driven as a job drives it.
+// libFuzzer target: the ingest body path (src/ingest/framed_body.hpp) with the decoder the HTTP
+// server gives it (http::chunked_body over http::chunked_decoder), driven as a job drives it.
 //
 // The first three bytes pick max_body (small most of the time, so that 413 is reached often), how
 // much of the wire the caller had already read (the job's prefix), and a seed for the sizes of
 // the socket's receives. The rest is what the client sends. The job's way: the prefix through
-// split_chunked, then, while the decoder wants framing, receives of at most frame_recv bytes
-// through split_chunked (data behind framing is copied), and while it wants data, receives
+// split_framed, then, while the decoder wants framing, receives of at most frame_recv bytes
+// through split_framed (data behind framing is copied), and while it wants data, receives
 // straight into a window (of random size) reported with took_data; the body ends at done, and the
 // bytes of that receive past the end are the next request's. It must agree with one pass over the
 // whole wire: the same outcome and status, the same body bytes, the same end of the body in the
-// stream, never more than max_body, and nothing consumed after done or failed.
-#include "chunked_body.hpp"
+// stream, never more than max_body, nothing consumed after done or failed, and a refusal that is
+// ingest's error for its HTTP status (errc::full for 413, errc::protocol_error for 400).
+#include "datapump/http/chunked_body.hpp"
+#include "framed_body.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -23,7 +26,7 @@
 namespace {
 
 using namespace datapump;
-using state = http::chunked_decoder::state;
+using state = ingest::body_decoder::state;
 
 void check(bool condition, const char* what) {
     if (!condition) {
@@ -41,10 +44,10 @@ struct outcome {
 
 // One pass over the whole wire.
 outcome whole(std::span<const std::byte> wire, std::uint64_t max_body) {
-    http::chunked_decoder d(http::chunked_limits{.max_body = max_body});
+    http::chunked_body d(http::chunked_limits{.max_body = max_body});
     outcome out;
     const std::size_t used =
-        ingest::detail::split_chunked(d, wire, [&](std::span<const std::byte> data) {
+        ingest::detail::split_framed(d, wire, [&](std::span<const std::byte> data) {
             out.body.insert(out.body.end(), data.begin(), data.end());
         });
     out.end = d.current();
@@ -58,7 +61,7 @@ outcome whole(std::span<const std::byte> wire, std::uint64_t max_body) {
 
 // As a job: the prefix, then framing receives and window receives of pseudo-random sizes.
 outcome as_a_job(std::span<const std::byte> wire, std::uint64_t max_body, std::size_t prefix, std::uint32_t seed) {
-    http::chunked_decoder d(http::chunked_limits{.max_body = max_body});
+    http::chunked_body d(http::chunked_limits{.max_body = max_body});
     outcome out;
     auto keep = [&](std::span<const std::byte> data) { out.body.insert(out.body.end(), data.begin(), data.end()); };
     std::uint32_t x = seed | 1U;
@@ -69,7 +72,7 @@ outcome as_a_job(std::span<const std::byte> wire, std::uint64_t max_body, std::s
         return std::size_t{1} + x % most;
     };
     prefix = std::min(prefix, wire.size());
-    std::size_t pos = ingest::detail::split_chunked(d, wire.first(prefix), keep);
+    std::size_t pos = ingest::detail::split_framed(d, wire.first(prefix), keep);
     if (d.current() == state::done) {
         out.body_end = pos;  // job::prefix_used(): the rest of the prefix is the caller's
     }
@@ -80,7 +83,7 @@ outcome as_a_job(std::span<const std::byte> wire, std::uint64_t max_body, std::s
             const std::size_t got = std::min({wire.size() - pos, next(ingest::detail::frame_recv),
                                               ingest::detail::frame_recv});
             const auto frame = wire.subspan(pos, got);
-            const std::size_t used = ingest::detail::split_chunked(d, frame, keep);
+            const std::size_t used = ingest::detail::split_framed(d, frame, keep);
             check(used <= got, "a framing receive is consumed within itself");
             if (d.current() == state::done) {
                 out.body_end = pos + used;  // the rest is the job's leftover()
@@ -95,11 +98,15 @@ outcome as_a_job(std::span<const std::byte> wire, std::uint64_t max_body, std::s
             d.took_data(got);
             pos += got;
         }
-        check(d.body_bytes() == out.body.size(), "body_bytes counts every byte handed on");
-        check(d.body_bytes() <= max_body, "never past max_body");
+        check(d.decoder().body_bytes() == out.body.size(), "body_bytes counts every byte handed on");
+        check(d.decoder().body_bytes() <= max_body, "never past max_body");
     }
     out.end = d.current();
     out.status = d.http_status();
+    if (out.end == state::failed) {
+        check(d.refusal().code == (out.status == 413 ? errc::full : errc::protocol_error),
+              "a refusal is ingest's error for its status");
+    }
     return out;
 }
 

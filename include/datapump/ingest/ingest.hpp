@@ -5,8 +5,8 @@
 // range: received bytes land in arena buffers (the cache's blocks) and go to storage from there
 // with O_DIRECT fixed-buffer writes, one per block, several in flight; heads and tails that are
 // not aligned to the file system's block get read-modify-write of just those blocks. The engine
-// never copies a received byte, except the `prefix` the caller read before the call and chunk
-// data that arrived in one receive with chunk framing (both counted).
+// never copies a received byte, except the `prefix` the caller read before the call and data of
+// a framed body that arrived in one receive with its framing (both counted).
 //
 //   socket ──recv──> window k (arena buffer = cache block k) ──WRITE_FIXED──> extent(file, kB..)
 //                    window k+1 receiving while k, k-1 .. are written
@@ -22,6 +22,7 @@
 #include "datapump/base/export.hpp"
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/fs/file.hpp"
+#include "datapump/ingest/body_decoder.hpp"
 #include "datapump/io/event_loop.hpp"
 
 #include <atomic>
@@ -34,24 +35,21 @@ DATAPUMP_API_BEGIN
 
 namespace datapump::ingest {
 
-enum class framing : std::uint8_t {
-    identity,  // exactly target.length bytes
-    chunked,   // HTTP/1.1 chunked transfer coding; the length is what it decodes to
-};
-
 struct source {
     // A connected stream socket (received with RECV), or any other stream — a pipe, a FIFO
     // (read with READ at no offset; fstat tells them apart once, at start). Not owned.
     int socket = -1;
-    framing coding = framing::identity;
     std::span<const std::byte> prefix;   // body bytes already read from the socket: copied at start
-    std::uint64_t max_body = 0;          // chunked: the most decoded bytes accepted (else body_too_large)
+    // Null: the body is exactly target.length bytes. Else the body is framed and its length is what
+    // the decoder finds (HTTP's chunked coding: datapump/http/chunked_body.hpp); the decoder's
+    // limits bound it. Not owned; it must outlive the job (until on_done has run).
+    body_decoder* decoder = nullptr;
 };
 
 struct target {
     fs::file* file = nullptr;    // opened for writing (open_mode::create_new for uploads); not owned
     std::uint64_t offset = 0;    // where the first byte goes
-    std::uint64_t length = 0;    // identity: the byte count; chunked: ignored
+    std::uint64_t length = 0;    // without a decoder: the byte count; with one: ignored
     std::uint64_t old_size = 0;  // the file's size before: blocks at or past it are zero-filled, not read
 };
 
@@ -72,8 +70,8 @@ struct counters {
 };
 
 // What a job was stopped by, beyond the storage and socket errors (errc values in `error`):
-// the body was shorter than declared (peer closed: errc::peer_gone), malformed chunk framing
-// (errc::protocol_error, http_status() 400), too large (errc::full, http_status() 413).
+// the body was shorter than declared (peer closed: errc::peer_gone), or the decoder refused it
+// (body_decoder::refusal(): errc::protocol_error for malformed framing, errc::full when too large).
 struct callbacks {
     // One per storage write as it completes: its file offset and bytes written, or its error.
     std::function<void(std::uint64_t offset, result<std::uint64_t> bytes)> on_write;
@@ -86,8 +84,8 @@ struct callbacks {
 class job {
 public:
     // Starts receiving (and consumes the prefix). Errors (nothing started, no callback runs):
-    // invalid_argument (no file, no socket or a closed descriptor, chunked into the middle of a
-    // file, load-and-play not at offset 0), unsupported (the provider has no extent op),
+    // invalid_argument (no file, no socket or a closed descriptor, a framed body into the middle
+    // of a file, load-and-play not at offset 0), unsupported (the provider has no extent op),
     // no_buffers.
     [[nodiscard]] static result<std::unique_ptr<job>> start(io::event_loop& loop, cache::file_cache& cache,
                                                             const source& from, const target& to,
@@ -99,7 +97,7 @@ public:
 
     // Prefix bytes the body used (the rest belong to whatever follows the body on the socket).
     [[nodiscard]] std::size_t prefix_used() const;
-    // Bytes received past the end of a chunked body (the next request's first bytes); valid
+    // Bytes received past the end of a framed body (the next request's first bytes); valid
     // after on_done.
     [[nodiscard]] std::span<const std::byte> leftover() const;
     // The size the file must be truncated to when the last block was written padded past it
@@ -110,8 +108,6 @@ public:
     [[nodiscard]] std::uint64_t received() const;
     // The load-and-play file (null without options::load_and_play).
     [[nodiscard]] std::shared_ptr<cache::cached_file> view() const;
-    // 400 or 413 when the body was refused for its framing or size (0 otherwise).
-    [[nodiscard]] int http_status() const;
     // After a successful on_done: the caller made the file durable and published it, so the
     // load-and-play file is complete (its readers end cleanly); or it failed to, and they get
     // `why`. Without either, destroying the job fails the file (readers get writer_failed).

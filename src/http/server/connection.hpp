@@ -22,6 +22,7 @@
 
 #include "datapump/cache/loans.hpp"
 #include "datapump/fs/file.hpp"
+#include "datapump/http/chunked_body.hpp"
 #include "datapump/http/proto/request.hpp"
 #include "datapump/http/proto/request_parser.hpp"
 #include "datapump/ingest/ingest.hpp"
@@ -101,6 +102,7 @@ struct upload_state {
     request req;
     bool keep_alive = false;
     std::optional<fs::file> file;
+    std::unique_ptr<chunked_body> decoder;  // a chunked body's; outlives the job (declared first)
     std::unique_ptr<ingest::job> job;
     std::shared_ptr<upload_entry> entry;
     // hostile network: uploads. Its place under the caps (released when the state goes), and its

@@ -126,12 +126,11 @@ void connection::start_upload_job() {
         settle(this);
     };
     cb.on_progress = [this] { upload_progress(); };
+    if (req.body_chunked) {
+        up.decoder = std::make_unique<chunked_body>(chunked_limits{.max_body = max});
+    }
     auto job = ingest::job::start(
-        *ctx_.loop, *server_.cache,
-        {.socket = fd_.get(),
-         .coding = req.body_chunked ? ingest::framing::chunked : ingest::framing::identity,
-         .prefix = prefix,
-         .max_body = max},
+        *ctx_.loop, *server_.cache, {.socket = fd_.get(), .prefix = prefix, .decoder = up.decoder.get()},
         {.file = &*up.file, .offset = 0, .length = req.body_length, .old_size = 0},
         {.windows_in_flight = server_.config.upload_windows, .load_and_play = true}, std::move(cb),
         &server_.ingest);
@@ -232,7 +231,7 @@ void connection::on_upload_done(result<std::uint64_t> total) {
             upload_.reset();
             return;
         }
-        int status = up->job->http_status() != 0 ? up->job->http_status() : status_for(why);
+        int status = status_for(why);  // a refused chunked body: 400 or 413 (chunked_body)
         if (upload_timed_out_) {
             status = 408;
         }

@@ -8,8 +8,6 @@
 namespace datapump::test {
 namespace {
 
-using ingest::framing;
-
 const std::string next_request = "GET /next HTTP/1.1\r\nHost: example\r\n\r\n";
 
 // `body` in chunks of the sizes in `sizes` (cycled), with extensions and size spellings varied,

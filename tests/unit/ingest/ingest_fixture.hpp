@@ -16,6 +16,7 @@
 #pragma once
 
 #include "datapump/fs/registry.hpp"
+#include "datapump/http/chunked_body.hpp"
 #include "datapump/ingest/ingest.hpp"
 #include "datapump/io/event_loop.hpp"
 #include "unit/fs/test_support.hpp"
@@ -180,13 +181,17 @@ struct send_plan {
     bool nonblocking = false;               // the job's end is O_NONBLOCK (io_uring then answers EAGAIN)
 };
 
+// How a test's body is framed: exactly `length` bytes, or HTTP's chunked coding (the decoder the
+// HTTP server gives ingest, http::chunked_body, with max_body as its limit).
+enum class framing : std::uint8_t { identity, chunked };
+
 // One job as a test drives it.
 struct ingest_case {
     fs::file* file = nullptr;
     std::uint64_t offset = 0;
     std::uint64_t length = 0;
     std::uint64_t old_size = 0;
-    ingest::framing coding = ingest::framing::identity;
+    framing coding = framing::identity;
     std::span<const std::byte> prefix{};  // copied by job::start (the caller may reuse it)
     std::uint64_t max_body = 0;
     ingest::options opts{};
@@ -239,9 +244,11 @@ public:
                     done_.set_value();
                 }
             };
+            if (c.coding == framing::chunked) {
+                decoder_ = std::make_unique<http::chunked_body>(http::chunked_limits{.max_body = c.max_body});
+            }
             auto j = ingest::job::start(loop_.loop(), cache_,
-                                        {.socket = job_fd_, .coding = c.coding, .prefix = c.prefix,
-                                         .max_body = c.max_body},
+                                        {.socket = job_fd_, .prefix = c.prefix, .decoder = decoder_.get()},
                                         {.file = c.file, .offset = c.offset, .length = c.length,
                                          .old_size = c.old_size},
                                         c.opts, std::move(cb), &stats);
@@ -285,7 +292,7 @@ public:
             const auto left = job_->leftover();
             leftover.assign(left.begin(), left.end());
             final_size = job_->final_size();
-            http_status = job_->http_status();
+            http_status = decoder_ != nullptr ? decoder_->http_status() : 0;
         });
         return true;
     }
@@ -351,7 +358,7 @@ public:
     std::size_t prefix_used = 0;
     std::vector<std::byte> leftover;
     std::uint64_t final_size = 0;
-    int http_status = 0;
+    int http_status = 0;  // a chunked body's decoder's verdict: 400 or 413 when it refused (else 0)
 
 private:
     void send_body() {
@@ -448,6 +455,7 @@ private:
 
     loop_thread& loop_;
     cache::file_cache& cache_;
+    std::unique_ptr<http::chunked_body> decoder_;  // a chunked case's; outlives the job (declared first)
     std::unique_ptr<ingest::job> job_;
     int job_fd_ = -1;
     int send_fd_ = -1;

@@ -256,7 +256,7 @@ TEST_P(ingest_test, start_refuses_what_can_never_work) {
     };
     refused({.file = nullptr, .length = 10}, errc::invalid_argument);
     refused({.file = &f, .offset = 10, .length = 10, .opts = {.load_and_play = true}}, errc::invalid_argument);
-    refused({.file = &f, .offset = 10, .old_size = 100, .coding = ingest::framing::chunked, .max_body = 100},
+    refused({.file = &f, .offset = 10, .old_size = 100, .coding = framing::chunked, .max_body = 100},
             errc::invalid_argument);
     fs::file r = [&] {
         write_file(dir_.file("ro"), pattern(10));

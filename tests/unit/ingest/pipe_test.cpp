@@ -121,7 +121,7 @@ TEST_P(pipe_test, a_chunked_body_round_trips) {
     append(wire, bytes_of("0\r\n\r\n"));
     fs::file f = open("chunked", fs::open_mode::create_new);
     ingest_run run(*loop_, *cache_);
-    ASSERT_TRUE(run_to_done(run, {.file = &f, .coding = ingest::framing::chunked, .max_body = body.size(),
+    ASSERT_TRUE(run_to_done(run, {.file = &f, .coding = framing::chunked, .max_body = body.size(),
                                   .send = {.wire = wire, .max_piece = 20000, .over_pipe = true}}));
     ASSERT_TRUE(run.total()) << describe(run.total().error());
     EXPECT_EQ(*run.total(), body.size());
