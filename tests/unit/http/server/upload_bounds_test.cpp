@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -88,6 +90,36 @@ protected:
         return held;
     }
 
+    // Uploads that sent their head and nothing more until they hold all `buffers` arena buffers
+    // (in progress == buffers). Another pin of a moment (the arena is this small on purpose) can
+    // make one of them meet no free buffer and get its 503 instead: it is dropped and another
+    // opened, so the arena ends up full of holders whatever the timing.
+    std::vector<std::unique_ptr<http_client>> fill_arena(std::uint64_t buffers) {
+        std::vector<std::unique_ptr<http_client>> held;
+        std::uint64_t opened = 0;
+        const std::uint64_t failed_before = server_->view().ingest.uploads_failed;
+        for (int round = 0; round < 8; ++round) {
+            while (held.size() < buffers) {
+                held.push_back(std::make_unique<http_client>(port_));
+                EXPECT_TRUE(held.back()->send(put_head("/held" + std::to_string(opened++) + ".bin", 1000)));
+            }
+            // Every upload opened is in progress or has failed (refused: its client has an answer).
+            EXPECT_TRUE(eventually([&](const http::server_view& v) {
+                return v.ingest.uploads_in_progress + (v.ingest.uploads_failed - failed_before) >= opened;
+            }));
+            std::erase_if(held, [](const std::unique_ptr<http_client>& c) {
+                pollfd p{c->fd(), POLLIN, 0};
+                return ::poll(&p, 1, 0) > 0;
+            });
+            if (server_->view().ingest.uploads_in_progress == buffers && held.size() == buffers) {
+                break;
+            }
+        }
+        EXPECT_EQ(server_->view().ingest.uploads_in_progress, buffers);
+        EXPECT_EQ(held.size(), buffers);
+        return held;
+    }
+
     fsys::path root_;
     http::server_config config_;
     std::unique_ptr<http::server> server_;
@@ -98,7 +130,7 @@ TEST_F(upload_bounds_test, no_free_arena_buffer_is_a_503_with_retry_after) {
     config_.max_uploads = 100;  // above the arena on purpose: the buffers run out first
     config_.max_uploads_per_ip = 0;
     start();
-    auto held = stalled_uploads(16);
+    auto held = fill_arena(16);
     http_client late(port_);
     ASSERT_TRUE(late.send(put_head("/late.bin", 5) + "hello"));
     auto r = late.read_response();
