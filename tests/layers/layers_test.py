@@ -37,15 +37,17 @@ PARTS = {
     "datapumpd": (["daemon"], None, ["datapumpd"]),
     "datapump (cli)": (["cli"], None, ["datapump", "datapump_cli_support"]),
 }
-# CMake names of the parts: datapump::X aliases and the targets themselves.
-ALIAS = {
-    "datapump::base": "base", "datapump::buffer": "buffer", "datapump::cache": "cache", "datapump::io": "io",
-    "datapump::ipc": "ipc", "datapump::http_proto": "http/proto", "datapump::http_views": "http/views",
-    "datapump::fs": "fs", "datapump::rt": "rt", "datapump::stream": "stream", "datapump::ingest": "ingest",
-    "datapump::loan": "loan", "datapump::http": "http/server", "datapump::daemon_config": "daemon/config",
-    "datapump_daemon_logs": "daemon/logs", "datapump::daemon_service": "daemon/service",
-    "datapump_cli_support": "datapump (cli)",
-}
+
+
+def cmake_names(root: Path) -> dict[str, str]:
+    """Every CMake name of a part -> the part: its targets (PARTS) and their datapump::X aliases,
+    as the tree's own add_library(... ALIAS ...) lines declare them."""
+    names = {t: part for part, (_, _, targets) in PARTS.items() for t in targets}
+    for cml in (root / "src").rglob("CMakeLists.txt"):
+        for alias, target in re.findall(r"add_library\(\s*(\S+)\s+ALIAS\s+(\S+)\s*\)", cml.read_text()):
+            if target in names:
+                names[alias] = names[target]
+    return names
 
 
 def read_table(doc: Path) -> dict[str, set[str]]:
@@ -112,6 +114,7 @@ def files_of(root: Path, part: str) -> list[Path]:
 def main() -> int:
     root = Path(sys.argv[1]).resolve()
     links = read_table(root / "docs" / "architecture.md")
+    names = cmake_names(root)
     bad: list[str] = []
     for part in PARTS:
         if part not in links:
@@ -143,7 +146,7 @@ def main() -> int:
             for m in re.finditer(r"target_link_libraries\(\s*" + re.escape(target) + r"\s+([^)]*)\)", text):
                 for name in m.group(1).split():
                     if name.startswith("datapump") and name not in ("PUBLIC", "PRIVATE", "INTERFACE"):
-                        linked = ALIAS.get(name)
+                        linked = names.get(name)
                         if linked is None:
                             bad.append(f"{cml.relative_to(root)}: {target} links {name}, which is no part")
                         elif linked != part and linked not in links.get(part, set()):
