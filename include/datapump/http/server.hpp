@@ -23,6 +23,7 @@
 #include "datapump/base/export.hpp"
 #include "datapump/http/views.hpp"
 #include "datapump/ingest/publisher.hpp"
+#include "datapump/stream/send_path.hpp"
 #include "datapump/stream/stream_table.hpp"
 
 #include <chrono>
@@ -37,7 +38,8 @@ DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
-enum class send_path : std::uint8_t { automatic, sendfile, splice, send_zc, send };
+// How bodies reach the socket: the stream engine's paths (datapump/stream/send_path.hpp).
+using send_path = stream::send_path;
 [[nodiscard]] const char* to_string(send_path p);
 
 // The burst of a paced stream when neither the request nor the configuration names one: a

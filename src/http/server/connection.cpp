@@ -29,20 +29,21 @@ connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::u
       in_(input_capacity(*ctx.settings)),
       parser_(parser_limits{.max_request_line = ctx.settings->max_request_line,
                             .max_header_bytes = ctx.settings->max_header_bytes,
-                            .defer_put_bodies = true}) {
-    recv_op_.self = send_op_.self = poll_op_.self = defer_op_.self = timer_op_.self = follow_op_.self = this;
+                            .defer_put_bodies = true}),
+      sender_(stream::sender_env{.loop = ctx.loop.get(),
+                                 .cache = ctx.owner->cache.get(),
+                                 .path = ctx.owner->path,
+                                 .counters = &ctx.owner->sends,
+                                 .bytes_sent = &ctx.owner->bytes_sent},
+              fd_.get(), *this, peer_) {
+    recv_op_.self = send_op_.self = poll_op_.self = timer_op_.self = follow_op_.self = this;
     guard_op_.self = this;
     guard_op_.handler = &connection::on_guard;
     follow_op_.handler = &connection::on_follow_sent;
     recv_op_.handler = &connection::on_recv;
     send_op_.handler = &connection::on_send;
     poll_op_.handler = &connection::on_socket_ready;
-    defer_op_.handler = &connection::on_deferred;
     timer_op_.handler = &connection::on_timer;
-    for (send_slot& slot : slots_) {
-        slot.completion.self = this;
-        slot.completion.slot = &slot;
-    }
     ctx_.conns.emplace(id_, this);
     bump(ctx_.connections);
     bump(server_.connections);
@@ -60,7 +61,7 @@ void connection::hold_client(const stream::client_address& from, stream::connect
 }
 
 void connection::settle(connection* c) {
-    if (c->phase_ == phase::closing && c->outstanding_ == 0) {
+    if (c->phase_ == phase::closing && c->outstanding_ == 0 && c->sender_.idle()) {
         delete c;
     }
 }
@@ -194,24 +195,27 @@ void connection::answer(response_plan plan) {
         bump(server_.by_status[static_cast<std::size_t>(plan.status)]);
     }
     if (plan.file.has_value() && plan.length > 0) {
-        file_ = std::make_unique<fs::file>(std::move(*plan.file));
-        pos_ = plan.start;
-        source_end_ = plan.start + plan.length;
-        remaining_ = plan.length;
-        file_size_ = plan.file_size;
-        advised_until_ = plan.start;
         reservation_ = std::move(plan.reservation);
-        control_ = std::move(plan.control);
-        pacing_ = std::move(plan.pacing);
-        arm_guard(guard_due());  // a paced stream's stall release comes before the send timeout
+        control_ = plan.control;
         stream_slot_ = std::move(plan.client_stream);
         out_ = std::move(plan.head);
         out_sent_ = 0;
         phase_ = phase::head;
         begin_body();  // registers the stream; the head goes first
-        if (phase_ != phase::closing) {
-            send_out();
+        const std::string path = plan.file->path();
+        auto begun = sender_.begin({.file = std::move(*plan.file),
+                                    .start = plan.start,
+                                    .length = plan.length,
+                                    .file_size = plan.file_size,
+                                    .controls = std::move(plan.control),
+                                    .pacing = std::move(plan.pacing)});
+        if (!begun) {
+            spdlog::error("{}: {}", peer_, log_escape(describe(begun.error(), path)));
+            close_now(server_.loans_path() ? "no cache view" : "no descriptor to send from");
+            return;
         }
+        arm_guard(guard_due());  // a paced stream's stall release comes before the send timeout
+        send_out();
         return;
     }
     if (plan.follow) {
@@ -384,16 +388,9 @@ void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
                 answer_error(408, "the request head did not arrive in time");
             }
             break;
-        case timer_use::retry:
-            if (phase_ == phase::body && wait_ == wait::timer) {
-                wait_ = wait::none;
-                pump();
-            }
-            break;
         case timer_use::readmit:
-            if (phase_ == phase::body && wait_ == wait::readmit) {
-                wait_ = wait::none;
-                pump();
+            if (phase_ == phase::body) {
+                sender_.resume();  // pumps only a stream still waiting for its admission
             }
             break;
         case timer_use::upload:
@@ -405,27 +402,14 @@ void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
 }
 
 void connection::kick() {
-    if (phase_ != phase::body) {
-        return;  // the controls are read when the body starts
+    if (phase_ == phase::body) {
+        sender_.kick();  // the controls are read when the body starts
     }
-    if (wait_ == wait::timer) {
-        ctx_.loop->disarm(timer_);
-        timer_use_ = timer_use::none;
-        wait_ = wait::none;
-        pump();
-    } else if (wait_ == wait::paused || wait_ == wait::credit) {
-        wait_ = wait::none;
-        pump();  // out of credit still: back to waiting for it (the stream's mark stays set)
-    }
-    // Waiting on the socket, a loan or a send: that completion runs pump(), which reads the controls.
 }
 
 void connection::on_credit() {
-    // A wake-up may be stale (the stream got credit meanwhile and waits on something else now):
-    // only a stream waiting for credit pumps.
-    if (phase_ == phase::body && wait_ == wait::credit) {
-        wait_ = wait::none;
-        pump();
+    if (phase_ == phase::body) {
+        sender_.on_credit();
     }
 }
 
@@ -435,13 +419,6 @@ void connection::drain() {
     draining_ = true;
     if (phase_ == phase::reading && !parser_.started()) {
         close_now({});
-    }
-}
-
-void connection::on_deferred(int /*result*/, std::uint32_t /*flags*/) {
-    --outstanding_;
-    if (phase_ == phase::body && wait_ == wait::none) {
-        pump();
     }
 }
 

@@ -1,10 +1,10 @@
 // File: src/http/server/connection.hpp
 //
 // One client connection, owned by the loop that accepted it. It reads requests (the proto
-// parser), answers them in order (pipelining), and streams file bodies by the server's send path
-// with the stream's pacing and VCR controls.
+// parser), answers them in order (pipelining), and hands file bodies to its stream::sender (the
+// send paths, pacing and VCR controls: docs/stream-engine.md); it follows uploads itself.
 //
-//   reading ──request──> responding: head ──> body (sendfile | splice | loans -> send_zc / send)
+//   reading ──request──> responding: head ──> body (the sender, or following an upload)
 //           ──> reading
 //          ──timeout / error / close──> closing ──(last completion)──> deleted
 //
@@ -14,8 +14,8 @@
 // Every entry point (completions, timer, posted tasks) ends with settle().
 //
 // Pacing: a paced body takes its bytes from its rt_stream's credit, which a VP of the server's rt
-// system refills at the stream's rate; out of credit, the body waits (wait::credit) until the VP
-// posts a wake-up to this loop (on_credit). The rt connection ends with the body (end_body).
+// system refills at the stream's rate; out of credit, the sender waits until the VP posts a
+// wake-up to this loop (on_credit). The rt connection ends with the body (end_body).
 //
 // Thread-safety: loop thread only.
 #pragma once
@@ -29,6 +29,7 @@
 #include "datapump/io/event_loop.hpp"
 #include "datapump/stream/admission.hpp"
 #include "datapump/stream/rt_pacing.hpp"
+#include "datapump/stream/sender.hpp"
 #include "datapump/stream/stream_table.hpp"
 #include "server_state.hpp"
 
@@ -113,7 +114,7 @@ struct upload_state {
     std::uint64_t window_received = 0;  // job->received() at window_start
 };
 
-class connection {
+class connection final : private stream::sender_owner {
 public:
     // `admin`: accepted on the admin listener (it sees only the control plane).
     connection(loop_context& ctx, unique_fd fd, std::string peer, std::uint64_t id, bool admin = false);
@@ -150,35 +151,13 @@ private:
             settle(c);
         }
     };
-    struct send_slot;
-    // A slot's completion: every CQE of the slot's sends goes to on_slot with the slot.
-    struct slot_op final : io::completion {
-        connection* self = nullptr;
-        send_slot* slot = nullptr;
-        void complete(int result, std::uint32_t flags) override {
-            connection* c = self;
-            c->on_slot(*slot, result, flags);
-            settle(c);
-        }
-    };
-    // A body send in flight, holding the loan its bytes live in until the kernel is done.
-    struct send_slot {
-        slot_op completion;
-        cache::read_loan loan;
-        std::size_t offset = 0;  // into loan.bytes(): the next byte to send
-        std::size_t length = 0;  // bytes of the loan this slot sends, from its first offset
-        std::size_t sent = 0;
-        unsigned sqes = 0;       // SQEs whose final CQE has not come
-        bool zero_copy = false;  // the send in flight is a SEND_ZC (else the kernel copies)
-        [[nodiscard]] bool free() const { return sqes == 0 && loan.empty(); }
-    };
     enum class phase : std::uint8_t { reading, head, body, memory, upload, closing };
-    // timer: the cache had no free buffer, retried shortly (timer_use::retry); credit: a paced
-    // stream out of credit, until the rt tick's wake-up (on_credit).
+    // What a body that follows an upload waits for (the sender has its own waits): room in the
+    // socket, a fallback read, the upload's next bytes.
+    enum class wait : std::uint8_t { none, socket, loan, follow };
     // readmit: a stalled paced stream gave its admission back; the capacity or rt refused it
     // again when its client drained, so it asks again shortly (limits.cpp).
-    enum class wait : std::uint8_t { none, socket, timer, credit, loan, paused, send, follow, readmit };
-    enum class timer_use : std::uint8_t { none, idle, header, retry, upload, readmit };
+    enum class timer_use : std::uint8_t { none, idle, header, upload, readmit };
 
     // Reading and answering.
     void arm_recv();
@@ -193,35 +172,22 @@ private:
     void on_timer(int result, std::uint32_t flags);
     void arm_wait_timer();
 
-    // Bodies (body.cpp).
+    // Bodies (body.cpp): the stream's registration, the sender's owner.
     void begin_body();
     void pump();
-    void pump_sendfile();
-    void pump_splice();
-    bool open_pipe();
-    std::uint64_t next_piece(std::uint64_t chunk);
-    bool took_from_file(ssize_t n);
-    bool turn_spent(std::uint64_t& budget, std::uint64_t sent);
-    void end_turn(bool bytes_left);
-    void pump_loans();
-    bool apply_controls();
-    void advise_ahead();
-    bool take_loan();
-    [[nodiscard]] std::uint64_t loan_pos() const;
-    void stash_unsent(send_slot& slot);
-    std::uint64_t paced_allowance(std::uint64_t want);
-    void retry_later();
-    void on_loans(result<std::vector<cache::read_loan>> loans);
     // A fallback worker loans [offset, offset + length) of view_; `done` gets them on the loop
     // (if the connection still exists), then settle().
     void loan_async(std::uint64_t offset, std::uint64_t length,
                     void (connection::*done)(result<std::vector<cache::read_loan>>));
     void on_socket_ready(int result, std::uint32_t flags);
-    void on_slot(send_slot& slot, int result, std::uint32_t flags);
-    void on_deferred(int result, std::uint32_t flags);
-    void submit_slot(send_slot& slot);
-    void sent_bytes(std::uint64_t n);
-    void account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter);
+    void sender_progress(std::uint64_t n) override;
+    void sender_paused() override;
+    void sender_resumed() override;
+    bool sender_admitted() override;
+    void sender_done() override;
+    void sender_failed(std::string_view why) override;
+    void sender_debug(std::string_view detail) override;
+    void sender_settle() override;
     void answer_error(int status, std::string_view reason);
     void end_body();
     // logs: the response ended (its last byte sent, or cut): its access line and its durations.
@@ -250,7 +216,7 @@ private:
     void note_paused();
     void note_resumed();
     void release_admission();
-    bool readmit();
+    bool readmit();  // false: refused for now, the readmit timer asks again
 
     // Following an upload (follow.cpp).
     void pump_follow();
@@ -276,7 +242,6 @@ private:
     op recv_op_;
     op send_op_;
     op poll_op_;
-    op defer_op_;
     op timer_op_;
     io::timer timer_;
     timer_use timer_use_ = timer_use::none;
@@ -296,34 +261,18 @@ private:
     io::clock::time_point request_started_{};
     std::uint64_t body_sent_ = 0;
 
-    // The body stream.
-    std::unique_ptr<fs::file> file_;  // the file the body comes from (null between bodies)
-    std::shared_ptr<cache::cached_file> view_;
-    int body_fd_ = -1;
-    // The splice path's pipe (made at the first spliced body, kept for the connection's life) and
-    // the body bytes in it: moved from the file, not yet taken by the socket.
-    unique_fd pipe_read_;
-    unique_fd pipe_write_;
-    std::uint64_t piped_ = 0;
-    std::uint64_t pos_ = 0;
-    std::uint64_t source_end_ = 0;
-    std::uint64_t remaining_ = 0;
-    std::uint64_t file_size_ = 0;
-    std::uint64_t advised_until_ = 0;
-    stream::rt_stream pacing_;  // empty: unpaced
+    // The body stream: the file body's sender (its send paths, pacing and controls), and what the
+    // connection keeps of the stream: its registration and admission.
+    stream::sender sender_;
+    bool body_counted_ = false;  // counted in active_streams (a file body), until end_body
     stream::reservation reservation_;
     std::shared_ptr<stream::control> control_;
-    std::uint32_t speed_ = 1;
-    bool paused_ = false;
+    // A body that follows an upload: its source, position and the loan being sent.
+    std::shared_ptr<cache::cached_file> view_;
+    std::uint64_t pos_ = 0;
     wait wait_ = wait::none;
     cache::read_loan ready_;
-    std::array<send_slot, 4> slots_;
-    bool sending_ = false;  // a body send's result CQE is pending (one ordered send at a time)
-    // Body bytes a loan send left unsent because the socket was full (MSG_DONTWAIT): already
-    // counted in pos_ and the credit, they go first when the socket has room, from a fresh loan of
-    // the same file range, so that a stalled client pins no buffer (only what the kernel took).
-    std::uint64_t resend_pos_ = 0;
-    std::uint64_t resend_len_ = 0;
+    bool sending_ = false;  // a follow send's result CQE is pending
 
     // The upload in progress (phase upload).
     std::shared_ptr<upload_state> upload_;

@@ -74,7 +74,7 @@ void connection::arm_guard(io::clock::time_point deadline) { ctx_.loop->arm(guar
 // timeout, or earlier the stall release of a stream that still holds an admission.
 io::clock::time_point connection::guard_due() const {
     const server_config& c = *settings_;
-    if (phase_ == phase::body && wait_ == wait::paused) {
+    if (phase_ == phase::body && sender_.paused()) {
         return paused_since_ + ms(c.max_pause_ms);
     }
     io::clock::time_point due = stall_from_ + ms(c.send_timeout_ms);
@@ -90,7 +90,7 @@ std::chrono::milliseconds connection::stall_release() const {
 }
 
 bool connection::holds_admission() const {
-    return !admission_released_ && (static_cast<bool>(pacing_) || reservation_.rate() != 0);
+    return !admission_released_ && (static_cast<bool>(sender_.pacing()) || reservation_.rate() != 0);
 }
 
 bool connection::waiting_on_client() const {
@@ -99,15 +99,10 @@ bool connection::waiting_on_client() const {
         case phase::memory:
             return true;  // the send of the head (or of the whole answer) is outstanding
         case phase::body:
-            if (wait_ == wait::readmit) {
-                return true;  // bounded by the send timeout too
-            }
             if (follow_) {
                 return sending_ || wait_ == wait::socket;
             }
-            // Page-cache paths: waiting for room (poll). Loan paths: a send in the kernel, or every
-            // slot waiting for the notification that the peer acknowledged its bytes.
-            return wait_ == wait::socket || wait_ == wait::send || sending_;
+            return sender_.waiting_on_client();  // including a stream refused re-admission
         default:
             return false;
     }
@@ -134,7 +129,7 @@ void connection::on_guard(int /*result*/, std::uint32_t /*flags*/) {
     }
     const server_config& c = *settings_;
     const io::clock::time_point now = io::clock::now();
-    if (phase_ == phase::body && wait_ == wait::paused) {
+    if (phase_ == phase::body && sender_.paused()) {
         if (now >= paused_since_ + ms(c.max_pause_ms)) {
             bump(server_.pause_timeouts);
             spdlog::info("{}: \"{}\" paused for longer than max_pause_ms ({} ms): the stream is cut", peer_,
@@ -169,7 +164,7 @@ void connection::on_guard(int /*result*/, std::uint32_t /*flags*/) {
 void connection::release_admission() {
     admission_released_ = true;
     reservation_.release();
-    pacing_.release();
+    sender_.pacing().release();
     bump(server_.stall_releases);
     spdlog::debug("{}: \"{}\" took no byte for {} ms: its reservation and rt connection are given back until it "
                   "reads again",
@@ -177,7 +172,8 @@ void connection::release_admission() {
 }
 
 // The socket drained: take the admission back before the next paced byte. False when refused:
-// the stream then waits (wait::readmit) and asks again shortly, while the send timeout runs.
+// the sender then waits for it and the readmit timer asks again shortly (sender::resume), while
+// the send timeout runs.
 bool connection::readmit() {
     const std::uint64_t rate = control_ ? control_->rate : 0;
     if (rate == 0) {
@@ -190,7 +186,7 @@ bool connection::readmit() {
         auto paced = server_.pacing->admit(control_->id, rate, control_->burst, credit_wake(ctx_, control_->id));
         if (paced) {
             reservation_ = std::move(*reserved);
-            pacing_ = std::move(*paced);
+            sender_.pacing() = std::move(*paced);
             admission_released_ = false;
             if (readmit_refusal_logged_) {
                 spdlog::info("{}: \"{}\" re-admitted", peer_, log_request_);
@@ -208,7 +204,6 @@ bool connection::readmit() {
                      "timeout",
                      peer_, log_request_, why);
     }
-    wait_ = wait::readmit;
     timer_use_ = timer_use::readmit;
     ctx_.loop->arm(timer_, io::clock::now() + readmit_retry);
     return false;

@@ -21,6 +21,7 @@
 #include "datapump/stream/admission.hpp"
 #include "datapump/stream/client_limits.hpp"
 #include "datapump/stream/rt_pacing.hpp"
+#include "datapump/stream/sender.hpp"
 #include "datapump/stream/stream_table.hpp"
 #include "latency_histogram.hpp"
 #include "uploads.hpp"
@@ -47,15 +48,7 @@ inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) {
     counter.fetch_add(by, std::memory_order_relaxed);
 }
 
-struct send_counters {
-    std::atomic<std::uint64_t> sendfile_bytes{0};
-    std::atomic<std::uint64_t> splice_bytes{0};
-    std::atomic<std::uint64_t> send_zc_bytes{0};
-    std::atomic<std::uint64_t> send_zc_sends{0};
-    std::atomic<std::uint64_t> send_zc_copied{0};
-    std::atomic<std::uint64_t> send_bytes{0};
-    std::atomic<std::uint64_t> readahead_advice{0};
-};
+using send_counters = stream::send_counters;  // the send paths are the stream engine's
 
 // Accepts connections on one of a loop's listening sockets (multishot accept): one per public
 // address on every loop, and the admin listener on loop 0.
@@ -210,7 +203,7 @@ struct server::state {
 
     explicit state(const server_config& c) : config(c), admission(c.capacity) {}
     [[nodiscard]] std::uint64_t block_size() const { return cache->block_size(); }
-    [[nodiscard]] bool loans_path() const { return path == send_path::send_zc || path == send_path::send; }
+    [[nodiscard]] bool loans_path() const { return stream::sends_loans(path); }
     // The arena is in use (and registered with the loops): loans are sent from it, or uploads
     // are received into it.
     [[nodiscard]] bool arena_used() const { return loans_path() || config.writable; }

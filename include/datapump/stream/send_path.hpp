@@ -1,0 +1,27 @@
+// File: include/datapump/stream/send_path.hpp
+//
+// How a stream's body bytes reach the socket (docs/stream-engine.md, docs/daemon.md "Inside"):
+//
+//   sendfile, splice   page-cache paths: the file's pages go to the socket, nothing is loaned
+//   send_zc, send      loan paths: the bytes are the cache's arena buffers, pinned by read
+//                      loans until the kernel is done with them (SEND_ZC: its notification)
+//   automatic          not a path: "let the server pick from its provider" (sendfile for posix,
+//                      send_zc for direct); a stream::sender is never given it
+#pragma once
+
+#include "datapump/base/export.hpp"
+
+#include <cstdint>
+
+DATAPUMP_API_BEGIN
+
+namespace datapump::stream {
+
+enum class send_path : std::uint8_t { automatic, sendfile, splice, send_zc, send };
+
+// The loan paths: the body is sent from arena buffers the cache lends.
+[[nodiscard]] constexpr bool sends_loans(send_path p) { return p == send_path::send_zc || p == send_path::send; }
+
+}  // namespace datapump::stream
+
+DATAPUMP_API_END
