@@ -7,7 +7,7 @@ include(CMakePackageConfigHelpers)
 # find_package(datapump) offers the same per-part names the tree has (datapump::fs,
 # datapump::loan, ...), so that a CMakeLists.txt works in the tree and against the installed
 # package alike; installed, each is the whole shared library.
-set(datapump_exported_parts base buffer cache io ipc fs rt loan ingest stream http http_proto http_views)
+set(datapump_exported_parts base buffer cache io ipc fs rt rt_transport loan ingest stream http http_proto http_views)
 set(datapump_part_targets)
 foreach(part IN LISTS datapump_exported_parts)
   add_library(datapump_installed_${part} INTERFACE)

@@ -2,11 +2,11 @@
 
 #include "admission.hpp"
 #include "direct.hpp"
-#include "remote.hpp"
 #include "pool.hpp"
 #include "scheduler.hpp"
 #include "state.hpp"
 #include "system_state.hpp"
+#include "transports.hpp"
 #include "vp.hpp"
 
 #include "datapump/base/internal/log.hpp"
@@ -208,7 +208,7 @@ bool connection::connected() const {
 
 system::system(std::unique_ptr<detail::system_state> state) : state_(std::move(state)) {}
 
-result<std::unique_ptr<system>> system::create(const system_config& config) {
+result<std::unique_ptr<system>> system::assemble(const system_config& config, transports_maker make_transports) {
     if (!(config.max_density > 0 && config.max_density <= 1.0)) {
         return fail(errc::invalid_argument, "rt: max_density must be in (0, 1]");
     }
@@ -219,19 +219,16 @@ result<std::unique_ptr<system>> system::create(const system_config& config) {
     if (config.calibration_runs == 0 || config.calibration_margin < 1.0) {
         return fail(errc::invalid_argument, "rt: calibration needs at least one run and a margin of 1 or more");
     }
-    if (config.tcp.handshake_timeout <= duration(0) || config.tcp.heartbeat <= duration(0) ||
-        config.tcp.idle_timeout <= config.tcp.heartbeat) {
-        return fail(errc::invalid_argument,
-                    "rt: tcp: the handshake timeout and heartbeat must be above 0, the idle timeout above the heartbeat");
-    }
-    auto key = detail::tcp_key::load(config.tcp.key, config.tcp.key_file);
-    if (!key) {
-        return std::unexpected(key.error());
+    // The transports check config.tcp and load its key (their errors are create's).
+    auto remote = make_transports(config);
+    if (!remote) {
+        return std::unexpected(remote.error());
     }
     auto state = std::make_unique<detail::system_state>();
     state->config = config;
-    state->key = std::move(*key);
-    // The bytes live on in state->key only (wiped with it); the copy of the config forgets them.
+    state->remote = std::move(*remote);
+    // The key's bytes live on in the transports only (wiped with them); the copy of the config
+    // forgets them.
     state->config.tcp.key.assign(state->config.tcp.key.size(), '\0');
     state->config.tcp.key.clear();
     state->time = config.time != nullptr ? config.time : &machine_clock();
@@ -281,7 +278,9 @@ result<std::unique_ptr<system>> system::create(const system_config& config) {
 
 system::~system() {
     state_->closing.store(true, std::memory_order_release);
-    detail::remote::stop_serving(*this);
+    if (state_->remote) {
+        state_->remote->stop_serving(*this);
+    }
     std::vector<std::shared_ptr<connection_state>> left;
     {
         std::lock_guard lock(state_->mutex);
@@ -290,7 +289,9 @@ system::~system() {
     for (const auto& c : left) {
         disconnect(c.get());
     }
-    detail::remote::close_peers(*this);
+    if (state_->remote) {
+        state_->remote->close_peers(*this);
+    }
     state_->vps.clear();
     if (state_->engine) {
         state_->engine->stop();
@@ -591,8 +592,8 @@ std::expected<connection, refusal> system::connect(std::span<const std::string_v
         return refused(text, no->code, std::move(no->reason));
     }
     for (std::size_t i = 0; i < chain.size(); ++i) {
-        if (detail::is_remote(chain[i])) {
-            auto remote = detail::remote::connect(*this, chain, i, q);
+        if (state_->remote && state_->remote->is_remote(chain[i])) {
+            auto remote = state_->remote->connect(*this, chain, i, q);
             if (!remote) {
                 spdlog::info("rt: connect {} refused: {}", text, remote.error().reason);
             }
@@ -731,21 +732,6 @@ void system::disconnect(connection_state* c) {
     c->detached.store(true, std::memory_order_release);  // pairs with the acquire in connection::disconnect
     state_->ports_cv.notify_all();  // a close_port may wait for this disconnect to let go of its port
 }
-
-result<void> system::serve(std::string_view endpoint) { return detail::remote::serve(*this, endpoint); }
-
-result<std::uint16_t> system::serve_tcp(const tcp_serve_options& options) {
-    return detail::remote::serve_tcp(*this, options);
-}
-
-result<std::uint16_t> system::serve_tcp(std::string_view host, std::uint16_t port) {
-    tcp_serve_options options;
-    options.host = std::string(host);
-    options.port = port;
-    return detail::remote::serve_tcp(*this, options);
-}
-
-tcp_serve_stats system::tcp_stats() const { return detail::remote::tcp_stats(*this); }
 
 result<void> system::post(std::function<void()> task) {
     if (state_->closing.load(std::memory_order_acquire)) {

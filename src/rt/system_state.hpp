@@ -1,10 +1,11 @@
 // File: src/rt/system_state.hpp
 //
-// The system's own record (behind rt::system's pointer), shared by system.cpp and remote.cpp.
+// The system's own record (behind rt::system's pointer), shared by system.cpp and, through
+// detail::remote, by the transports (src/rt/transport/).
 #pragma once
 
 #include "state.hpp"
-#include "tcp_auth.hpp"
+#include "transports.hpp"
 #include "vp.hpp"
 
 #include "datapump/io/event_loop.hpp"
@@ -21,8 +22,6 @@
 #include <vector>
 
 namespace datapump::rt::detail {
-
-struct remote_state;
 
 struct system_state {
     system_config config;
@@ -47,10 +46,10 @@ struct system_state {
     std::vector<std::function<void()>> posted;  // manual clock: run by run_until; guarded by posted_mutex
     std::atomic<bool> closing{false};
 
-    // Inter-process ports (remote.cpp): this system's ipc endpoint, and its channels to others.
-    std::unique_ptr<remote_state> remote;
-    // Inter-machine links: the shared key of config.tcp, loaded at create (empty: none).
-    tcp_key key;
+    // The ports of other processes and machines (src/rt/transport/): made by system::create,
+    // before this record, and never replaced. Destroyed first (the last member), after ~system
+    // stopped them.
+    std::unique_ptr<transports> remote;
 };
 
 

@@ -1,4 +1,4 @@
-// libFuzzer target: rt's TCP wire format (src/rt/tcp_wire.hpp) on arbitrary bytes.
+// libFuzzer target: rt's TCP wire format (src/rt/transport/tcp_wire.hpp) on arbitrary bytes.
 //
 // The input is a peer's byte stream, read as each side reads it. As the serving side: an answer to
 // the challenge, a hello, its port names, then frame headers (and their bytes) until the input

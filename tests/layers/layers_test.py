@@ -4,7 +4,9 @@
 docs/architecture.md, "Parts and layering", has a table "| part | links (below it) |": the one map
 of who may use whom. This test reads it and fails when
   - a part's sources or public headers include a datapump header of a part it may not reach (the
-    table's links, followed transitively: a part may use whatever the parts it links use), or
+    table's links, followed transitively: a part may use whatever the parts it links use), or a
+    private header of such a part by a path from its own folder (src/rt/x.cpp including
+    "transport/remote.hpp": rt/transport lives inside rt's folder but above it), or
   - a part's CMake target links a datapump part its row does not name (or that is not a part),
   - a part in the table has no folder, or a folder under src/ has no row.
 So the map, the includes and the CMake files cannot drift apart (issue 16: "One true map").
@@ -27,6 +29,7 @@ PARTS = {
     "http/views": (["http/views"], None, ["datapump_http_views"]),  # its header: datapump/http/views.hpp
     "fs": (["fs"], "fs", ["datapump_fs"]),
     "rt": (["rt"], "rt", ["datapump_rt"]),
+    "rt/transport": (["rt/transport"], None, ["datapump_rt_transport"]),  # declared by datapump/rt/system.hpp
     "stream": (["stream"], "stream", ["datapump_stream"]),
     "ingest": (["ingest"], "ingest", ["datapump_ingest"]),
     "loan": (["loan"], "loan", ["datapump_loan"]),
@@ -91,6 +94,20 @@ def header_part(include: str) -> str | None:
     return parts[1] if parts[1] in PARTS else None
 
 
+def owner(root: Path, f: Path) -> str | None:
+    """The part whose src/ folder holds file f: the deepest folder wins (src/rt/transport/x.cpp is
+    rt/transport's, not rt's)."""
+    best, depth = None, -1
+    for part, (dirs, _, _) in PARTS.items():
+        for d in dirs:
+            folder = root / "src" / d
+            if (folder == f.parent or folder in f.parents) and len(folder.parts) > depth:
+                if part == "datapumpd" and folder != f.parent:
+                    continue  # daemon/ itself, not its subfolders
+                best, depth = part, len(folder.parts)
+    return best
+
+
 def files_of(root: Path, part: str) -> list[Path]:
     dirs, inc, _ = PARTS[part]
     out: list[Path] = []
@@ -101,7 +118,8 @@ def files_of(root: Path, part: str) -> list[Path]:
         if part == "datapumpd":
             out += [f for f in folder.glob("*") if f.suffix in (".cpp", ".hpp")]  # daemon/ itself, not its subfolders
         elif folder.is_dir():
-            out += [f for f in folder.rglob("*") if f.suffix in (".cpp", ".hpp")]
+            # Not the folders of the parts nested in this one (rt/transport in rt).
+            out += [f for f in folder.rglob("*") if f.suffix in (".cpp", ".hpp") and owner(root, f) == part]
     if inc is not None:
         folder = root / "include" / "datapump" / inc
         if part == "http/server":
@@ -136,6 +154,14 @@ def main() -> int:
                 if used is not None and used not in allowed:
                     bad.append(f"{f.relative_to(root)}: includes {m.group(1)} ({used}), which {part} may not "
                                f"use (docs/architecture.md: it reaches {', '.join(sorted(allowed - {part})) or 'nothing'})")
+            # A private header by a path from the including file's folder ("transport/remote.hpp").
+            for m in re.finditer(r'^#include\s+"([^"]+)"', f.read_text(), re.M):
+                target = (f.parent / m.group(1)).resolve()
+                used = owner(root, target) if target.is_file() else None
+                if used is not None and used not in allowed:
+                    bad.append(f"{f.relative_to(root)}: includes {m.group(1)} ({used}'s private header), which "
+                               f"{part} may not use (docs/architecture.md: it reaches "
+                               f"{', '.join(sorted(allowed - {part})) or 'nothing'})")
         # CMake: the datapump parts its targets link.
         dirs, _, targets = PARTS[part]
         cml = root / "src" / dirs[0] / "CMakeLists.txt"

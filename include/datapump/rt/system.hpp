@@ -56,6 +56,7 @@ struct system_state;
 struct port_state;
 struct connection_state;
 struct remote;
+class transports;
 }  // namespace detail
 DATAPUMP_API_BEGIN
 
@@ -364,6 +365,13 @@ private:
     friend class connection;
     friend struct detail::remote;
     explicit system(std::unique_ptr<detail::system_state> state);
+    // create's core (src/rt/system.cpp): checks the config, calls make_transports where the TCP
+    // settings are checked (it checks them and loads the key: its errors are create's), starts the
+    // VPs and the engine. create itself is defined with the transports (src/rt/transport/), so
+    // that the core knows them only as detail::transports. Not exported: only create calls it.
+    using transports_maker = result<std::unique_ptr<detail::transports>> (*)(const system_config& config);
+    [[nodiscard]] DATAPUMP_INTERNAL static result<std::unique_ptr<system>> assemble(
+        const system_config& config, transports_maker make_transports);
     void close_port(detail::port_state* p);
     void disconnect(detail::connection_state* c);
     // connect's steps: claim the named ports for c (nullopt: claimed), give them back, fill in the

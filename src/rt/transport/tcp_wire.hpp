@@ -1,4 +1,4 @@
-// File: src/rt/tcp_wire.hpp
+// File: src/rt/transport/tcp_wire.hpp
 //
 // The parsing of what a TCP peer sends (wire.hpp's records, the port names, frame headers), as
 // pure functions: no socket, no system, no allocation but the names. remote_tcp.cpp reads the

@@ -1,4 +1,4 @@
-// File: src/rt/tcp_auth.hpp
+// File: src/rt/transport/tcp_auth.hpp
 //
 // The shared key of inter-machine rt links and the proofs made with it (wire.hpp draws the
 // exchange). Each side proves the key by an HMAC-SHA256 over the other side's fresh random nonce

@@ -422,7 +422,7 @@ std::expected<connection, refusal> remote::connect_tcp(system& s, std::span<cons
         return no(fd.error().code, fmt::format("cannot reach '{}': {}", where.endpoint, describe(fd.error())));
     }
     auto handshake = [&st] { return read_limit{.until = steady::now() + st.config.tcp.handshake_timeout}; };
-    if (auto refused = prove_to_server(fd->get(), st.key, where.endpoint, handshake())) {
+    if (auto refused = prove_to_server(fd->get(), remote_of(st).key, where.endpoint, handshake())) {
         s.release_ports(*c);
         return std::unexpected(std::move(*refused));
     }
@@ -643,7 +643,7 @@ void tcp_server::take(unique_fd fd) {
 }
 
 bool tcp_server::authenticate(int fd, const read_limit& limit) {
-    const tcp_key& key = remote::state(*s).key;
+    const tcp_key& key = remote_of(remote::state(*s)).key;
     auto refused = [this, fd](std::string_view why, bool timed_out) {
         if (stopping.load(std::memory_order_acquire)) {
             return false;  // stop_tcp shut the socket: not the peer's failure
@@ -863,20 +863,18 @@ void tcp_server::serve_one(reader& r) {
 
 result<std::uint16_t> remote::serve_tcp(system& s, const tcp_serve_options& options) {
     system_state& st = *s.state_;
+    remote_state& rs = remote_of(st);
     if (options.max_links == 0 || options.max_handshakes == 0) {
         return fail(errc::invalid_argument, "rt: serve_tcp: max_links and max_handshakes must be at least 1");
     }
-    if (st.key.empty() && !options.insecure_no_auth) {
+    if (rs.key.empty() && !options.insecure_no_auth) {
         return fail(errc::invalid_argument,
                     "rt: serve_tcp: no key: set system_config.tcp.key or key_file (insecure_no_auth serves "
                     "without one, on loopback only)");
     }
     {
         std::lock_guard lock(st.mutex);
-        if (!st.remote) {
-            st.remote = std::make_unique<remote_state>();
-        }
-        if (st.remote->tcp) {
+        if (rs.tcp) {
             return fail(errc::busy, "rt: serve_tcp: this system already serves over TCP");
         }
     }
@@ -890,7 +888,7 @@ result<std::uint16_t> remote::serve_tcp(system& s, const tcp_serve_options& opti
     if (::getaddrinfo(h.empty() ? nullptr : h.c_str(), service.c_str(), &hints, &found) != 0 || found == nullptr) {
         return fail(errc::invalid_argument, "rt: serve_tcp: cannot resolve the address");
     }
-    if (st.key.empty() && !is_loopback(found->ai_addr)) {
+    if (rs.key.empty() && !is_loopback(found->ai_addr)) {
         ::freeaddrinfo(found);
         return fail(errc::invalid_argument,
                     "rt: serve_tcp: without a key only a loopback address is served (set system_config.tcp.key "
@@ -917,8 +915,8 @@ result<std::uint16_t> remote::serve_tcp(system& s, const tcp_serve_options& opti
     tcp_server* raw = server.get();
     server->acceptor = std::thread([raw] { raw->accept_loop(); });
     std::lock_guard lock(st.mutex);
-    st.remote->tcp = std::move(server);
-    if (st.key.empty()) {
+    rs.tcp = std::move(server);
+    if (rs.key.empty()) {
         spdlog::warn("rt: serving ports over TCP on {}:{} WITHOUT authentication (insecure_no_auth): any local "
                      "process may feed them",
                      h, bound);
@@ -934,10 +932,10 @@ tcp_serve_stats remote::tcp_stats(const system& s) {
     std::shared_ptr<tcp_server> server;
     {
         std::lock_guard lock(st.mutex);
-        if (!st.remote || !st.remote->tcp) {
+        if (!remote_of(st).tcp) {
             return {};
         }
-        server = st.remote->tcp;
+        server = remote_of(st).tcp;
     }
     tcp_serve_stats out;
     {
@@ -958,10 +956,10 @@ void remote::stop_tcp(system& s) {
     std::shared_ptr<tcp_server> server;
     {
         std::lock_guard lock(st.mutex);
-        if (!st.remote || !st.remote->tcp) {
+        if (!remote_of(st).tcp) {
             return;
         }
-        server = std::move(st.remote->tcp);
+        server = std::move(remote_of(st).tcp);
     }
     server->stopping.store(true, std::memory_order_release);
     server->acceptor.join();

@@ -1,4 +1,4 @@
-// File: src/rt/wire.hpp
+// File: src/rt/transport/wire.hpp
 //
 // The messages of inter-process rt connections on the ipc command channel (docs/rt.md "Across
 // processes"). The connecting process (A) is the channel's client; the serving process (B) its

@@ -84,8 +84,21 @@ void resume_from_link(system_state& st, const std::weak_ptr<connection_state>& c
     st.vps[vp]->resume(std::move(conn), done);
 }
 
-remote_state::remote_state() = default;
+remote_state::remote_state(tcp_key k) : key(std::move(k)) {}
 remote_state::~remote_state() = default;
+
+bool remote_state::is_remote(std::string_view name) const { return detail::is_remote(name); }
+
+std::expected<connection, refusal> remote_state::connect(system& s, std::span<const std::string_view> chain,
+                                                         std::size_t first_remote, const qos& q) {
+    return remote::connect(s, chain, first_remote, q);
+}
+
+void remote_state::stop_serving(system& s) { remote::stop_serving(s); }
+void remote_state::close_peers(system& s) { remote::close_peers(s); }
+
+remote_state& remote_of(system_state& st) { return static_cast<remote_state&>(*st.remote); }
+const remote_state& remote_of(const system_state& st) { return static_cast<const remote_state&>(*st.remote); }
 
 // ---------------------------------------------------------------------------------------------
 // Connecting side (A).
@@ -311,13 +324,7 @@ std::expected<connection, refusal> remote::connect(system& s, std::span<const st
     if (joined.size() > wire::max_names) {
         return no(errc::invalid_argument, "the remote port names are too long");
     }
-    if (!st.remote) {
-        std::lock_guard lock(st.mutex);
-        if (!st.remote) {
-            st.remote = std::make_unique<remote_state>();
-        }
-    }
-    auto peer = open_peer(*st.remote, endpoint);
+    auto peer = open_peer(remote_of(st), endpoint);
     if (!peer) {
         return no(peer.error().code == errc::not_found ? errc::not_found : errc::peer_gone,
                   fmt::format("cannot reach the process serving '{}': {}", endpoint, describe(peer.error())));
@@ -566,16 +573,13 @@ struct serve_handlers {
 
 result<void> remote::serve(system& s, std::string_view endpoint) {
     system_state& st = *s.state_;
+    remote_state& rs = remote_of(st);
     {
         std::lock_guard lock(st.mutex);
-        if (!st.remote) {
-            st.remote = std::make_unique<remote_state>();
-        }
-        if (st.remote->server) {
+        if (rs.server) {
             return fail(errc::busy, "rt: serve: this system already serves an endpoint");
         }
     }
-    remote_state& rs = *st.remote;
     auto runtime = ipc::server_runtime::init(ipc::runtime_options{.workers = 1});
     if (!runtime) {
         return std::unexpected(runtime.error());
@@ -638,27 +642,21 @@ void remote::disconnect(system& s, connection_state& c) { s.disconnect(&c); }
 std::optional<refusal> remote::pool_room_of(system& s, const qos& q) { return s.pool_room(q); }
 
 void remote::stop_serving(system& s) {
-    system_state& st = *s.state_;
-    if (!st.remote) {
-        return;
-    }
+    remote_state& rs = remote_of(*s.state_);
     stop_tcp(s);
-    if (st.remote->server) {
-        st.remote->server->destroy();
-        st.remote->server.reset();
+    if (rs.server) {
+        rs.server->destroy();
+        rs.server.reset();
     }
-    st.remote->runtime.reset();
+    rs.runtime.reset();
 }
 
 void remote::close_peers(system& s) {
-    system_state& st = *s.state_;
-    if (!st.remote) {
-        return;
-    }
+    remote_state& rs = remote_of(*s.state_);
     std::map<std::string, std::shared_ptr<peer_channel>, std::less<>> peers;
     {
-        std::lock_guard lock(st.remote->mutex);
-        peers.swap(st.remote->peers);
+        std::lock_guard lock(rs.mutex);
+        peers.swap(rs.peers);
     }
     for (auto& [endpoint, peer] : peers) {
         peer->client->deinit();

@@ -1,4 +1,4 @@
-// File: src/rt/remote.hpp
+// File: src/rt/transport/remote.hpp
 //
 // Ports in other processes (seed 001: the API is the same whether the ports are in this address
 // space or another). A system that serve()s an ipc endpoint makes its ports reachable as
@@ -20,6 +20,8 @@
 #pragma once
 
 #include "state.hpp"
+#include "tcp_auth.hpp"
+#include "transports.hpp"
 
 #include "datapump/ipc/client.hpp"
 #include "datapump/ipc/server.hpp"
@@ -56,7 +58,13 @@ struct remote_name {
 void resume_from_link(system_state& st, const std::weak_ptr<connection_state>& c, const job& j, bool failed,
                       const char* peer);
 
-struct remote_state {
+// A system's transports (detail::transports): made by system::create, with the key of
+// config.tcp, and owned by the system (system_state::remote) until it goes.
+struct remote_state final : transports {
+    // Inter-machine links: the shared key of config.tcp, loaded at create (empty: none). First, so
+    // that it is wiped last.
+    tcp_key key;
+
     std::unique_ptr<ipc::server_runtime> runtime;  // serving side
     std::unique_ptr<ipc::server> server;
     std::string endpoint;
@@ -66,9 +74,24 @@ struct remote_state {
     std::mutex mutex;  // guards peers
     std::map<std::string, std::shared_ptr<peer_channel>, std::less<>> peers;  // connecting side
 
-    remote_state();
-    ~remote_state();
+    explicit remote_state(tcp_key k);
+    ~remote_state() override;
+    remote_state(const remote_state&) = delete;
+    remote_state& operator=(const remote_state&) = delete;
+    remote_state(remote_state&&) = delete;
+    remote_state& operator=(remote_state&&) = delete;
+
+    // detail::transports, the core's calls: each is remote's (below).
+    [[nodiscard]] bool is_remote(std::string_view name) const override;
+    [[nodiscard]] std::expected<connection, refusal> connect(system& s, std::span<const std::string_view> chain,
+                                                             std::size_t first_remote, const qos& q) override;
+    void stop_serving(system& s) override;
+    void close_peers(system& s) override;
 };
+
+// The system's transports (system_state::remote is always a remote_state: system::create makes it).
+[[nodiscard]] remote_state& remote_of(system_state& st);
+[[nodiscard]] const remote_state& remote_of(const system_state& st);
 
 // The parts of rt::system that inter-process ports need (a friend of system and connection).
 struct remote {
