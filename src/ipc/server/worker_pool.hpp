@@ -1,4 +1,4 @@
-// File: src/ipc/worker_pool.hpp
+// File: src/ipc/server/worker_pool.hpp
 //
 // The servers' worker pool (seed 004: commands whose header asks for a worker run here).
 // Thread-safety: post() from any thread; the destructor runs the queued jobs' destructors after
