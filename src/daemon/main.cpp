@@ -9,7 +9,6 @@
 // accepting, give streams the grace period and exit.
 #include "config/config.hpp"
 #include "config/reload.hpp"
-#include "config/server_settings.hpp"
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/server.hpp"
 #include "logs/logs.hpp"
@@ -29,9 +28,9 @@ namespace {
 
 namespace service = datapump::daemon::service;
 
-// The server's configuration for `cfg`: to_server_config, and the access log's line sink.
+// The server's configuration for `cfg`: its server part as it is, and the access log's line sink.
 datapump::http::server_config server_settings(const datapump::daemon::daemon_config& cfg) {
-    datapump::http::server_config sc = datapump::daemon::to_server_config(cfg);
+    datapump::http::server_config sc = cfg.server();
     sc.access_sink = datapump::daemon::access_line_sink();
     return sc;
 }
@@ -87,8 +86,9 @@ void reload(int argc, char** argv, datapump::daemon::daemon_config& running, dat
     if (plan->next.log_level != running.log_level) {
         (void)datapump::configure_logging(plan->next.log_level);  // validated: a known level
     }
-    if (plan->next.log_file != running.log_file || plan->next.access_log != running.access_log) {
-        if (const std::string problem = datapump::daemon::set_log_targets({plan->next.log_file, plan->next.access_log});
+    const std::string access_log = datapump::daemon::access_log_target(plan->next);
+    if (plan->next.log_file != running.log_file || access_log != datapump::daemon::access_log_target(running)) {
+        if (const std::string problem = datapump::daemon::set_log_targets({plan->next.log_file, access_log});
             !problem.empty()) {
             spdlog::error("reload: {}", problem);
         }
@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
     sigaddset(&waited_signals, SIGUSR1);  // reopen the log files (logrotate)
     pthread_sigmask(SIG_BLOCK, &waited_signals, nullptr);
     if (const std::string problem = datapump::daemon::open_logs({.log_file = cfg.log_file,
-                                                                   .access_log = cfg.access_log});
+                                                                   .access_log = datapump::daemon::access_log_target(cfg)});
         !problem.empty()) {
         std::fprintf(stderr, "datapumpd: %s\n", problem.c_str());
         return 1;

@@ -30,6 +30,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,9 +40,16 @@ DATAPUMP_API_BEGIN
 
 namespace datapump::http {
 
-// How bodies reach the socket: the stream engine's paths (datapump/stream/send_path.hpp).
+// How response bodies reach the socket (docs/daemon.md, "Inside"; the stream engine's paths,
+// datapump/stream/send_path.hpp). `automatic` lets start() pick from the provider: sendfile for
+// posix, send_zc for direct.
 using send_path = stream::send_path;
+// The name in logs, metrics and the status page ("auto", "sendfile", "splice", "send_zc", "send").
 [[nodiscard]] const char* to_string(send_path p);
+// The configuration's spelling ("auto", "sendfile", "splice", "send-zc", "send"), and its parser
+// (which takes "send_zc" too); nullopt for anything else. The strings are static.
+[[nodiscard]] std::string_view option_name(send_path p);
+[[nodiscard]] std::optional<send_path> parse_send_path(std::string_view text);
 
 // The burst of a paced stream when neither the request nor the configuration names one: a
 // quarter second of its rate, at least 256 KiB. The burst is also the piece a paced stream sends
@@ -64,10 +73,16 @@ enum class admin_kind : std::uint8_t { off, tcp, unix_socket };
 // Who may GET a file while it is being uploaded (load-and-play; docs/daemon.md "Uploads"). Not
 // allowed: the GET is answered as if no upload ran (the previous version, or 404).
 enum class follow_policy : std::uint8_t {
-    public_,  // anyone who may GET the file
-    token,    // only a request with the upload token (Authorization: Bearer)
-    off,      // nobody
+    public_,    // anyone who may GET the file
+    token,      // only a request with the upload token (Authorization: Bearer)
+    off,        // nobody
+    automatic,  // token while an upload token is set, else public_ (decided per request, so a
+                // reload that sets or drops the token moves it along)
 };
+// The configuration's spelling: "public", "token", "off", "auto"; and its parser (nullopt for
+// anything else). The strings are static.
+[[nodiscard]] std::string_view to_string(follow_policy p);
+[[nodiscard]] std::optional<follow_policy> parse_follow_policy(std::string_view text);
 
 // logs: the access log's line format (docs/daemon.md, "Logs").
 //   combined:  nginx's combined format, then two fields goaccess's COMBINED and fail2ban's
@@ -78,7 +93,15 @@ enum class follow_policy : std::uint8_t {
 //              protocol, status, body_bytes_sent, referer, user_agent, range, duration_s,
 //              first_byte_s (null when no byte was sent), completed (false: cut short).
 enum class access_log_format : std::uint8_t { combined, json };
+// "combined", "json"; and the parser (nullopt for anything else). The strings are static.
+[[nodiscard]] std::string_view to_string(access_log_format f);
+[[nodiscard]] std::optional<access_log_format> parse_access_log_format(std::string_view text);
 
+// conf: the server's settings, in one struct that library users and datapumpd share (datapumpd's
+// daemon_config derives from it and adds only what the daemon alone has; its option table, in
+// src/daemon/config/options.cpp, maps flags and TOML keys onto these members). The defaults here
+// are a library user's; where datapumpd's differ (loops, admin, follow_uploads) its
+// daemon_config constructor says so, in one place. What a reload may change is setting_rules().
 struct server_config {
     std::string root = ".";
     std::string listen_host = "127.0.0.1";
@@ -165,6 +188,28 @@ struct server_config {
     std::vector<int> inherited_listeners;
 };
 
+// conf: what a reload (server::reconfigure) may change, as one attribute of each member of
+// server_config. The server keeps the fixed ones as started (keep_fixed); datapumpd's reload plan
+// reads the same rules to tell the operator which changed keys need a restart.
+enum class reload_rule : std::uint8_t {
+    live,                 // applies to requests that start after the reload
+    fixed,                // made at start (threads, sockets, memory): kept as started
+    fixed_when_writable,  // root: live, but kept on a writable server (uploads live in it)
+};
+struct setting_rule {
+    std::string_view member;  // the member's name in server_config
+    reload_rule reload;
+    // false for what the embedding program sets or tunes, not the operator (the access sink,
+    // inherited sockets, the accept back-off, the stall release): datapumpd has no option for those.
+    bool user_setting;
+};
+// One rule per member of server_config, in declaration order (a static_assert in settings.cpp
+// fails the build when a member has none). The span is static.
+[[nodiscard]] std::span<const setting_rule> setting_rules();
+// `next` with `started`'s values for every member that a reload may not change, by
+// setting_rules(): the configuration a server started with `started` runs after reconfigure(next).
+[[nodiscard]] server_config keep_fixed(server_config next, const server_config& started);
+
 // The descriptors a server with `config` may hold at once (docs/daemon.md, "Limits"): per
 // connection its socket and the file it streams (plus a pipe pair on the splice path), per loop
 // its ring, eventfd, listener and spare descriptor, and a fixed 64 for the rest (the root, the
@@ -203,9 +248,9 @@ public:
     // writable; max_header_bytes and max_request_line to connections accepted from now on. A
     // response in progress keeps the settings (and the root) it started with to its end (its
     // rate, its timeouts), so a live stream goes on byte for byte. The settings made at start
-    // stay as started and `next`'s values for them are ignored: listen addresses, loops,
-    // provider, send path, cache and buffer sizes, rt, writable (and then the root), the upload
-    // windows, max_uploads, durability, the admin listener (not its token).
+    // stay as started and `next`'s values for them are ignored (keep_fixed, by setting_rules()):
+    // listen addresses, loops, provider, send path, cache and buffer sizes, rt, writable (and then
+    // the root), the upload windows, max_uploads, durability, the admin listener (not its token).
     // Returns once every loop has the new settings. Errors (nothing is applied): those of the
     // provider's instantiation and open() on a new root. Call from the controlling thread; after
     // shutdown() it does nothing.

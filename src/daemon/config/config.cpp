@@ -1,8 +1,9 @@
-// The option table, the TOML file and the flags. CLI11 and toml++ throw; every exception is caught
-// in this file and becomes a message in parse_outcome.
+// The TOML file and the flags, read by the option table (options.hpp); --help, the template and
+// the docs' flag table, written from it. CLI11 and toml++ throw; every exception is caught in this
+// file and becomes a message in parse_outcome.
 #include "config/config.hpp"
 
-#include "config/values.hpp"
+#include "config/options.hpp"
 
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
@@ -25,453 +26,17 @@
 
 namespace datapump::daemon {
 
-std::string_view to_string(send_path_choice choice) {
-    switch (choice) {
-        case send_path_choice::auto_: return "auto";
-        case send_path_choice::sendfile: return "sendfile";
-        case send_path_choice::splice: return "splice";
-        case send_path_choice::send_zc: return "send-zc";
-        case send_path_choice::send: return "send";
-    }
-    return "auto";
-}
-
-std::optional<send_path_choice> parse_send_path(std::string_view text) {
-    if (text == "auto") {
-        return send_path_choice::auto_;
-    }
-    if (text == "sendfile") {
-        return send_path_choice::sendfile;
-    }
-    if (text == "splice") {
-        return send_path_choice::splice;
-    }
-    if (text == "send-zc" || text == "send_zc") {
-        return send_path_choice::send_zc;
-    }
-    if (text == "send") {
-        return send_path_choice::send;
-    }
-    return std::nullopt;
-}
-
-unsigned daemon_config::default_loops() {
-    return std::clamp(std::thread::hardware_concurrency(), 1U, 256U);
-}
-
 namespace {
 
+using detail::find_option;
+using detail::flag_name;
+using detail::mode_spec;
+using detail::option_spec;
+using detail::option_table;
+using detail::problem;
+using detail::raw_value;
+
 constexpr int exit_usage = 2;
-
-// One option value before conversion: text from a flag, or a typed TOML value.
-struct raw_value {
-    std::string origin;  // "--loops", or "key 'loops' in FILE"
-    bool from_flag = false;
-    std::variant<std::monostate, std::string, std::int64_t, double, bool> value;
-    std::string_view type_name;  // the TOML type, "a string", for mismatch messages
-    // private control plane: the texts of a repeated flag (--listen) or of a TOML array of strings.
-    std::vector<std::string> texts;
-};
-
-using problem = std::optional<std::string>;  // a message for the user, or nothing wrong
-
-template <class T>
-using converted = detail::parsed<T>;
-
-std::string mismatch(const raw_value& v, std::string_view wanted) {
-    return v.origin + ": expected " + std::string(wanted) + ", got " + std::string(v.type_name);
-}
-
-converted<std::string> to_text(const raw_value& v) {
-    if (const auto* text = std::get_if<std::string>(&v.value)) {
-        return *text;
-    }
-    return std::unexpected(mismatch(v, "a string"));
-}
-
-template <class T>
-converted<T> to_whole(const raw_value& v) {
-    constexpr auto max = std::uint64_t{std::numeric_limits<T>::max()};
-    if (v.from_flag) {
-        const auto parsed = detail::parse_unsigned(std::get<std::string>(v.value), max);
-        if (!parsed) {
-            return std::unexpected(v.origin + ": " + parsed.error());
-        }
-        return static_cast<T>(*parsed);
-    }
-    const auto* number = std::get_if<std::int64_t>(&v.value);
-    if (number == nullptr) {
-        return std::unexpected(mismatch(v, "an integer"));
-    }
-    if (*number < 0 || static_cast<std::uint64_t>(*number) > max) {
-        return std::unexpected(v.origin + ": " + std::to_string(*number) + " is out of range (0 to " +
-                               std::to_string(max) + ")");
-    }
-    return static_cast<T>(*number);
-}
-
-converted<std::uint64_t> to_rate(const raw_value& v) {
-    if (const auto* number = std::get_if<std::int64_t>(&v.value)) {
-        if (*number < 0) {
-            return std::unexpected(v.origin + ": a rate cannot be negative (" + std::to_string(*number) + ")");
-        }
-        return static_cast<std::uint64_t>(*number);
-    }
-    const auto* text = std::get_if<std::string>(&v.value);
-    if (text == nullptr) {
-        return std::unexpected(mismatch(v, "an integer (bytes per second) or a string such as \"5M\""));
-    }
-    auto parsed = detail::parse_rate(*text);
-    if (!parsed) {
-        return std::unexpected(v.origin + ": " + parsed.error());
-    }
-    return *parsed;
-}
-
-converted<double> to_decimal(const raw_value& v) {
-    if (const auto* number = std::get_if<double>(&v.value)) {
-        return *number;
-    }
-    if (const auto* whole = std::get_if<std::int64_t>(&v.value)) {
-        return static_cast<double>(*whole);
-    }
-    const auto* text = std::get_if<std::string>(&v.value);
-    if (text == nullptr || !v.from_flag) {
-        return std::unexpected(mismatch(v, "a number (e.g. 0.9)"));
-    }
-    auto parsed = detail::parse_decimal(*text);
-    if (!parsed) {
-        return std::unexpected(v.origin + ": " + parsed.error());
-    }
-    return *parsed;
-}
-
-converted<bool> to_bool(const raw_value& v) {
-    if (const auto* flag = std::get_if<bool>(&v.value)) {
-        return *flag;
-    }
-    if (!v.from_flag) {
-        return std::unexpected(mismatch(v, "a boolean (true or false)"));
-    }
-    auto parsed = detail::parse_switch(std::get<std::string>(v.value));
-    if (!parsed) {
-        return std::unexpected(v.origin + ": " + parsed.error());
-    }
-    return *parsed;
-}
-
-template <class T, class U>
-problem store(T& field, converted<U> value) {
-    if (!value) {
-        return std::move(value.error());
-    }
-    field = std::move(*value);
-    return std::nullopt;
-}
-
-// Every --listen given (or the TOML value: a string or an array of strings): the first is
-// listen_host:listen_port, the others more_listen. A later source replaces the whole list.
-problem store_listen(daemon_config& c, const raw_value& v) {
-    std::vector<std::string> texts = v.texts;
-    if (texts.empty()) {
-        auto text = to_text(v);
-        if (!text) {
-            return mismatch(v, "a string or an array of strings");
-        }
-        texts.push_back(std::move(*text));
-    }
-    c.more_listen.clear();
-    for (std::size_t i = 0; i < texts.size(); ++i) {
-        auto address = detail::parse_listen(texts[i]);
-        if (!address) {
-            return v.origin + ": " + address.error();
-        }
-        if (i == 0) {
-            c.listen_host = std::move(address->host);
-            c.listen_port = address->port;
-        } else {
-            c.more_listen.push_back({std::move(address->host), address->port});
-        }
-    }
-    return std::nullopt;
-}
-
-problem store_admin_listen(daemon_config& c, const raw_value& v) {
-    auto text = to_text(v);
-    if (!text) {
-        return std::move(text.error());
-    }
-    auto admin = detail::parse_admin_listen(*text);
-    if (!admin) {
-        return v.origin + ": " + admin.error();
-    }
-    c.admin_host.clear();
-    c.admin_port = 0;
-    c.admin_socket = std::move(admin->socket);
-    if (!admin->off && c.admin_socket.empty()) {
-        c.admin_host = std::move(admin->address.host);
-        c.admin_port = admin->address.port;
-    }
-    return std::nullopt;
-}
-
-problem store_send_path(daemon_config& c, const raw_value& v) {
-    auto text = to_text(v);
-    if (!text) {
-        return std::move(text.error());
-    }
-    const auto choice = parse_send_path(*text);
-    if (!choice) {
-        return v.origin + ": unknown send path '" + *text + "' (use auto, sendfile, splice, send-zc or send)";
-    }
-    c.send_path = *choice;
-    return std::nullopt;
-}
-
-problem store_durability(daemon_config& c, const raw_value& v) {
-    auto text = to_text(v);
-    if (!text) {
-        return std::move(text.error());
-    }
-    if (*text != "upload" && *text != "batch") {
-        return v.origin + ": unknown durability '" + *text + "' (use upload or batch)";
-    }
-    c.durability_batch = *text == "batch";
-    return std::nullopt;
-}
-
-// logs: --access-log PATH|stderr|off. The switch words of the old on/off form (and a TOML
-// boolean) still work: on means stderr.
-problem store_access_log(daemon_config& c, const raw_value& v) {
-    if (const auto* flag = std::get_if<bool>(&v.value)) {
-        c.access_log = *flag ? "stderr" : "off";
-        return std::nullopt;
-    }
-    auto text = to_text(v);
-    if (!text) {
-        return v.origin + ": expected a path, stderr or off, got " + std::string(v.type_name);
-    }
-    if (text->empty()) {
-        return v.origin + ": empty; give a file path, stderr or off";
-    }
-    if (const auto on = detail::parse_switch(*text)) {
-        c.access_log = *on ? "stderr" : "off";
-    } else {
-        c.access_log = std::move(*text);
-    }
-    return std::nullopt;
-}
-
-problem store_access_log_format(daemon_config& c, const raw_value& v) {
-    auto text = to_text(v);
-    if (!text) {
-        return std::move(text.error());
-    }
-    if (*text != "combined" && *text != "json") {
-        return v.origin + ": unknown access log format '" + *text + "' (use combined or json)";
-    }
-    c.access_log_format = std::move(*text);
-    return std::nullopt;
-}
-
-std::string show_rate(std::uint64_t rate) {
-    return std::to_string(rate);
-}
-
-std::string show_decimal(double value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
-
-std::string show_switch(bool on) {
-    return on ? "on" : "off";
-}
-
-std::string show_address(const std::string& host, std::uint16_t port) {
-    const bool v6 = host.find(':') != std::string::npos;
-    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
-
-std::string show_listen(const daemon_config& c) {
-    std::string out = show_address(c.listen_host, c.listen_port);
-    for (const auto& more : c.more_listen) {
-        out += " " + show_address(more.host, more.port);
-    }
-    return out;
-}
-
-std::string show_admin_listen(const daemon_config& c) {
-    if (!c.admin_socket.empty()) {
-        return "unix:" + c.admin_socket;
-    }
-    return c.admin_host.empty() ? std::string("off") : show_address(c.admin_host, c.admin_port);
-}
-
-// One row of docs/daemon.md's table. The flag is "--" + key with '-' for '_'.
-struct option_spec {
-    std::string_view key;
-    std::string_view value_name;  // empty: a flag without a value (--directory-listing)
-    std::string_view help;
-    problem (*apply)(daemon_config&, const raw_value&);
-    std::string (*show)(const daemon_config&);  // the value, as --help prints the default
-};
-
-// clang-format off
-// The size follows the rows (std::to_array), so adding an option touches only its row.
-constexpr auto options = std::to_array<option_spec>({
-    {"root", "DIR", "the served folder; nothing outside it is reachable",
-     [](daemon_config& c, const raw_value& v) { return store(c.root, to_text(v)); },
-     [](const daemon_config& c) { return c.root; }},
-    {"listen", "HOST:PORT", "IPv4 or [IPv6] address and port; repeat it for more addresses",
-     store_listen, show_listen},
-    {"loops", "N", "event-loop threads, one io_uring each (1..256)",
-     [](daemon_config& c, const raw_value& v) { return store(c.loops, to_whole<unsigned>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.loops); }},
-    {"provider", "NAME", "posix (page cache) or direct (O_DIRECT into the arena)",
-     [](daemon_config& c, const raw_value& v) { return store(c.provider, to_text(v)); },
-     [](const daemon_config& c) { return c.provider; }},
-    {"send_path", "P", "auto, sendfile, splice, send-zc or send",
-     store_send_path,
-     [](const daemon_config& c) { return std::string(to_string(c.send_path)); }},
-    {"cache_mib", "N", "the buffer arena in MiB (direct provider, and the cache)",
-     [](daemon_config& c, const raw_value& v) { return store(c.cache_mib, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.cache_mib); }},
-    {"buffer_kib", "N", "arena buffer size in KiB, a multiple of 4 (4..16384)",
-     [](daemon_config& c, const raw_value& v) { return store(c.buffer_kib, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.buffer_kib); }},
-    {"capacity", "RATE", "admission limit: sum of the rates of paced streams (0: none)",
-     [](daemon_config& c, const raw_value& v) { return store(c.capacity, to_rate(v)); },
-     [](const daemon_config& c) { return show_rate(c.capacity); }},
-    {"default_rate", "RATE", "rate of a request that asks for none (0: unpaced)",
-     [](daemon_config& c, const raw_value& v) { return store(c.default_rate, to_rate(v)); },
-     [](const daemon_config& c) { return show_rate(c.default_rate); }},
-    {"max_rate", "RATE", "cap on a requested rate (0: no cap)",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_rate, to_rate(v)); },
-     [](const daemon_config& c) { return show_rate(c.max_rate); }},
-    {"default_burst", "BYTES",
-     "token-bucket depth of a paced stream (0: a quarter second of its rate, at least 256 KiB)",
-     [](daemon_config& c, const raw_value& v) { return store(c.default_burst, to_whole<std::uint64_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.default_burst); }},
-    {"rt_vps", "N", "virtual processors (real-time threads) that pace the paced streams (0: one per CPU)",
-     [](daemon_config& c, const raw_value& v) { return store(c.rt_vps, to_whole<unsigned>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.rt_vps); }},
-    {"rt_max_density", "X", "pacing admission: the density (CPU share) each rt VP may be loaded to, in (0, 1]",
-     [](daemon_config& c, const raw_value& v) { return store(c.rt_max_density, to_decimal(v)); },
-     [](const daemon_config& c) { return show_decimal(c.rt_max_density); }},
-    {"max_connections", "N", "further connections are accepted and closed at once (503)",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_connections, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.max_connections); }},
-    {"idle_timeout_ms", "N", "a keep-alive connection with no request is closed after this",
-     [](daemon_config& c, const raw_value& v) { return store(c.idle_timeout_ms, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.idle_timeout_ms); }},
-    {"header_timeout_ms", "N", "a request head must be complete within this time (408)",
-     [](daemon_config& c, const raw_value& v) { return store(c.header_timeout_ms, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.header_timeout_ms); }},
-    {"max_header_bytes", "N", "larger request heads get 431",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_header_bytes, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.max_header_bytes); }},
-    {"max_request_line", "N", "longer request lines get 414",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_request_line, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.max_request_line); }},
-    {"directory_listing", "", "list directories (HTML) instead of refusing them (403)",
-     [](daemon_config& c, const raw_value& v) { return store(c.directory_listing, to_bool(v)); },
-     [](const daemon_config& c) { return show_switch(c.directory_listing); }},
-    {"grace_ms", "N", "on SIGTERM/SIGINT: let streams finish this long, then cut them",
-     [](daemon_config& c, const raw_value& v) { return store(c.grace_ms, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.grace_ms); }},
-    {"access_log", "PATH", "one line per response, when it ends: a file (reopened on SIGUSR1), stderr or off",
-     store_access_log,
-     [](const daemon_config& c) { return c.access_log; }},
-    {"writable", "", "accept uploads (PUT) and DELETE; off: they get 405",
-     [](daemon_config& c, const raw_value& v) { return store(c.writable, to_bool(v)); },
-     [](const daemon_config& c) { return show_switch(c.writable); }},
-    {"upload_token", "TOKEN", "uploads and deletes need 'Authorization: Bearer TOKEN' (empty: none)",
-     [](daemon_config& c, const raw_value& v) { return store(c.upload_token, to_text(v)); },
-     [](const daemon_config& c) { return c.upload_token.empty() ? std::string("none") : std::string("(set)"); }},
-    {"max_upload", "BYTES", "larger upload bodies get 413; SI suffixes as RATE (default 4 GiB; 0: no limit)",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_upload, to_rate(v)); },
-     [](const daemon_config& c) { return show_rate(c.max_upload); }},
-    {"upload_windows", "N", "arena buffers of one upload written at once (1..64)",
-     [](daemon_config& c, const raw_value& v) { return store(c.upload_windows, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.upload_windows); }},
-    {"durability", "MODE", "upload: fsync each upload and its folder; batch: one syncfs per window",
-     store_durability,
-     [](const daemon_config& c) { return std::string(c.durability_batch ? "batch" : "upload"); }},
-    {"durability_window_ms", "N", "batch: how long a finished upload waits for others (1..1000)",
-     [](daemon_config& c, const raw_value& v) { return store(c.durability_window_ms, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.durability_window_ms); }},
-    {"log_level", "L", "trace, debug, info, warn, error, critical or off",
-     [](daemon_config& c, const raw_value& v) { return store(c.log_level, to_text(v)); },
-     [](const daemon_config& c) { return c.log_level; }},
-    // private control plane
-    {"admin_listen", "ADDR", "/metrics, the status page and the control API: HOST:PORT, unix:/PATH or off",
-     store_admin_listen, show_admin_listen},
-    {"admin_token", "TOKEN", "admin requests need 'Authorization: Bearer TOKEN' (empty: none)",
-     [](daemon_config& c, const raw_value& v) { return store(c.admin_token, to_text(v)); },
-     [](const daemon_config& c) { return c.admin_token.empty() ? std::string("none") : std::string("(set)"); }},
-    // hostile network: framing and paths
-    {"serve_dotfiles", "", "serve, accept and list names starting with '.' (off: 404/403; .well-known always)",
-     [](daemon_config& c, const raw_value& v) { return store(c.serve_dotfiles, to_bool(v)); },
-     [](const daemon_config& c) { return show_switch(c.serve_dotfiles); }},
-    // hostile network: uploads
-    {"insecure_writable", "", "allow --writable without --upload-token on a non-loopback address (warned at every start)",
-     [](daemon_config& c, const raw_value& v) { return store(c.insecure_writable, to_bool(v)); },
-     [](const daemon_config& c) { return show_switch(c.insecure_writable); }},
-    {"max_uploads", "N", "uploads at once; more get 503 (0: auto, half the arena / (upload_windows + 1))",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_uploads, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.max_uploads); }},
-    {"max_uploads_per_ip", "N", "uploads at once from one client address; more get 503 (0: no cap)",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_uploads_per_ip, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.max_uploads_per_ip); }},
-    {"upload_min_rate", "RATE", "an upload slower than this over a window is cut with 408 (0: none)",
-     [](daemon_config& c, const raw_value& v) { return store(c.upload_min_rate, to_rate(v)); },
-     [](const daemon_config& c) { return show_rate(c.upload_min_rate); }},
-    {"upload_rate_window_ms", "N", "the window --upload-min-rate is averaged over (the first one is the grace)",
-     [](daemon_config& c, const raw_value& v) { return store(c.upload_rate_window_ms, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.upload_rate_window_ms); }},
-    {"follow_uploads", "WHO", "who may GET a file while it is uploaded: auto (token if set, else public), public, token, off",
-     [](daemon_config& c, const raw_value& v) { return store(c.follow_uploads, to_text(v)); },
-     [](const daemon_config& c) { return c.follow_uploads; }},
-    // hostile network: nothing held forever
-    {"send_timeout_ms", "N", "a response whose client takes no byte for this long is cut (nginx send_timeout)",
-     [](daemon_config& c, const raw_value& v) { return store(c.send_timeout_ms, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.send_timeout_ms); }},
-    {"max_pause_ms", "N", "a stream paused for longer than this is cut",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_pause_ms, to_whole<std::uint32_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.max_pause_ms); }},
-    // hostile network: per-client-address limits
-    {"max_connections_per_ip", "N", "open connections one client address may hold; more get 503 and close (0: no limit)",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_connections_per_ip, to_whole<std::uint64_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.max_connections_per_ip); }},
-    {"max_streams_per_ip", "N", "live streams (paced and unpaced) one client address may hold; more get 503 (0: no limit)",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_streams_per_ip, to_whole<std::uint64_t>(v)); },
-     [](const daemon_config& c) { return std::to_string(c.max_streams_per_ip); }},
-    {"max_rate_per_ip", "RATE", "sum of the paced rates one client address may hold; more get 503 (0: no limit)",
-     [](daemon_config& c, const raw_value& v) { return store(c.max_rate_per_ip, to_rate(v)); },
-     [](const daemon_config& c) { return show_rate(c.max_rate_per_ip); }},
-    // logs
-    {"access_log_format", "F", "combined (nginx's, then \"Range\" and the duration) or json",
-     store_access_log_format,
-     [](const daemon_config& c) { return c.access_log_format; }},
-    {"log_file", "PATH", "the daemon log: a file (reopened on SIGUSR1) or stderr (the journal's priorities under systemd)",
-     [](daemon_config& c, const raw_value& v) { return store(c.log_file, to_text(v)); },
-     [](const daemon_config& c) { return c.log_file; }},
-});
-// clang-format on
-
-std::string flag_name(std::string_view key) {
-    std::string flag = "--";
-    for (const char c : key) {
-        flag += c == '_' ? '-' : c;
-    }
-    return flag;
-}
-
-const option_spec* find_option(std::string_view key) {
-    const auto* it = std::find_if(options.begin(), options.end(), [&](const option_spec& o) { return o.key == key; });
-    return it == options.end() ? nullptr : it;
-}
 
 // Levenshtein distance, for "did you mean" on unknown keys (keys are short).
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -500,7 +65,7 @@ std::string unknown_key(std::string_view key, const std::string& where) {
     std::string message = where + ": unknown key '" + std::string(key) + "'";
     const option_spec* best = nullptr;
     std::size_t best_distance = 3;  // suggest only close spellings
-    for (const auto& o : options) {
+    for (const auto& o : option_table()) {
         const std::size_t d = edit_distance(key, o.key);
         if (d < best_distance) {
             best = &o;
@@ -511,7 +76,7 @@ std::string unknown_key(std::string_view key, const std::string& where) {
         return message + ": did you mean '" + std::string(best->key) + "'?";
     }
     message += " (known keys:";
-    for (const auto& o : options) {
+    for (const auto& o : option_table()) {
         message += " ";
         message += o.key;
     }
@@ -586,6 +151,7 @@ std::vector<std::string> apply_toml(daemon_config& config, const std::string& pa
         // The value's place: a type or range error points at what is to be changed.
         places.emplace_back(std::string(key.str()), file_position(path, node.source().begin));
         raw_value v = from_toml(node, file_position(path, node.source().begin) + ": key '" + std::string(key.str()) + "'");
+        v.place = file_position(path, node.source().begin);
         if (auto p = spec->apply(config, v)) {
             found.emplace_back(node.source().begin, std::move(*p));
         }
@@ -621,18 +187,29 @@ std::string toml_literal(const option_spec& o, const daemon_config& c) {
     return out.str();
 }
 
-// The flags as CLI11 sees them: one text per option, applied only when given.
+// The flags as CLI11 sees them: one text per option, applied only when given. CLI11 keeps references
+// into these, so they are sized once, before build_app binds them.
 struct flag_state {
-    std::array<std::string, options.size()> text;
-    std::array<bool, options.size()> switches{};  // the flags without a value
+    std::vector<std::string> text = std::vector<std::string>(option_table().size());
+    std::unique_ptr<bool[]> switches = std::make_unique<bool[]>(option_table().size());  // flags without a value
     std::string config_file;
-    std::array<CLI::Option*, options.size()> given{};
+    std::vector<CLI::Option*> given = std::vector<CLI::Option*>(option_table().size());
     CLI::Option* config = nullptr;
     std::vector<std::string> listen;  // --listen may be given several times
     // conf: modes that do not run the daemon
     bool check = false;           // --check-config
     bool print_template = false;  // --print-config-template
 };
+
+// The help of a mode flag, from the table.
+std::string mode_help(std::string_view flag) {
+    for (const mode_spec& m : detail::mode_table()) {
+        if (m.flag == flag) {
+            return std::string(m.help);
+        }
+    }
+    return {};
+}
 
 std::unique_ptr<CLI::App> build_app(flag_state& flags) {
     auto app = std::make_unique<CLI::App>(
@@ -643,12 +220,10 @@ std::unique_ptr<CLI::App> build_app(flag_state& flags) {
                                    "flags given override it")
                        ->type_name("FILE");
     // conf: modes that do not run the daemon
-    app->add_flag("--check-config", flags.check,
-                  "read and check the configuration (the --config file and the flags), print 'configuration ok' "
-                  "or the errors with FILE:LINE:COLUMN, and exit (0: ok, 2: errors) without starting");
-    app->add_flag("--print-config-template", flags.print_template,
-                  "print a TOML file with every key commented out, with its default and help, and exit");
+    app->add_flag("--check-config", flags.check, mode_help("--check-config"));
+    app->add_flag("--print-config-template", flags.print_template, mode_help("--print-config-template"));
     const daemon_config defaults;
+    const auto options = option_table();
     for (std::size_t i = 0; i < options.size(); ++i) {
         const option_spec& o = options[i];
         const std::string help = std::string(o.help) + " [default: " + o.show(defaults) + "]";
@@ -723,6 +298,13 @@ parse_outcome usage_error(std::string_view message) {
 }
 
 parse_outcome parse_or_throw(int argc, const char* const* argv) {
+    // docs/daemon.md's table, for whoever edits the docs: a mode kept out of --help, and out of
+    // CLI11 (whose hidden group would add an empty line to --help).
+    for (int i = 1; i < argc; ++i) {
+        if (std::string_view(argv[i]) == "--print-flag-table") {
+            return stop(0, flag_table());
+        }
+    }
     flag_state flags;
     const auto app = build_app(flags);
     try {
@@ -740,12 +322,14 @@ parse_outcome parse_or_throw(int argc, const char* const* argv) {
     if (flags.print_template) {
         return stop(0, config_template());
     }
+
     daemon_config config;
     std::vector<std::string> problems;
     key_places places;
     if (flags.config->count() > 0) {
         problems = apply_toml(config, flags.config_file, places);
     }
+    const auto options = option_table();
     for (std::size_t i = 0; i < options.size(); ++i) {
         if (flags.given[i]->count() == 0) {
             continue;
@@ -754,7 +338,7 @@ parse_outcome parse_or_throw(int argc, const char* const* argv) {
         raw_value v;
         v.origin = flag_name(options[i].key);
         v.from_flag = true;
-        v.value = options[i].value_name.empty() ? show_switch(flags.switches[i]) : flags.text[i];
+        v.value = options[i].value_name.empty() ? std::string(flags.switches[i] ? "on" : "off") : flags.text[i];
         if (options[i].key == "listen") {
             v.texts = flags.listen;
         }
@@ -813,7 +397,7 @@ std::string config_template() {
         "# `systemctl reload datapumpd` (SIGHUP) applies it to new requests (docs/daemon.md, \"Reload\").\n"
         "# Generated by `datapumpd --print-config-template` (datapumpd " DATAPUMP_VERSION
         ") from the table behind --help.\n";
-    for (const option_spec& o : options) {
+    for (const option_spec& o : option_table()) {
         out += "\n# ";
         out += o.help;
         if (o.key == "loops") {
@@ -828,10 +412,36 @@ std::string config_template() {
     return out;
 }
 
+std::string flag_table() {
+    std::string out = "| flag | TOML key | default | meaning |\n|---|---|---|---|\n";
+    for (const option_spec& o : option_table()) {
+        out += "| `" + flag_name(o.key);
+        if (!o.value_name.empty()) {
+            out += " ";
+            out += o.value_name;
+        }
+        out += "` | `";
+        out += o.key;
+        out += "` | ";
+        out += o.doc_default;
+        out += " | ";
+        out += o.doc;
+        out += " |\n";
+    }
+    for (const mode_spec& m : detail::mode_table()) {
+        out += "| `";
+        out += m.flag;
+        out += "` | — | — | ";
+        out += m.doc;
+        out += " |\n";
+    }
+    return out;
+}
+
 std::vector<std::string_view> option_keys() {
     std::vector<std::string_view> keys;
-    keys.reserve(options.size());
-    for (const option_spec& o : options) {
+    keys.reserve(option_table().size());
+    for (const option_spec& o : option_table()) {
         keys.push_back(o.key);
     }
     return keys;

@@ -34,7 +34,9 @@ struct reload_plan {
 // cache_mib, buffer_kib), the provider and send path, and the upload machinery made only when
 // writable (writable, insecure_writable, upload_windows, max_uploads, durability,
 // durability_window_ms). `root` is not among them: it changes live, but on a writable daemon
-// (plan_reload keeps it there, uploads live in it).
+// (plan_reload keeps it there, uploads live in it). One attribute decides it: for a server
+// setting its rule in http::setting_rules() (which server::reconfigure follows too), for the
+// daemon's own the option table's row (options.hpp, reload_rule_of).
 [[nodiscard]] bool needs_restart(std::string_view key);
 
 // Compares `next` with `running` key by key (tokens by value, shown as "(set)"), keeps the

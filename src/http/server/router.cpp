@@ -373,7 +373,11 @@ response_plan follow_response(const request& req, const std::string& relative, s
 // a stranger learns nothing of an upload in progress, not even that one runs.
 std::shared_ptr<upload_entry> followable_upload(const server::state& s, const server_config& cfg, const request& req,
                                                 const std::string& relative) {
-    switch (cfg.follow_uploads) {
+    const follow_policy policy = cfg.follow_uploads != follow_policy::automatic ? cfg.follow_uploads
+                                 : cfg.upload_token.empty()                  ? follow_policy::public_
+                                                                             : follow_policy::token;
+    switch (policy) {
+        case follow_policy::automatic:  // resolved above
         case follow_policy::off:
             return nullptr;
         case follow_policy::token:

@@ -703,44 +703,12 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
     return cut;
 }
 
-namespace {
-
-// The settings made at start, which a reload cannot change (server.hpp, reconfigure).
-void keep_fixed(server_config& next, const server_config& started) {
-    if (started.writable) {
-        next.root = started.root;  // uploads, their temp files and the publisher live there
-    }
-    next.listen_host = started.listen_host;
-    next.listen_port = started.listen_port;
-    next.more_listen = started.more_listen;
-    next.loops = started.loops;
-    next.provider = started.provider;
-    next.path = started.path;
-    next.cache_mib = started.cache_mib;
-    next.buffer_kib = started.buffer_kib;
-    next.rt_vps = started.rt_vps;
-    next.rt_max_density = started.rt_max_density;
-    next.writable = started.writable;
-    next.upload_windows = started.upload_windows;
-    next.max_uploads = started.max_uploads;
-    next.durability = started.durability;
-    next.durability_window = started.durability_window;
-    next.admin = started.admin;
-    next.admin_address = started.admin_address;
-    next.admin_socket = started.admin_socket;
-    next.accept_pause = started.accept_pause;
-    next.accept_log_every = started.accept_log_every;
-}
-
-}  // namespace
-
 result<void> server::reconfigure(const server_config& next) {
     state& s = *state_;
     if (s.stopped || s.draining.load(std::memory_order_relaxed)) {
         return {};
     }
-    auto fresh = std::make_shared<server_config>(next);
-    keep_fixed(*fresh, s.config);
+    auto fresh = std::make_shared<server_config>(keep_fixed(next, s.config));
     // A new root first: the only step that can fail, and nothing is applied when it does.
     std::shared_ptr<const served_root> root;
     if (fresh->root != s.served_path) {

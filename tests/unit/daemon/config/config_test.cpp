@@ -1,7 +1,9 @@
+// The options as a user meets them: flags, TOML keys, defaults, the messages of bad values, --help.
 #include "config/config.hpp"
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -80,7 +82,7 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.loops, std::max(1U, std::min(256U, std::thread::hardware_concurrency())));
     EXPECT_GE(c.loops, 1U);
     EXPECT_EQ(c.provider, "posix");
-    EXPECT_EQ(c.send_path, send_path_choice::auto_);
+    EXPECT_EQ(c.path, http::send_path::automatic);
     EXPECT_EQ(c.cache_mib, 256U);
     EXPECT_EQ(c.buffer_kib, 256U);
     EXPECT_EQ(c.capacity, 0U);
@@ -96,21 +98,22 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.max_request_line, 8192U);
     EXPECT_FALSE(c.directory_listing);
     EXPECT_EQ(c.grace_ms, 5000U);
-    EXPECT_EQ(c.access_log, "stderr");
+    EXPECT_EQ(access_log_target(c), "stderr");
     EXPECT_EQ(c.log_level, "info");
-    EXPECT_EQ(c.access_log_format, "combined");
+    EXPECT_EQ(c.access_format, http::access_log_format::combined);
     EXPECT_EQ(c.log_file, "stderr");
     EXPECT_EQ(c.config_file, "");
     EXPECT_FALSE(c.writable);
     EXPECT_EQ(c.upload_token, "");
     EXPECT_EQ(c.max_upload, std::uint64_t{4} << 30);  // 4 GiB
     EXPECT_EQ(c.upload_windows, 4U);
-    EXPECT_FALSE(c.durability_batch);
-    EXPECT_EQ(c.durability_window_ms, 5U);
+    EXPECT_EQ(c.durability, ingest::durability::per_upload);
+    EXPECT_EQ(c.durability_window, std::chrono::milliseconds(5));
     // private control plane
     EXPECT_TRUE(c.more_listen.empty());
-    EXPECT_EQ(c.admin_host, "127.0.0.1");
-    EXPECT_EQ(c.admin_port, 8081);
+    EXPECT_EQ(c.admin, http::admin_kind::tcp);
+    EXPECT_EQ(c.admin_address.host, "127.0.0.1");
+    EXPECT_EQ(c.admin_address.port, 8081);
     EXPECT_EQ(c.admin_socket, "");
     EXPECT_EQ(c.admin_token, "");
     // hostile network: uploads
@@ -119,7 +122,7 @@ TEST_F(config_test, defaults_match_the_documentation) {
     EXPECT_EQ(c.max_uploads_per_ip, 4U);
     EXPECT_EQ(c.upload_min_rate, 4096U);
     EXPECT_EQ(c.upload_rate_window_ms, 10000U);
-    EXPECT_EQ(c.follow_uploads, "auto");
+    EXPECT_EQ(c.follow_uploads, http::follow_policy::automatic);
 }
 
 TEST_F(config_test, listen_repeated_flags_and_toml_arrays) {
@@ -157,18 +160,21 @@ TEST_F(config_test, listen_repeated_flags_and_toml_arrays) {
 
 TEST_F(config_test, admin_listen_forms) {
     daemon_config c = parse_ok({"--admin-listen", "off"});
-    EXPECT_EQ(c.admin_host, "");
+    EXPECT_EQ(c.admin, http::admin_kind::off);
+    EXPECT_EQ(c.admin_address.host, "");
     EXPECT_EQ(c.admin_socket, "");
     c = parse_ok({"--admin-listen", "[::1]:0"});
-    EXPECT_EQ(c.admin_host, "::1");
-    EXPECT_EQ(c.admin_port, 0);  // the kernel picks
+    EXPECT_EQ(c.admin, http::admin_kind::tcp);
+    EXPECT_EQ(c.admin_address.host, "::1");
+    EXPECT_EQ(c.admin_address.port, 0);  // the kernel picks
     c = parse_ok({"--admin-listen", "unix:" + dir_ + "/admin.sock", "--admin-token", "s3cr3t"});
-    EXPECT_EQ(c.admin_host, "");
+    EXPECT_EQ(c.admin, http::admin_kind::unix_socket);
+    EXPECT_EQ(c.admin_address.host, "");
     EXPECT_EQ(c.admin_socket, dir_ + "/admin.sock");
     EXPECT_EQ(c.admin_token, "s3cr3t");
     c = parse_ok({"--config", write_toml("admin_listen = '127.0.0.1:9999'\nadmin_token = 'abc'\n")});
-    EXPECT_EQ(c.admin_host, "127.0.0.1");
-    EXPECT_EQ(c.admin_port, 9999);
+    EXPECT_EQ(c.admin_address.host, "127.0.0.1");
+    EXPECT_EQ(c.admin_address.port, 9999);
     EXPECT_EQ(c.admin_token, "abc");
     EXPECT_TRUE(contains(usage_text(), "--admin-listen")) << usage_text();
     EXPECT_TRUE(contains(usage_text(), "127.0.0.1:8081")) << usage_text();
@@ -194,6 +200,7 @@ TEST_F(config_test, admin_listen_validation_errors) {
         std::vector<std::string> storage{"datapumpd"};
         storage.insert(storage.end(), args.begin(), args.end());
         std::vector<const char*> argv;
+        argv.reserve(storage.size());
         for (const auto& a : storage) {
             argv.push_back(a.c_str());
         }
@@ -257,10 +264,10 @@ TEST_F(config_test, upload_bounds) {
     EXPECT_EQ(c.max_uploads_per_ip, 2U);
     EXPECT_EQ(c.upload_min_rate, 10000U);
     EXPECT_EQ(c.upload_rate_window_ms, 500U);
-    EXPECT_EQ(c.follow_uploads, "off");
+    EXPECT_EQ(c.follow_uploads, http::follow_policy::off);
     EXPECT_EQ(c.max_upload, 0U);  // explicitly: no limit
     EXPECT_EQ(parse_ok({"--root", dir_, "--writable", "--upload-token", "t", "--follow-uploads", "token"}).follow_uploads,
-              "token");
+              http::follow_policy::token);
     EXPECT_TRUE(contains(error_of({"--root", dir_, "--writable", "--follow-uploads", "token"}), "no --upload-token"));
     EXPECT_TRUE(contains(error_of({"--root", dir_, "--follow-uploads", "friends"}), "use auto, public, token or off"));
     EXPECT_TRUE(contains(error_of({"--root", dir_, "--upload-rate-window-ms", "10"}), "--upload-rate-window-ms"));
@@ -271,7 +278,7 @@ TEST_F(config_test, upload_bounds) {
                                          "follow_uploads = 'public'\n")});
     EXPECT_EQ(from_file.max_uploads_per_ip, 0U);
     EXPECT_EQ(from_file.upload_min_rate, 1000000U);
-    EXPECT_EQ(from_file.follow_uploads, "public");
+    EXPECT_EQ(from_file.follow_uploads, http::follow_policy::public_);
 }
 
 // Two switches side by side: each flag sets its own (they once shared one variable).
@@ -320,15 +327,15 @@ TEST_F(config_test, rt_flags_and_keys) {
 TEST_F(config_test, durability_modes) {
     const daemon_config batch =
         parse_ok({"--root", dir_, "--writable", "--durability", "batch", "--durability-window-ms", "20"});
-    EXPECT_TRUE(batch.durability_batch);
-    EXPECT_EQ(batch.durability_window_ms, 20U);
-    EXPECT_FALSE(parse_ok({"--root", dir_, "--durability", "upload"}).durability_batch);
+    EXPECT_EQ(batch.durability, ingest::durability::batched);
+    EXPECT_EQ(batch.durability_window, std::chrono::milliseconds(20));
+    EXPECT_EQ(parse_ok({"--root", dir_, "--durability", "upload"}).durability, ingest::durability::per_upload);
     EXPECT_NE(error_of({"--root", dir_, "--durability", "sometimes"}).find("use upload or batch"), std::string::npos);
     EXPECT_NE(error_of({"--root", dir_, "--durability-window-ms", "0"}).find("--durability-window-ms"),
               std::string::npos);
     EXPECT_NE(error_of({"--root", dir_, "--durability-window-ms", "1001"}).find("1 to 1000"), std::string::npos);
     const daemon_config from_file = parse_ok({"--config", write_toml("root = '" + dir_ + "'\ndurability = 'batch'\n")});
-    EXPECT_TRUE(from_file.durability_batch);
+    EXPECT_EQ(from_file.durability, ingest::durability::batched);
 }
 
 TEST_F(config_test, every_flag) {
@@ -343,7 +350,7 @@ TEST_F(config_test, every_flag) {
     EXPECT_EQ(c.listen_port, 9090);
     EXPECT_EQ(c.loops, 3U);
     EXPECT_EQ(c.provider, "direct");
-    EXPECT_EQ(c.send_path, send_path_choice::send_zc);
+    EXPECT_EQ(c.path, http::send_path::send_zc);
     EXPECT_EQ(c.cache_mib, 64U);
     EXPECT_EQ(c.buffer_kib, 128U);
     EXPECT_EQ(c.capacity, 1500000000U);
@@ -357,13 +364,13 @@ TEST_F(config_test, every_flag) {
     EXPECT_EQ(c.max_request_line, 4096U);
     EXPECT_TRUE(c.directory_listing);
     EXPECT_EQ(c.grace_ms, 0U);
-    EXPECT_EQ(c.access_log, "off");
+    EXPECT_EQ(access_log_target(c), "off");
     EXPECT_EQ(c.log_level, "debug");
 }
 
 TEST_F(config_test, flag_equals_form_and_switch_spellings) {
     const daemon_config c = parse_ok({"--root=" + dir_, "--access-log=no", "--directory-listing=off", "--listen=:81"});
-    EXPECT_EQ(c.access_log, "off");
+    EXPECT_EQ(access_log_target(c), "off");
     EXPECT_FALSE(c.directory_listing);
     EXPECT_EQ(c.listen_host, "0.0.0.0");
     EXPECT_EQ(c.listen_port, 81);
@@ -373,28 +380,30 @@ TEST_F(config_test, flag_equals_form_and_switch_spellings) {
 
 // logs: the access log is a path, stderr or off (the old switch words still work), in a file too.
 TEST_F(config_test, access_log_and_log_file_targets) {
-    EXPECT_EQ(parse_ok({"--root", dir_, "--access-log", "/var/log/datapump/access.log"}).access_log,
+    EXPECT_EQ(access_log_target(parse_ok({"--root", dir_, "--access-log", "/var/log/datapump/access.log"})),
               "/var/log/datapump/access.log");
-    EXPECT_EQ(parse_ok({"--root", dir_, "--access-log", "on"}).access_log, "stderr");
-    EXPECT_EQ(parse_ok({"--root", dir_, "--access-log", "stderr"}).access_log, "stderr");
+    EXPECT_EQ(access_log_target(parse_ok({"--root", dir_, "--access-log", "on"})), "stderr");
+    EXPECT_EQ(access_log_target(parse_ok({"--root", dir_, "--access-log", "stderr"})), "stderr");
     const daemon_config c = parse_ok({"--root", dir_, "--access-log-format", "json", "--log-file", "/tmp/d.log"});
-    EXPECT_EQ(c.access_log_format, "json");
+    EXPECT_EQ(c.access_format, http::access_log_format::json);
     EXPECT_EQ(c.log_file, "/tmp/d.log");
     const daemon_config f = parse_ok(
         {"--root", dir_, "--config", write_toml("access_log = '/tmp/a.log'\naccess_log_format = 'json'\nlog_file = '/tmp/d.log'\n")});
-    EXPECT_EQ(f.access_log, "/tmp/a.log");
-    EXPECT_EQ(f.access_log_format, "json");
+    EXPECT_EQ(access_log_target(f), "/tmp/a.log");
+    EXPECT_EQ(f.access_format, http::access_log_format::json);
     EXPECT_EQ(f.log_file, "/tmp/d.log");
     EXPECT_TRUE(contains(error_of({"--root", dir_, "--access-log", ""}), "give a file path, stderr or off"));
     EXPECT_TRUE(contains(error_of({"--root", dir_, "--log-file", ""}), "--log-file (log_file): give a file path or stderr"));
 }
 
 TEST_F(config_test, send_path_spellings) {
-    for (const auto choice : {send_path_choice::auto_, send_path_choice::sendfile, send_path_choice::splice,
-                              send_path_choice::send_zc, send_path_choice::send}) {
-        EXPECT_EQ(parse_ok({"--send-path", std::string(to_string(choice))}).send_path, choice);
+    for (const auto path : {http::send_path::automatic, http::send_path::sendfile, http::send_path::splice,
+                            http::send_path::send_zc, http::send_path::send}) {
+        EXPECT_EQ(parse_ok({"--send-path", std::string(http::option_name(path))}).path, path);
     }
-    EXPECT_EQ(parse_send_path("send_zc"), send_path_choice::send_zc);
+    EXPECT_EQ(http::option_name(http::send_path::send_zc), "send-zc");
+    EXPECT_EQ(http::parse_send_path("send_zc"), http::send_path::send_zc);
+    EXPECT_EQ(parse_ok({"--send-path", "send_zc"}).path, http::send_path::send_zc);
     EXPECT_TRUE(contains(error_of({"--send-path", "zerocopy"}), "unknown send path 'zerocopy'"));
 }
 
@@ -427,7 +436,7 @@ TEST_F(config_test, toml_file_then_flags_that_were_given) {
     EXPECT_EQ(c.listen_port, 8082);
     EXPECT_EQ(c.loops, 2U);
     EXPECT_EQ(c.provider, "direct");
-    EXPECT_EQ(c.send_path, send_path_choice::splice);
+    EXPECT_EQ(c.path, http::send_path::splice);
     EXPECT_EQ(c.cache_mib, 32U);
     EXPECT_EQ(c.buffer_kib, 64U);
     EXPECT_EQ(c.capacity, 1000000000U);
@@ -441,13 +450,13 @@ TEST_F(config_test, toml_file_then_flags_that_were_given) {
     EXPECT_EQ(c.max_request_line, 1024U);
     EXPECT_TRUE(c.directory_listing);
     EXPECT_EQ(c.grace_ms, 13U);
-    EXPECT_EQ(c.access_log, "off");
+    EXPECT_EQ(access_log_target(c), "off");
     EXPECT_EQ(c.log_level, "warn");
 
     // Flags override the file, whichever side of --config they are on; the rest stays the file's.
     c = parse_ok({"--loops", "5", "--config", path, "--access-log", "on", "--listen", "127.0.0.1:1"});
     EXPECT_EQ(c.loops, 5U);
-    EXPECT_EQ(c.access_log, "stderr");
+    EXPECT_EQ(access_log_target(c), "stderr");
     EXPECT_EQ(c.listen_host, "127.0.0.1");
     EXPECT_EQ(c.listen_port, 1);
     EXPECT_EQ(c.provider, "direct");

@@ -1,11 +1,11 @@
 // conf: --check-config, --print-config-template, FILE:LINE:COLUMN in the file's errors, the
-// reload plan (what SIGHUP applies, keeps and refuses) and to_server_config.
+// reload plan (what SIGHUP applies, keeps and refuses) and the server part of daemon_config.
 #include "config/config.hpp"
 #include "config/reload.hpp"
-#include "config/server_settings.hpp"
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -44,14 +44,24 @@ protected:
     }
     static parse_outcome parse(const std::vector<std::string>& storage) {
         std::vector<const char*> argv;
+        argv.reserve(storage.size());
         for (const auto& a : storage) {
             argv.push_back(a.c_str());
         }
         return parse_config(static_cast<int>(argv.size()), argv.data());
     }
+    // The configuration parsed, or the defaults after a failure (ASSERTs before it say which).
+    static daemon_config config_of(const parse_outcome& out) {
+        if (!out.config) {
+            ADD_FAILURE() << "expected a configuration, got: " << out.message;
+            return daemon_config{};
+        }
+        return *out.config;
+    }
     static std::expected<reload_plan, std::string> reload(const std::vector<std::string>& storage,
                                                           const daemon_config& running) {
         std::vector<const char*> argv;
+        argv.reserve(storage.size());
         for (const auto& a : storage) {
             argv.push_back(a.c_str());
         }
@@ -79,13 +89,13 @@ TEST_F(reload_test, template_has_every_key_commented_and_parses_back_to_the_defa
     ASSERT_TRUE(parse(argv_of({"--config", file_})).run()) << parse(argv_of({"--config", file_})).message;
     write(std::regex_replace(text, std::regex("(^|\n)#([a-z_]+ = )"), "$1$2"));
     const parse_outcome back = parse(argv_of({"--config", file_}));
-    ASSERT_TRUE(back.run()) << back.message;
+    ASSERT_TRUE(back.config.has_value()) << back.message;
     const daemon_config defaults;
     for (const std::string_view key : option_keys()) {
-        EXPECT_EQ(show_option(*back.config, key), show_option(defaults, key)) << key;
+        EXPECT_EQ(show_option(config_of(back), key), show_option(defaults, key)) << key;
     }
-    EXPECT_EQ(back.config->upload_token, "");
-    EXPECT_EQ(back.config->admin_token, "");
+    EXPECT_EQ(config_of(back).upload_token, "");
+    EXPECT_EQ(config_of(back).admin_token, "");
 }
 
 TEST_F(reload_test, check_config_says_ok_or_gives_every_problem_with_its_place) {
@@ -139,8 +149,8 @@ TEST_F(reload_test, plan_applies_live_settings_and_keeps_those_that_need_a_resta
     write("default_rate = '1M'\nupload_token = 'old'\nwritable = true\nloops = 2\n");
     const auto args = argv_of({"--config", file_, "--root", dir_});
     const parse_outcome first = parse(args);
-    ASSERT_TRUE(first.run()) << first.message;
-    const daemon_config running = *first.config;
+    ASSERT_TRUE(first.config.has_value()) << first.message;
+    const daemon_config running = config_of(first);
 
     write("default_rate = '2M'\nupload_token = 'new'\nwritable = true\nloops = 3\nlisten = '127.0.0.1:9999'\n");
     auto plan = reload(args, running);
@@ -189,16 +199,16 @@ TEST_F(reload_test, a_bad_new_file_is_refused_with_its_place) {
     write("default_rate = '1M'\n");
     const auto args = argv_of({"--config", file_});
     const parse_outcome first = parse(args);
-    ASSERT_TRUE(first.run()) << first.message;
+    ASSERT_TRUE(first.config.has_value()) << first.message;
 
     write("default_rate = '1M'\nmax_rate = 'fast'\n");
-    auto plan = reload(args, *first.config);
+    auto plan = reload(args, config_of(first));
     ASSERT_FALSE(plan.has_value());
     EXPECT_TRUE(plan.error().starts_with(file_ + ":2:12: key 'max_rate': 'fast' is not a rate")) << plan.error();
     EXPECT_FALSE(contains(plan.error(), "--help")) << plan.error();
 
     fs::remove(file_);
-    plan = reload(args, *first.config);
+    plan = reload(args, config_of(first));
     ASSERT_FALSE(plan.has_value());
     EXPECT_TRUE(contains(plan.error(), "cannot read")) << plan.error();
 }
@@ -209,11 +219,11 @@ TEST_F(reload_test, a_plan_whose_mix_is_invalid_is_refused) {
     write("writable = true\nupload_windows = 1\ncache_mib = 16\nbuffer_kib = 256\n");
     const auto args = argv_of({"--config", file_, "--root", dir_});
     const parse_outcome first = parse(args);
-    ASSERT_TRUE(first.run()) << first.message;
-    daemon_config next = *first.config;
+    ASSERT_TRUE(first.config.has_value()) << first.message;
+    daemon_config next = config_of(first);
     next.upload_windows = 1;
     next.max_uploads = 30;  // 30 * 2 buffers fit 64 ...
-    daemon_config running = *first.config;
+    daemon_config running = config_of(first);
     running.upload_windows = 4;
     running.max_uploads = 30;  // ... but the plan keeps max_uploads and upload_windows as running: 150 > 64
     const auto plan = plan_reload(running, next);
@@ -221,34 +231,36 @@ TEST_F(reload_test, a_plan_whose_mix_is_invalid_is_refused) {
     EXPECT_TRUE(contains(plan.error(), "--max-uploads")) << plan.error();
 }
 
-TEST_F(reload_test, to_server_config_maps_every_kind_of_setting) {
-    daemon_config c;
-    c.send_path = send_path_choice::send_zc;
-    c.admin_socket = "/run/x.sock";
-    c.admin_host.clear();
-    c.upload_token = "t";
-    c.writable = true;
-    c.durability_batch = true;
-    c.durability_window_ms = 7;
-    c.default_rate = 5;
-    c.more_listen.push_back({"::1", 9000});
-    http::server_config s = to_server_config(c);
+// What used to be copied field by field (to_server_config) is the server part itself: each kind
+// of setting arrives in the server's own type, and "auto" stays auto for the server to resolve.
+TEST_F(reload_test, the_server_takes_the_daemons_settings_as_they_are) {
+    const auto args = argv_of({"--root", dir_, "--send-path", "send-zc", "--admin-listen", "unix:" + dir_ + "/a.sock",
+                               "--writable", "--upload-token", "t", "--durability", "batch",
+                               "--durability-window-ms", "7", "--default-rate", "5", "--listen", "127.0.0.1:8080",
+                               "--listen", "[::1]:9000", "--access-log", "off", "--access-log-format", "json"});
+    const parse_outcome parsed = parse(args);
+    ASSERT_TRUE(parsed.config.has_value()) << parsed.message;
+    const http::server_config s = config_of(parsed).server();
     EXPECT_EQ(s.path, http::send_path::send_zc);
     EXPECT_EQ(s.admin, http::admin_kind::unix_socket);
-    EXPECT_EQ(s.admin_socket, "/run/x.sock");
-    EXPECT_EQ(s.follow_uploads, http::follow_policy::token);  // auto with a token
+    EXPECT_EQ(s.admin_socket, dir_ + "/a.sock");
+    EXPECT_EQ(s.follow_uploads, http::follow_policy::automatic);  // the server: token, as one is set
     EXPECT_EQ(s.durability, ingest::durability::batched);
     EXPECT_EQ(s.durability_window, std::chrono::milliseconds(7));
     EXPECT_EQ(s.default_rate, 5U);
+    EXPECT_FALSE(s.access_log);
+    EXPECT_EQ(s.access_format, http::access_log_format::json);
     ASSERT_EQ(s.more_listen.size(), 1U);
+    EXPECT_EQ(s.more_listen[0].host, "::1");
     EXPECT_EQ(s.more_listen[0].port, 9000);
-    c.upload_token.clear();
-    c.admin_socket.clear();
-    c.admin_host = "127.0.0.1";
-    s = to_server_config(c);
-    EXPECT_EQ(s.follow_uploads, http::follow_policy::public_);
-    EXPECT_EQ(s.admin, http::admin_kind::tcp);
-    EXPECT_EQ(s.admin_address.port, 8081);
+    const daemon_config defaults;
+    EXPECT_EQ(defaults.server().admin, http::admin_kind::tcp);
+    EXPECT_EQ(defaults.server().admin_address.port, 8081);
+    // A library user's defaults stay theirs; the daemon's differ only where daemon_config says.
+    const http::server_config library;
+    EXPECT_EQ(library.admin, http::admin_kind::off);
+    EXPECT_EQ(library.loops, 1U);
+    EXPECT_EQ(library.follow_uploads, http::follow_policy::public_);
 }
 
 }  // namespace
