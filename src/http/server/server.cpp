@@ -449,20 +449,6 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         s->max_uploads = config.max_uploads != 0
                              ? config.max_uploads
                              : static_cast<unsigned>(std::max<std::size_t>(1, buffers / 2 / (config.upload_windows + 1)));
-        // Uploads a crash interrupted left their temp files: they never became anyone's file.
-        // Those another live daemon sharing the root is writing are locked, and stay.
-        std::uint64_t kept = 0;
-        auto removed = ingest::remove_leftovers(config.root, &kept);
-        if (!removed) {
-            return std::unexpected(removed.error());
-        }
-        s->leftovers_removed = *removed;
-        if (*removed > 0) {
-            spdlog::info("removed {} temp files of interrupted uploads", *removed);
-        }
-        if (kept > 0) {
-            spdlog::info("left {} temp files of uploads another process is writing (locked)", kept);
-        }
         auto pub = ingest::publisher::start(
             s->instance, {.mode = config.durability, .batch_window = config.durability_window, .max_batch = 256});
         if (!pub) {
@@ -585,6 +571,23 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         s->loops.front()->acceptors.push_back(std::move(a));
     }
 
+    // Uploads a crash interrupted left their temp files: they never became anyone's file. Those
+    // another live daemon sharing the root is writing are locked, and stay. Only now that every
+    // listener is bound: a start-up that fails (a port in use) leaves the root as it found it.
+    if (config.writable) {
+        std::uint64_t kept = 0;
+        auto removed = ingest::remove_leftovers(config.root, &kept);
+        if (!removed) {
+            return std::unexpected(removed.error());
+        }
+        s->leftovers_removed = *removed;
+        if (*removed > 0) {
+            spdlog::info("removed {} temp files of interrupted uploads", *removed);
+        }
+        if (kept > 0) {
+            spdlog::info("left {} temp files of uploads another process is writing (locked)", kept);
+        }
+    }
     // Each loop creates its ring on its own thread (a single-issuer ring belongs to its creator).
     const buffer::arena* arena = s->arena_used() ? &s->cache->buffers().arena() : nullptr;
     for (auto& ctx : s->loops) {

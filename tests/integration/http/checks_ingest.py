@@ -1007,6 +1007,31 @@ def _(ctx):
                                                     "(through a folder symlink)")
 
 
+@check("ingest/failed-start-leaves-leftovers", nginx=NGINX)
+def _(ctx):
+    # A start-up that fails (its port is taken by another program) changes nothing under the
+    # root: the temp file of an interrupted upload stays until a start-up that serves removes it.
+    root = _root(ctx, "failed-start")
+    left = root / ".victim.bin.dp-upload-4242-1"
+    left.write_bytes(b"an interrupted upload")
+    with socket.socket() as taken:  # no SO_REUSEPORT: datapumpd cannot share the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        try:
+            r = subprocess.run([ctx.factory.binary, "--root", str(root), "--writable", "--listen", f"127.0.0.1:{port}",
+                                "--provider", ctx.factory.provider, "--send-path", ctx.factory.send_path,
+                                "--admin-listen", "off"], capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            expect(False, f"datapumpd on a taken port 127.0.0.1:{port} did not stop within 30 s")
+    expect(r.returncode != 0, f"datapumpd on a taken port: exit {r.returncode}, want a failure")
+    expect(b"in use" in r.stdout + r.stderr, f"datapumpd on a taken port says why: {(r.stdout + r.stderr)[-300:]!r}")
+    expect(left.exists(), "a start-up that failed removed a temp file under the root")
+    server = _daemon(ctx, root)
+    expect(_sample(server, LEFTOVERS) == 1 and not left.exists(),
+           f"the next start-up: {LEFTOVERS} {_sample(server, LEFTOVERS)}, the temp file still there: {left.exists()}")
+
+
 @check("ingest/second-writer-409", nginx=NGINX)
 def _(ctx):
     root = _root(ctx, "second")
