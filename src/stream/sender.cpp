@@ -36,6 +36,11 @@ constexpr std::uint64_t turn_budget = std::uint64_t{4} << 20;
 // How far ahead of the send position the page cache is asked to read (posix) and how many cache
 // blocks the prefetcher is asked for (loans: the cache's readahead_blocks).
 constexpr std::uint64_t advise_window = std::uint64_t{8} << 20;
+// A page-cache body with no more than this left gets no read-ahead advice: the kernel's own
+// read-ahead (128 KiB, growing as the reads go on) covers it as sendfile/splice reads it, and the
+// advice would cost two cachestat(2) calls (and a cold window an FADV_WILLNEED) per request: 7 % of
+// the syscalls of a small-file request, measured (docs/benchmarks.md, "Small files").
+constexpr std::uint64_t no_advice_below = std::uint64_t{256} << 10;
 // How soon a stream that found every cache buffer pinned asks again.
 constexpr auto retry_delay = std::chrono::milliseconds(2);
 
@@ -333,6 +338,10 @@ void sender::advise_ahead() {
         return;
     }
     const std::uint64_t from = std::max(advised_until_, pos_);
+    if (advised_until_ <= pos_ && source_end_ - pos_ <= no_advice_below) {
+        advised_until_ = source_end_;  // a short body: the kernel's read-ahead is enough
+        return;
+    }
     const std::uint64_t length = std::min(advise_window, file_size_ - from);
     // A window already in the page cache needs no advice: WILLNEED would walk its pages on an
     // io-wq worker for nothing (7 % of the CPU of a warm wrk run, measured).

@@ -91,11 +91,12 @@ result<std::unique_ptr<local_file>> open_file(local_root& r, const char* path, o
         // it first (an O_EXCL create that fails with EINVAL created nothing), then without.
         extra_flags |= O_DIRECT;
     }
-    auto fd = open_regular(r.root.get(), path, flags_for(mode) | extra_flags, 0644);
+    file_info opened{};
+    auto fd = open_regular(r.root.get(), path, flags_for(mode) | extra_flags, 0644, &opened);
     if (!fd && mode == open_mode::create_new && fd.error().code == errc::unsupported &&
         fd.error().sys == EINVAL) {
         extra_flags &= ~O_DIRECT;
-        fd = open_regular(r.root.get(), path, flags_for(mode) | extra_flags, 0644);
+        fd = open_regular(r.root.get(), path, flags_for(mode) | extra_flags, 0644, &opened);
     }
     if (!fd) {
         if (fd.error().sys == EEXIST) {
@@ -108,6 +109,7 @@ result<std::unique_ptr<local_file>> open_file(local_root& r, const char* path, o
     f->fd = std::move(*fd);
     f->mode = mode;
     f->direct = (extra_flags & O_DIRECT) != 0;
+    f->opened = opened;
     return f;
 }
 
@@ -115,7 +117,8 @@ void close_file(file_handle f) noexcept { delete as_file(f); }
 
 result<file_info> stat_file(file_handle h) noexcept {
     local_file& f = *as_file(h);
-    auto info = info_of(f.fd.get());
+    auto info = f.opened ? result<file_info>(*f.opened) : info_of(f.fd.get());
+    f.opened.reset();
     if (!info) {
         return info;
     }

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace datapump::fs::local {
@@ -42,6 +43,9 @@ struct local_file {
     // Size recorded at open and by each stat. Relaxed: an informational snapshot; reads check
     // against the size their cache view was opened with, not this.
     std::atomic<std::uint64_t> size{0};
+    // The attributes open_regular saw: the first stat after the open answers with them instead
+    // of another fstat (the open's own inode check made one a moment ago).
+    std::optional<file_info> opened;
     // The access pattern last reported (for diagnosis and tests). Relaxed: informational.
     std::atomic<std::uint32_t> pattern_mode{0};
     std::atomic<std::uint32_t> pattern_speed{1};

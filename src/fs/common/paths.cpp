@@ -58,7 +58,7 @@ result<unique_fd> open_root(const char* root) {
     return fd;
 }
 
-result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode) {
+result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode, file_info* opened) {
     struct stat first {};
     const bool creating = (flags & O_CREAT) != 0;
     if (!creating) {
@@ -92,9 +92,17 @@ result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t 
     if (!creating && (now.st_dev != first.st_dev || now.st_ino != first.st_ino)) {
         return fail(errc::file_changed, "open: the file was replaced while being opened");
     }
-    const int fl = ::fcntl(fd->get(), F_GETFL);
-    if (fl < 0 || ::fcntl(fd->get(), F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    // F_SETFL changes only the status flags (O_APPEND, O_DIRECT, O_NOATIME, O_NONBLOCK, ...) and
+    // ignores the rest: `flags` as opened, without O_NONBLOCK, is the state wanted.
+    if (::fcntl(fd->get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
         return fail_errno("open: fcntl(F_SETFL)");
+    }
+    if (opened != nullptr) {
+        auto info = info_from(now);
+        if (!info) {
+            return std::unexpected(info.error());
+        }
+        *opened = *info;
     }
     return fd;
 }
@@ -131,6 +139,10 @@ result<file_info> info_of(int fd) {
     if (::fstat(fd, &st) != 0) {
         return fail_errno("stat: fstat");
     }
+    return info_from(st);
+}
+
+result<file_info> info_from(const struct ::stat& st) {
     if (st.st_nlink == 0) {
         return fail(errc::file_changed, "stat: the file was deleted");
     }

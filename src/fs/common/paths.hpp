@@ -11,6 +11,7 @@
 #include "datapump/base/unique_fd.hpp"
 #include "datapump/fs/provider.hpp"
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <string>
@@ -24,8 +25,11 @@ namespace datapump::fs::local {
 // Opens a regular file beneath `root_fd`: resolves with O_PATH first and checks the type (so a
 // fifo never blocks and a device is never opened), then opens with `flags` and checks it is
 // still the same inode. Errors: invalid_argument (empty path), escapes_root, not_found,
-// not_regular_file, unsupported (openat2 or O_DIRECT unavailable), io_error.
-[[nodiscard]] result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode = 0);
+// not_regular_file, unsupported (openat2 or O_DIRECT unavailable), io_error. `opened`, when given,
+// gets the open file's attributes (its fstat, made anyway for the inode check: the caller need
+// not stat again).
+[[nodiscard]] result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode = 0,
+                                             file_info* opened = nullptr);
 
 // Opens the directory `path` names beneath `root_fd` for reading (fsync-able); "" or "." is the
 // root itself. Errors: as open_regular, not_regular_file when it is not a directory.
@@ -39,8 +43,10 @@ struct split_path {
 };
 [[nodiscard]] result<split_path> split_last(const char* path);
 
-// Attributes of an open file. Errors: io_error.
+// Attributes of an open file. Errors: io_error, file_changed (deleted).
 [[nodiscard]] result<file_info> info_of(int fd);
+// The same from a stat already made.
+[[nodiscard]] result<file_info> info_from(const struct ::stat& st);
 
 // Errors: out_of_range when `range` does not lie within [0, size].
 [[nodiscard]] result<void> check_range(const file_info& info, byte_range range);

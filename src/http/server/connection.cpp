@@ -252,6 +252,24 @@ void connection::answer_error(int status, std::string_view reason) {
 void connection::send_out() {
     const auto rest = std::as_bytes(std::span(out_)).subspan(out_sent_);
     const int more = phase_ == phase::head ? MSG_MORE : 0;
+    // A fresh answer's head (or a whole small answer) almost always fits the socket's buffer:
+    // sent now with a non-blocking send, it saves a trip round the ring before the body (or the
+    // next pipelined request) starts, the head going out with the body's first bytes (MSG_MORE).
+    // What it does not take goes through the ring. The nesting is bounded: answers sent this way
+    // recurse through finish_response -> process_input; past the bound they take the ring.
+    if (out_sent_ == 0 && direct_depth_ < max_direct_depth) {
+        const ssize_t n = ::send(fd_.get(), rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT | more);
+        if (n > 0) {
+            ++direct_depth_;
+            took_out(static_cast<std::size_t>(n));
+            --direct_depth_;
+            return;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            close_now(errno_text(errno));
+            return;
+        }
+    }
     ++outstanding_;
     ctx_.loop->send(fd_.get(), rest, MSG_NOSIGNAL | more, &send_op_);
 }
@@ -265,9 +283,14 @@ void connection::on_send(int result, std::uint32_t /*flags*/) {
         close_now(errno_text(-result));
         return;
     }
-    out_sent_ += static_cast<std::size_t>(result);
-    bump(server_.bytes_sent, static_cast<std::uint64_t>(result));
-    if (result > 0) {
+    took_out(static_cast<std::size_t>(result));
+}
+
+// The socket took `n` bytes of out_ (the head, or a whole answer held in memory).
+void connection::took_out(std::size_t n) {
+    out_sent_ += n;
+    bump(server_.bytes_sent, n);
+    if (n > 0) {
         if (!first_byte_sent_) {
             first_byte_sent_ = true;
             first_byte_at_ = io::clock::now();

@@ -166,6 +166,7 @@ private:
     void answer(response_plan plan);
     void send_out();
     void on_send(int result, std::uint32_t flags);
+    void took_out(std::size_t n);
     void finish_response();
     // `reset`: abort the connection (RST) whatever its phase, as a cut body is.
     void close_now(std::string_view why, bool reset = false);
@@ -254,6 +255,10 @@ private:
     // The response in progress.
     std::string out_;
     std::size_t out_sent_ = 0;
+    // Answers sent at once by send_out that are still on the stack (pipelined requests answered
+    // within one another): past the bound, send_out goes through the ring.
+    static constexpr unsigned max_direct_depth = 8;
+    unsigned direct_depth_ = 0;
     bool close_after_ = false;
     int status_ = 0;
     std::string log_request_;  // method and target, log_escape()d
