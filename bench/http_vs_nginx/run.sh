@@ -231,54 +231,49 @@ parse_wrk() {
     END { printf "%.0f %.0f %.1f %d %.0f\n", rd / secs / 1e6, rps, p99, err, rd }'
 }
 
+# wrk_point NAME SERVER C FILE_ARGS...: one measured wrk run at C connections with rotate.lua
+# over the files FILE_ARGS name; adds NAME.cC.{MBps,rps,p99,cpu} for SERVER.
+wrk_point() {
+  local name=$1 s=$2 c=$3 t c0 c1 out mbps rps p99 err bytes
+  shift 3
+  [ -n "$srv_pid" ] || start_server "$s"
+  t=$((c < 2 ? 1 : 2))
+  c0=$(cpu_ticks)
+  out=$(wrk -t"$t" -c"$c" -d"${wrk_s}s" --latency --timeout 10s -s "$here/rotate.lua" "$(url "")" -- "$@")
+  c1=$(cpu_ticks)
+  survived "$name -c$c" || return 0
+  read -r mbps rps p99 err bytes <<<"$(parse_wrk <<<"$out")"
+  [ "$err" -eq 0 ] || echo "run.sh: $name -c$c against $s: $err errors" >&2
+  add "$name.c$c.MBps" "$s" "$mbps"
+  add "$name.c$c.rps" "$s" "$rps"
+  add "$name.c$c.p99" "$s" "$p99"
+  add "$name.c$c.cpu" "$s" "$(calc "($c1 - $c0) / $tck / ($bytes / 2^30)" 3)"
+}
+
 run_wrk() {
-  local r s c t c0 c1 out mbps rps p99 err bytes i
+  local r s c i
   warm "$http"/w8/*.bin
   for ((r = 0; r < reps; r++)); do
     for s in $(rotated "$r"); do
       start_server "$s"
       for i in $(seq -w 0 31); do curl -s -o /dev/null "$(url "/w8/f$i.bin")"; done   # warm-up pass
-      for c in 1 16 64 256; do
-        [ -n "$srv_pid" ] || start_server "$s"
-        t=$((c < 2 ? 1 : 2))
-        c0=$(cpu_ticks)
-        out=$(wrk -t"$t" -c"$c" -d"${wrk_s}s" --latency --timeout 10s -s "$here/rotate.lua" "$(url "")" -- /w8/f 32)
-        c1=$(cpu_ticks)
-        survived "wrk -c$c" || continue
-        read -r mbps rps p99 err bytes <<<"$(parse_wrk <<<"$out")"
-        [ "$err" -eq 0 ] || echo "run.sh: wrk -c$c against $s: $err errors" >&2
-        add "wrk.c$c.MBps" "$s" "$mbps"
-        add "wrk.c$c.rps" "$s" "$rps"
-        add "wrk.c$c.p99" "$s" "$p99"
-        add "wrk.c$c.cpu" "$s" "$(calc "($c1 - $c0) / $tck / ($bytes / 2^30)" 3)"
-      done
+      for c in 1 16 64 256; do wrk_point wrk "$s" "$c" /w8/f 32; done
       stop_server
     done
   done
 }
 
+# The small files: 10,000 names of 5 digits, walked with a stride of 7919 (prime, not a divisor of
+# the count: every file before any repeats), in the same order for every server.
 run_small() {
-  local r s c t c0 c1 out mbps rps p99 err bytes
+  local r s c
   warm "$http"/s10k/*.bin
   for ((r = 0; r < reps; r++)); do
     for s in $(rotated "$r"); do
       start_server "$s"
       # Warm-up: one pass over the set (datapumpd's cache, nginx's first opens), not measured.
-      wrk -t2 -c16 -d"${wrk_s}s" -s "$here/small.lua" "$(url "")" -- /s10k/f 10000 >/dev/null
-      for c in 16 256; do
-        [ -n "$srv_pid" ] || start_server "$s"
-        t=2
-        c0=$(cpu_ticks)
-        out=$(wrk -t"$t" -c"$c" -d"${wrk_s}s" --latency --timeout 10s -s "$here/small.lua" "$(url "")" -- /s10k/f 10000)
-        c1=$(cpu_ticks)
-        survived "small -c$c" || continue
-        read -r mbps rps p99 err bytes <<<"$(parse_wrk <<<"$out")"
-        [ "$err" -eq 0 ] || echo "run.sh: small -c$c against $s: $err errors" >&2
-        add "small.c$c.rps" "$s" "$rps"
-        add "small.c$c.p99" "$s" "$p99"
-        add "small.c$c.MBps" "$s" "$mbps"
-        add "small.c$c.cpu" "$s" "$(calc "($c1 - $c0) / $tck / ($bytes / 2^30)" 3)"
-      done
+      wrk -t2 -c16 -d"${wrk_s}s" -s "$here/rotate.lua" "$(url "")" -- /s10k/f 10000 5 7919 >/dev/null
+      for c in 16 256; do wrk_point small "$s" "$c" /s10k/f 10000 5 7919; done
       stop_server
     done
   done
