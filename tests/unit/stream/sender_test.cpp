@@ -154,6 +154,11 @@ protected:
         if (loop_) {
             drop_sender();
         }
+        if (cache_ != nullptr) {
+            // A fallback read's completion posts to the loop from a cache worker: wait for every
+            // one before the loop goes (as the server's shutdown does).
+            cache_->quiesce();
+        }
         loop_.reset();
         if (cache_ != nullptr) {
             cache_->quiesce();
