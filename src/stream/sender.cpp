@@ -105,11 +105,6 @@ bool peer_window_takes(int fd, std::size_t n) {
     return std::uint64_t{info.tcpi_snd_wnd} >= static_cast<std::uint64_t>(queued) + n;
 }
 
-// True when `loan` holds the file byte at `pos`.
-bool covers(const cache::read_loan& loan, std::uint64_t pos) {
-    return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
-}
-
 }  // namespace
 
 void sender::op::complete(int result, std::uint32_t flags) {
@@ -572,7 +567,7 @@ bool sender::take_loan() {
     const std::uint64_t bs = env_.cache->block_size();
     const std::uint64_t at = loan_pos();
     auto hit = file_->lock_buffer(*view_, at / bs);
-    if (hit && covers(*hit, at)) {
+    if (hit && hit->covers(at)) {
         ready_ = std::move(*hit);
         return true;
     }
@@ -643,7 +638,7 @@ void sender::on_loans(result<std::vector<cache::read_loan>> loans) {
         fail(describe(loans.error(), file_->path()));
         return;
     }
-    if (loans->empty() || !covers(loans->front(), loan_pos())) {
+    if (loans->empty() || !loans->front().covers(loan_pos())) {
         fail("the file ended before the range did");
         return;
     }
@@ -656,7 +651,7 @@ void sender::pump_loans() {
     while ((remaining_ > 0 || resend_len_ > 0) && !sending_) {
         if (resend_len_ > 0) {
             // What a full socket left unsent goes first, from a fresh loan (a cache hit, usually).
-            if (!covers(ready_, resend_pos_)) {
+            if (!ready_.covers(resend_pos_)) {
                 ready_.give_back();
                 if (!take_loan()) {
                     return;
@@ -683,7 +678,7 @@ void sender::pump_loans() {
             fail("the source ended before the body did (seek or speed change)");
             return;
         }
-        if (!covers(ready_, pos_)) {
+        if (!ready_.covers(pos_)) {
             ready_.give_back();
             if (!take_loan()) {
                 return;

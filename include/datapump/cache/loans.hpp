@@ -44,6 +44,10 @@ public:
     }
     [[nodiscard]] std::size_t size() const { return length_; }
     [[nodiscard]] std::uint64_t file_offset() const { return file_offset_; }
+    // True when the loan holds the file byte at `pos`.
+    [[nodiscard]] bool covers(std::uint64_t pos) const {
+        return !empty() && pos >= file_offset_ && pos < file_offset_ + length_;
+    }
     // Arena index of the buffer (an io_uring fixed-buffer index) and the bytes' offset in it.
     [[nodiscard]] std::uint32_t buffer_index() const { return ref_.index(); }
     [[nodiscard]] std::uint32_t offset_in_buffer() const { return begin_; }

@@ -66,11 +66,6 @@ struct response_plan {
     bool follow_chunked = false;
 };
 
-// True when `loan` holds the file byte at `pos`.
-[[nodiscard]] inline bool covers(const cache::read_loan& loan, std::uint64_t pos) {
-    return !loan.empty() && pos >= loan.file_offset() && pos < loan.file_offset() + loan.size();
-}
-
 // The wake-up a paced stream's rt ticks call (on a VP) when credit arrives for stream `sid` of
 // `ctx`'s loop: it posts on_credit to the loop. Defined in router.cpp.
 [[nodiscard]] std::function<void()> credit_wake(loop_context& ctx, std::uint64_t sid);

@@ -45,10 +45,10 @@ void connection::pump_follow() {
         if (follow_owed_ > 0 || pos_ < size) {
             // The next byte to send: the first one a full socket left unsent, else pos_.
             const std::uint64_t at = pos_ - follow_owed_;
-            if (!covers(ready_, at)) {
+            if (!ready_.covers(at)) {
                 ready_.give_back();
                 auto hit = server_.cache->try_loan(*view_, at / bs);
-                if (hit && covers(*hit, at)) {
+                if (hit && hit->covers(at)) {
                     ready_ = std::move(*hit);
                 } else if (!hit && hit.error().code != errc::would_block && hit.error().code != errc::no_buffers) {
                     close_now(describe(hit.error(), follow_->path()));
@@ -132,7 +132,7 @@ void connection::on_follow_loans(result<std::vector<cache::read_loan>> loans) {
         close_now(describe(loans.error(), follow_->path()));
         return;
     }
-    if (loans->empty() || !covers(loans->front(), pos_ - follow_owed_)) {
+    if (loans->empty() || !loans->front().covers(pos_ - follow_owed_)) {
         close_now("the upload's bytes could not be read back");
         return;
     }
