@@ -68,7 +68,7 @@ stop_server() {
 # nginx, its workers.
 cpu_ticks() {
   local t=0 p pids="$srv_pid"
-  [ "$srv_name" != nginx ] || pids="$pids $(pgrep -P "$srv_pid" || true)"
+  [[ "$srv_name" != nginx* ]] || pids="$pids $(pgrep -P "$srv_pid" || true)"
   for p in $pids; do
     [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
   done

@@ -25,6 +25,9 @@
 #        DATAPUMP_BENCH_DIR where the files are made once (default /var/tmp/datapump-bench; 5.3 GiB)
 #        BENCH_CACHE_MIB    datapumpd --cache-mib (default 2048)
 #        BENCH_WRK_SECONDS (5), BENCH_PACED_SECONDS (20), BENCH_PACED_CLIENTS (100)
+#        BENCH_NGINX_OFC=1  adds server nginx-ofc: nginx with `open_file_cache max=16384
+#                           inactive=60s; open_file_cache_valid 60s` (datapumpd keeps files open
+#                           too: docs/daemon.md, "Open-file cache"), and a table of datapumpd / it
 #        DATAPUMP_BASE_BIN_DIR  an older datapumpd's folder: adds servers dp-posix-base and
 #                           dp-direct-base (same flags) and a before/after table, so a change's
 #                           cost is measured in the same run, rotated with the others
@@ -56,6 +59,7 @@ if [ -n "${DATAPUMP_BASE_BIN_DIR:-}" ]; then
   [ -x "$basebin" ] || { echo "run.sh: no datapumpd at $basebin (DATAPUMP_BASE_BIN_DIR)" >&2; exit 2; }
   grep -q 'dp-posix-base' <<<"${servers[*]}" || servers+=(dp-posix-base dp-direct-base)
 fi
+if [ -n "${BENCH_NGINX_OFC:-}" ] && ! grep -q 'nginx-ofc' <<<"${servers[*]}"; then servers+=(nginx-ofc); fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 cache_mib=${BENCH_CACHE_MIB:-2048}
 wrk_s=${BENCH_WRK_SECONDS:-5}
@@ -98,14 +102,16 @@ start_server() {
   srv_name=$1
   srv_port=$(free_port)
   case "$srv_name" in
-    nginx)
+    nginx|nginx-ofc)
+      local ofc=""
+      [ "$srv_name" = nginx-ofc ] && ofc="open_file_cache max=16384 inactive=60s; open_file_cache_valid 60s;"
       cat >"$work/nginx.conf" <<EOF
 daemon off; worker_processes auto; worker_rlimit_nofile 16384; pid $work/nginx.pid;
 error_log $work/nginx.log warn;
 events { worker_connections 8192; }
 http {
   include /etc/nginx/mime.types; default_type application/octet-stream;
-  sendfile on; tcp_nopush on; access_log off; keepalive_requests 1000000;
+  sendfile on; tcp_nopush on; access_log off; keepalive_requests 1000000; $ofc
   client_body_temp_path $work/body; proxy_temp_path $work/proxy; fastcgi_temp_path $work/fastcgi;
   uwsgi_temp_path $work/uwsgi; scgi_temp_path $work/scgi;
   map \$arg_rate \$rate { "" 0; default \$arg_rate; }
@@ -153,7 +159,7 @@ survived() {
 # which also counts whatever else the machine reads meanwhile.
 disk_bytes() {
   local t=0 p pids="$srv_pid"
-  [ "$srv_name" != nginx ] || pids="$pids $(pgrep -P "$srv_pid" || true)"
+  [[ "$srv_name" != nginx* ]] || pids="$pids $(pgrep -P "$srv_pid" || true)"
   for p in $pids; do
     [ -r "/proc/$p/io" ] && t=$((t + $(awk '/^read_bytes/ {print $2}' "/proc/$p/io")))
   done
@@ -403,6 +409,27 @@ for s in "${only[@]}"; do
       done ;;
   esac
 done
+if grep -q 'nginx-ofc' <<<"${servers[*]}"; then
+  echo
+  echo "against nginx with open_file_cache max=16384 inactive=60s, open_file_cache_valid 60s (ratio = datapumpd / it)"
+  ratio_ofc() {  # key server -> median(server) / median(nginx-ofc)
+    local a=${res["$1|$2"]:-} b=${res["$1|nginx-ofc"]:-} ma mb
+    if [ -z "$a" ] || [ -z "$b" ]; then printf '%-7s' "-"; return; fi
+    ma=$(tr ' ' '\n' <<<"$a" | sed '/^$/d' | median); mb=$(tr ' ' '\n' <<<"$b" | sed '/^$/d' | median)
+    printf '%-7s' "$(awk -v a="$ma" -v b="$mb" 'BEGIN {if (b == 0) print "-"; else printf "%.2fx", a / b}')"
+  }
+  for s in "${only[@]}"; do
+    case "$s" in
+      small) for c in 16 256; do
+          for k in rps p99 cpu; do
+            printf '%-30s %s %s %s %s %s\n' "small -c$c: $k" "$(cell "small.c$c.$k" nginx-ofc)" \
+              "$(cell "small.c$c.$k" dp-posix)" "$(ratio_ofc "small.c$c.$k" dp-posix)" \
+              "$(cell "small.c$c.$k" dp-direct)" "$(ratio_ofc "small.c$c.$k" dp-direct)"
+          done
+        done ;;
+    esac
+  done
+fi
 if [ -n "$basebin" ]; then
   echo
   echo "before/after: $basebin -> $dpbin (ratio = after / before)"

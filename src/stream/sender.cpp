@@ -138,7 +138,7 @@ sender::~sender() { *self_ref_ = nullptr; }
 result<void> sender::begin(transfer t) {
     end();
     ++generation_;
-    file_ = std::make_unique<fs::file>(std::move(t.file));
+    file_ = std::move(t.file);
     pos_ = t.start;
     source_end_ = t.start + t.length;
     remaining_ = t.length;

@@ -126,6 +126,11 @@ struct server_config {
     std::uint32_t max_header_bytes = 16384;
     std::uint32_t max_request_line = 8192;
     bool directory_listing = false;
+    // Open files kept between requests (fs::open_cache; docs/daemon.md, "Open-file cache"): at
+    // most this many (0: none, every request opens its file), each opened anew after
+    // open_file_cache_valid_ms at the latest. Capped at start to half the descriptor limit.
+    std::uint64_t open_file_cache = 16384;
+    std::uint64_t open_file_cache_valid_ms = 60000;
     bool access_log = true;
     // Uploads (docs/daemon.md, "Uploads"): PUT and DELETE are refused (405) unless writable.
     bool writable = false;

@@ -64,6 +64,13 @@ struct cache_view {
     std::uint64_t loans_out = 0;
     std::uint64_t prefetch_posted = 0;
     std::uint64_t prefetch_dropped = 0;
+    // The open-file cache (fs::open_cache) of the roots served now.
+    std::uint64_t open_files = 0;
+    std::uint64_t open_hits = 0;
+    std::uint64_t open_misses = 0;
+    std::uint64_t open_forgotten = 0;
+    std::uint64_t open_evicted = 0;
+    std::uint64_t open_unwatched = 0;
 };
 
 struct send_view {

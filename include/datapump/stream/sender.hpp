@@ -97,7 +97,7 @@ struct sender_env {
 
 // One body: `length` (> 0) bytes of `file` from `start`.
 struct transfer {
-    fs::file file;
+    std::shared_ptr<fs::file> file;  // not null; may be shared with other transfers (an open-file cache)
     std::uint64_t start = 0;
     std::uint64_t length = 0;
     std::uint64_t file_size = 0;
@@ -216,7 +216,7 @@ private:
     // The transfer.
     bool active_ = false;
     wait wait_ = wait::none;
-    std::unique_ptr<fs::file> file_;
+    std::shared_ptr<fs::file> file_;
     std::shared_ptr<cache::cached_file> view_;  // loan paths
     int body_fd_ = -1;                          // page-cache paths
     std::shared_ptr<control> control_;

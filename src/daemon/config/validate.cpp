@@ -162,6 +162,18 @@ problem check_upload_bounds(const daemon_config& c) {
     return std::nullopt;
 }
 
+problem check_open_file_cache(const daemon_config& c) {
+    if (c.open_file_cache > 1'000'000) {
+        return "--open-file-cache (open_file_cache): " + std::to_string(c.open_file_cache) +
+               " files is out of range; give 0 (none) to 1000000";
+    }
+    if (c.open_file_cache_valid_ms < 1 || c.open_file_cache_valid_ms > 86'400'000) {
+        return "--open-file-cache-valid-ms (open_file_cache_valid_ms): " + std::to_string(c.open_file_cache_valid_ms) +
+               " is out of range; give 1 to 86400000 (a day)";
+    }
+    return std::nullopt;
+}
+
 problem check_rates(const daemon_config& c) {
     if (c.default_rate != 0 && c.max_rate != 0 && c.max_rate < c.default_rate) {
         return "--max-rate (max_rate): " + std::to_string(c.max_rate) + " B/s is below --default-rate " +
@@ -278,6 +290,7 @@ std::string validate_config(const daemon_config& c) {
         check_nonzero(c.max_request_line, "--max-request-line (max_request_line)"),
         check_request_line(c),
         check_log_level(c),
+        check_open_file_cache(c),
         // hostile network: uploads
         check_writable_exposure(c),
         check_upload_bounds(c),

@@ -58,7 +58,9 @@ result<unique_fd> open_root(const char* root) {
     return fd;
 }
 
-result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode, file_info* opened) {
+namespace {
+
+result<unique_fd> open_regular_once(int root_fd, const char* path, int flags, mode_t mode, file_info* opened) {
     struct stat first {};
     const bool creating = (flags & O_CREAT) != 0;
     if (!creating) {
@@ -105,6 +107,20 @@ result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t 
         *opened = *info;
     }
     return fd;
+}
+
+}  // namespace
+
+result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode, file_info* opened) {
+    // A replacement racing the open (a rename over the name between the check and the open, or
+    // just after it: the inode opened has no link left) settles at once: open the name again, as
+    // a request arriving a moment later would.
+    for (int attempt = 0;; ++attempt) {
+        auto fd = open_regular_once(root_fd, path, flags, mode, opened);
+        if (fd || fd.error().code != errc::file_changed || attempt == 7) {
+            return fd;
+        }
+    }
 }
 
 result<unique_fd> open_directory(int root_fd, const char* path) {

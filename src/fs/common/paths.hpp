@@ -24,8 +24,9 @@ namespace datapump::fs::local {
 
 // Opens a regular file beneath `root_fd`: resolves with O_PATH first and checks the type (so a
 // fifo never blocks and a device is never opened), then opens with `flags` and checks it is
-// still the same inode. Errors: invalid_argument (empty path), escapes_root, not_found,
-// not_regular_file, unsupported (openat2 or O_DIRECT unavailable), io_error. `opened`, when given,
+// still the same inode (a replacement racing it is opened anew, up to 8 times). Errors:
+// invalid_argument (empty path), escapes_root, not_found, not_regular_file, unsupported (openat2
+// or O_DIRECT unavailable), file_changed (the name kept being replaced), io_error. `opened`, when given,
 // gets the open file's attributes (its fstat, made anyway for the inode check: the caller need
 // not stat again).
 [[nodiscard]] result<unique_fd> open_regular(int root_fd, const char* path, int flags, mode_t mode = 0,

@@ -194,7 +194,7 @@ void connection::answer(response_plan plan) {
     if (plan.status >= 100 && plan.status < 600) {
         bump(server_.by_status[static_cast<std::size_t>(plan.status)]);
     }
-    if (plan.file.has_value() && plan.length > 0) {
+    if (plan.file && plan.length > 0) {
         reservation_ = std::move(plan.reservation);
         control_ = plan.control;
         stream_slot_ = std::move(plan.client_stream);
@@ -203,7 +203,7 @@ void connection::answer(response_plan plan) {
         phase_ = phase::head;
         begin_body();  // registers the stream; the head goes first
         const std::string path = plan.file->path();
-        auto begun = sender_.begin({.file = std::move(*plan.file),
+        auto begun = sender_.begin({.file = std::move(plan.file),
                                     .start = plan.start,
                                     .length = plan.length,
                                     .file_size = plan.file_size,

@@ -51,7 +51,7 @@ struct response_plan {
     std::string body;     // a body held in memory (error pages, JSON, HTML)
     bool close_after = false;
     // A file body (status 200/206 to GET): `length` bytes from `start`.
-    std::optional<fs::file> file;
+    std::shared_ptr<fs::file> file;  // shared with the root's open-file cache
     std::uint64_t start = 0;
     std::uint64_t length = 0;
     std::uint64_t file_size = 0;

@@ -493,16 +493,28 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
     }
     // A directory asked for as one (the root, or a path ending in '/') is answered by its
     // index.html when it has one, as nginx's default `index` does; else listed or refused.
-    std::optional<result<fs::file>> index;
+    // Through the root's open-file cache when it has one (fs::open_cache: a change made before
+    // this request is always seen).
+    const auto open_file = [&ctx](const std::string& name) -> result<std::shared_ptr<fs::file>> {
+        if (ctx.root->files) {
+            return ctx.root->files->open(name);
+        }
+        auto opened = ctx.root->instance->open(name);
+        if (!opened) {
+            return std::unexpected(opened.error());
+        }
+        return std::make_shared<fs::file>(std::move(*opened));
+    };
+    std::optional<result<std::shared_ptr<fs::file>>> index;
     if (relative.empty() || target.directory) {
         std::string name = relative.empty() ? std::string("index.html") : relative + "/index.html";
-        index.emplace(ctx.root->instance->open(name));
+        index.emplace(open_file(name));
         if (!*index) {
             return directory_response(ctx.root->fd, cfg, req, relative, close);
         }
         relative = std::move(name);
     }
-    auto opened = index ? std::move(*index) : ctx.root->instance->open(relative);
+    auto opened = index ? std::move(*index) : open_file(relative);
     if (!opened) {
         if (opened.error().sys == ENAMETOOLONG) {
             return error_response(414, "a name in the path is longer than the file system allows", close);
@@ -520,7 +532,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
                 return error_response(500, "the file cannot be opened", close);
         }
     }
-    const fs::file_info info = opened->info();
+    const fs::file_info info = (*opened)->info();
     const std::int64_t mtime_s = info.mtime_ns / 1'000'000'000;
     const std::string etag = make_etag(info.inode, info.size, info.mtime_ns);
     const std::string last_modified = http_date(mtime_s);
@@ -686,7 +698,8 @@ response_plan capability_response(server::state& s, const request& req, const ta
     return stream_action(s, req, c->id, action, std::string(unknown), close);
 }
 
-response_plan control_response(server::state& s, const request& req, const target_path& target, bool keep_alive) {
+response_plan control_response(server::state& s, const served_root& root, const request& req, const target_path& target,
+                               bool keep_alive) {
     const bool close = !keep_alive;
     std::string_view sub = std::string_view(target.relative).substr(control_root.size());
     if (sub.empty() && target.directory) {
@@ -713,7 +726,7 @@ response_plan control_response(server::state& s, const request& req, const targe
         if (!is_get_or_head(req)) {
             return method_not_allowed("GET, HEAD", close);
         }
-        return json_response(200, status_json(make_view(s)), close);
+        return json_response(200, status_json(make_view(s, root)), close);
     }
     constexpr std::string_view streams_prefix = "/api/streams/";
     if (sub.starts_with(streams_prefix)) {
@@ -824,11 +837,11 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool
         if (!is_get_or_head(req)) {
             return method_not_allowed("GET, HEAD", !keep_alive);
         }
-        return memory_response(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(make_view(s)), !keep_alive,
+        return memory_response(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(make_view(s, *ctx.root)), !keep_alive,
                                req.verb == method::head);
     }
     if (control) {
-        return control_response(s, req, *target, keep_alive);
+        return control_response(s, *ctx.root, req, *target, keep_alive);
     }
     return error_response(404, "the admin listener serves only /metrics and /_datapump/", !keep_alive);
 }

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -373,6 +374,35 @@ std::uint16_t server::admin_port() const { return state_->admin_port; }
 send_path server::path() const { return state_->path; }
 stream::stream_table& server::streams_table() { return state_->table; }
 
+namespace {
+
+// The open-file cache of a served root (null when off). Each kept file holds a descriptor: the
+// cache gets at most half of the descriptor limit, so that connections keep the other half.
+std::unique_ptr<fs::open_cache> make_open_cache(const server_config& config, fs::provider_instance& instance,
+                                                int root_fd) {
+    if (config.open_file_cache == 0) {
+        return nullptr;
+    }
+    std::uint64_t max_files = config.open_file_cache;
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY && max_files > lim.rlim_cur / 2) {
+        max_files = std::max<std::uint64_t>(1, lim.rlim_cur / 2);
+        spdlog::warn("open-file cache: {} files asked, {} kept (half of the descriptor limit {}; raise it with "
+                     "ulimit -n or LimitNOFILE=)",
+                     config.open_file_cache, max_files, static_cast<std::uint64_t>(lim.rlim_cur));
+    }
+    auto made = fs::open_cache::create(
+        instance, root_fd,
+        {.max_files = max_files, .valid = std::chrono::milliseconds(config.open_file_cache_valid_ms)});
+    if (!made) {
+        spdlog::warn("open-file cache off: {}", describe(made.error()));
+        return nullptr;
+    }
+    return std::move(*made);
+}
+
+}  // namespace
+
 result<std::unique_ptr<server>> server::start(const server_config& config) {
     // sendfile() and splice() have no MSG_NOSIGNAL: a client that resets would raise SIGPIPE and, by default,
     // end the process. Ignore it, unless the embedding program installed its own handler.
@@ -505,6 +535,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     started_root->path = config.root;
     started_root->instance = &s->instance;
     started_root->fd = s->root_fd.get();
+    started_root->files = make_open_cache(config, s->instance, started_root->fd);
     s->served_path = config.root;
     s->roots.push_back(started_root);
     for (unsigned i = 0; i < config.loops; ++i) {
@@ -694,6 +725,11 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
         spdlog::warn("{} connections had operations in flight at exit", s.connections.load(std::memory_order_relaxed));
     }
     s.loops.clear();
+    for (const auto& root : s.roots) {
+        if (root->files) {
+            root->files->clear();
+        }
+    }
     // The admin socket's file goes with it, unless another process has bound that path since.
     struct stat st {};
     if (!s.admin_socket.empty() && ::lstat(s.admin_socket.c_str(), &st) == 0 && st.st_ino == s.admin_socket_inode) {
@@ -729,8 +765,15 @@ result<void> server::reconfigure(const server_config& next) {
         made->path = fresh->root;
         made->instance = &made->owned;
         made->fd = made->owned_fd.get();
+        made->files = make_open_cache(s.config, made->owned, made->fd);
         root = std::move(made);
         s.served_path = fresh->root;
+        // The old root's kept files close as the streams still using them end.
+        for (const auto& old : s.roots) {
+            if (old->files) {
+                old->files->clear();
+            }
+        }
         std::erase_if(s.roots, [](const std::shared_ptr<const served_root>& r) {
             return r.use_count() == 1 && r->instance->open_files() == 0;
         });
@@ -784,7 +827,7 @@ std::vector<stream_view> stream_views(const server::state& s) {
     return out;
 }
 
-server_view make_view(const server::state& s) {
+server_view make_view(const server::state& s, const served_root& root) {
     server_view v;
     v.version = "0.1.0";
     v.uptime_ms = static_cast<std::uint64_t>(
@@ -855,6 +898,15 @@ server_view make_view(const server::state& s) {
     v.cache.loans_out = snap.loans_out;
     v.cache.prefetch_posted = snap.prefetch_posted;
     v.cache.prefetch_dropped = snap.prefetch_dropped;
+    if (root.files) {
+        const auto o = root.files->counters();
+        v.cache.open_files = o.files;
+        v.cache.open_hits = o.hits;
+        v.cache.open_misses = o.misses;
+        v.cache.open_forgotten = o.forgotten;
+        v.cache.open_evicted = o.evicted;
+        v.cache.open_unwatched = o.unwatched;
+    }
     v.sends.sendfile_bytes = s.sends.sendfile_bytes.load(std::memory_order_relaxed);
     v.sends.splice_bytes = s.sends.splice_bytes.load(std::memory_order_relaxed);
     v.sends.send_zc_bytes = s.sends.send_zc_bytes.load(std::memory_order_relaxed);
@@ -885,7 +937,7 @@ server_view make_view(const server::state& s) {
     return v;
 }
 
-server_view server::view() const { return make_view(*state_); }
+server_view server::view() const { return make_view(*state_, *state_->roots.back()); }
 std::vector<stream_view> server::streams() const { return stream_views(*state_); }
 
 }  // namespace datapump::http

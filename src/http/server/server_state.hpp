@@ -13,6 +13,7 @@
 #include "datapump/base/accept_guard.hpp"
 #include "datapump/base/unique_fd.hpp"
 #include "datapump/cache/file_cache.hpp"
+#include "datapump/fs/open_cache.hpp"
 #include "datapump/fs/registry.hpp"
 #include "datapump/http/server.hpp"
 #include "datapump/ingest/ingest.hpp"
@@ -96,6 +97,9 @@ struct served_root {
     int fd = -1;                                 // O_PATH, for listings
     fs::provider_instance owned;                 // made by a reload
     unique_fd owned_fd;
+    // Files kept open between requests (null: config.open_file_cache is 0, or inotify refused).
+    // Declared last: its files go before the instance they were opened with.
+    std::unique_ptr<fs::open_cache> files;
 };
 
 struct loop_context {
@@ -211,7 +215,8 @@ struct server::state {
 
 // Snapshots for the control API, the status page and /metrics (server.cpp).
 [[nodiscard]] stream_view view_of(const stream::control& c);
-[[nodiscard]] server_view make_view(const server::state& s);
+// `root`: the served root whose open-file cache is counted (the caller's loop's).
+[[nodiscard]] server_view make_view(const server::state& s, const served_root& root);
 [[nodiscard]] std::vector<stream_view> stream_views(const server::state& s);
 
 }  // namespace datapump::http

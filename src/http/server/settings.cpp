@@ -36,6 +36,8 @@ constexpr bool program = false;
     X(max_header_bytes, live, user)       \
     X(max_request_line, live, user)       \
     X(directory_listing, live, user)      \
+    X(open_file_cache, fixed, user)       \
+    X(open_file_cache_valid_ms, fixed, user) \
     X(access_log, live, user)             \
     X(writable, fixed, user)              \
     X(upload_token, live, user)           \

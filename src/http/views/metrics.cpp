@@ -229,6 +229,15 @@ std::string cache_metrics(const cache_view& c) {
     w.gauge("datapump_cache_loans_outstanding", "Cache buffers lent out and not yet returned.", c.loans_out);
     w.counter("datapump_prefetch_posted_total", "Prefetch requests posted.", c.prefetch_posted);
     w.counter("datapump_prefetch_dropped_total", "Prefetch requests dropped (mailbox full).", c.prefetch_dropped);
+    w.gauge("datapump_open_files_cached", "Files kept open between requests (the open-file cache).", c.open_files);
+    w.counter("datapump_open_cache_hits_total", "Requests that found their file open in the open-file cache.",
+              c.open_hits);
+    w.counter("datapump_open_cache_misses_total", "Requests that opened their file.", c.open_misses);
+    w.counter("datapump_open_cache_forgotten_total", "Kept files dropped because they or a folder changed.",
+              c.open_forgotten);
+    w.counter("datapump_open_cache_evicted_total", "Kept files dropped for room or age.", c.open_evicted);
+    w.counter("datapump_open_cache_unwatched_total", "Opens not kept because their folder could not be watched.",
+              c.open_unwatched);
     return w.take();
 }
 

@@ -1,9 +1,11 @@
 """Serving files: whole bodies, HEAD, types, ranges, validators, keep-alive, real clients."""
 import email.utils
 import json
+import os
 import re
+import shutil
 
-from harness import (MIB, UNICODE_NAME, Conn, check, curl, expect, fetch, get, request, run,
+from harness import (MIB, UNICODE_NAME, Conn, check, curl, expect, fetch, get, metrics, request, run,
                      url_path)
 
 # ----- whole files ----------------------------------------------------------------------------
@@ -62,6 +64,53 @@ def _(ctx):
         r = fetch(ctx.server, "HEAD", url_path(path))
         ct = (r.header("content-type") or "").split(";")[0].strip().lower()
         expect(ct == want, f"HEAD {path}: Content-Type {r.header('content-type')!r}, want {want}")
+
+
+@check("files/changes-on-disk-seen-at-once")
+def _(ctx):
+    """A file changed on disk between two requests of one connection is served as it is now:
+    rewritten in place, renamed over, its folder renamed, deleted. datapumpd keeps files open
+    between requests (docs/daemon.md, "Open-file cache"); nginx opens each time."""
+    top = ctx.fx.root / "changes"
+    shutil.rmtree(top, ignore_errors=True)  # the fixture outlives one server: a variant before may have run this
+    (top / "in").mkdir(parents=True)
+    f = top / "in" / "f.txt"
+    f.write_bytes(b"one")
+    with Conn(ctx.server.port) as c:
+        def fetch_now(path):
+            c.send(request("GET", path))
+            r = c.read_response()
+            return r.status, r.body
+
+        for _ in range(3):
+            got = fetch_now("/changes/in/f.txt")
+            expect(got == (200, b"one"), f"GET /changes/in/f.txt: {got}, want 200 b'one'")
+        f.write_bytes(b"two-two")
+        got = fetch_now("/changes/in/f.txt")
+        expect(got == (200, b"two-two"), f"after a rewrite in place: {got}, want 200 b'two-two'")
+        (top / "in" / "f.new").write_bytes(b"three")
+        os.rename(top / "in" / "f.new", f)
+        got = fetch_now("/changes/in/f.txt")
+        expect(got == (200, b"three"), f"after a rename over it: {got}, want 200 b'three'")
+        os.rename(top / "in", top / "out")
+        got = fetch_now("/changes/in/f.txt")
+        expect(got[0] == 404, f"after its folder was renamed away: {got}, want 404")
+        got = fetch_now("/changes/out/f.txt")
+        expect(got == (200, b"three"), f"by the folder's new name: {got}, want 200 b'three'")
+        (top / "in").mkdir()
+        (top / "in" / "f.txt").write_bytes(b"four")
+        got = fetch_now("/changes/in/f.txt")
+        expect(got == (200, b"four"), f"a new folder of the old name: {got}, want 200 b'four'")
+        os.unlink(top / "in" / "f.txt")
+        got = fetch_now("/changes/in/f.txt")
+        expect(got[0] == 404, f"after a delete: {got}, want 404")
+    if getattr(ctx.server, "admin_port", None) is not None:
+        m = metrics(ctx.server)
+        expect(m.get("datapump_open_cache_hits_total", 0) >= 2,
+               f"datapump_open_cache_hits_total {m.get('datapump_open_cache_hits_total')}: the repeated GETs "
+               "should have found the file open")
+        expect(m.get("datapump_open_cache_forgotten_total", 0) >= 3,
+               f"datapump_open_cache_forgotten_total {m.get('datapump_open_cache_forgotten_total')}, want >= 3")
 
 
 @check("files/directory-403")

@@ -186,7 +186,7 @@ protected:
                 error_text = describe(f.error());
                 return;
             }
-            auto begun = sender_->begin({.file = std::move(*f),
+            auto begun = sender_->begin({.file = std::make_shared<fs::file>(std::move(*f)),
                                          .start = start,
                                          .length = length,
                                          .file_size = size,

@@ -66,7 +66,8 @@ TEST(option_table, reloadability_is_the_servers_attribute) {
         "writable",     "upload_windows",
         "durability",   "durability_window_ms",
         "admin_listen", "insecure_writable",
-        "max_uploads",
+        "max_uploads",  "open_file_cache",
+        "open_file_cache_valid_ms",
     };
     std::set<std::string> fixed;
     for (const std::string_view key : option_keys()) {

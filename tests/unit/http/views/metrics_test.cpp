@@ -24,7 +24,7 @@ server_view sample_server() {
     s.requests_by_status = {{200, 10}, {206, 4}, {404, 1}};
     s.bytes_sent = 123456789012;
     s.loops = {{0, 4, 2, 1'500'000'000, 99}, {1, 3, 1, 7, 5}};
-    s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10};
+    s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     s.sends = {11, 12, 13, 14, 15, 16, 17};
     s.ingest = {21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33};
     s.accept_errors = 51;
@@ -137,6 +137,12 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_cache_loans_outstanding", "gauge"},
         {"datapump_prefetch_posted_total", "counter"},
         {"datapump_prefetch_dropped_total", "counter"},
+        {"datapump_open_files_cached", "gauge"},
+        {"datapump_open_cache_hits_total", "counter"},
+        {"datapump_open_cache_misses_total", "counter"},
+        {"datapump_open_cache_forgotten_total", "counter"},
+        {"datapump_open_cache_evicted_total", "counter"},
+        {"datapump_open_cache_unwatched_total", "counter"},
         {"datapump_send_bytes_total", "counter"},
         {"datapump_send_zc_sends_total", "counter"},
         {"datapump_send_zc_copied_total", "counter"},
@@ -204,6 +210,12 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_cache_loans_outstanding", "8"},
         {"datapump_prefetch_posted_total", "9"},
         {"datapump_prefetch_dropped_total", "10"},
+        {"datapump_open_files_cached", "11"},
+        {"datapump_open_cache_hits_total", "12"},
+        {"datapump_open_cache_misses_total", "13"},
+        {"datapump_open_cache_forgotten_total", "14"},
+        {"datapump_open_cache_evicted_total", "15"},
+        {"datapump_open_cache_unwatched_total", "16"},
         {R"(datapump_send_bytes_total{path="sendfile"})", "11"},
         {R"(datapump_send_bytes_total{path="splice"})", "12"},
         {R"(datapump_send_bytes_total{path="send_zc"})", "13"},
@@ -282,8 +294,8 @@ TEST(metrics_text, label_values_are_escaped) {
 TEST(metrics_text, empty_server_still_announces_every_family) {
     const auto m = parse(metrics_text(server_view{}));
     // + 3: hostile network, nothing held forever; + 3: accept back-off and per-address limits
-    // + 7: the histograms and process_* (logs)
-    EXPECT_EQ(m.type.size(), 44U + 3U + 3U + 7U);
+    // + 7: the histograms and process_* (logs); + 6: the open-file cache
+    EXPECT_EQ(m.type.size(), 44U + 3U + 3U + 7U + 6U);
     EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
     EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
     EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);

@@ -1,0 +1,258 @@
+// The open-file cache (datapump/fs/open_cache.hpp): a map of open files by path, an LRU order,
+// and one inotify descriptor watching every folder a kept file lies in. The inotify queue is
+// read by the look-ups themselves (no thread): what the kernel queued before a look-up is applied
+// before it answers.
+#include "datapump/fs/open_cache.hpp"
+
+#include "datapump/fs/registry.hpp"
+
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace datapump::fs {
+
+namespace {
+
+// A folder's children: written, truncated, attributes, created, deleted, renamed either way; the
+// folder itself: deleted, renamed, its attributes. IN_ONLYDIR: a name that became a file since it
+// was resolved as a folder is refused, not watched as one.
+constexpr std::uint32_t folder_mask = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM |
+                                      IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+
+std::string join(std::string_view folder, std::string_view name) {
+    std::string out(folder);
+    if (!out.empty()) {
+        out += '/';
+    }
+    out += name;
+    return out;
+}
+
+// `key` is `path` or lies beneath it ("" is the root: everything lies beneath it).
+bool beneath(std::string_view key, std::string_view path) {
+    if (path.empty()) {
+        return true;
+    }
+    return key.size() >= path.size() && key.starts_with(path) && (key.size() == path.size() || key[path.size()] == '/');
+}
+
+}  // namespace
+
+struct open_cache::state {
+    struct entry {
+        std::shared_ptr<file> opened;
+        std::chrono::steady_clock::time_point at;
+        std::list<std::string>::iterator order;
+    };
+
+    provider_instance* instance = nullptr;
+    int root_fd = -1;
+    open_cache_config config;
+    unique_fd inotify;
+
+    mutable std::mutex mutex;
+    // Guarded by mutex. Invariant: every folder of a kept file's path is in folder_wd.
+    std::unordered_map<std::string, entry> files;
+    std::list<std::string> order;  // most recently used first
+    std::unordered_map<std::string, int> folder_wd;
+    std::unordered_map<int, std::vector<std::string>> wd_folders;
+    std::uint64_t events = 0;  // events applied: an open that saw it move keeps nothing
+    open_cache_counters counts;
+
+    void drop(std::unordered_map<std::string, entry>::iterator it) {
+        order.erase(it->second.order);
+        files.erase(it);
+    }
+
+    // Forgets `path` and what lies beneath it; unwatches the folders among them (their names may
+    // now be other folders).
+    void forget_beneath(const std::string& path) {
+        if (auto it = files.find(path); it != files.end()) {
+            drop(it);
+            ++counts.forgotten;
+        }
+        if (!path.empty() && !folder_wd.contains(path)) {
+            return;  // not a folder anything kept lies in
+        }
+        for (auto it = files.begin(); it != files.end();) {
+            auto next = std::next(it);
+            if (beneath(it->first, path)) {
+                drop(it);
+                ++counts.forgotten;
+            }
+            it = next;
+        }
+        for (auto it = folder_wd.begin(); it != folder_wd.end();) {
+            if (!beneath(it->first, path)) {
+                ++it;
+                continue;
+            }
+            auto& names = wd_folders[it->second];
+            std::erase(names, it->first);
+            if (names.empty()) {
+                // Its IN_IGNORED comes later and finds no folder: nothing to do then.
+                (void)::inotify_rm_watch(inotify.get(), it->second);
+                wd_folders.erase(it->second);
+            }
+            it = folder_wd.erase(it);
+        }
+    }
+
+    void apply(const inotify_event& ev, std::string_view name) {
+        ++events;
+        if ((ev.mask & IN_Q_OVERFLOW) != 0) {
+            forget_beneath("");  // events were lost: nothing kept can be trusted
+            return;
+        }
+        const auto it = wd_folders.find(ev.wd);
+        if (it == wd_folders.end()) {
+            return;
+        }
+        // Copied: forget_beneath may change wd_folders.
+        const std::vector<std::string> folders = it->second;
+        for (const std::string& folder : folders) {
+            forget_beneath(name.empty() ? folder : join(folder, name));
+        }
+    }
+
+    // Applies every event the kernel queued so far.
+    void drain() {
+        alignas(inotify_event) std::array<char, std::size_t{16} * 1024> buf{};
+        for (;;) {
+            const ssize_t n = ::read(inotify.get(), buf.data(), buf.size());
+            if (n <= 0) {
+                return;  // EAGAIN: nothing queued (the descriptor is non-blocking)
+            }
+            ssize_t off = 0;
+            while (off + static_cast<ssize_t>(sizeof(inotify_event)) <= n) {
+                inotify_event ev{};
+                std::memcpy(&ev, buf.data() + off, sizeof ev);
+                const char* raw = buf.data() + off + sizeof(inotify_event);
+                const std::string_view name(raw, ev.len == 0 ? 0 : ::strnlen(raw, ev.len));
+                apply(ev, name);
+                off += static_cast<ssize_t>(sizeof(inotify_event) + ev.len);
+            }
+        }
+    }
+
+    // Watches every folder of `path` not yet watched, outermost first (so that each is watched
+    // before the names beneath it are resolved). False: one could not be watched.
+    bool watch_folders(std::string_view path) {
+        std::size_t end = 0;
+        for (;;) {
+            const std::string folder(path.substr(0, end));
+            if (!folder_wd.contains(folder)) {
+                const std::string where = "/proc/self/fd/" + std::to_string(root_fd) + (folder.empty() ? "" : "/") + folder;
+                const int wd = ::inotify_add_watch(inotify.get(), where.c_str(), folder_mask);
+                if (wd < 0) {
+                    return false;
+                }
+                folder_wd.emplace(folder, wd);
+                wd_folders[wd].push_back(folder);
+            }
+            const std::size_t slash = path.find('/', end == 0 ? 0 : end + 1);
+            if (slash == std::string_view::npos) {
+                return true;
+            }
+            end = slash;
+        }
+    }
+};
+
+result<std::unique_ptr<open_cache>> open_cache::create(provider_instance& instance, int root_fd,
+                                                       open_cache_config config) {
+    if (config.max_files == 0) {
+        return fail(errc::invalid_argument, "open-file cache: max_files must be at least 1");
+    }
+    unique_fd in(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (!in) {
+        const int e = errno;
+        if (e == EMFILE) {
+            return fail(errc::no_buffers, "open-file cache: inotify_init1 (fs.inotify.max_user_instances?)", e);
+        }
+        return fail_errno("open-file cache: inotify_init1", e);
+    }
+    auto s = std::make_unique<state>();
+    s->instance = &instance;
+    s->root_fd = root_fd;
+    s->config = config;
+    s->inotify = std::move(in);
+    return std::unique_ptr<open_cache>(new open_cache(std::move(s)));
+}
+
+open_cache::open_cache(std::unique_ptr<state> s) : state_(std::move(s)) {}
+
+open_cache::~open_cache() = default;
+
+result<std::shared_ptr<file>> open_cache::open(std::string_view path) {
+    state& s = *state_;
+    const std::string key(path);
+    bool watched = false;
+    std::uint64_t seen = 0;
+    {
+        std::lock_guard lock(s.mutex);
+        s.drain();
+        if (auto it = s.files.find(key); it != s.files.end()) {
+            if (std::chrono::steady_clock::now() - it->second.at < s.config.valid) {
+                s.order.splice(s.order.begin(), s.order, it->second.order);
+                ++s.counts.hits;
+                return it->second.opened;
+            }
+            s.drop(it);
+            ++s.counts.evicted;
+        }
+        ++s.counts.misses;
+        watched = s.watch_folders(path);
+        seen = s.events;
+    }
+    auto opened = s.instance->open(path, open_mode::read);
+    if (!opened) {
+        return std::unexpected(opened.error());
+    }
+    auto shared = std::make_shared<file>(std::move(*opened));
+    std::lock_guard lock(s.mutex);
+    s.drain();
+    if (!watched) {
+        ++s.counts.unwatched;
+        return shared;
+    }
+    if (shared->info().size > s.config.max_size) {
+        return shared;
+    }
+    // Something changed while the file was opened: it may be the file, so it is not kept.
+    if (s.events != seen || s.files.contains(key)) {
+        return shared;
+    }
+    // Every folder of the path is still watched (nothing was applied since they were).
+    while (s.files.size() >= s.config.max_files && !s.order.empty()) {
+        s.drop(s.files.find(s.order.back()));
+        ++s.counts.evicted;
+    }
+    s.order.push_front(key);
+    s.files.emplace(key, state::entry{.opened = shared, .at = std::chrono::steady_clock::now(), .order = s.order.begin()});
+    return shared;
+}
+
+void open_cache::clear() {
+    std::lock_guard lock(state_->mutex);
+    state_->forget_beneath("");
+}
+
+open_cache_counters open_cache::counters() const {
+    std::lock_guard lock(state_->mutex);
+    open_cache_counters c = state_->counts;
+    c.files = state_->files.size();
+    c.folders = state_->folder_wd.size();
+    return c;
+}
+
+}  // namespace datapump::fs
