@@ -29,7 +29,22 @@ scheduler::~scheduler() {
     }
 }
 
-void scheduler::add(std::shared_ptr<connection_state> c) { connections_.push_back(std::move(c)); }
+void scheduler::add(std::shared_ptr<connection_state> c) {
+    schedule(*c);
+    connections_.push_back(std::move(c));
+}
+
+void scheduler::schedule(connection_state& c) {
+    if (c.fed || c.source_ended || c.queued) {
+        return;
+    }
+    if (c.direct && c.in_flight >= c.direct_limit) {
+        c.parked = true;  // released when a chunk comes back (leave): late, never skipped
+        return;
+    }
+    c.queued = true;
+    releases_.push(c.ideal(c.next_sequence), &c);
+}
 
 void scheduler::remove(const connection_state* c) {
     auto keep_end = std::partition(ready_.begin(), ready_.end(), [c](const job& j) { return j.c != c; });
@@ -41,6 +56,8 @@ void scheduler::remove(const connection_state* c) {
     }
     ready_.erase(keep_end, ready_.end());
     std::make_heap(ready_.begin(), ready_.end(), order{});
+    releases_.erase(c);
+    std::erase(loaning_, c);
     std::erase_if(connections_, [c](const std::shared_ptr<connection_state>& s) { return s.get() == c; });
 }
 
@@ -61,76 +78,90 @@ time_point scheduler::next_event() {
         return time_point::min();
     }
     time_point next = time_point::max();
-    for (const auto& c : connections_) {
-        // A direct connection with its limit of chunks at the engine waits for one to come back
-        // (resume rings the VP), not for its next instant.
-        bool blocked = (c->direct && c->in_flight >= c->direct_limit) || c->fed;
-        if (!c->source_ended && !blocked) {
-            next = std::min(next, c->ideal(c->next_sequence));
+    // A connection whose source ended while it was queued releases no more: its entry goes.
+    // (A direct connection at its limit of chunks is parked, not queued: it waits for a chunk to
+    // come back, and resume rings the VP.)
+    while (!releases_.empty() && releases_.top().c->source_ended) {
+        releases_.pop().c->queued = false;
+    }
+    if (!releases_.empty()) {
+        next = releases_.top().at;
+    }
+    for (std::size_t i = 0; i < loaning_.size();) {
+        connection_state& c = *loaning_[i];
+        time_point loan = c.buffers->next_loan_deadline();
+        if (loan == time_point::max()) {
+            c.has_loans = false;  // every kept buffer came back: out of the list
+            c.loaning = false;
+            loaning_[i] = loaning_.back();
+            loaning_.pop_back();
+            continue;
         }
-        if (c->has_loans) {
-            time_point loan = c->buffers->next_loan_deadline();
-            if (loan == time_point::max()) {
-                c->has_loans = false;
-            }
-            next = std::min(next, loan);
-        }
+        next = std::min(next, loan);
+        ++i;
     }
     return next;
 }
 
 void scheduler::release_due(time_point now) {
-    for (const auto& c : connections_) {
-        while (!c->fed && !c->source_ended && c->ideal(c->next_sequence) <= now) {
-            if (c->direct && c->in_flight >= c->direct_limit) {
-                break;  // released when a chunk comes back: late, never skipped
-            }
-            std::uint64_t k = c->next_sequence++;
-            time_point ideal = c->ideal(k);
-            job j{.c = c.get(),
-                  .stage = 0,
-                  .slot = {0, nullptr},
-                  .sequence = k,
-                  .ideal = ideal,
-                  .deadline = ideal + c->admitted.delay,
-                  .length = c->buffer_size};
-            if (c->direct) {
-                // The engine moves the chunk; the VP only counts the release (stage 0 is not its).
-                ++c->in_flight;
-                c->counters.bump(c->counters.released);
-                c->counters.raise(c->counters.max_start_error_ns, ns(now - ideal));
-                if (c->jitter.count() > 0 && now - ideal > c->jitter) {
-                    c->counters.bump(c->counters.jitter_misses);
-                }
-                c->direct->enqueue(j);
-                continue;
-            }
-            if (c->buffers) {
-                auto slot = c->buffers->acquire();
-                if (!slot && c->has_loans) {
-                    c->counters.bump(c->counters.reclaims, c->buffers->reclaim_overdue(now));
-                    slot = c->buffers->acquire();
-                }
-                if (!slot) {
-                    // Behind with every buffer in use: the instants due now are all skipped at once
-                    // (counted), not one pool look-up each.
-                    std::uint64_t next = c->first_after(now, k + 1);
-                    c->counters.bump(c->counters.starved, next - k);
-                    c->next_sequence = next;
-                    break;
-                }
-                j.slot = *slot;
-                j.length = c->buffers->buffer_size();
-            }
-            // else a timer connection: its one stage is upcalled with a null buffer.
-            ++c->in_flight;
-            push(j);
+    while (!releases_.empty() && releases_.top().at <= now) {
+        connection_state& c = *releases_.pop().c;
+        c.queued = false;
+        release_connection(c, now);
+        schedule(c);  // its next instant is after now, or it is parked or ended
+    }
+}
+
+void scheduler::release_connection(connection_state& c, time_point now) {
+    while (!c.fed && !c.source_ended && c.ideal(c.next_sequence) <= now) {
+        if (c.direct && c.in_flight >= c.direct_limit) {
+            break;  // released when a chunk comes back: late, never skipped
         }
+        std::uint64_t k = c.next_sequence++;
+        time_point ideal = c.ideal(k);
+        job j{.c = &c,
+              .stage = 0,
+              .slot = {0, nullptr},
+              .sequence = k,
+              .ideal = ideal,
+              .deadline = ideal + c.admitted.delay,
+              .length = c.buffer_size};
+        if (c.direct) {
+            // The engine moves the chunk; the VP only counts the release (stage 0 is not its).
+            ++c.in_flight;
+            c.counters.bump(c.counters.released);
+            c.counters.raise(c.counters.max_start_error_ns, ns(now - ideal));
+            if (c.jitter.count() > 0 && now - ideal > c.jitter) {
+                c.counters.bump(c.counters.jitter_misses);
+            }
+            c.direct->enqueue(j);
+            continue;
+        }
+        if (c.buffers) {
+            auto slot = c.buffers->acquire();
+            if (!slot && c.has_loans) {
+                c.counters.bump(c.counters.reclaims, c.buffers->reclaim_overdue(now));
+                slot = c.buffers->acquire();
+            }
+            if (!slot) {
+                // Behind with every buffer in use: the instants due now are all skipped at once
+                // (counted), not one pool look-up each.
+                std::uint64_t next = c.first_after(now, k + 1);
+                c.counters.bump(c.counters.starved, next - k);
+                c.next_sequence = next;
+                break;
+            }
+            j.slot = *slot;
+            j.length = c.buffers->buffer_size();
+        }
+        // else a timer connection: its one stage is upcalled with a null buffer.
+        ++c.in_flight;
+        push(j);
     }
 }
 
 void scheduler::reclaim_due(time_point now) {
-    for (const auto& c : connections_) {
+    for (connection_state* c : loaning_) {
         if (c->has_loans && c->buffers->next_loan_deadline() <= now) {
             c->counters.bump(c->counters.reclaims, c->buffers->reclaim_overdue(now));
         }
@@ -240,6 +271,10 @@ void scheduler::leave(job& j) {
     if (--c.in_flight == 0 && c.source_ended) {
         mark_finished(c);
     }
+    if (c.parked && c.in_flight < c.direct_limit) {
+        c.parked = false;
+        schedule(c);  // its overdue instants are released at the next step, late
+    }
 }
 
 bool scheduler::run_stage(job& j) {
@@ -283,6 +318,10 @@ bool scheduler::run_stage(job& j) {
     }
     p.fn(up);
     time_point end = clock_.now();
+    if (c.has_loans && !c.loaning) {
+        c.loaning = true;  // the handler kept the buffer (upcall::keep): its deadline is watched
+        loaning_.push_back(&c);
+    }
     if (end - start > c.budgets[j.stage]) {
         c.counters.bump(c.counters.overruns);
     }

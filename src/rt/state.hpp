@@ -110,6 +110,9 @@ struct connection_state : std::enable_shared_from_this<connection_state> {
     bool source_ended = false;
     bool has_loans = false;
     unsigned in_flight = 0;
+    bool queued = false;   // has an entry in the scheduler's release queue
+    bool parked = false;   // a direct connection at its limit of chunks: queued again when one ends
+    bool loaning = false;  // in the scheduler's list of connections with kept buffers
 
     connection_counters counters;
 

@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,41 @@ TEST(RtAdmission, LoadIfFitsAddsTheLongestBudgetWithALaterDelayAsBlocking) {
     // The long-delay task is blocked by nothing (only tasks with a later delay bound block).
     std::vector<task> alone{make_task(1ms, 20ms, 20ms)};
     EXPECT_DOUBLE_EQ(load_if_fits(alone, 1.0), 0.05);
+}
+
+// The test's definition, pair by pair (what load_if_fits computed before its sweep).
+double pairwise_load(const std::vector<task>& tasks, double max_density) {
+    double sum = 0;
+    for (const task& t : tasks) {
+        sum += density(t);
+    }
+    double worst = sum;
+    for (const task& i : tasks) {
+        duration blocking{0};
+        for (const task& j : tasks) {
+            if (j.delay > i.delay) {
+                blocking = std::max(blocking, j.budget);
+            }
+        }
+        worst = std::max(worst, sum + static_cast<double>(blocking.count()) / static_cast<double>(i.delay.count()));
+    }
+    return worst <= max_density + 1e-12 ? worst : -1.0;
+}
+
+TEST(RtAdmission, LoadIfFitsSweepEqualsThePairwiseDefinition) {
+    // Random sets with few distinct delay bounds (ties are where a sweep goes wrong) and budgets
+    // that are sometimes longest on the earliest bound.
+    std::mt19937 rng(16);
+    for (int round = 0; round < 500; ++round) {
+        std::vector<task> set(rng() % 40);
+        for (task& t : set) {
+            t = make_task(std::chrono::microseconds(1 + rng() % 300), std::chrono::milliseconds(1 + rng() % 50),
+                          std::chrono::milliseconds(1 + rng() % 6));
+        }
+        for (double limit : {0.3, 0.9, 1e300}) {
+            ASSERT_EQ(load_if_fits(set, limit), pairwise_load(set, limit)) << "round " << round;
+        }
+    }
 }
 
 TEST(RtAdmission, RefusesARateOfZero) {

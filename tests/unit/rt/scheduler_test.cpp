@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -616,6 +617,64 @@ TEST_F(RtScheduler, AMeasuredBudgetOverTheDelayIsRefused) {
     EXPECT_EQ(c.error().code, errc::invalid_argument);
     EXPECT_NE(c.error().reason.find("1600.0 us"), std::string::npos) << c.error().reason;
     EXPECT_EQ(slow.budget(), 1500us);
+}
+
+TEST_F(RtScheduler, ManyConnectionsEachReleasedAtItsOwnInstants) {
+    // 300 timer connections at 300 rates, connected at 300 different instants (the release
+    // queue, not a walk, finds what is due): every one is upcalled at each of its ideal instants
+    // and at no other, in the order of the instants; a third are disconnected half-way and are
+    // never upcalled after.
+    constexpr std::size_t n = 300;
+    struct record {
+        std::size_t who;
+        time_point ideal;
+        time_point now;
+    };
+    std::vector<record> upcalls;
+    std::vector<port> ports;
+    std::vector<connection> conns;
+    std::vector<double> rates;
+    std::vector<time_point> starts;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::string name = "t" + std::to_string(i);
+        ports.push_back(make_port(
+            *sys, name, [&upcalls, i, this](upcall& up) { upcalls.push_back({i, up.ideal(), clock.now()}); }, 1us));
+        rates.push_back(50.0 + static_cast<double>((i * 37) % 151));
+        starts.push_back(clock.now());
+        auto c = sys->connect_timer(name, make_qos(rates.back()));
+        ASSERT_TRUE(c.has_value()) << c.error().reason;
+        conns.push_back(std::move(*c));
+        sys->run_until(clock.now() + 37us);  // the next one starts 37 us later
+    }
+    const time_point half = t0 + 100ms;
+    sys->run_until(half);
+    for (std::size_t i = 0; i < n; i += 3) {
+        conns[i].disconnect();
+    }
+    const time_point end = t0 + 200ms;
+    sys->run_until(end);
+    std::vector<std::vector<time_point>> by(n);
+    for (std::size_t u = 0; u < upcalls.size(); ++u) {
+        const record& r = upcalls[u];
+        EXPECT_EQ(r.now, r.ideal) << "connection " << r.who;
+        if (u > 0) {
+            EXPECT_LE(upcalls[u - 1].now, r.now) << "upcall " << u;
+        }
+        by[r.who].push_back(r.ideal);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const time_point last = i % 3 == 0 ? half : end;
+        std::vector<time_point> want;
+        for (std::uint64_t k = 0;; ++k) {
+            auto at = starts[i] + std::chrono::nanoseconds(std::llround(static_cast<double>(k) * 1e9 / rates[i]));
+            if (at > last) {
+                break;
+            }
+            want.push_back(at);
+        }
+        EXPECT_EQ(by[i], want) << "connection " << i << " at " << rates[i] << "/s";
+    }
+    EXPECT_EQ(sys->vp(0).connections, n - (n + 2) / 3);
 }
 
 // ---- disconnect, close ----
