@@ -247,7 +247,7 @@ private:
     // The upload this GET follows (the sender follows its file; the entry rings its kick).
     std::shared_ptr<upload_entry> follow_;
 
-    bool readmit_refusal_logged_ = false;
+    bool readmit_refusal_logged_ = false;  // a refused re-admission was logged (once per response)
     // hostile network: per-client-address limits (the slots give their counts back when dropped).
     stream::client_address client_;
     stream::connection_slot client_slot_;
