@@ -1,5 +1,6 @@
 // stream::sender: a file range streamed to a socket by one of the send paths, paced, with the VCR
-// controls applied between sends. See sender.hpp for the states and the lifetime rules.
+// controls applied between sends. See sender.hpp for the states and the lifetime rules; a growing
+// file is sender_follow.cpp's, the limits (send timeout, pause, stall release) sender_limits.cpp's.
 #include "datapump/stream/sender.hpp"
 
 #include "datapump/base/internal/log.hpp"
@@ -43,6 +44,8 @@ constexpr std::uint64_t advise_window = std::uint64_t{8} << 20;
 constexpr std::uint64_t no_advice_below = std::uint64_t{256} << 10;
 // How soon a stream that found every cache buffer pinned asks again.
 constexpr auto retry_delay = std::chrono::milliseconds(2);
+// How soon a stream refused re-admission (after its stall release) asks again.
+constexpr auto readmit_retry = std::chrono::milliseconds(100);
 
 void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) {
     counter.fetch_add(by, std::memory_order_relaxed);
@@ -123,10 +126,12 @@ void sender::slot_op::complete(int result, std::uint32_t flags) {
 
 sender::sender(sender_env env, int socket, sender_owner& owner, std::string_view peer)
     : env_(env), socket_(socket), owner_(owner), peer_(peer), self_ref_(std::make_shared<sender*>(this)) {
-    poll_op_.self = defer_op_.self = retry_op_.self = this;
+    poll_op_.self = defer_op_.self = retry_op_.self = frame_op_.self = guard_op_.self = this;
     poll_op_.handler = &sender::on_socket_ready;
     defer_op_.handler = &sender::on_deferred;
     retry_op_.handler = &sender::on_retry;
+    frame_op_.handler = &sender::on_frame_sent;
+    guard_op_.handler = &sender::on_guard;
     for (send_slot& slot : slots_) {
         slot.completion.self = this;
         slot.completion.slot = &slot;
@@ -146,6 +151,7 @@ result<void> sender::begin(transfer t) {
     advised_until_ = t.start;
     control_ = std::move(t.controls);
     pacing_ = std::move(t.pacing);
+    capacity_ = std::move(t.capacity);
     sent_ = 0;
     speed_ = 1;
     paused_ = false;
@@ -166,11 +172,15 @@ result<void> sender::begin(transfer t) {
         env_.loop->fadvise(body_fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     active_ = true;
+    if (watching_) {
+        arm_guard(guard_due());  // a paced stream's stall release comes before the send timeout
+    }
     return {};
 }
 
 void sender::start() {
     if (active_) {
+        started_ = true;
         pump();
     }
 }
@@ -183,9 +193,20 @@ void sender::end() {
     // The rt connection ends with the body: disconnecting waits for the VP (briefly) if it is
     // running this stream's tick, never for this loop; a wake-up it posted finds no stream.
     pacing_.release();
+    capacity_.release();
+    admission_released_ = false;
     control_.reset();
     ready_.give_back();
     resend_len_ = 0;
+    if (after_frame_ != nullptr) {
+        // A chunk's data never handed to the kernel (its line was in flight).
+        after_frame_->loan.give_back();
+        after_frame_->sent = after_frame_->length;
+        after_frame_ = nullptr;
+    }
+    growing_ = false;
+    declared_.reset();
+    started_ = false;
     view_.reset();
     file_.reset();
     body_fd_ = -1;
@@ -203,21 +224,38 @@ void sender::fail(std::string_view why) {
     owner_.sender_failed(why);  // the owner ends the transfer (end())
 }
 
+// Every byte of the transfer is in the kernel.
+void sender::finish() {
+    active_ = false;
+    owner_.sender_done();
+}
+
+std::string_view sender::source_name() const {
+    if (growing_) {
+        return growing_name_;
+    }
+    return file_ ? std::string_view(file_->path()) : std::string_view{};
+}
+
 void sender::pump() {
     if (!active_ || wait_ != wait::none) {
         return;
     }
-    // Whatever the stream waited for (the socket, credit, a buffer, a read), the wait is over:
-    // the send timeout counts from here.
+    // Whatever the stream waited for (the socket, credit, a buffer, a read, the writer), the wait
+    // is over: the send timeout counts from here.
+    progress();
     owner_.sender_progress(0);
     if (!apply_controls()) {
         return;
     }
     if (!owner_.sender_admitted()) {
         wait_ = wait::admission;
+        env_.loop->arm(retry_timer_, io::clock::now() + readmit_retry);
         return;
     }
-    if (sends_loans(env_.path)) {
+    if (growing_) {
+        pump_growing();
+    } else if (sends_loans(env_.path)) {
         pump_loans();
     } else {
         pump_page_cache();
@@ -250,6 +288,7 @@ void sender::on_credit() {
 
 void sender::resume() {
     if (active_ && wait_ == wait::admission) {
+        env_.loop->disarm(retry_timer_);
         wait_ = wait::none;
         pump();
     }
@@ -279,6 +318,14 @@ bool sender::apply_controls() {
     const bool want_pause = control_->pause_requested.load(std::memory_order_acquire);
     if (want_pause && !paused_) {
         paused_ = true;
+        paused_since_ = io::clock::now();
+        if (watching_) {
+            // The pause limit may come before the guard's next look.
+            const io::clock::time_point due = paused_since_ + limits_.max_pause;
+            if (!guard_timer_.armed() || due < guard_timer_.deadline()) {
+                arm_guard(due);
+            }
+        }
         owner_.sender_paused();
         set_pattern(cache::play_mode::pause);
         if (view_ && advised_until_ > pos_) {
@@ -290,6 +337,10 @@ bool sender::apply_controls() {
         advised_until_ = pos_;
     } else if (!want_pause && paused_) {
         paused_ = false;
+        progress();
+        if (watching_) {
+            arm_guard(guard_due());
+        }
         owner_.sender_resumed();
         set_pattern(cache::play_mode::play);
     }
@@ -366,6 +417,8 @@ void sender::sent_bytes(std::uint64_t n) {
 // Counts `n` body bytes the kernel took: the stream's, the server's, the path's; the owner's.
 void sender::account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter) {
     sent_ += n;
+    body_bytes_ += n;
+    progress();
     bump(*env_.bytes_sent, n);
     bump(path_counter, n);
     if (control_) {
@@ -464,8 +517,7 @@ void sender::pump_page_cache() {
         wait_for_room();
         return;
     }
-    active_ = false;
-    owner_.sender_done();
+    finish();
 }
 
 // The next piece of a page-cache body: at most `chunk` bytes, as many as the credit lets go now
@@ -576,7 +628,7 @@ bool sender::take_loan() {
         return false;
     }
     if (!hit && hit.error().code != errc::would_block) {
-        fail(describe(hit.error(), file_->path()));
+        fail(describe(hit.error(), source_name()));
         return false;
     }
     // Not cached (or busy): a fallback worker reads just this block and posts it back to the loop.
@@ -619,7 +671,7 @@ void sender::retry_later() {
 }
 
 void sender::on_retry(int /*result*/, std::uint32_t /*flags*/) {
-    if (active_ && wait_ == wait::retry) {
+    if (active_ && (wait_ == wait::retry || wait_ == wait::admission)) {
         wait_ = wait::none;
         pump();
     }
@@ -635,11 +687,11 @@ void sender::on_loans(result<std::vector<cache::read_loan>> loans) {
         return;
     }
     if (!loans) {
-        fail(describe(loans.error(), file_->path()));
+        fail(describe(loans.error(), source_name()));
         return;
     }
     if (loans->empty() || !loans->front().covers(loan_pos())) {
-        fail("the file ended before the range did");
+        fail(growing_ ? "the upload's bytes could not be read back" : "the file ended before the range did");
         return;
     }
     ready_ = std::move(loans->front());
@@ -716,8 +768,7 @@ void sender::pump_loans() {
         submit_slot(*slot);
     }
     if (remaining_ == 0 && !sending_ && resend_len_ == 0) {
-        active_ = false;
-        owner_.sender_done();
+        finish();
     }
 }
 
@@ -730,7 +781,7 @@ void sender::submit_slot(send_slot& slot) {
     // waiting in the kernel with its loan pinned; stash_unsent then lets the loan go.
     // SEND_ZC only for bytes the peer's window takes now: what the kernel holds zero-copy then
     // comes back within a round trip, never stuck behind a client that reads nothing.
-    slot.zero_copy = env_.path == send_path::send_zc && peer_window_takes(socket_, bytes.size());
+    slot.zero_copy = env_.path == send_path::send_zc && !growing_ && peer_window_takes(socket_, bytes.size());
     if (slot.zero_copy) {
         bump(env_.counters->send_zc_sends);
         env_.loop->send_zc(socket_, bytes, MSG_NOSIGNAL | MSG_DONTWAIT, slot.loan.buffer_index(), &slot.completion);
@@ -778,7 +829,8 @@ void sender::on_slot(send_slot& slot, int result, std::uint32_t flags) {
     }
     const auto n = static_cast<std::uint64_t>(result);
     slot.sent += n;
-    account_sent(n, env_.path == send_path::send_zc ? env_.counters->send_zc_bytes : env_.counters->send_bytes);
+    account_sent(n, env_.path == send_path::send_zc && !growing_ ? env_.counters->send_zc_bytes
+                                                                 : env_.counters->send_bytes);
     if (slot.sent < slot.length) {
         stash_unsent(slot);  // a short send: the socket is full; the rest goes next, in order
         return;

@@ -1,16 +1,25 @@
 // File: include/datapump/stream/sender.hpp
 //
-// One transfer of a file range to a socket on an io::event_loop, by one of the send paths
-// (docs/stream-engine.md): paced by the stream's rt credit, with the VCR controls (pause, seek,
-// speed) applied between sends, read-ahead advised ahead of the position.
+// One transfer to a socket on an io::event_loop (docs/stream-engine.md): a file range by one of
+// the send paths, paced by the stream's rt credit, with the VCR controls (pause, seek, speed)
+// applied between sends, read-ahead advised ahead of the position; or a growing file (an upload
+// being written: load-and-play, docs/ingest.md) followed from the arena as it arrives.
 //
 //   begin(transfer) ──> start() ──> pump ─┬─ sendfile | splice  (page cache, poll for room)
 //                                         └─ loans -> send_zc | send  (slots hold the loans)
+//   begin(growing_file) ─> start() ─> pump: loans -> [chunk line] -> send; at the frontier: wait
 //        waits: socket room · rt credit · a cache buffer (retry) · a fallback read · a slot's
-//               notification · paused · the owner's admission
+//               notification · paused · the owner's admission · the writer (grown())
 //   ──> owner.sender_done() (every byte handed to the kernel) | owner.sender_failed(why)
 //   end(): the transfer is over (done, cut or closed); slots still in the kernel keep their loans
 //          until their final completion.
+//
+// The limits of a response (docs/daemon.md, "Limits and timeouts"; sender_limits.cpp): from
+// watch() to unwatch() the sender's guard timer cuts a response whose client takes no byte for
+// the send timeout, or that stays paused past the maximum pause (owner.sender_failed, counted in
+// limit_counters), and a paced stream whose client stalls gives its admission (capacity
+// reservation, rt connection) back until it reads again. The owner's own sends of the response
+// (its head, an answer held in memory) count too: until start() the response waits on them.
 //
 // A sender belongs to one connection (its `owner`) and serves its transfers one after another;
 // the splice path's pipe and the send slots outlive a transfer. Every completion the sender
@@ -30,12 +39,14 @@
 #include "datapump/cache/loans.hpp"
 #include "datapump/fs/file.hpp"
 #include "datapump/io/event_loop.hpp"
+#include "datapump/stream/admission.hpp"
 #include "datapump/stream/rt_pacing.hpp"
 #include "datapump/stream/send_path.hpp"
 #include "datapump/stream/stream_table.hpp"
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -59,6 +70,21 @@ struct send_counters {
     std::atomic<std::uint64_t> readahead_advice{0};
 };
 
+// Responses cut or streams released by the limits (the server's monitoring counters; relaxed).
+struct limit_counters {
+    std::atomic<std::uint64_t> send_timeouts{0};   // cut: the client took no byte for the send timeout
+    std::atomic<std::uint64_t> pause_timeouts{0};  // cut: paused longer than the maximum pause
+    std::atomic<std::uint64_t> stall_releases{0};  // stalled paced streams that gave their admission back
+};
+
+// The limits of one response (the request's settings).
+struct send_limits {
+    std::chrono::milliseconds send_timeout{60000};
+    std::chrono::milliseconds max_pause{300000};
+    // A stalled paced stream gives its admission back after this (at most half the send timeout).
+    std::chrono::milliseconds stall_release{2000};
+};
+
 // What a sender is told as it goes. Every call comes on the loop thread.
 class sender_owner {
 public:
@@ -67,12 +93,18 @@ public:
     // The stream was paused / resumed by its controls.
     virtual void sender_paused() = 0;
     virtual void sender_resumed() = 0;
-    // Before each round of sends: may the stream go on? False: the owner (which gave its admission
-    // back while the client stalled, and could not take it again) calls resume() later.
+    // Before each round of sends: may the stream go on? A stream whose admission was given back
+    // while its client stalled (admission_released()) takes it again here (admit()). False: refused
+    // for now; the sender asks again shortly (resume() asks at once), while the send timeout runs.
     virtual bool sender_admitted() = 0;
+    // A growing file's frontier: ask its writer to call grown() once at its next change (bytes
+    // committed, or the end). The sender looks at the file again after this call, so a change
+    // between the two is not lost.
+    virtual void sender_await_growth() = 0;
     // Every byte of the transfer is in the kernel.
     virtual void sender_done() = 0;
-    // The transfer cannot go on (`why` may name the file; the owner escapes it for its logs).
+    // The transfer cannot go on, or the limits cut the response (`why` may name the file; the
+    // owner escapes it for its logs). The owner ends the transfer and resets the connection.
     virtual void sender_failed(std::string_view why) = 0;
     // A detail for the debug log (may name a file: the owner escapes it).
     virtual void sender_debug(std::string_view detail) = 0;
@@ -93,6 +125,7 @@ struct sender_env {
     send_path path = send_path::sendfile;  // never automatic
     send_counters* counters = nullptr;
     std::atomic<std::uint64_t>* bytes_sent = nullptr;  // the server's total of bytes sent
+    limit_counters* limits = nullptr;  // null: the limits count nothing
 };
 
 // One body: `length` (> 0) bytes of `file` from `start`.
@@ -103,6 +136,22 @@ struct transfer {
     std::uint64_t file_size = 0;
     std::shared_ptr<control> controls;  // the stream's VCR controls and progress; may be null
     rt_stream pacing;                   // empty: unpaced
+    reservation capacity{};             // the stream's share of the capacity; empty: none
+};
+
+// How a growing file's body is framed on the wire. chunked: each send of data is an HTTP/1.1
+// chunk ("\r\n" ending the previous one, the size in hex, "\r\n"), the end "\r\n0\r\n\r\n".
+enum class body_framing : std::uint8_t { none, chunked };
+
+// One body that follows a file while it is written (load-and-play): the bytes committed so far,
+// then the rest as they come. Unpaced, without controls. It ends when `length` bytes are sent
+// (the file then must reach it: complete short of it fails), else when the file is complete;
+// a failed file fails the body.
+struct growing_file {
+    std::shared_ptr<cache::cached_file> view;  // status writing, complete or failed
+    std::optional<std::uint64_t> length;       // the declared length; none: to the file's end
+    body_framing framing = body_framing::none;
+    std::string name;  // for error texts (may name a file: the owner escapes them)
 };
 
 class sender {
@@ -116,6 +165,9 @@ public:
     // Takes the transfer and opens its source (the cache view or the page-cache descriptor). Fails
     // with the reason; the transfer then is not active.
     [[nodiscard]] result<void> begin(transfer t);
+    // Takes a growing file to follow (sender_follow.cpp). Its data goes by plain sends from arena
+    // loans, whatever the path (counted in send_bytes), MSG_DONTWAIT like the loan paths.
+    void begin(growing_file g);
     // The first sends (after the response head).
     void start();
     // Ends the transfer (done, cut or closed): its loans, pacing and source go; slots still in the
@@ -128,6 +180,21 @@ public:
     void on_credit();
     // The owner may take the stream on again (after sender_admitted() said no).
     void resume();
+    // The growing file being followed changed (after sender_await_growth()).
+    void grown();
+
+    // The limits (sender_limits.cpp). watch(): a response begins (before its head is sent, before
+    // or after begin()); its send timeout starts now. `request` names it in log lines and must
+    // stay valid until unwatch() or the next watch(); `body_bytes`: body bytes already counted (an
+    // answer held in memory counts its whole body). unwatch(): the response is over. Idempotent.
+    void watch(const send_limits& limits, std::string_view request, std::uint64_t body_bytes);
+    void unwatch();
+    // The owner's own send of the response (its head, an answer in memory) moved bytes.
+    void owner_progress();
+    // The stream gave its admission back while its client stalled, and has not taken it again.
+    [[nodiscard]] bool admission_released() const { return admission_released_; }
+    // The admission taken again (from sender_admitted()).
+    void admit(reservation capacity, rt_stream pacing);
 
     [[nodiscard]] bool active() const { return active_; }
     [[nodiscard]] bool paused() const { return active_ && wait_ == wait::paused; }
@@ -165,7 +232,8 @@ private:
     // socket: room in the socket (poll); retry: the cache had no free buffer; credit: out of rt
     // credit until the tick's wake-up; loan: a fallback read; send: every slot waits for its
     // notification; admission: the owner's, until resume().
-    enum class wait : std::uint8_t { none, socket, retry, credit, loan, paused, send, admission };
+    // growth: at a growing file's frontier, until grown().
+    enum class wait : std::uint8_t { none, socket, retry, credit, loan, paused, send, admission, growth };
 
     void pump();
     bool apply_controls();
@@ -174,6 +242,8 @@ private:
     void account_sent(std::uint64_t n, std::atomic<std::uint64_t>& path_counter);
     std::uint64_t paced_allowance(std::uint64_t want);
     void fail(std::string_view why);
+    void finish();
+    [[nodiscard]] std::string_view source_name() const;
 
     // The page-cache paths (sendfile, splice).
     void pump_page_cache();
@@ -198,6 +268,22 @@ private:
     void on_retry(int result, std::uint32_t flags);
     void on_slot(send_slot& slot, int result, std::uint32_t flags);
 
+    // A growing file (sender_follow.cpp).
+    void pump_growing();
+    bool take_growing_loan(std::uint64_t at, std::uint64_t size);
+    void send_frame();
+    void on_frame_sent(int result, std::uint32_t flags);
+
+    // The limits (sender_limits.cpp).
+    void progress();
+    [[nodiscard]] bool holds_admission() const;
+    [[nodiscard]] bool response_waits_on_client() const;
+    [[nodiscard]] std::chrono::milliseconds stall_release() const;
+    [[nodiscard]] io::clock::time_point guard_due() const;
+    void arm_guard(io::clock::time_point deadline);
+    void on_guard(int result, std::uint32_t flags);
+    void release_admission();
+
     sender_env env_;
     int socket_;
     sender_owner& owner_;
@@ -211,16 +297,21 @@ private:
     op poll_op_;
     op defer_op_;
     op retry_op_;
-    io::timer retry_timer_{&retry_op_};
+    io::timer retry_timer_{&retry_op_};  // a cache buffer (wait::retry) or re-admission (wait::admission)
+    op frame_op_;
+    op guard_op_;
+    io::timer guard_timer_{&guard_op_};
 
     // The transfer.
     bool active_ = false;
+    bool started_ = false;  // start() came: the owner's head is sent
     wait wait_ = wait::none;
     std::shared_ptr<fs::file> file_;
     std::shared_ptr<cache::cached_file> view_;  // loan paths
     int body_fd_ = -1;                          // page-cache paths
     std::shared_ptr<control> control_;
     rt_stream pacing_;
+    reservation capacity_;
     std::uint64_t pos_ = 0;
     std::uint64_t source_end_ = 0;
     std::uint64_t remaining_ = 0;
@@ -245,6 +336,27 @@ private:
     // the same file range, so that a stalled client pins no buffer (only what the kernel took).
     std::uint64_t resend_pos_ = 0;
     std::uint64_t resend_len_ = 0;
+
+    // A growing file (view_ is its file; pos_ the next byte not yet handed to a send; the resend
+    // range is data already framed). One send at a time: a chunk line, then its data.
+    bool growing_ = false;
+    std::optional<std::uint64_t> declared_;
+    body_framing framing_ = body_framing::none;
+    std::string growing_name_;
+    bool chunk_started_ = false;    // a chunk was sent: the next line starts by ending it
+    bool last_frame_ = false;       // the last chunk's line is being sent
+    std::string frame_;             // the chunk line being sent
+    std::size_t frame_sent_ = 0;
+    send_slot* after_frame_ = nullptr;  // the chunk's data, sent when its line is in
+
+    // The limits of the response being watched.
+    bool watching_ = false;
+    send_limits limits_;
+    std::string_view request_;
+    std::uint64_t body_bytes_ = 0;          // for the send timeout's log line
+    io::clock::time_point stall_from_{};    // since when the client took no byte
+    io::clock::time_point paused_since_{};
+    bool admission_released_ = false;
 };
 
 }  // namespace datapump::stream

@@ -1,13 +1,14 @@
-// The body half of a connection: a file body is its stream::sender's to send (the send paths,
-// pacing, the VCR controls: docs/stream-engine.md); here the stream is registered in the table
-// and on the loop, and the sender's reports reach the connection (its owner). A body that follows
-// an upload is follow.cpp's. See connection.hpp for the lifetime rules.
+// The body half of a connection: a body is its stream::sender's to send (the send paths, pacing,
+// the VCR controls, a body that follows an upload, the response's limits: docs/stream-engine.md);
+// here the stream is registered in the table and on the loop, a stalled stream is admitted again,
+// and the sender's reports reach the connection (its owner). See connection.hpp for the lifetime
+// rules.
 #include "connection.hpp"
 
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
 
-#include <poll.h>
+#include <string>
 
 namespace datapump::http {
 
@@ -47,87 +48,76 @@ void connection::end_body() {
         server_.active_streams.fetch_sub(1, std::memory_order_relaxed);
         ctx_.stream_count.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (timer_use_ == timer_use::readmit) {
-        ctx_.loop->disarm(timer_);
-        timer_use_ = timer_use::none;
-    }
-    // The rt connection ends with the body (the sender's end releases it).
+    // The rt connection and the capacity reservation end with the body (the sender's end).
     sender_.end();
-    reservation_.release();
     stream_slot_.release();
-    ready_.give_back();
-    view_.reset();
-    wait_ = wait::none;
     follow_.reset();
-    follow_sending_.give_back();
-    follow_frame_.clear();
-    follow_pending_ = {};
-    follow_started_ = false;
-    follow_last_ = false;
 }
 
-void connection::pump() {
-    if (phase_ != phase::body) {
-        return;
+// The upload this connection follows moved on (its entry rang the doorbell).
+void connection::follow_kick() {
+    if (phase_ == phase::body && follow_) {
+        sender_.grown();
     }
-    if (follow_) {
-        if (wait_ == wait::none) {
-            note_progress();
-            pump_follow();
-        }
-        return;
-    }
-    sender_.start();
 }
 
-void connection::on_socket_ready(int result, std::uint32_t /*flags*/) {
-    --outstanding_;
-    if (phase_ != phase::body || wait_ != wait::socket) {
-        return;
-    }
-    wait_ = wait::none;
-    if (result < 0 || (static_cast<unsigned>(result) & (POLLERR | POLLHUP)) != 0) {
-        close_now(result < 0 ? errno_text(-result) : "the client went away");
-        return;
-    }
-    pump_follow();  // only a follow body polls here (the sender polls for itself)
+stream::send_limits connection::limits() const {
+    const server_config& c = *settings_;
+    return {.send_timeout = std::chrono::milliseconds(c.send_timeout_ms),
+            .max_pause = std::chrono::milliseconds(c.max_pause_ms),
+            .stall_release = std::chrono::milliseconds(c.stall_release_ms)};
 }
 
-void connection::loan_async(std::uint64_t offset, std::uint64_t length,
-                            void (connection::*done)(result<std::vector<cache::read_loan>>)) {
-    io::event_loop* loop = ctx_.loop.get();
-    loop_context* ctx = &ctx_;
-    const std::uint64_t cid = id_;
-    server_.cache->loan_read_async(view_, offset, length,
-                                   [loop, ctx, cid, done](result<std::vector<cache::read_loan>> loans) {
-        auto box = std::make_shared<result<std::vector<cache::read_loan>>>(std::move(loans));
-        loop->post([ctx, cid, box, done] {
-            const auto it = ctx->conns.find(cid);
-            if (it != ctx->conns.end()) {
-                connection* c = it->second;
-                (c->*done)(std::move(*box));
-                settle(c);
+// The socket drained after a stall release: take the admission back before the next paced byte.
+// False when refused: the sender waits for it and asks again shortly, while the send timeout runs.
+bool connection::readmit() {
+    const std::uint64_t rate = control_ ? control_->rate : 0;
+    if (rate == 0) {
+        sender_.admit({}, {});
+        return true;
+    }
+    std::string why;
+    auto reserved = server_.admission.reserve(rate, false);
+    if (reserved) {
+        auto paced = server_.pacing->admit(control_->id, rate, control_->burst, credit_wake(ctx_, control_->id));
+        if (paced) {
+            sender_.admit(std::move(*reserved), std::move(*paced));
+            if (readmit_refusal_logged_) {
+                spdlog::info("{}: \"{}\" re-admitted", peer_, log_request_);
             }
-        });
-    });
+            readmit_refusal_logged_ = false;
+            return true;
+        }
+        why = "the pacing scheduler (rt): " + paced.error().reason;
+    } else {
+        why = reserved.error().text();
+    }
+    if (!readmit_refusal_logged_) {
+        readmit_refusal_logged_ = true;
+        spdlog::info("{}: \"{}\" reads again but cannot be re-admitted ({}): it waits and asks again until the send "
+                     "timeout",
+                     peer_, log_request_, why);
+    }
+    return false;
 }
 
 // ---- The sender's owner ----
 
-void connection::sender_progress(std::uint64_t n) {
-    note_progress();
-    body_sent_ += n;
-}
+void connection::sender_progress(std::uint64_t n) { body_sent_ += n; }
 
-void connection::sender_paused() { note_paused(); }
+// The pause limit is the sender's (its guard).
+void connection::sender_paused() {}
 
-void connection::sender_resumed() { note_resumed(); }
+void connection::sender_resumed() {}
 
-bool connection::sender_admitted() { return !admission_released_ || readmit(); }
+bool connection::sender_admitted() { return !sender_.admission_released() || readmit(); }
+
+void connection::sender_await_growth() { follow_->wait(ctx_.doorbell, &ctx_, id_); }
 
 void connection::sender_done() { finish_response(); }
 
-void connection::sender_failed(std::string_view why) { close_now(why); }
+// A failed transfer, or a response its limits cut: reset (the client cannot use what it got).
+void connection::sender_failed(std::string_view why) { close_now(why, true); }
 
 void connection::sender_debug(std::string_view detail) { spdlog::debug("{}: {}", peer_, log_escape(detail)); }
 

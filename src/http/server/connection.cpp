@@ -8,8 +8,11 @@
 #include "datapump/http/proto/log_escape.hpp"
 
 #include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -20,6 +23,15 @@ namespace {
 std::size_t input_capacity(const server_config& c) {
     return std::max<std::size_t>(std::size_t{16} * 1024, std::size_t{c.max_header_bytes} + c.max_request_line + 4096);
 }
+
+// TCP keep-alive of accepted sockets: the first probe after a minute of silence, then every 10 s,
+// 6 unanswered probes drop the peer (2 minutes in all; the kernel's default is 2 hours).
+constexpr int keepalive_idle_s = 60;
+constexpr int keepalive_interval_s = 10;
+constexpr int keepalive_probes = 6;
+// TCP_USER_TIMEOUT is the send timeout plus this: the daemon's own cut (counted and logged)
+// comes first when the daemon sees the stall; the kernel's catches what it does not see.
+constexpr std::uint64_t user_timeout_margin_ms = 1000;
 
 }  // namespace
 
@@ -34,15 +46,12 @@ connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::u
                                  .cache = ctx.owner->cache.get(),
                                  .path = ctx.owner->path,
                                  .counters = &ctx.owner->sends,
-                                 .bytes_sent = &ctx.owner->bytes_sent},
+                                 .bytes_sent = &ctx.owner->bytes_sent,
+                                 .limits = &ctx.owner->limits},
               fd_.get(), *this, peer_) {
-    recv_op_.self = send_op_.self = poll_op_.self = timer_op_.self = follow_op_.self = this;
-    guard_op_.self = this;
-    guard_op_.handler = &connection::on_guard;
-    follow_op_.handler = &connection::on_follow_sent;
+    recv_op_.self = send_op_.self = timer_op_.self = this;
     recv_op_.handler = &connection::on_recv;
     send_op_.handler = &connection::on_send;
-    poll_op_.handler = &connection::on_socket_ready;
     timer_op_.handler = &connection::on_timer;
     ctx_.conns.emplace(id_, this);
     bump(ctx_.connections);
@@ -64,6 +73,22 @@ void connection::settle(connection* c) {
     if (c->phase_ == phase::closing && c->outstanding_ == 0 && c->sender_.idle()) {
         delete c;
     }
+}
+
+// Accepted sockets get TCP keep-alive and TCP_USER_TIMEOUT, so the kernel drops a peer that
+// vanished even when no send of ours is waiting on it (docs/daemon.md, "Limits and timeouts").
+void connection::configure_socket() {
+    const int fd = fd_.get();
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_idle_s, sizeof keepalive_idle_s);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &keepalive_interval_s, sizeof keepalive_interval_s);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keepalive_probes, sizeof keepalive_probes);
+    // Data the peer has not acknowledged for the send timeout (a vanished peer, or one whose
+    // window stays shut) makes the kernel drop the connection, as the send timeout would.
+    const auto user_timeout = static_cast<unsigned>(
+        std::min<std::uint64_t>(settings_->send_timeout_ms + user_timeout_margin_ms, 0x7fffffffU));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
 }
 
 void connection::start() {
@@ -190,12 +215,14 @@ void connection::answer(response_plan plan) {
     close_after_ = plan.close_after;
     body_sent_ = 0;
     first_byte_sent_ = false;
-    start_guard();
+    readmit_refusal_logged_ = false;
+    // The response's limits run from here: its send timeout starts now.
+    const bool streamed = (plan.file && plan.length > 0) || plan.follow;
+    sender_.watch(limits(), log_request_, streamed ? 0 : plan.body.size());
     if (plan.status >= 100 && plan.status < 600) {
         bump(server_.by_status[static_cast<std::size_t>(plan.status)]);
     }
     if (plan.file && plan.length > 0) {
-        reservation_ = std::move(plan.reservation);
         control_ = plan.control;
         stream_slot_ = std::move(plan.client_stream);
         out_ = std::move(plan.head);
@@ -208,22 +235,24 @@ void connection::answer(response_plan plan) {
                                     .length = plan.length,
                                     .file_size = plan.file_size,
                                     .controls = std::move(plan.control),
-                                    .pacing = std::move(plan.pacing)});
+                                    .pacing = std::move(plan.pacing),
+                                    .capacity = std::move(plan.reservation)});
         if (!begun) {
             spdlog::error("{}: {}", peer_, log_escape(describe(begun.error(), path)));
             close_now(server_.loans_path() ? "no cache view" : "no descriptor to send from");
             return;
         }
-        arm_guard(guard_due());  // a paced stream's stall release comes before the send timeout
         send_out();
         return;
     }
     if (plan.follow) {
         // A GET of a file being uploaded: the head, then the bytes as they arrive.
         follow_ = std::move(plan.follow);
-        follow_chunked_ = plan.follow_chunked;
-        view_ = follow_->view();
-        pos_ = 0;
+        sender_.begin(stream::growing_file{
+            .view = follow_->view(),
+            .length = follow_->length(),
+            .framing = plan.follow_chunked ? stream::body_framing::chunked : stream::body_framing::none,
+            .name = follow_->path()});
         out_ = std::move(plan.head);
         out_sent_ = 0;
         phase_ = phase::head;
@@ -297,7 +326,7 @@ void connection::took_out(std::size_t n) {
             server_.first_byte.observe(
                 std::chrono::duration_cast<std::chrono::microseconds>(first_byte_at_ - request_started_));
         }
-        note_progress();
+        sender_.owner_progress();
     }
     if (out_sent_ < out_.size()) {
         send_out();
@@ -305,7 +334,7 @@ void connection::took_out(std::size_t n) {
     }
     if (phase_ == phase::head) {
         phase_ = phase::body;
-        pump();
+        sender_.start();
         return;
     }
     finish_response();
@@ -346,7 +375,7 @@ void connection::response_ended(bool completed) {
 void connection::finish_response() {
     response_ended(true);
     end_body();
-    ctx_.loop->disarm(guard_);
+    sender_.unwatch();
     out_.clear();
     out_sent_ = 0;
     phase_ = phase::reading;  // the response is whole: a close from here is an orderly one
@@ -381,7 +410,7 @@ void connection::close_now(std::string_view why, bool reset) {
     const bool uploading = phase_ == phase::upload;
     phase_ = phase::closing;
     ctx_.loop->disarm(timer_);
-    ctx_.loop->disarm(guard_);
+    sender_.unwatch();
     end_body();
     if (uploading && upload_ != nullptr && upload_->job != nullptr) {
         upload_->job->cancel(error{errc::closed, 0, "upload: the connection was closed"});
@@ -409,11 +438,6 @@ void connection::on_timer(int /*result*/, std::uint32_t /*flags*/) {
         case timer_use::header:
             if (phase_ == phase::reading) {
                 answer_error(408, "the request head did not arrive in time");
-            }
-            break;
-        case timer_use::readmit:
-            if (phase_ == phase::body) {
-                sender_.resume();  // pumps only a stream still waiting for its admission
             }
             break;
         case timer_use::upload:

@@ -1,10 +1,11 @@
 // File: src/http/server/connection.hpp
 //
 // One client connection, owned by the loop that accepted it. It reads requests (the proto
-// parser), answers them in order (pipelining), and hands file bodies to its stream::sender (the
-// send paths, pacing and VCR controls: docs/stream-engine.md); it follows uploads itself.
+// parser), answers them in order (pipelining), and hands bodies to its stream::sender (the send
+// paths, pacing and VCR controls, a body that follows an upload, and the response's send timeout,
+// pause limit and stall release: docs/stream-engine.md).
 //
-//   reading ──request──> responding: head ──> body (the sender, or following an upload)
+//   reading ──request──> responding: head ──> body (the sender's transfer)
 //           ──> reading
 //          ──timeout / error / close──> closing ──(last completion)──> deleted
 //
@@ -61,7 +62,7 @@ struct response_plan {
     std::uint64_t burst = 0;
     stream::rt_stream pacing;  // a paced stream's rt timer connection (admitted by the router)
     stream::stream_slot client_stream;  // the stream's share of its client address's limits
-    // A GET of a file being uploaded: the body follows the upload (follow.cpp).
+    // A GET of a file being uploaded: the body follows the upload (the sender's growing file).
     std::shared_ptr<upload_entry> follow;
     bool follow_chunked = false;
 };
@@ -147,12 +148,7 @@ private:
         }
     };
     enum class phase : std::uint8_t { reading, head, body, memory, upload, closing };
-    // What a body that follows an upload waits for (the sender has its own waits): room in the
-    // socket, a fallback read, the upload's next bytes.
-    enum class wait : std::uint8_t { none, socket, loan, follow };
-    // readmit: a stalled paced stream gave its admission back; the capacity or rt refused it
-    // again when its client drained, so it asks again shortly (limits.cpp).
-    enum class timer_use : std::uint8_t { none, idle, header, upload, readmit };
+    enum class timer_use : std::uint8_t { none, idle, header, upload };
 
     // Reading and answering.
     void arm_recv();
@@ -170,16 +166,11 @@ private:
 
     // Bodies (body.cpp): the stream's registration, the sender's owner.
     void begin_body();
-    void pump();
-    // A fallback worker loans [offset, offset + length) of view_; `done` gets them on the loop
-    // (if the connection still exists), then settle().
-    void loan_async(std::uint64_t offset, std::uint64_t length,
-                    void (connection::*done)(result<std::vector<cache::read_loan>>));
-    void on_socket_ready(int result, std::uint32_t flags);
     void sender_progress(std::uint64_t n) override;
     void sender_paused() override;
     void sender_resumed() override;
     bool sender_admitted() override;
+    void sender_await_growth() override;
     void sender_done() override;
     void sender_failed(std::string_view why) override;
     void sender_debug(std::string_view detail) override;
@@ -198,28 +189,11 @@ private:
     void upload_timer();
     void arm_upload_timer();
 
-    // Nothing held forever (limits.cpp): the send timeout, the maximum pause, a stalled paced
-    // stream's admission given back and taken again.
+    // Nothing held forever: TCP keep-alive and TCP_USER_TIMEOUT on the socket; the response's
+    // limits are the sender's (watch), the re-admission of a stalled stream the connection's.
     void configure_socket();
-    void start_guard();
-    void arm_guard(io::clock::time_point deadline);
-    [[nodiscard]] io::clock::time_point guard_due() const;
-    [[nodiscard]] std::chrono::milliseconds stall_release() const;
-    [[nodiscard]] bool holds_admission() const;
-    [[nodiscard]] bool waiting_on_client() const;
-    void on_guard(int result, std::uint32_t flags);
-    void note_progress();
-    void note_paused();
-    void note_resumed();
-    void release_admission();
-    bool readmit();  // false: refused for now, the readmit timer asks again
-
-    // Following an upload (follow.cpp).
-    void pump_follow();
-    void follow_send(std::span<const std::byte> bytes, bool data);
-    void follow_stash_unsent(std::size_t unsent);
-    void on_follow_sent(int result, std::uint32_t flags);
-    void on_follow_loans(result<std::vector<cache::read_loan>> loans);
+    [[nodiscard]] stream::send_limits limits() const;
+    bool readmit();  // false: refused for now, the sender asks again shortly
 
     loop_context& ctx_;
     server::state& server_;
@@ -237,7 +211,6 @@ private:
 
     op recv_op_;
     op send_op_;
-    op poll_op_;
     op timer_op_;
     io::timer timer_;
     timer_use timer_use_ = timer_use::none;
@@ -261,46 +234,20 @@ private:
     io::clock::time_point request_started_{};
     std::uint64_t body_sent_ = 0;
 
-    // The body stream: the file body's sender (its send paths, pacing and controls), and what the
-    // connection keeps of the stream: its registration and admission.
+    // The body stream: the sender (its send paths, pacing, controls, a followed upload, and the
+    // response's limits), and what the connection keeps of the stream: its registration.
     stream::sender sender_;
     bool body_counted_ = false;  // counted in active_streams (a file body), until end_body
-    stream::reservation reservation_;
     std::shared_ptr<stream::control> control_;
-    // A body that follows an upload: its source, position and the loan being sent.
-    std::shared_ptr<cache::cached_file> view_;
-    std::uint64_t pos_ = 0;
-    wait wait_ = wait::none;
-    cache::read_loan ready_;
-    bool sending_ = false;  // a follow send's result CQE is pending
 
     // The upload in progress (phase upload).
     std::shared_ptr<upload_state> upload_;
     bool upload_timed_out_ = false;
 
-    // The upload this GET follows.
+    // The upload this GET follows (the sender follows its file; the entry rings its kick).
     std::shared_ptr<upload_entry> follow_;
-    bool follow_chunked_ = false;
-    bool follow_started_ = false;      // a chunk was sent (the next frame starts with its CRLF)
-    std::string follow_frame_;          // chunk framing being sent
-    std::span<const std::byte> follow_pending_;  // data to send after the frame in flight
-    const std::byte* follow_frame_sent_ = nullptr;  // the send in flight: its bytes
-    std::size_t follow_frame_left_ = 0;
-    cache::read_loan follow_sending_;   // the loan the data send is from
-    bool follow_last_ = false;          // the last-chunk frame is being sent
-    bool follow_data_ = false;          // the send in flight is data from follow_sending_
-    std::uint64_t follow_owed_ = 0;     // data before pos_ a full socket left unsent
-    op follow_op_;
 
-    // hostile network: nothing held forever (limits.cpp). The guard timer watches a response
-    // (head, body, memory): it fires when the send timeout, the maximum pause or the stall
-    // release may be due, and re-arms itself for the next check.
-    op guard_op_;
-    io::timer guard_{&guard_op_};
-    io::clock::time_point stall_from_{};    // since when the client took no byte (restarts on progress)
-    io::clock::time_point paused_since_{};
-    bool admission_released_ = false;       // a stalled paced stream gave back reservation + rt
-    bool readmit_refusal_logged_ = false;
+    bool readmit_refusal_logged_ = false;  // a refused re-admission was logged (once per response)
     // hostile network: per-client-address limits (the slots give their counts back when dropped).
     stream::client_address client_;
     stream::connection_slot client_slot_;

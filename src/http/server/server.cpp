@@ -931,9 +931,9 @@ server_view make_view(const server::state& s, const served_root& root) {
         v.ingest.publish_batches = published.batches;
         v.ingest.publish_syncs = published.syncs;
     }
-    v.send_timeouts = load(s.send_timeouts);
-    v.pause_timeouts = load(s.pause_timeouts);
-    v.stall_releases = load(s.stall_releases);
+    v.send_timeouts = load(s.limits.send_timeouts);
+    v.pause_timeouts = load(s.limits.pause_timeouts);
+    v.stall_releases = load(s.limits.stall_releases);
     return v;
 }
 

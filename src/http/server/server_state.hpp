@@ -174,10 +174,8 @@ struct server::state {
     std::atomic<std::uint64_t> uploads_failed{0};
     std::uint64_t leftovers_removed = 0;
     std::unique_ptr<ingest::publisher> publishing;
-    // hostile network: nothing held forever (limits.cpp)
-    std::atomic<std::uint64_t> send_timeouts{0};    // responses cut: the client took nothing for send_timeout_ms
-    std::atomic<std::uint64_t> pause_timeouts{0};   // streams cut: paused longer than max_pause_ms
-    std::atomic<std::uint64_t> stall_releases{0};   // stalled paced streams that gave their admission back
+    // hostile network: nothing held forever (the senders' limits: send timeout, pause, stall)
+    stream::limit_counters limits;
     io::clock::time_point started{};
     std::uint16_t port = 0;
     // private control plane: the bound ports of the public addresses, the admin listener's port

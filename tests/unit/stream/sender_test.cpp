@@ -63,6 +63,7 @@ public:
         ++admission_asked;
         return admitted;
     }
+    void sender_await_growth() override {}  // no growing file here (sender_follow_test.cpp)
     void sender_done() override { finished.set_value(""); }
     void sender_failed(std::string_view why) override {
         s->end();  // as the connection's close does
