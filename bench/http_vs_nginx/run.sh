@@ -31,6 +31,8 @@
 #        DATAPUMP_BASE_BIN_DIR  an older datapumpd's folder: adds servers dp-posix-base and
 #                           dp-direct-base (same flags) and a before/after table, so a change's
 #                           cost is measured in the same run, rotated with the others
+#        BENCH_BASE_FLAGS   more flags for the dp-*-base servers: with DATAPUMP_BASE_BIN_DIR naming
+#                           this build, a lever switched off (e.g. "--open-file-cache 0") is "before"
 # Needs root (drop_caches) and scripts/deps.sh bench.
 source "$(dirname "$0")/../lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -122,11 +124,11 @@ EOF
       ;;
     dp-posix|dp-posix-base)
       "$([ "$srv_name" = dp-posix ] && echo "$dpbin" || echo "$basebin")" --root "$http" --listen "127.0.0.1:$srv_port" --provider posix --send-path sendfile \
-        --access-log off --log-level warn --cache-mib "$cache_mib" >>"$work/$srv_name.log" 2>&1 &
+        --access-log off --log-level warn --cache-mib "$cache_mib" $([ "$srv_name" = dp-posix ] || echo "${BENCH_BASE_FLAGS:-}") >>"$work/$srv_name.log" 2>&1 &
       ;;
     dp-direct|dp-direct-base)
       "$([ "$srv_name" = dp-direct ] && echo "$dpbin" || echo "$basebin")" --root "$http" --listen "127.0.0.1:$srv_port" --provider direct --send-path send-zc \
-        --access-log off --log-level warn --cache-mib "$cache_mib" >>"$work/$srv_name.log" 2>&1 &
+        --access-log off --log-level warn --cache-mib "$cache_mib" $([ "$srv_name" = dp-direct ] || echo "${BENCH_BASE_FLAGS:-}") >>"$work/$srv_name.log" 2>&1 &
       ;;
     *) echo "run.sh: unknown server '$srv_name'" >&2; exit 2 ;;
   esac

@@ -1,7 +1,9 @@
-// The open-file cache (datapump/fs/open_cache.hpp): a map of open files by path, an LRU order,
-// and one inotify descriptor watching every folder a kept file lies in. The inotify queue is
-// read by the look-ups themselves (no thread): what the kernel queued before a look-up is applied
-// before it answers.
+// The open-file cache (datapump/fs/open_cache.hpp): shards by path, each a map of open files, an
+// LRU order, a mutex and an inotify descriptor watching every folder its kept files lie in. The
+// inotify queue is read by the look-ups themselves (no thread): what the kernel queued before a
+// look-up is applied before it answers. The read is a system call made under the shard's mutex;
+// with one mutex for all, two event loops met on it at almost every request (a futex each):
+// sharded by path, they seldom do. A change to a folder reaches every shard watching it.
 #include "datapump/fs/open_cache.hpp"
 
 #include "datapump/fs/registry.hpp"
@@ -9,13 +11,16 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace datapump::fs {
@@ -47,16 +52,16 @@ bool beneath(std::string_view key, std::string_view path) {
 
 }  // namespace
 
-struct open_cache::state {
+namespace {
+
+struct shard {
     struct entry {
         std::shared_ptr<file> opened;
         std::chrono::steady_clock::time_point at;
         std::list<std::string>::iterator order;
     };
 
-    provider_instance* instance = nullptr;
     int root_fd = -1;
-    open_cache_config config;
     unique_fd inotify;
 
     mutable std::mutex mutex;
@@ -67,11 +72,16 @@ struct open_cache::state {
     std::unordered_map<int, std::vector<std::string>> wd_folders;
     std::uint64_t events = 0;  // events applied: an open that saw it move keeps nothing
     open_cache_counters counts;
+    // Files dropped under the mutex, closed after it (a close is a few system calls and the
+    // provider instance's own lock: not for the other loop to wait on). Taken by closing().
+    std::vector<std::shared_ptr<file>> dropped;
 
     void drop(std::unordered_map<std::string, entry>::iterator it) {
+        dropped.push_back(std::move(it->second.opened));
         order.erase(it->second.order);
         files.erase(it);
     }
+    [[nodiscard]] std::vector<std::shared_ptr<file>> closing() { return std::exchange(dropped, {}); }
 
     // Forgets `path` and what lies beneath it; unwatches the folders among them (their names may
     // now be other folders).
@@ -168,24 +178,42 @@ struct open_cache::state {
     }
 };
 
+}  // namespace
+
+struct open_cache::state {
+    provider_instance* instance = nullptr;
+    open_cache_config config;
+    std::size_t max_per_shard = 1;
+    std::vector<shard> shards;
+
+    shard& of(std::string_view path) { return shards[std::hash<std::string_view>{}(path) % shards.size()]; }
+};
+
 result<std::unique_ptr<open_cache>> open_cache::create(provider_instance& instance, int root_fd,
                                                        open_cache_config config) {
     if (config.max_files == 0) {
         return fail(errc::invalid_argument, "open-file cache: max_files must be at least 1");
     }
-    unique_fd in(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-    if (!in) {
-        const int e = errno;
-        if (e == EMFILE) {
-            return fail(errc::no_buffers, "open-file cache: inotify_init1 (fs.inotify.max_user_instances?)", e);
-        }
-        return fail_errno("open-file cache: inotify_init1", e);
+    if (config.shards == 0 || config.shards > 64) {
+        return fail(errc::invalid_argument, "open-file cache: shards must be 1 to 64");
     }
     auto s = std::make_unique<state>();
     s->instance = &instance;
-    s->root_fd = root_fd;
     s->config = config;
-    s->inotify = std::move(in);
+    s->max_per_shard = std::max<std::size_t>(1, (config.max_files + config.shards - 1) / config.shards);
+    s->shards = std::vector<shard>(config.shards);
+    for (shard& sh : s->shards) {
+        unique_fd in(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+        if (!in) {
+            const int e = errno;
+            if (e == EMFILE) {
+                return fail(errc::no_buffers, "open-file cache: inotify_init1 (fs.inotify.max_user_instances?)", e);
+            }
+            return fail_errno("open-file cache: inotify_init1", e);
+        }
+        sh.root_fd = root_fd;
+        sh.inotify = std::move(in);
+    }
     return std::unique_ptr<open_cache>(new open_cache(std::move(s)));
 }
 
@@ -195,63 +223,81 @@ open_cache::~open_cache() = default;
 
 result<std::shared_ptr<file>> open_cache::open(std::string_view path) {
     state& s = *state_;
+    shard& sh = s.of(path);
     const std::string key(path);
     bool watched = false;
     std::uint64_t seen = 0;
+    std::vector<std::shared_ptr<file>> closing;  // destroyed last, after the mutex is let go
     {
-        std::lock_guard lock(s.mutex);
-        s.drain();
-        if (auto it = s.files.find(key); it != s.files.end()) {
+        std::lock_guard lock(sh.mutex);
+        sh.drain();
+        if (auto it = sh.files.find(key); it != sh.files.end()) {
             if (std::chrono::steady_clock::now() - it->second.at < s.config.valid) {
-                s.order.splice(s.order.begin(), s.order, it->second.order);
-                ++s.counts.hits;
+                sh.order.splice(sh.order.begin(), sh.order, it->second.order);
+                ++sh.counts.hits;
+                closing = sh.closing();
                 return it->second.opened;
             }
-            s.drop(it);
-            ++s.counts.evicted;
+            sh.drop(it);
+            ++sh.counts.evicted;
         }
-        ++s.counts.misses;
-        watched = s.watch_folders(path);
-        seen = s.events;
+        ++sh.counts.misses;
+        watched = sh.watch_folders(path);
+        seen = sh.events;
+        closing = sh.closing();
     }
     auto opened = s.instance->open(path, open_mode::read);
     if (!opened) {
         return std::unexpected(opened.error());
     }
     auto shared = std::make_shared<file>(std::move(*opened));
-    std::lock_guard lock(s.mutex);
-    s.drain();
+    std::vector<std::shared_ptr<file>> closing_after;  // declared before the lock: destroyed after it
+    std::lock_guard lock(sh.mutex);
+    sh.drain();
+    closing_after = sh.closing();
     if (!watched) {
-        ++s.counts.unwatched;
+        ++sh.counts.unwatched;
         return shared;
     }
     if (shared->info().size > s.config.max_size) {
         return shared;
     }
     // Something changed while the file was opened: it may be the file, so it is not kept.
-    if (s.events != seen || s.files.contains(key)) {
+    if (sh.events != seen || sh.files.contains(key)) {
         return shared;
     }
     // Every folder of the path is still watched (nothing was applied since they were).
-    while (s.files.size() >= s.config.max_files && !s.order.empty()) {
-        s.drop(s.files.find(s.order.back()));
-        ++s.counts.evicted;
+    while (sh.files.size() >= s.max_per_shard && !sh.order.empty()) {
+        sh.drop(sh.files.find(sh.order.back()));
+        ++sh.counts.evicted;
     }
-    s.order.push_front(key);
-    s.files.emplace(key, state::entry{.opened = shared, .at = std::chrono::steady_clock::now(), .order = s.order.begin()});
+    sh.order.push_front(key);
+    sh.files.emplace(key, shard::entry{.opened = shared, .at = std::chrono::steady_clock::now(), .order = sh.order.begin()});
+    closing_after = sh.closing();
     return shared;
 }
 
 void open_cache::clear() {
-    std::lock_guard lock(state_->mutex);
-    state_->forget_beneath("");
+    for (shard& sh : state_->shards) {
+        std::vector<std::shared_ptr<file>> closing;
+        std::lock_guard lock(sh.mutex);
+        sh.forget_beneath("");
+        closing = sh.closing();
+    }
 }
 
 open_cache_counters open_cache::counters() const {
-    std::lock_guard lock(state_->mutex);
-    open_cache_counters c = state_->counts;
-    c.files = state_->files.size();
-    c.folders = state_->folder_wd.size();
+    open_cache_counters c;
+    for (shard& sh : state_->shards) {
+        std::lock_guard lock(sh.mutex);
+        c.hits += sh.counts.hits;
+        c.misses += sh.counts.misses;
+        c.forgotten += sh.counts.forgotten;
+        c.evicted += sh.counts.evicted;
+        c.unwatched += sh.counts.unwatched;
+        c.files += sh.files.size();
+        c.watches += sh.wd_folders.size();
+    }
     return c;
 }
 

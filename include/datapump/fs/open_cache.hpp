@@ -5,7 +5,8 @@
 // read of an inotify descriptor (nothing pending, almost always) and a map look-up, instead of
 // the five to seven system calls of a checked open (docs/daemon.md, "Open-file cache").
 //
-//   open(path) ──> drain the inotify queue (apply every change the kernel has queued)
+//   open(path) ──> its shard (by path): drain the shard's inotify queue (apply every change the
+//                  kernel has queued)
 //              ──> hit: the shared fs::file        miss: watch each folder of the path (before
 //                                                        anything of it is resolved), open, keep
 //   the kernel queues: a folder's child changed (written, truncated, attributes, created,
@@ -28,8 +29,8 @@
 // Ownership: an entry holds an fs::file (one descriptor and its provider instance's use count)
 // until it is forgotten or evicted; a request that got it keeps it open to its last byte.
 // The instance and the root descriptor must outlive the cache.
-// Thread-safety: every member may be called from any thread (one mutex; the opens themselves
-// run outside it).
+// Thread-safety: every member may be called from any thread (a mutex per shard; the opens
+// themselves run outside it).
 #pragma once
 
 #include "datapump/base/error.hpp"
@@ -54,6 +55,10 @@ struct open_cache_config {
     // transfer, and a long stream's read-ahead state and access hints (pause, fast-forward) belong
     // to its own open file (the kernel keeps read-ahead per open file).
     std::uint64_t max_size = std::uint64_t{1} << 20;
+    // Paths are spread over this many shards, each with its own lock, LRU order (max_files is
+    // shared out evenly) and inotify instance (fs.inotify.max_user_instances is 128 by default):
+    // look-ups of two threads seldom wait for each other. 1..64.
+    std::size_t shards = 16;
 };
 
 struct open_cache_counters {
@@ -63,14 +68,15 @@ struct open_cache_counters {
     std::uint64_t evicted = 0;    // entries dropped for room or age
     std::uint64_t unwatched = 0;  // opens served without being kept (their folder could not be watched)
     std::uint64_t files = 0;      // entries now
-    std::uint64_t folders = 0;    // folders watched now
+    std::uint64_t watches = 0;    // inotify watches held now (a folder is watched by each shard keeping a file in it)
 };
 
 class open_cache {
 public:
     // `instance`: the provider instance files are opened with (read mode); `root_fd`: a
     // descriptor of the folder it serves (O_PATH is enough). Both outlive the cache.
-    // Errors: invalid_argument (max_files 0), no_buffers (inotify instance limit), io_error.
+    // Errors: invalid_argument (max_files 0, shards out of range), no_buffers (inotify instance
+    // limit), io_error.
     [[nodiscard]] static result<std::unique_ptr<open_cache>> create(provider_instance& instance, int root_fd,
                                                                      open_cache_config config);
     open_cache(const open_cache&) = delete;
