@@ -532,7 +532,7 @@ constexpr auto options = std::to_array<option_spec>({
      .members = "open_file_cache",
      .help = "open files kept between requests, watched for changes (0: open each time; like nginx open_file_cache max=)",
      .doc_default = "`16384`",
-     .doc = "files kept open between requests, watched with inotify so that a change is seen by the next request; the least recently used goes first; `0`: every request opens its file; capped to half the descriptor limit (see \"Open-file cache\")",
+     .doc = "files (up to 1 MiB) kept open between requests on the page-cache send paths, watched with inotify so that a change is seen by the next request; the least recently used goes first; `0`: every request opens its file; capped to half the descriptor limit (see \"Open-file cache\")",
      .apply = set_whole<&daemon_config::open_file_cache>,
      .show = show_number<&daemon_config::open_file_cache>},
     {.key = "open_file_cache_valid_ms",

@@ -378,9 +378,12 @@ namespace {
 
 // The open-file cache of a served root (null when off). Each kept file holds a descriptor: the
 // cache gets at most half of the descriptor limit, so that connections keep the other half.
-std::unique_ptr<fs::open_cache> make_open_cache(const server_config& config, fs::provider_instance& instance,
-                                                int root_fd) {
-    if (config.open_file_cache == 0) {
+std::unique_ptr<fs::open_cache> make_open_cache(const server_config& config, bool loans_path,
+                                                fs::provider_instance& instance, int root_fd) {
+    // The page-cache send paths only. On the loan paths a kept file keeps its cache view, and
+    // with more small files than arena buffers that cost the direct provider 0.4x of its req/s
+    // (docs/benchmarks.md, "Small files"); their opens already share a file's cached blocks.
+    if (config.open_file_cache == 0 || loans_path) {
         return nullptr;
     }
     std::uint64_t max_files = config.open_file_cache;
@@ -535,7 +538,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     started_root->path = config.root;
     started_root->instance = &s->instance;
     started_root->fd = s->root_fd.get();
-    started_root->files = make_open_cache(config, s->instance, started_root->fd);
+    started_root->files = make_open_cache(config, s->loans_path(), s->instance, started_root->fd);
     s->served_path = config.root;
     s->roots.push_back(started_root);
     for (unsigned i = 0; i < config.loops; ++i) {
@@ -765,7 +768,7 @@ result<void> server::reconfigure(const server_config& next) {
         made->path = fresh->root;
         made->instance = &made->owned;
         made->fd = made->owned_fd.get();
-        made->files = make_open_cache(s.config, made->owned, made->fd);
+        made->files = make_open_cache(s.config, s.loans_path(), made->owned, made->fd);
         root = std::move(made);
         s.served_path = fresh->root;
         // The old root's kept files close as the streams still using them end.
