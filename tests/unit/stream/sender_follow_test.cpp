@@ -13,6 +13,7 @@
 #include "support/loop_thread.hpp"
 #include "support/memory_source.hpp"
 #include "unit/fs/test_support.hpp"
+#include "unit/stream/socket_pairs.hpp"
 
 #include <gtest/gtest.h>
 
@@ -66,42 +67,6 @@ public:
     void sender_debug(std::string_view /*detail*/) override {}
     void sender_settle() override {}
 };
-
-struct socket_pair {
-    unique_fd ours;    // the sender's end, non-blocking
-    unique_fd theirs;  // the reader's end, blocking
-};
-
-socket_pair tcp_pair() {
-    socket_pair p;
-    unique_fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(::listen(listener.get(), 1), 0);
-    EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    p.theirs = unique_fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    EXPECT_EQ(::connect(p.theirs.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    p.ours = unique_fd(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    EXPECT_TRUE(p.ours);
-    return p;
-}
-
-socket_pair unix_pair() {
-    int fds[2] = {-1, -1};
-    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    socket_pair p{unique_fd(fds[0]), unique_fd(fds[1])};
-    EXPECT_EQ(::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK), 0);
-    return p;
-}
-
-void shrink_buffers(const socket_pair& p) {
-    const int small = 8192;
-    ::setsockopt(p.ours.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    ::setsockopt(p.theirs.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-}
 
 // Reads to EOF (or an error).
 std::string read_all(int fd) {
@@ -344,7 +309,7 @@ TEST_P(sender_follow_test, a_writer_complete_short_of_the_declared_length_fails_
 }
 
 TEST_P(sender_follow_test, a_follower_on_a_full_socket_holds_no_buffer_then_gets_every_byte) {
-    shrink_buffers(pair_);
+    shrink_buffers(pair_, 8192);
     const std::uint64_t total = 6 * block + 99;
     follow(total, stream::body_framing::none);
     append(total);  // the writer pins its current (last, partial) block
@@ -366,7 +331,7 @@ TEST_P(sender_follow_test, a_follower_on_a_full_socket_holds_no_buffer_then_gets
 }
 
 TEST_P(sender_follow_test, a_client_that_reads_nothing_is_cut_after_the_send_timeout) {
-    shrink_buffers(pair_);
+    shrink_buffers(pair_, 8192);
     watch({.send_timeout = 300ms, .max_pause = 60s, .stall_release = 2s});
     const auto began = std::chrono::steady_clock::now();
     follow(std::nullopt, stream::body_framing::none);
@@ -411,7 +376,7 @@ protected:
         loop_ = std::make_unique<loop_thread>(&cache_->buffers().arena());
         ASSERT_TRUE(loop_->ok()) << loop_->error_text();
         pair_ = tcp_pair();
-        shrink_buffers(pair_);
+        shrink_buffers(pair_, 8192);
         write_file(dir_.file("f"), pattern(size, 41));
     }
     void TearDown() override {

@@ -12,6 +12,7 @@
 #include "datapump/fs/registry.hpp"
 #include "support/loop_thread.hpp"
 #include "unit/fs/test_support.hpp"
+#include "unit/stream/socket_pairs.hpp"
 
 #include <gtest/gtest.h>
 
@@ -72,43 +73,6 @@ public:
     void sender_debug(std::string_view /*detail*/) override {}
     void sender_settle() override {}
 };
-
-struct socket_pair {
-    unique_fd ours;    // the sender's end, O_NONBLOCK as the server's accepted sockets are
-    unique_fd theirs;  // the reader's end, blocking
-};
-
-socket_pair tcp_pair() {
-    socket_pair p;
-    unique_fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(::listen(listener.get(), 1), 0);
-    EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    p.theirs = unique_fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    EXPECT_EQ(::connect(p.theirs.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    p.ours = unique_fd(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    EXPECT_TRUE(p.ours);
-    return p;
-}
-
-socket_pair unix_pair() {
-    int fds[2] = {-1, -1};
-    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    socket_pair p{unique_fd(fds[0]), unique_fd(fds[1])};
-    EXPECT_EQ(::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK), 0);
-    return p;
-}
-
-// Small socket buffers: the sender meets a full socket (short sends, EAGAIN) every few KiB.
-void shrink_buffers(const socket_pair& p) {
-    const int small = 16384;
-    ::setsockopt(p.ours.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    ::setsockopt(p.theirs.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-}
 
 // Reads `n` bytes (or to EOF / an error) in pieces of at most `piece`, sleeping `pause` between.
 std::vector<std::byte> read_n(int fd, std::size_t n, std::size_t piece = 1 << 20,
@@ -276,7 +240,7 @@ TEST_P(sender_test, a_slow_reader_behind_small_buffers_gets_every_byte_in_order)
     const auto content = pattern(size, 32);
     write_file(dir_.file("slow"), content);
     const socket_pair pair = make_pair();
-    shrink_buffers(pair);
+    shrink_buffers(pair, 16384);
     ASSERT_EQ(begin(pair, "slow", size, 0, size), "");
     auto reader = std::async(std::launch::async, [&] { return read_n(pair.theirs.get(), size, 1500, 50us); });
     start();
@@ -294,7 +258,7 @@ TEST_P(sender_test, a_peer_that_resets_mid_body_fails_the_transfer_and_loans_com
     const std::size_t size = 24 * block;
     write_file(dir_.file("big"), pattern(size, 33));
     socket_pair pair = make_pair();
-    shrink_buffers(pair);
+    shrink_buffers(pair, 16384);
     ASSERT_EQ(begin(pair, "big", size, 0, size), "");
     start();
     const auto first = read_n(pair.theirs.get(), 10000);
