@@ -74,3 +74,29 @@ cpu_ticks() {
   done
   echo "$t"
 }
+
+# For scripts that run one server at a time in $srv_pid / $srv_name, logging to $work/$srv_name.log
+# (and nginx to $work/nginx.log):
+# await_server URL: waits (10 s at most) until the server answers URL; exits with its log if not.
+await_server() {
+  local i
+  for i in $(seq 100); do
+    if curl -s -o /dev/null --max-time 1 "$@"; then return 0; fi
+    kill -0 "$srv_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$(basename "$0"): $srv_name did not answer on port $srv_port; its log:" >&2
+  tail -n 20 "$work/$srv_name.log" "$work/nginx.log" 2>/dev/null >&2 || true
+  exit 1
+}
+
+# survived [WHAT]: after a measurement, a server that died meanwhile gives no figures (say so,
+# show its log).
+survived() {
+  kill -0 "$srv_pid" 2>/dev/null && return 0
+  echo "$(basename "$0"): $srv_name died during ${1:-the run}; that run's figures are dropped. Its log:" >&2
+  tail -n 5 "$work/$srv_name.log" "$work/nginx.log" 2>/dev/null >&2 || true
+  wait "$srv_pid" 2>/dev/null || true
+  srv_pid=""
+  return 1
+}

@@ -133,28 +133,8 @@ EOF
     *) echo "run.sh: unknown server '$srv_name'" >&2; exit 2 ;;
   esac
   srv_pid=$!
-  local i
-  for i in $(seq 100); do
-    if curl -s -o /dev/null --max-time 1 "$(url /)"; then return 0; fi
-    kill -0 "$srv_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "run.sh: $srv_name did not answer on port $srv_port; its log:" >&2
-  tail -n 20 "$work/$srv_name.log" "$work/nginx.log" 2>/dev/null >&2 || true
-  exit 1
+  await_server "$(url /)"
 }
-
-# After a measurement: a server that died meanwhile gives no figures (say so, show its log).
-survived() {
-  kill -0 "$srv_pid" 2>/dev/null && return 0
-  echo "run.sh: $srv_name died during $1; that run's figures are dropped. Its log:" >&2
-  tail -n 5 "$work/$srv_name.log" "$work/nginx.log" 2>/dev/null >&2 || true
-  wait "$srv_pid" 2>/dev/null || true
-  srv_pid=""
-  return 1
-}
-
-
 
 # Bytes the server read from storage (/proc/PID/io read_bytes: the process and all its threads,
 # io_uring workers included; nginx: master + workers). Server-specific, unlike /proc/diskstats,

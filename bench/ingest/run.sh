@@ -158,18 +158,6 @@ EOF
   exit 1
 }
 
-# After a measurement: a server that died meanwhile gives no figures (say so, show its log).
-survived() {
-  kill -0 "$srv_pid" 2>/dev/null && return 0
-  echo "run.sh: $srv_name died during $1; that run's figures are dropped. Its log:" >&2
-  tail -n 5 "$work/$srv_name.log" 2>/dev/null >&2 || true
-  wait "$srv_pid" 2>/dev/null || true
-  srv_pid=""
-  return 1
-}
-
-
-
 # ----- results --------------------------------------------------------------------------------
 declare -A res
 add() { res["$1|$2"]+="$3 "; }

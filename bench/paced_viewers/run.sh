@@ -130,25 +130,7 @@ EOF
     *) echo "run.sh: unknown server '$srv_name'" >&2; exit 2 ;;
   esac
   srv_pid=$!
-  local i
-  for i in $(seq 100); do
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$srv_port/title_00.bin" -r 0-0; then return 0; fi
-    kill -0 "$srv_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "run.sh: $srv_name did not answer on port $srv_port; its log:" >&2
-  tail -n 20 "$work/$srv_name.log" "$work/nginx.log" 2>/dev/null >&2 || true
-  exit 1
-}
-
-# After a measurement: a server that died meanwhile gives no figures (say so, show its log).
-survived() {
-  kill -0 "$srv_pid" 2>/dev/null && return 0
-  echo "run.sh: $srv_name died during the run; that run's figures are dropped. Its log:" >&2
-  tail -n 5 "$work/$srv_name.log" "$work/nginx.log" 2>/dev/null >&2 || true
-  wait "$srv_pid" 2>/dev/null || true
-  srv_pid=""
-  return 1
+  await_server "http://127.0.0.1:$srv_port/title_00.bin" -r 0-0
 }
 
 # ----- results --------------------------------------------------------------------------------
