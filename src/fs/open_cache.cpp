@@ -50,6 +50,12 @@ bool beneath(std::string_view key, std::string_view path) {
     return key.size() >= path.size() && key.starts_with(path) && (key.size() == path.size() || key[path.size()] == '/');
 }
 
+// Look-ups by string_view: a hit allocates nothing.
+struct path_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view p) const noexcept { return std::hash<std::string_view>{}(p); }
+};
+
 }  // namespace
 
 namespace {
@@ -66,7 +72,7 @@ struct shard {
 
     mutable std::mutex mutex;
     // Guarded by mutex. Invariant: every folder of a kept file's path is in folder_wd.
-    std::unordered_map<std::string, entry> files;
+    std::unordered_map<std::string, entry, path_hash, std::equal_to<>> files;
     std::list<std::string> order;  // most recently used first
     std::unordered_map<std::string, int> folder_wd;
     std::unordered_map<int, std::vector<std::string>> wd_folders;
@@ -76,7 +82,7 @@ struct shard {
     // provider instance's own lock: not for the other loop to wait on). Taken by closing().
     std::vector<std::shared_ptr<file>> dropped;
 
-    void drop(std::unordered_map<std::string, entry>::iterator it) {
+    void drop(decltype(files)::iterator it) {
         dropped.push_back(std::move(it->second.opened));
         order.erase(it->second.order);
         files.erase(it);
@@ -224,14 +230,13 @@ open_cache::~open_cache() = default;
 result<std::shared_ptr<file>> open_cache::open(std::string_view path) {
     state& s = *state_;
     shard& sh = s.of(path);
-    const std::string key(path);
     bool watched = false;
     std::uint64_t seen = 0;
     std::vector<std::shared_ptr<file>> closing;  // destroyed last, after the mutex is let go
     {
         std::lock_guard lock(sh.mutex);
         sh.drain();
-        if (auto it = sh.files.find(key); it != sh.files.end()) {
+        if (auto it = sh.files.find(path); it != sh.files.end()) {
             if (std::chrono::steady_clock::now() - it->second.at < s.config.valid) {
                 sh.order.splice(sh.order.begin(), sh.order, it->second.order);
                 ++sh.counts.hits;
@@ -263,7 +268,7 @@ result<std::shared_ptr<file>> open_cache::open(std::string_view path) {
         return shared;
     }
     // Something changed while the file was opened: it may be the file, so it is not kept.
-    if (sh.events != seen || sh.files.contains(key)) {
+    if (sh.events != seen || sh.files.contains(path)) {
         return shared;
     }
     // Every folder of the path is still watched (nothing was applied since they were).
@@ -271,8 +276,8 @@ result<std::shared_ptr<file>> open_cache::open(std::string_view path) {
         sh.drop(sh.files.find(sh.order.back()));
         ++sh.counts.evicted;
     }
-    sh.order.push_front(key);
-    sh.files.emplace(key, shard::entry{.opened = shared, .at = std::chrono::steady_clock::now(), .order = sh.order.begin()});
+    sh.order.emplace_front(path);
+    sh.files.emplace(std::string(path), shard::entry{.opened = shared, .at = std::chrono::steady_clock::now(), .order = sh.order.begin()});
     closing_after = sh.closing();
     return shared;
 }
