@@ -59,7 +59,10 @@ basebin=""
 if [ -n "${DATAPUMP_BASE_BIN_DIR:-}" ]; then
   basebin="${DATAPUMP_BASE_BIN_DIR}/datapumpd"
   [ -x "$basebin" ] || { echo "run.sh: no datapumpd at $basebin (DATAPUMP_BASE_BIN_DIR)" >&2; exit 2; }
-  grep -q 'dp-posix-base' <<<"${servers[*]}" || servers+=(dp-posix-base dp-direct-base)
+  # Each base beside its server, unless --servers named the bases already.
+  if ! grep -q -- '-base' <<<"${servers[*]}"; then
+    for s in dp-posix dp-direct; do grep -qw -- "$s" <<<"${servers[*]}" && servers+=("$s-base"); done
+  fi
 fi
 if [ -n "${BENCH_NGINX_OFC:-}" ] && ! grep -q 'nginx-ofc' <<<"${servers[*]}"; then servers+=(nginx-ofc); fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)

@@ -8,13 +8,18 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <limits>
+#include <string>
 
 namespace datapump::buffer {
 
 namespace {
 constexpr std::size_t page = 4096;
+// The size of a transparent huge page on x86-64 and arm64 with 4 KiB pages (hpage_pmd_size).
+constexpr std::size_t huge_page = std::size_t{2} << 20;
 
 // A sealed (no shrink, no grow) memfd of `bytes`.
 result<unique_fd> make_memfd(const char* name, std::size_t bytes) {
@@ -56,6 +61,9 @@ result<std::unique_ptr<arena>> arena::create(const arena_config& config) {
     if (config.memfd_per_buffer) {
         return create_per_buffer(config);
     }
+    if (config.huge_pages) {
+        return create_anonymous(config);
+    }
     unique_fd fd(::memfd_create("datapump-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (!fd) {
         return fail_errno("arena: memfd_create");
@@ -81,6 +89,7 @@ result<std::unique_ptr<arena>> arena::create(const arena_config& config) {
 arena::arena(unique_fd fd, std::byte* base, std::size_t buffer_size, std::uint32_t count)
     : fd_(std::move(fd)),
       base_(base),
+      mapped_(buffer_size * count),
       buffer_size_(buffer_size),
       count_(count),
       descs_(std::make_unique<descriptor[]>(count)) {}
@@ -115,8 +124,110 @@ result<std::unique_ptr<arena>> arena::create_per_buffer(const arena_config& conf
     return a;
 }
 
+// Anonymous memory on a huge-page boundary, rounded up to whole huge pages (a 2 MiB page backs
+// only an aligned 2 MiB range of a mapping), advised for transparent huge pages. Over-mapped by
+// one huge page, then the unaligned head and the tail are given back.
+result<std::unique_ptr<arena>> arena::create_anonymous(const arena_config& config) {
+    const std::size_t bytes = config.buffer_size * config.buffer_count;
+    const std::size_t mapped = (bytes + huge_page - 1) / huge_page * huge_page;
+    void* reserved = ::mmap(nullptr, mapped + huge_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (reserved == MAP_FAILED) {
+        return fail_errno("arena: mmap");
+    }
+    const auto start = reinterpret_cast<std::uintptr_t>(reserved);
+    const std::uintptr_t aligned = (start + huge_page - 1) & ~(huge_page - 1);
+    if (aligned > start) {
+        ::munmap(reserved, aligned - start);
+    }
+    const std::size_t tail = huge_page - (aligned - start);
+    if (tail > 0) {
+        ::munmap(reinterpret_cast<void*>(aligned + mapped), tail);
+    }
+    auto* base = reinterpret_cast<std::byte*>(aligned);
+    // EINVAL where the kernel has no transparent huge pages: the arena keeps small pages.
+    (void)::madvise(base, mapped, MADV_HUGEPAGE);
+    // A child made by fork() gets no copy of the arena (nor copy-on-write pins of its pages).
+    (void)::madvise(base, mapped, MADV_DONTFORK);
+    std::unique_ptr<arena> a(new arena(unique_fd(), base, config.buffer_size,
+                                       static_cast<std::uint32_t>(config.buffer_count)));
+    a->mapped_ = mapped;
+    if (config.prefault) {
+        touch(base, mapped);
+    }
+    return a;
+}
+
+std::size_t arena::huge_page_bytes() const {
+    unique_fd fd(::open("/proc/self/smaps", O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+        return 0;
+    }
+    std::string text;
+    char chunk[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        text.append(chunk, static_cast<std::size_t>(n));
+    }
+    const auto begin = reinterpret_cast<std::uintptr_t>(base_);
+    // smaps counts whole mappings: the arena's is rounded up to huge pages (and the kernel may
+    // have merged it with a neighbour), so the figure is capped at the arena's size.
+    return std::min(huge_bytes_in_smaps(text, begin, begin + bytes()), bytes());
+}
+
+namespace {
+// "<hex>-<hex>": a mapping's header line's first word, as [lo, hi); nullopt for any other line.
+bool parse_range(std::string_view word, std::uintptr_t& lo, std::uintptr_t& hi) {
+    const std::size_t dash = word.find('-');
+    if (dash == std::string_view::npos || dash == 0 || dash + 1 >= word.size()) {
+        return false;
+    }
+    const char* end = word.data() + word.size();
+    const auto a = std::from_chars(word.data(), word.data() + dash, lo, 16);
+    const auto b = std::from_chars(word.data() + dash + 1, end, hi, 16);
+    return a.ec == std::errc{} && a.ptr == word.data() + dash && b.ec == std::errc{} && b.ptr == end;
+}
+
+// "Key:   N kB" -> N * 1024 when the line's key is `key`; 0 otherwise.
+std::size_t kib_field(std::string_view line, std::string_view key) {
+    if (!line.starts_with(key) || line.size() <= key.size() || line[key.size()] != ':') {
+        return 0;
+    }
+    std::string_view rest = line.substr(key.size() + 1);
+    rest.remove_prefix(std::min(rest.find_first_not_of(' '), rest.size()));
+    std::size_t kib = 0;
+    const auto r = std::from_chars(rest.data(), rest.data() + rest.size(), kib);
+    return r.ec == std::errc{} ? kib * 1024 : 0;
+}
+}  // namespace
+
+std::size_t huge_bytes_in_smaps(std::string_view smaps, std::uintptr_t begin, std::uintptr_t end) {
+    std::size_t total = 0;
+    bool inside = false;
+    while (!smaps.empty()) {
+        const std::size_t eol = smaps.find('\n');
+        const std::string_view line = smaps.substr(0, eol);
+        smaps.remove_prefix(eol == std::string_view::npos ? smaps.size() : eol + 1);
+        std::uintptr_t lo = 0;
+        std::uintptr_t hi = 0;
+        if (parse_range(line.substr(0, line.find(' ')), lo, hi)) {
+            inside = lo < end && begin < hi;
+            continue;
+        }
+        if (inside) {
+            total += kib_field(line, "AnonHugePages") + kib_field(line, "ShmemPmdMapped");
+        }
+    }
+    return total;
+}
+
 arena::~arena() {
-    ::munmap(base_, bytes());
+    ::munmap(base_, mapped_);
     if (backing_ != nullptr) {
         for (std::uint32_t i = 0; i < count_; ++i) {
             const int fd = backing_[i].fd.load(std::memory_order_relaxed);

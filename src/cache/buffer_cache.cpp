@@ -67,7 +67,8 @@ result<std::unique_ptr<buffer_cache>> buffer_cache::create(const cache_config& c
     auto a = buffer::arena::create({.buffer_size = config.buffer_size,
                                     .buffer_count = config.buffer_count,
                                     .prefault = config.prefault,
-                                    .memfd_per_buffer = config.memfd_per_buffer});
+                                    .memfd_per_buffer = config.memfd_per_buffer,
+                                    .huge_pages = config.huge_pages});
     if (!a) {
         return std::unexpected(a.error());
     }

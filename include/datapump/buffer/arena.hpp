@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 
 DATAPUMP_API_BEGIN
 
@@ -98,6 +99,14 @@ struct arena_config {
     // faults. Such an arena must not be registered with io_uring (fixed buffers pin the pages a
     // fresh memfd replaces).
     bool memfd_per_buffer = false;
+    // Anonymous memory advised for transparent huge pages (MADV_HUGEPAGE) instead of a memfd:
+    // fd() is -1, nothing can map the arena elsewhere. Where the kernel gives 2 MiB pages, an
+    // O_DIRECT read pins a few large pages instead of 64 small ones per 256 KiB, and the sends
+    // copying out of the arena miss the TLB less (docs/benchmarks.md, "Huge pages for the
+    // arena": half the CPU of a cold O_DIRECT read here). Where it does not (THP off, or memory
+    // too fragmented), the same memory in small pages: huge_page_bytes() says which. Not with
+    // memfd_per_buffer (ignored there).
+    bool huge_pages = false;
 };
 
 class arena {
@@ -115,8 +124,11 @@ public:
     [[nodiscard]] std::uint32_t count() const { return count_; }
     [[nodiscard]] std::size_t bytes() const { return buffer_size_ * count_; }
     // The memfd, for mapping elsewhere (read-only by clients) or registering with io_uring; -1
-    // with memfd_per_buffer.
+    // with memfd_per_buffer or huge_pages.
     [[nodiscard]] int fd() const { return fd_.get(); }
+    // Bytes of the arena the kernel backs with huge pages now (from /proc/self/smaps, whose
+    // figures are per mapping: at most bytes(); 0 when it cannot be read). Reads a file of the size of the process's mappings: not for a hot path.
+    [[nodiscard]] std::size_t huge_page_bytes() const;
 
     // --- memfd_per_buffer (see arena_config) -------------------------------------------------
 
@@ -167,6 +179,7 @@ public:
 private:
     arena(unique_fd fd, std::byte* base, std::size_t buffer_size, std::uint32_t count);
     static result<std::unique_ptr<arena>> create_per_buffer(const arena_config& config);
+    static result<std::unique_ptr<arena>> create_anonymous(const arena_config& config);
 
     // Per buffer with memfd_per_buffer. fd and epoch change only while the buffer is owned
     // (filling, before publish: the publish/pin pair orders them for pinners); exported is set by
@@ -180,10 +193,15 @@ private:
     unique_fd fd_;
     std::unique_ptr<backing[]> backing_;
     std::byte* base_;
+    std::size_t mapped_ = 0;  // bytes mapped at base_ (bytes(), or more: huge_pages rounds up)
     std::size_t buffer_size_;
     std::uint32_t count_;
     std::unique_ptr<descriptor[]> descs_;
 };
+
+// The AnonHugePages and ShmemPmdMapped bytes of the mappings of `smaps` (the text of
+// /proc/<pid>/smaps) that overlap [begin, end). Exposed for its test.
+[[nodiscard]] std::size_t huge_bytes_in_smaps(std::string_view smaps, std::uintptr_t begin, std::uintptr_t end);
 
 }  // namespace datapump::buffer
 DATAPUMP_API_END

@@ -82,6 +82,7 @@ struct cache_config {
     std::size_t buffer_count = 1024;
     bool prefault = true;
     bool memfd_per_buffer = false;  // buffer::arena_config::memfd_per_buffer (the loan server)
+    bool huge_pages = false;        // buffer::arena_config::huge_pages
 };
 
 class buffer_cache {

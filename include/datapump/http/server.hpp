@@ -97,6 +97,15 @@ enum class access_log_format : std::uint8_t { combined, json };
 [[nodiscard]] std::string_view to_string(access_log_format f);
 [[nodiscard]] std::optional<access_log_format> parse_access_log_format(std::string_view text);
 
+// Huge pages for the cache's arena (buffer::arena_config::huge_pages; docs/daemon.md, "Huge
+// pages"), as PostgreSQL's `huge_pages`: off (a memfd in small pages), try (transparent huge
+// pages where the kernel gives them, small pages where not), on (start only if the whole arena
+// got huge pages).
+enum class huge_pages : std::uint8_t { off, try_, on };
+// "off", "try", "on"; and the parser (nullopt for anything else). The strings are static.
+[[nodiscard]] std::string_view to_string(huge_pages h);
+[[nodiscard]] std::optional<huge_pages> parse_huge_pages(std::string_view text);
+
 // conf: the server's settings, in one struct that library users and datapumpd share (datapumpd's
 // daemon_config derives from it and adds only what the daemon alone has; its option table, in
 // src/daemon/config/options.cpp, maps flags and TOML keys onto these members). The defaults here
@@ -111,6 +120,7 @@ struct server_config {
     send_path path = send_path::automatic;
     std::uint32_t cache_mib = 256;
     std::uint32_t buffer_kib = 256;
+    http::huge_pages huge_pages = http::huge_pages::try_;
     std::uint64_t capacity = 0;
     std::uint64_t default_rate = 0;
     std::uint64_t max_rate = 0;

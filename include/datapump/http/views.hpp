@@ -71,6 +71,7 @@ struct cache_view {
     std::uint64_t open_forgotten = 0;
     std::uint64_t open_evicted = 0;
     std::uint64_t open_unwatched = 0;
+    std::uint64_t huge_page_bytes = 0;  // of the arena, in huge pages (measured at start)
 };
 
 struct send_view {

@@ -277,6 +277,23 @@ std::string show_send_path(const daemon_config& c) {
     return std::string(http::option_name(c.path));
 }
 
+problem set_huge_pages(daemon_config& c, const raw_value& v) {
+    auto text = to_text(v);
+    if (!text) {
+        return std::move(text.error());
+    }
+    const auto h = http::parse_huge_pages(*text);
+    if (!h) {
+        return v.origin + ": unknown huge-pages value '" + *text + "' (use try, on or off)";
+    }
+    c.huge_pages = *h;
+    return std::nullopt;
+}
+
+std::string show_huge_pages(const daemon_config& c) {
+    return std::string(http::to_string(c.huge_pages));
+}
+
 problem set_durability(daemon_config& c, const raw_value& v) {
     auto text = to_text(v);
     if (!text) {
@@ -431,6 +448,14 @@ constexpr auto options = std::to_array<option_spec>({
      .doc = "arena buffer size (a multiple of 4)",
      .apply = set_whole<&daemon_config::buffer_kib>,
      .show = show_number<&daemon_config::buffer_kib>},
+    {.key = "huge_pages",
+     .value_name = "H",
+     .members = "huge_pages",
+     .help = "huge pages for the arena: try, on (refuse to start without) or off",
+     .doc_default = "`try`",
+     .doc = "transparent huge pages for the cache's arena (the loan paths and uploads): `try` takes them where the kernel gives them, `on` refuses to start unless the whole arena got them, `off` keeps a memfd in small pages (see \"Huge pages\")",
+     .apply = set_huge_pages,
+     .show = show_huge_pages},
     {.key = "capacity",
      .value_name = "RATE",
      .members = "capacity",

@@ -450,11 +450,27 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     // not one after another on the prefetch thread.
     cc.fallback_workers = 4;
     cc.prefetch_on_workers = true;
+    // Huge pages only for an arena that is used (the token one stays a small memfd).
+    cc.buffers.huge_pages = s->arena_used() && config.huge_pages != huge_pages::off;
     auto cache = cache::file_cache::create(cc);
     if (!cache) {
         return std::unexpected(cache.error());
     }
     s->cache = std::move(*cache);
+    if (cc.buffers.huge_pages) {
+        const buffer::arena& arena = s->cache->buffers().arena();
+        s->arena_huge_bytes = arena.huge_page_bytes();
+        constexpr double mib = 1024.0 * 1024.0;
+        if (config.huge_pages == huge_pages::on && s->arena_huge_bytes < arena.bytes()) {
+            spdlog::error("--huge-pages on: only {:.0f} of the arena's {:.0f} MiB got huge pages (are transparent "
+                          "huge pages off in /sys/kernel/mm/transparent_hugepage/enabled, or memory fragmented?); "
+                          "use --huge-pages try to start with small pages",
+                          static_cast<double>(s->arena_huge_bytes) / mib, static_cast<double>(arena.bytes()) / mib);
+            return fail(errc::no_buffers, "--huge-pages on: the arena did not get huge pages throughout");
+        }
+        spdlog::info("cache arena: {:.0f} MiB, {:.0f} MiB of it in huge pages",
+                     static_cast<double>(arena.bytes()) / mib, static_cast<double>(s->arena_huge_bytes) / mib);
+    }
 
     // The cache only serves the loan paths; the page-cache paths open files without it (no cache
     // view, no change watch: sendfile/splice read whatever the file holds when it runs).
@@ -891,6 +907,7 @@ server_view make_view(const server::state& s, const served_root& root) {
     const auto snap = cache.counters().snapshot();
     v.cache.buffers = cache.buffers().arena().count();
     v.cache.buffer_size = cache.block_size();
+    v.cache.huge_page_bytes = s.arena_huge_bytes;
     v.cache.hits = snap.hits;
     v.cache.misses = snap.misses;
     v.cache.collisions = snap.collisions;

@@ -24,6 +24,7 @@ constexpr bool program = false;
     X(path, fixed, user)                  \
     X(cache_mib, fixed, user)             \
     X(buffer_kib, fixed, user)            \
+    X(huge_pages, fixed, user)            \
     X(capacity, live, user)               \
     X(default_rate, live, user)           \
     X(max_rate, live, user)               \
@@ -132,6 +133,31 @@ std::optional<access_log_format> parse_access_log_format(std::string_view text) 
     }
     if (text == "json") {
         return access_log_format::json;
+    }
+    return std::nullopt;
+}
+
+std::string_view to_string(huge_pages h) {
+    switch (h) {
+        case huge_pages::off:
+            return "off";
+        case huge_pages::on:
+            return "on";
+        case huge_pages::try_:
+            break;
+    }
+    return "try";
+}
+
+std::optional<huge_pages> parse_huge_pages(std::string_view text) {
+    if (text == "off") {
+        return huge_pages::off;
+    }
+    if (text == "try") {
+        return huge_pages::try_;
+    }
+    if (text == "on") {
+        return huge_pages::on;
     }
     return std::nullopt;
 }

@@ -47,6 +47,7 @@ json to_json(const cache_view& c) {
     return json{
         {"buffers", c.buffers},
         {"buffer_size", c.buffer_size},
+        {"huge_page_bytes", c.huge_page_bytes},
         {"hits", c.hits},
         {"misses", c.misses},
         {"collisions", c.collisions},

@@ -218,6 +218,8 @@ std::string rt_metrics(const rt_view& r) {
 std::string cache_metrics(const cache_view& c) {
     writer w;
     w.gauge("datapump_cache_buffers", "Buffers in the cache arena.", c.buffers);
+    w.gauge("datapump_cache_arena_huge_page_bytes", "Bytes of the cache arena in huge pages (at start).",
+            c.huge_page_bytes);
     w.counter("datapump_cache_hits_total", "Cache look-ups that found the block resident.", c.hits);
     w.counter("datapump_cache_misses_total", "Cache look-ups that had to read the block.", c.misses);
     w.counter("datapump_cache_collisions_total", "Look-ups that found a block being loaded by another reader.",

@@ -167,7 +167,8 @@ function renderStatus(st) {
   const c = st.cache || {};
   const lookups = (c.hits || 0) + (c.misses || 0);
   panel('#cache', [
-    ['Buffers', `${count(c.buffers)} × ${count(Math.round((c.buffer_size || 0) / 1024))} KiB`],
+    ['Buffers', `${count(c.buffers)} × ${count(Math.round((c.buffer_size || 0) / 1024))} KiB` +
+                (c.huge_page_bytes ? `, ${count(Math.round(c.huge_page_bytes / 1048576))} MiB in huge pages` : '')],
     ['Hits', count(c.hits)],
     ['Misses', count(c.misses)],
     ['Hit ratio', lookups > 0 ? (c.hits * 100 / lookups).toFixed(1) + ' %' : '–'],

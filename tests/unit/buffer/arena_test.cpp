@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string_view>
 
 #include <gtest/gtest.h>
 
@@ -122,6 +123,60 @@ TEST(arena, dropped_fill_ref_frees_the_buffer) {
     { fill_ref f(a.get(), 1); }
     EXPECT_EQ(state_word::get_state(a->desc(1).word.load()), state::free);
     EXPECT_TRUE(a->try_claim_free(1));
+}
+
+
+TEST(arena, huge_pages_gives_anonymous_memory_on_a_huge_page_boundary_without_a_memfd) {
+    // 3 MiB: not a whole number of huge pages (the mapping is rounded up, the arena is not).
+    auto a = arena::create({.buffer_size = 256 * 1024, .buffer_count = 12, .huge_pages = true}).value();
+    EXPECT_EQ(a->fd(), -1);
+    EXPECT_FALSE(a->memfd_per_buffer());
+    EXPECT_EQ(a->bytes(), std::size_t{3} << 20);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a->base()) % (std::size_t{2} << 20), 0U);
+    for (std::uint32_t i = 0; i < a->count(); ++i) {
+        const auto d = a->data(i);
+        std::memset(d.data(), static_cast<int>(i + 1), d.size());
+        EXPECT_EQ(a->index_of(d.data() + d.size() - 1), i);
+    }
+    for (std::uint32_t i = 0; i < a->count(); ++i) {
+        const auto d = a->data(i);
+        EXPECT_EQ(d.front(), static_cast<std::byte>(i + 1));
+        EXPECT_EQ(d.back(), static_cast<std::byte>(i + 1));
+    }
+    // Whatever the kernel gave (THP may be off, memory fragmented), never more than the arena.
+    EXPECT_LE(a->huge_page_bytes(), a->bytes());
+    // The buffers work as a memfd arena's do.
+    ASSERT_TRUE(a->try_claim_free(3));
+    a->publish(3, 1);
+    EXPECT_TRUE(a->try_pin(3));
+}
+
+TEST(arena, huge_pages_is_ignored_with_memfd_per_buffer) {
+    auto a = arena::create({.buffer_size = 8192, .buffer_count = 2, .memfd_per_buffer = true, .huge_pages = true})
+                 .value();
+    EXPECT_TRUE(a->memfd_per_buffer());
+    EXPECT_GE(a->buffer_fd(0), 0);
+}
+
+TEST(arena, huge_bytes_in_smaps_sums_the_huge_pages_of_the_mappings_that_overlap_the_range) {
+    const std::string_view smaps =
+        "7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \n"
+        "Size:               4096 kB\n"
+        "AnonHugePages:      2048 kB\n"
+        "ShmemPmdMapped:        0 kB\n"
+        "VmFlags: rd wr mr mw me ac hg\n"
+        "7f0000400000-7f0000600000 rw-s 00000000 00:01 1234   /memfd:datapump-arena (deleted)\n"
+        "AnonHugePages:         0 kB\n"
+        "ShmemPmdMapped:     2048 kB\n"
+        "7f1000000000-7f1000200000 rw-p 00000000 00:00 0 \n"
+        "AnonHugePages:      2048 kB\n";
+    // Both of the first two mappings overlap; the third does not.
+    EXPECT_EQ(huge_bytes_in_smaps(smaps, 0x7f0000200000, 0x7f0000500000), std::size_t{4096} * 1024);
+    EXPECT_EQ(huge_bytes_in_smaps(smaps, 0x7f0000000000, 0x7f0000400000), std::size_t{2048} * 1024);
+    EXPECT_EQ(huge_bytes_in_smaps(smaps, 0x7f1000000000, 0x7f1000001000), std::size_t{2048} * 1024);
+    EXPECT_EQ(huge_bytes_in_smaps(smaps, 0x7e0000000000, 0x7e0000001000), 0U);
+    EXPECT_EQ(huge_bytes_in_smaps("", 0, ~std::uintptr_t{0}), 0U);
+    EXPECT_EQ(huge_bytes_in_smaps("garbage\nAnonHugePages: 4 kB\n", 0, ~std::uintptr_t{0}), 0U);
 }
 
 }  // namespace

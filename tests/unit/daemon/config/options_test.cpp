@@ -62,6 +62,7 @@ TEST(option_table, reloadability_is_the_servers_attribute) {
         "listen",       "loops",
         "provider",     "send_path",
         "cache_mib",    "buffer_kib",
+        "huge_pages",
         "rt_vps",       "rt_max_density",
         "writable",     "upload_windows",
         "durability",   "durability_window_ms",

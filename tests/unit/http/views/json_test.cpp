@@ -98,6 +98,7 @@ TEST(views_json, status_has_every_field) {
     s.bytes_sent = 4242;
     s.loops = {{0, 1, 2, 3, 4}, {1, 5, 6, 7, 8}};
     s.cache = {16, 262144, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    s.cache.huge_page_bytes = 2097152;
     s.sends = {11, 12, 13, 14, 15, 16, 17};
     s.rt.connections = 2;
     s.rt.refusals = 3;
@@ -136,7 +137,7 @@ TEST(views_json, status_has_every_field) {
     EXPECT_EQ(j["bytes_sent"], 4242);
     EXPECT_EQ(j["loops"], json::parse(R"([{"index":0,"connections":1,"streams":2,"busy_ns":3,"wakeups":4},
                                           {"index":1,"connections":5,"streams":6,"busy_ns":7,"wakeups":8}])"));
-    EXPECT_EQ(j["cache"], json::parse(R"({"buffers":16,"buffer_size":262144,"hits":1,"misses":2,"collisions":3,
+    EXPECT_EQ(j["cache"], json::parse(R"({"buffers":16,"buffer_size":262144,"huge_page_bytes":2097152,"hits":1,"misses":2,"collisions":3,
         "fallbacks":4,"evictions":5,"disk_reads":6,"disk_bytes":7,"loans_out":8,"prefetch_posted":9,
         "prefetch_dropped":10})"));
     EXPECT_EQ(j["sends"], json::parse(R"({"sendfile_bytes":11,"splice_bytes":12,"send_zc_bytes":13,

@@ -24,7 +24,7 @@ server_view sample_server() {
     s.requests_by_status = {{200, 10}, {206, 4}, {404, 1}};
     s.bytes_sent = 123456789012;
     s.loops = {{0, 4, 2, 1'500'000'000, 99}, {1, 3, 1, 7, 5}};
-    s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    s.cache = {16, 262144, 100, 20, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 4194304};
     s.sends = {11, 12, 13, 14, 15, 16, 17};
     s.ingest = {21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33};
     s.accept_errors = 51;
@@ -127,6 +127,7 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {"datapump_rt_overruns_total", "counter"},
         {"datapump_rt_vp_density", "gauge"},
         {"datapump_cache_buffers", "gauge"},
+        {"datapump_cache_arena_huge_page_bytes", "gauge"},
         {"datapump_cache_hits_total", "counter"},
         {"datapump_cache_misses_total", "counter"},
         {"datapump_cache_collisions_total", "counter"},
@@ -200,6 +201,7 @@ TEST(metrics_text, every_family_with_help_type_and_values) {
         {R"(datapump_rt_vp_density{vp="0"})", "0.012500"},
         {R"(datapump_rt_vp_density{vp="1"})", "0.500000"},
         {"datapump_cache_buffers", "16"},
+        {"datapump_cache_arena_huge_page_bytes", "4194304"},
         {"datapump_cache_hits_total", "100"},
         {"datapump_cache_misses_total", "20"},
         {"datapump_cache_collisions_total", "3"},
@@ -294,8 +296,8 @@ TEST(metrics_text, label_values_are_escaped) {
 TEST(metrics_text, empty_server_still_announces_every_family) {
     const auto m = parse(metrics_text(server_view{}));
     // + 3: hostile network, nothing held forever; + 3: accept back-off and per-address limits
-    // + 7: the histograms and process_* (logs); + 6: the open-file cache
-    EXPECT_EQ(m.type.size(), 44U + 3U + 3U + 7U + 6U);
+    // + 7: the histograms and process_* (logs); + 6: the open-file cache; + 1: the arena's huge pages
+    EXPECT_EQ(m.type.size(), 44U + 3U + 3U + 7U + 6U + 1U);
     EXPECT_EQ(m.value.count("datapump_uptime_seconds"), 1U);
     EXPECT_EQ(m.value.at("datapump_uptime_seconds"), "0.000");
     EXPECT_EQ(m.value.count(R"(datapump_requests_total{status="200"})"), 0U);
