@@ -54,6 +54,9 @@ result<void> watcher::add(const void* key, int fd, void* context, change_fn call
     // whatever has been renamed since.
     const std::string link = "/proc/self/fd/" + std::to_string(fd);
     std::lock_guard lock(mutex_);
+    if (entries_.contains(key)) {
+        return fail(errc::invalid_argument, "watch: this key is already watched");
+    }
     const int wd = ::inotify_add_watch(inotify_.get(), link.c_str(), watch_mask);
     if (wd < 0) {
         const int e = errno;
@@ -65,19 +68,28 @@ result<void> watcher::add(const void* key, int fd, void* context, change_fn call
         }
         return fail_errno("watch: inotify_add_watch", e);
     }
-    entries_.push_back({key, wd, fd, static_cast<std::uint64_t>(st.st_size), false, context, callback});
+    entries_.emplace(key, entry{key, wd, fd, static_cast<std::uint64_t>(st.st_size), false, context, callback});
+    by_wd_[wd].push_back(key);
     return {};
 }
 
 void watcher::remove(const void* key) {
     std::lock_guard lock(mutex_);
-    auto it = std::find_if(entries_.begin(), entries_.end(), [key](const entry& e) { return e.key == key; });
+    auto it = entries_.find(key);
     if (it == entries_.end()) {
         return;
     }
-    const int wd = it->wd;
+    const int wd = it->second.wd;
     entries_.erase(it);
-    const bool shared = std::any_of(entries_.begin(), entries_.end(), [wd](const entry& e) { return e.wd == wd; });
+    auto keys = by_wd_.find(wd);
+    bool shared = false;
+    if (keys != by_wd_.end()) {
+        std::erase(keys->second, key);
+        shared = !keys->second.empty();
+        if (!shared) {
+            by_wd_.erase(keys);
+        }
+    }
     if (!shared) {
         // EINVAL when the kernel already dropped the watch (IN_IGNORED): nothing to undo.
         (void)::inotify_rm_watch(inotify_.get(), wd);
@@ -85,8 +97,13 @@ void watcher::remove(const void* key) {
 }
 
 void watcher::dispatch(int wd, std::uint32_t mask) {
-    for (entry& e : entries_) {
-        if (e.wd != wd || e.deleted) {
+    const auto keys = by_wd_.find(wd);
+    if (keys == by_wd_.end()) {
+        return;
+    }
+    for (const void* key : keys->second) {
+        entry& e = entries_.at(key);
+        if (e.deleted) {
             continue;
         }
         std::uint32_t bits = 0;

@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace datapump::fs::local {
@@ -34,7 +35,8 @@ public:
     ~watcher();  // stops and joins the thread
 
     // Watches the file open as `fd` (it must stay open until remove(key)). Errors: no_buffers
-    // (inotify watch limit), unsupported (no /proc to name the descriptor), io_error.
+    // (inotify watch limit), unsupported (no /proc to name the descriptor), invalid_argument
+    // (`key` is watched already), io_error.
     [[nodiscard]] result<void> add(const void* key, int fd, void* context, change_fn callback);
     // Stops watching; waits for a callback in progress. Unknown keys are ignored.
     void remove(const void* key);
@@ -56,7 +58,10 @@ private:
     unique_fd inotify_;
     unique_fd stop_;  // eventfd: written once by the destructor
     std::mutex mutex_;
-    std::vector<entry> entries_;  // guarded by mutex_
+    // Guarded by mutex_. By key, and the keys of each watch (two opens of one inode share it):
+    // add, remove and an event's dispatch cost the same with ten files open or ten thousand.
+    std::unordered_map<const void*, entry> entries_;
+    std::unordered_map<int, std::vector<const void*>> by_wd_;
     std::thread thread_;          // started last, in the constructor
 };
 

@@ -152,6 +152,35 @@ TEST_P(change_test, two_opens_of_one_file_are_both_told_and_unwatch_is_clean) {
     EXPECT_EQ((*file_->cached())->size(), 2U);
 }
 
+// Many files open at once (an open-file cache keeps thousands): closing most of them in a
+// scrambled order leaves the rest watched, each told of its own change only.
+TEST_P(change_test, many_open_files_closed_out_of_order_leave_the_rest_watched) {
+    constexpr int n = 300;
+    std::vector<std::optional<fs::file>> files(n);
+    for (int i = 0; i < n; ++i) {
+        const std::string name = "m" + std::to_string(i);
+        write_file(dir_.file(name), pattern(100, 1));
+        auto f = instance_.open(name);
+        ASSERT_TRUE(f) << describe(f.error());
+        files[static_cast<std::size_t>(i)].emplace(std::move(*f));
+    }
+    for (int k = 0; k < n; ++k) {
+        const int i = (k * 7) % n;  // 7 and 300 are coprime: every index once
+        if (i % 50 != 0) {
+            files[static_cast<std::size_t>(i)].reset();
+        }
+    }
+    for (int i = 0; i < n; i += 50) {
+        ASSERT_EQ(0, ::truncate(dir_.file("m" + std::to_string(i)).c_str(), 10));
+    }
+    for (int i = 0; i < n; i += 50) {
+        const auto& f = files[static_cast<std::size_t>(i)];
+        ASSERT_TRUE(wait_for([&] { return f->changes() >= 1; })) << "m" << i;
+        EXPECT_NE(f->change_bits() & fs::change_truncated, 0U) << "m" << i;
+    }
+    EXPECT_EQ(file_->changes(), 0U);  // "f" was not touched
+}
+
 TEST_P(change_test, read_opens_share_the_view_until_the_file_changes) {
     auto second = instance_.open("f");
     ASSERT_TRUE(second);
