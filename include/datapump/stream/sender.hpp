@@ -6,7 +6,8 @@
 // being written: load-and-play, docs/ingest.md) followed from the arena as it arrives.
 //
 //   begin(transfer) ──> start() ──> pump ─┬─ sendfile | splice  (page cache, poll for room)
-//                                         └─ loans -> send_zc | send  (slots hold the loans)
+//                                         └─ loans -> send_zc | send  (slots hold the loans;
+//                                              send_zc sends plainly once the kernel said it copies)
 //   begin(growing_file) ─> start() ─> pump: loans -> [chunk line] -> send; at the frontier: wait
 //        waits: socket room · rt credit · a cache buffer (retry) · a fallback read · a slot's
 //               notification · paused · the owner's admission · the writer (grown())
@@ -331,6 +332,9 @@ private:
     cache::read_loan ready_;
     std::array<send_slot, 4> slots_;
     bool sending_ = false;  // a body send's result CQE is pending (one ordered send at a time)
+    // A SEND_ZC notification of this socket said the kernel copied the bytes: it will copy every
+    // one (its route and device stay those of the connection), so the send_zc path sends plainly.
+    bool zc_copies_ = false;
     // Body bytes a loan send left unsent because the socket was full (MSG_DONTWAIT): already
     // counted in pos_ and the credit, they go first when the socket has room, from a fresh loan of
     // the same file range, so that a stalled client pins no buffer (only what the kernel took).

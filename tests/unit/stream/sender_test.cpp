@@ -363,5 +363,31 @@ const path_case cases[] = {
 };
 INSTANTIATE_TEST_SUITE_P(paths, sender_test, ::testing::ValuesIn(cases), case_name);
 
+// SEND_ZC over TCP loopback: the kernel copies every zero-copy send to a local socket and says so
+// in the notification. The sender then sends the rest plainly: only the sends made before the
+// first notification came back (one per slot at most) are SEND_ZC; every byte still arrives.
+class sender_zc_test : public sender_test {};
+
+TEST_P(sender_zc_test, once_the_kernel_says_it_copies_the_rest_goes_by_plain_send) {
+    const std::size_t size = 400 * block;  // long enough for the peer window to take whole loans
+    const auto content = pattern(size, 37);
+    write_file(dir_.file("f"), content);
+    const socket_pair pair = make_pair();
+    ASSERT_EQ(begin(pair, "f", size, 0, size), "");
+    auto reader = std::async(std::launch::async, [&] { return read_n(pair.theirs.get(), size); });
+    start();
+    EXPECT_EQ(outcome(), "");
+    const auto got = reader.get();
+    EXPECT_SAME_BYTES(std::span(got), std::span(content));
+    drop_sender();
+    EXPECT_GE(counters_.send_zc_copied.load(), 1U);
+    EXPECT_GE(counters_.send_zc_sends.load(), 1U);
+    EXPECT_LE(counters_.send_zc_sends.load(), 4U) << "SEND_ZC went on after the kernel said it copies";
+    EXPECT_EQ(counters_.send_zc_bytes.load(), size);  // the path's bytes, however each send went
+}
+
+const path_case zc_cases[] = {{send_path::send_zc, true, "send_zc_tcp"}};
+INSTANTIATE_TEST_SUITE_P(loopback, sender_zc_test, ::testing::ValuesIn(zc_cases), case_name);
+
 }  // namespace
 }  // namespace datapump::test
