@@ -9,6 +9,7 @@
 #include "datapump/http/proto/log_escape.hpp"
 
 #include <string>
+#include <variant>
 
 namespace datapump::http {
 
@@ -68,31 +69,28 @@ stream::send_limits connection::limits() const {
             .stall_release = std::chrono::milliseconds(c.stall_release_ms)};
 }
 
-// The socket drained after a stall release: take the admission back before the next paced byte.
-// False when refused: the sender waits for it and asks again shortly, while the send timeout runs.
+// The socket drained after a stall release: take the admission back (stream::readmit) before the
+// next paced byte. False when refused: the sender waits for it and asks again shortly, while the
+// send timeout runs.
 bool connection::readmit() {
-    const std::uint64_t rate = control_ ? control_->rate : 0;
-    if (rate == 0) {
+    if (!control_) {
         sender_.admit({}, {});
         return true;
     }
-    std::string why;
-    auto reserved = server_.admission.reserve(rate, false);
-    if (reserved) {
-        auto paced = server_.pacing->admit(control_->id, rate, control_->burst, credit_wake(ctx_, control_->id));
-        if (paced) {
-            sender_.admit(std::move(*reserved), std::move(*paced));
-            if (readmit_refusal_logged_) {
-                spdlog::info("{}: \"{}\" re-admitted", peer_, log_request_);
-            }
-            readmit_refusal_logged_ = false;
-            return true;
+    auto again = stream::readmit(server_.stream_parts(), *control_, credit_wake(ctx_));
+    if (again) {
+        sender_.admit(std::move(again->capacity), std::move(again->pacing));
+        if (readmit_refusal_logged_) {
+            spdlog::info("{}: \"{}\" re-admitted", peer_, log_request_);
         }
-        why = "the pacing scheduler (rt): " + paced.error().reason;
-    } else {
-        why = reserved.error().text();
+        readmit_refusal_logged_ = false;
+        return true;
     }
     if (!readmit_refusal_logged_) {
+        // rt's reason alone, as this line always said (the 503's text adds the stream's figures).
+        const auto* rt = std::get_if<stream::rt_refusal>(&again.error());
+        const std::string why =
+            rt != nullptr ? "the pacing scheduler (rt): " + rt->reason : stream::describe(again.error(), client_);
         readmit_refusal_logged_ = true;
         spdlog::info("{}: \"{}\" reads again but cannot be re-admitted ({}): it waits and asks again until the send "
                      "timeout",

@@ -4,6 +4,7 @@
 
 #include "datapump/ingest/ingest.hpp"
 
+#include "datapump/base/check.hpp"
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
 
@@ -223,8 +224,12 @@ void connection::answer(response_plan plan) {
         bump(server_.by_status[static_cast<std::size_t>(plan.status)]);
     }
     if (plan.file && plan.length > 0) {
-        control_ = plan.control;
-        stream_slot_ = std::move(plan.client_stream);
+        // The admitted stream splits: the connection keeps its registration (the entry, the client
+        // slot), the sender takes what it paces and releases (the rt connection, the capacity).
+        DP_CHECK(plan.stream.has_value());  // the router admits every file body it plans
+        stream::admitted& admitted = *plan.stream;
+        control_ = admitted.controls;
+        stream_slot_ = std::move(admitted.slot);
         out_ = std::move(plan.head);
         out_sent_ = 0;
         phase_ = phase::head;
@@ -234,9 +239,9 @@ void connection::answer(response_plan plan) {
                                     .start = plan.start,
                                     .length = plan.length,
                                     .file_size = plan.file_size,
-                                    .controls = std::move(plan.control),
-                                    .pacing = std::move(plan.pacing),
-                                    .capacity = std::move(plan.reservation)});
+                                    .controls = std::move(admitted.controls),
+                                    .pacing = std::move(admitted.pacing),
+                                    .capacity = std::move(admitted.capacity)});
         if (!begun) {
             spdlog::error("{}: {}", peer_, log_escape(describe(begun.error(), path)));
             close_now(server_.loans_path() ? "no cache view" : "no descriptor to send from");

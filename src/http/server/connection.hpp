@@ -28,8 +28,7 @@
 #include "datapump/http/proto/request_parser.hpp"
 #include "datapump/ingest/ingest.hpp"
 #include "datapump/io/event_loop.hpp"
-#include "datapump/stream/admission.hpp"
-#include "datapump/stream/rt_pacing.hpp"
+#include "datapump/stream/open.hpp"
 #include "datapump/stream/sender.hpp"
 #include "datapump/stream/stream_table.hpp"
 #include "server_state.hpp"
@@ -56,20 +55,17 @@ struct response_plan {
     std::uint64_t start = 0;
     std::uint64_t length = 0;
     std::uint64_t file_size = 0;
-    stream::reservation reservation;
-    std::shared_ptr<stream::control> control;  // made by the router: its id is in the head
-    std::uint64_t rate = 0;
-    std::uint64_t burst = 0;
-    stream::rt_stream pacing;  // a paced stream's rt timer connection (admitted by the router)
-    stream::stream_slot client_stream;  // the stream's share of its client address's limits
+    // The file body's stream (set with `file`), admitted by the router (stream::open): its gates'
+    // shares and its table entry, whose id and capability are in the head.
+    std::optional<stream::admitted> stream;
     // A GET of a file being uploaded: the body follows the upload (the sender's growing file).
     std::shared_ptr<upload_entry> follow;
     bool follow_chunked = false;
 };
 
-// The wake-up a paced stream's rt ticks call (on a VP) when credit arrives for stream `sid` of
+// The wake-up a paced stream's rt ticks call (on a VP) when credit arrives for a stream of
 // `ctx`'s loop: it posts on_credit to the loop. Defined in router.cpp.
-[[nodiscard]] std::function<void()> credit_wake(loop_context& ctx, std::uint64_t sid);
+[[nodiscard]] stream::credit_wake credit_wake(loop_context& ctx);
 
 // The router: everything a request can be answered with, on `ctx`'s loop. Defined in router.cpp.
 // `admin`: the request came on the admin listener, which serves only the control plane (and

@@ -27,6 +27,7 @@
 #include <ctime>
 #include <functional>
 #include <optional>
+#include <variant>
 
 namespace datapump::http {
 
@@ -439,11 +440,11 @@ response_plan delete_response(server::state& s, const server_config& cfg, const 
 
 }  // namespace
 
-// The wake-up of stream `sid` on `ctx`'s loop, for its rt ticks: runs on a VP, so it only posts
+// The wake-up of a paced stream on `ctx`'s loop, for its rt ticks: runs on a VP, so it only posts
 // (through the doorbell, which shutdown closes before the loop goes); the task finds the stream
 // by id, so a wake-up that comes after the stream ended finds nothing.
-std::function<void()> credit_wake(loop_context& ctx, std::uint64_t sid) {
-    return [doorbell = ctx.doorbell, ctx_ptr = &ctx, sid] {
+stream::credit_wake credit_wake(loop_context& ctx) {
+    return [doorbell = ctx.doorbell, ctx_ptr = &ctx](std::uint64_t sid) {
         doorbell->ring([ctx_ptr, sid] {
             const auto it = ctx_ptr->streams.find(sid);
             if (it != ctx_ptr->streams.end()) {
@@ -583,51 +584,30 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
         plan.head = std::move(h).finish();
         return plan;
     }
-    // Admission: the client address's limits, the byte capacity, then (paced streams) the rt
-    // scheduler's density test.
-    auto per_client = s.clients.start_stream(from, qos->first);
-    if (!per_client) {
-        return client_refused(per_client.error(), from, close);
-    }
-    plan.client_stream = std::move(*per_client);
-    auto reserved = s.admission.reserve(qos->first);
-    if (!reserved) {
-        return admission_refused(req, reserved.error().text(), close);
-    }
-    plan.reservation = std::move(*reserved);
-    plan.rate = qos->first;
-    plan.burst = qos->second;
-    auto control = s.table.make();
-    if (plan.rate != 0) {
-        auto paced = s.pacing->admit(control->id, plan.rate, plan.burst, credit_wake(ctx, control->id));
-        if (!paced) {
-            const std::uint64_t piece =
-                stream::rt_piece(plan.rate, plan.burst, s.pacing->config().max_ticks_per_second,
-                                 s.pacing->config().min_piece);
-            const std::string why =
-                fmt::format("the pacing scheduler (rt) refused the stream ({} B/s in pieces of {} B: {:.1f} ticks/s): "
-                            "{}",
-                            plan.rate, piece, static_cast<double>(plan.rate) / static_cast<double>(piece),
-                            paced.error().reason);
-            return admission_refused(req, why, close);
+    // Admission (the client address's limits, the byte capacity, then for paced streams the rt
+    // scheduler's density test) and the stream's table entry: stream::open.
+    auto admitted = stream::open(s.stream_parts(), {.from = from,
+                                                    .rate = qos->first,
+                                                    .burst = qos->second,
+                                                    .file = "/" + relative,
+                                                    .start = plan.start,
+                                                    .length = plan.length,
+                                                    .file_size = info.size,
+                                                    .send_path = to_string(s.path),
+                                                    .wake = credit_wake(ctx)});
+    if (!admitted) {
+        if (const auto* limit = std::get_if<stream::client_refusal>(&admitted.error())) {
+            return client_refused(*limit, from, close);
         }
-        plan.pacing = std::move(*paced);
-        plan.burst = plan.pacing.piece();  // the bucket's depth: the burst, raised to the minimum piece
+        return admission_refused(req, stream::describe(admitted.error(), from), close);
     }
-    control->file = "/" + relative;
-    control->start = plan.start;
-    control->end = plan.start + plan.length;
-    control->file_size = info.size;
-    control->position.store(plan.start, std::memory_order_relaxed);
-    control->rate = plan.rate;
-    control->burst = plan.rate == 0 ? 0 : plan.burst;
-    control->send_path = to_string(s.path);
-    h.add("X-Datapump-Stream", control->id);
-    if (!control->capability.empty()) {
+    const stream::control& control = *admitted->controls;
+    h.add("X-Datapump-Stream", control.id);
+    if (!control.capability.empty()) {
         // The client's own key to its stream on the public listener (docs/daemon.md, "Control plane").
-        h.add("X-Datapump-Control", std::string(stream_capability_prefix) + control->capability);
+        h.add("X-Datapump-Control", std::string(stream_capability_prefix) + control.capability);
     }
-    plan.control = std::move(control);
+    plan.stream = std::move(*admitted);
     plan.head = std::move(h).finish();
     plan.file = std::move(*opened);
     return plan;

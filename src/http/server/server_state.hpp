@@ -21,6 +21,7 @@
 #include "datapump/rt/system.hpp"
 #include "datapump/stream/admission.hpp"
 #include "datapump/stream/client_limits.hpp"
+#include "datapump/stream/open.hpp"
 #include "datapump/stream/rt_pacing.hpp"
 #include "datapump/stream/sender.hpp"
 #include "datapump/stream/stream_table.hpp"
@@ -207,6 +208,10 @@ struct server::state {
     explicit state(const server_config& c) : config(c), admission(c.capacity) {}
     [[nodiscard]] std::uint64_t block_size() const { return cache->block_size(); }
     [[nodiscard]] bool loans_path() const { return stream::sends_loans(path); }
+    // What a stream is admitted by and registered in (stream::open, stream::readmit).
+    [[nodiscard]] stream::parts stream_parts() {
+        return {.clients = clients, .capacity = admission, .pacing = pacing.get(), .table = table};
+    }
     // The arena is in use (and registered with the loops): loans are sent from it, or uploads
     // are received into it.
     [[nodiscard]] bool arena_used() const { return loans_path() || config.writable; }
