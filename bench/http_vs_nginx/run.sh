@@ -435,9 +435,9 @@ if [ -n "$basebin" ]; then
   for s in "${only[@]}"; do
     case "$s" in
       single) ab "single 1 GiB: MB/s" single.MBps; ab "single: CPU-s/GiB" single.cpu ;;
-      wrk) for c in 1 16 64 256; do ab "wrk -c$c: req/s" "wrk.c$c.rps"; ab "wrk -c$c: MB/s" "wrk.c$c.MBps"; ab "wrk -c$c: p99 ms" "wrk.c$c.p99"; done ;;
+      wrk) for c in 1 16 64 256; do ab "wrk -c$c: req/s" "wrk.c$c.rps"; ab "wrk -c$c: MB/s" "wrk.c$c.MBps"; ab "wrk -c$c: p99 ms" "wrk.c$c.p99"; ab "wrk -c$c: CPU-s/GiB" "wrk.c$c.cpu"; done ;;
       paced) ab "paced: on time" paced.ontime; ab "paced: CPU-s/GiB" paced.cpu ;;
-      cold) ab "cold: MB/s" cold.MBps ;;
+      cold) ab "cold: MB/s" cold.MBps; ab "cold: CPU-s/GiB" cold.cpu ;;
       small) for c in 16 256; do ab "small -c$c: req/s" "small.c$c.rps"; ab "small -c$c: p99 ms" "small.c$c.p99"; done ;;
     esac
   done

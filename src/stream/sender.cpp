@@ -781,9 +781,8 @@ void sender::submit_slot(send_slot& slot) {
     // waiting in the kernel with its loan pinned; stash_unsent then lets the loan go.
     // SEND_ZC only for bytes the peer's window takes now: what the kernel holds zero-copy then
     // comes back within a round trip, never stuck behind a client that reads nothing.
-    // And not once the kernel said it copies this socket's zero-copy sends anyway (a loopback or
-    // local peer, a device without scatter-gather): a copied SEND_ZC costs the copy plus the
-    // notification, a plain send only the copy (docs/benchmarks.md, "SEND_ZC that the kernel copies").
+    // And not once the kernel said it copies this socket's zero-copy sends anyway, when the
+    // environment says a plain send is then cheaper (sender_env::plain_when_copied).
     slot.zero_copy = env_.path == send_path::send_zc && !growing_ && !zc_copies_ &&
                      peer_window_takes(socket_, bytes.size());
     if (slot.zero_copy) {
@@ -801,7 +800,7 @@ void sender::on_slot(send_slot& slot, int result, std::uint32_t flags) {
         --outstanding_;
         if ((static_cast<std::uint32_t>(result) & io::event_loop::zc_copied_bit) != 0) {
             bump(env_.counters->send_zc_copied);
-            zc_copies_ = true;
+            zc_copies_ = env_.plain_when_copied;
         }
         if (slot.sqes == 0 && (slot.sent >= slot.length || !active_)) {
             slot.loan.give_back();

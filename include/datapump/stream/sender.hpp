@@ -7,7 +7,7 @@
 //
 //   begin(transfer) ──> start() ──> pump ─┬─ sendfile | splice  (page cache, poll for room)
 //                                         └─ loans -> send_zc | send  (slots hold the loans;
-//                                              send_zc sends plainly once the kernel said it copies)
+//                                              send_zc may send plainly once the kernel said it copies)
 //   begin(growing_file) ─> start() ─> pump: loans -> [chunk line] -> send; at the frontier: wait
 //        waits: socket room · rt credit · a cache buffer (retry) · a fallback read · a slot's
 //               notification · paused · the owner's admission · the writer (grown())
@@ -127,6 +127,12 @@ struct sender_env {
     send_counters* counters = nullptr;
     std::atomic<std::uint64_t>* bytes_sent = nullptr;  // the server's total of bytes sent
     limit_counters* limits = nullptr;  // null: the limits count nothing
+    // send_zc: once a notification says the kernel copied (a loopback or local peer, a device
+    // without scatter-gather), send the connection's rest plainly. Worth it when the arena is in
+    // huge pages: a plain send copies through the user mapping, a copied SEND_ZC through the
+    // kernel's (huge-page) direct map, and with a small-page arena the first costs far more TLB
+    // walks (docs/benchmarks.md, "SEND_ZC that the kernel copies").
+    bool plain_when_copied = false;
 };
 
 // One body: `length` (> 0) bytes of `file` from `start`.
@@ -333,7 +339,8 @@ private:
     std::array<send_slot, 4> slots_;
     bool sending_ = false;  // a body send's result CQE is pending (one ordered send at a time)
     // A SEND_ZC notification of this socket said the kernel copied the bytes: it will copy every
-    // one (its route and device stay those of the connection), so the send_zc path sends plainly.
+    // one (its route and device stay those of the connection), so with env_.plain_when_copied
+    // the send_zc path sends plainly.
     bool zc_copies_ = false;
     // Body bytes a loan send left unsent because the socket was full (MSG_DONTWAIT): already
     // counted in pos_ and the credit, they go first when the socket has room, from a fresh loan of

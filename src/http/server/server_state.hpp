@@ -175,6 +175,9 @@ struct server::state {
     std::atomic<std::uint64_t> uploads_failed{0};
     std::uint64_t leftovers_removed = 0;
     std::uint64_t arena_huge_bytes = 0;  // of the cache's arena in huge pages, at start
+    // SEND_ZC that the kernel copies goes plainly (stream::sender_env): the arena is mostly in
+    // huge pages.
+    bool plain_when_copied = false;
     std::unique_ptr<ingest::publisher> publishing;
     // hostile network: nothing held forever (the senders' limits: send timeout, pause, stall)
     stream::limit_counters limits;
