@@ -4,6 +4,8 @@
 // share back; a stalled stream's readmission. rt runs on a manual clock (no threads).
 #include "datapump/stream/open.hpp"
 
+#include "manual_rt.hpp"
+
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
@@ -33,23 +35,16 @@ stream::client_address address(std::uint32_t ipv4) {
 struct server_parts {
     explicit server_parts(std::uint64_t bytes_per_second = 0, stream::client_limits_config limits = {},
                           double max_density = 0.9)
-        : clients(limits), capacity(bytes_per_second) {
-        rt::system_config config;
-        config.vps = 1;
-        config.time = &clock;
-        config.engine = false;
-        config.max_density = max_density;
-        auto made = rt::system::create(config);
-        EXPECT_TRUE(made.has_value());
-        sys = std::move(*made);
+        : rt_(max_density), clock(rt_.clock), sys(rt_.sys), clients(limits), capacity(bytes_per_second) {
         pacing = std::make_unique<stream::rt_pacing>(*sys);
     }
     [[nodiscard]] stream::parts parts() {
         return {.clients = clients, .capacity = capacity, .pacing = pacing.get(), .table = table};
     }
 
-    rt::manual_clock clock;
-    std::unique_ptr<rt::system> sys;
+    datapump::test::manual_system rt_;
+    rt::manual_clock& clock;
+    std::unique_ptr<rt::system>& sys;
     stream::client_limits clients;
     stream::admission capacity;
     std::unique_ptr<stream::rt_pacing> pacing;  // goes before rt

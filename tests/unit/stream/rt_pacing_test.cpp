@@ -4,6 +4,8 @@
 // One test on the machine's clock checks the threaded path end to end (wide bounds).
 #include "datapump/stream/rt_pacing.hpp"
 
+#include "manual_rt.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -22,6 +24,7 @@ using datapump::stream::rt_pacing_config;
 using datapump::stream::rt_piece;
 using datapump::stream::rt_stream;
 namespace rt = datapump::rt;
+using datapump::test::manual_system;
 
 TEST(credit, starts_full_and_grants_what_it_has) {
     credit c(1000, 1000);
@@ -115,21 +118,6 @@ TEST(rt_piece, a_tiny_burst_is_raised_to_the_minimum_piece_so_ticks_stay_few) {
     EXPECT_EQ(piece(1, 0), 1U);
 }
 
-// A system on a manual clock: no threads; upcalls happen inside run_until, in order.
-struct manual_system {
-    explicit manual_system(double max_density = 0.9) {
-        rt::system_config config;
-        config.vps = 1;
-        config.time = &clock;
-        config.engine = false;
-        config.max_density = max_density;
-        auto made = rt::system::create(config);
-        EXPECT_TRUE(made.has_value());
-        sys = std::move(*made);
-    }
-    rt::manual_clock clock;
-    std::unique_ptr<rt::system> sys;
-};
 
 TEST(rt_pacing, each_instant_after_the_first_grants_one_piece_and_wakes_a_waiting_stream) {
     manual_system m;
