@@ -134,16 +134,16 @@ result<std::unique_ptr<arena>> arena::create_anonymous(const arena_config& confi
     if (reserved == MAP_FAILED) {
         return fail_errno("arena: mmap");
     }
-    const auto start = reinterpret_cast<std::uintptr_t>(reserved);
-    const std::uintptr_t aligned = (start + huge_page - 1) & ~(huge_page - 1);
-    if (aligned > start) {
-        ::munmap(reserved, aligned - start);
+    auto* const start = static_cast<std::byte*>(reserved);
+    const std::size_t head = (huge_page - reinterpret_cast<std::uintptr_t>(reserved) % huge_page) % huge_page;
+    if (head > 0) {
+        ::munmap(start, head);
     }
-    const std::size_t tail = huge_page - (aligned - start);
+    std::byte* const base = start + head;
+    const std::size_t tail = huge_page - head;
     if (tail > 0) {
-        ::munmap(reinterpret_cast<void*>(aligned + mapped), tail);
+        ::munmap(base + mapped, tail);
     }
-    auto* base = reinterpret_cast<std::byte*>(aligned);
     // EINVAL where the kernel has no transparent huge pages: the arena keeps small pages.
     (void)::madvise(base, mapped, MADV_HUGEPAGE);
     // A child made by fork() gets no copy of the arena (nor copy-on-write pins of its pages).
