@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <string>
 
@@ -140,10 +142,7 @@ result<std::unique_ptr<arena>> arena::create_anonymous(const arena_config& confi
         ::munmap(start, head);
     }
     std::byte* const base = start + head;
-    const std::size_t tail = huge_page - head;
-    if (tail > 0) {
-        ::munmap(base + mapped, tail);
-    }
+    ::munmap(base + mapped, huge_page - head);  // the tail: never empty (head < huge_page)
     // EINVAL where the kernel has no transparent huge pages: the arena keeps small pages.
     (void)::madvise(base, mapped, MADV_HUGEPAGE);
     // A child made by fork() gets no copy of the arena (nor copy-on-write pins of its pages).
@@ -158,22 +157,8 @@ result<std::unique_ptr<arena>> arena::create_anonymous(const arena_config& confi
 }
 
 std::size_t arena::huge_page_bytes() const {
-    unique_fd fd(::open("/proc/self/smaps", O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-        return 0;
-    }
-    std::string text;
-    char chunk[65536];
-    for (;;) {
-        const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        text.append(chunk, static_cast<std::size_t>(n));
-    }
+    std::ifstream in("/proc/self/smaps");  // unreadable: empty, 0 bytes
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     const auto begin = reinterpret_cast<std::uintptr_t>(base_);
     // smaps counts whole mappings: the arena's is rounded up to huge pages (and the kernel may
     // have merged it with a neighbour), so the figure is capped at the arena's size.
@@ -181,7 +166,7 @@ std::size_t arena::huge_page_bytes() const {
 }
 
 namespace {
-// "<hex>-<hex>": a mapping's header line's first word, as [lo, hi); nullopt for any other line.
+// "<hex>-<hex>": a mapping's header line's first word, as [lo, hi); false for any other line.
 bool parse_range(std::string_view word, std::uintptr_t& lo, std::uintptr_t& hi) {
     const std::size_t dash = word.find('-');
     if (dash == std::string_view::npos || dash == 0 || dash + 1 >= word.size()) {

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <list>
 #include <mutex>
 #include <string>
@@ -278,7 +279,8 @@ result<std::shared_ptr<file>> open_cache::open(std::string_view path) {
     }
     sh.order.emplace_front(path);
     sh.files.emplace(std::string(path), shard::entry{.opened = shared, .at = std::chrono::steady_clock::now(), .order = sh.order.begin()});
-    closing_after = sh.closing();
+    // Appended, not assigned: assigning would close what the drain dropped here, under the mutex.
+    std::ranges::move(sh.closing(), std::back_inserter(closing_after));
     return shared;
 }
 

@@ -102,8 +102,8 @@ struct arena_config {
     // Anonymous memory advised for transparent huge pages (MADV_HUGEPAGE) instead of a memfd:
     // fd() is -1, nothing can map the arena elsewhere. Where the kernel gives 2 MiB pages, an
     // O_DIRECT read pins a few large pages instead of 64 small ones per 256 KiB, and the sends
-    // copying out of the arena miss the TLB less (docs/benchmarks.md, "Huge pages for the
-    // arena": half the CPU of a cold O_DIRECT read here). Where it does not (THP off, or memory
+    // copying out of the arena miss the TLB less (docs/benchmarks.md, "Cold files from the
+    // arena": 0.6x the CPU of a cold O_DIRECT read here). Where it does not (THP off, or memory
     // too fragmented), the same memory in small pages: huge_page_bytes() says which. Not with
     // memfd_per_buffer (ignored there).
     bool huge_pages = false;
@@ -127,7 +127,8 @@ public:
     // with memfd_per_buffer or huge_pages.
     [[nodiscard]] int fd() const { return fd_.get(); }
     // Bytes of the arena the kernel backs with huge pages now (from /proc/self/smaps, whose
-    // figures are per mapping: at most bytes(); 0 when it cannot be read). Reads a file of the size of the process's mappings: not for a hot path.
+    // figures are per mapping: at most bytes(); 0 when it cannot be read). Reads a file of the
+    // size of the process's mappings: not for a hot path.
     [[nodiscard]] std::size_t huge_page_bytes() const;
 
     // --- memfd_per_buffer (see arena_config) -------------------------------------------------

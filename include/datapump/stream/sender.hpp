@@ -131,7 +131,7 @@ struct sender_env {
     // without scatter-gather), send the connection's rest plainly. Worth it when the arena is in
     // huge pages: a plain send copies through the user mapping, a copied SEND_ZC through the
     // kernel's (huge-page) direct map, and with a small-page arena the first costs far more TLB
-    // walks (docs/benchmarks.md, "SEND_ZC that the kernel copies").
+    // walks (docs/benchmarks.md, "Cold files from the arena").
     bool plain_when_copied = false;
 };
 

@@ -51,6 +51,22 @@ converted<std::string> to_text(const raw_value& v) {
     return std::unexpected(mismatch(v, "a string"));
 }
 
+// One word of a fixed set, read by `parse`; `what` and `choices` name them in the error.
+template <class T>
+converted<T> to_choice(const raw_value& v, std::optional<T> (*parse)(std::string_view), std::string_view what,
+                       std::string_view choices) {
+    auto text = to_text(v);
+    if (!text) {
+        return std::unexpected(std::move(text.error()));
+    }
+    const auto chosen = parse(*text);
+    if (!chosen) {
+        return std::unexpected(v.origin + ": unknown " + std::string(what) + " '" + *text + "' (use " +
+                               std::string(choices) + ")");
+    }
+    return *chosen;
+}
+
 // A whole number up to Limit's maximum: the option's range, which may be narrower than the
 // member's type (max_connections takes what a uint32 holds, into a uint64).
 template <class Limit>
@@ -261,16 +277,7 @@ std::string show_admin_listen(const daemon_config& c) {
 }
 
 problem set_send_path(daemon_config& c, const raw_value& v) {
-    auto text = to_text(v);
-    if (!text) {
-        return std::move(text.error());
-    }
-    const auto path = http::parse_send_path(*text);
-    if (!path) {
-        return v.origin + ": unknown send path '" + *text + "' (use auto, sendfile, splice, send-zc or send)";
-    }
-    c.path = *path;
-    return std::nullopt;
+    return store(c.path, to_choice(v, http::parse_send_path, "send path", "auto, sendfile, splice, send-zc or send"));
 }
 
 std::string show_send_path(const daemon_config& c) {
@@ -278,16 +285,7 @@ std::string show_send_path(const daemon_config& c) {
 }
 
 problem set_huge_pages(daemon_config& c, const raw_value& v) {
-    auto text = to_text(v);
-    if (!text) {
-        return std::move(text.error());
-    }
-    const auto h = http::parse_huge_pages(*text);
-    if (!h) {
-        return v.origin + ": unknown huge-pages value '" + *text + "' (use try, on or off)";
-    }
-    c.huge_pages = *h;
-    return std::nullopt;
+    return store(c.huge_pages, to_choice(v, http::parse_huge_pages, "huge-pages value", "try, on or off"));
 }
 
 std::string show_huge_pages(const daemon_config& c) {
@@ -352,16 +350,7 @@ problem set_access_log(daemon_config& c, const raw_value& v) {
 }
 
 problem set_access_log_format(daemon_config& c, const raw_value& v) {
-    auto text = to_text(v);
-    if (!text) {
-        return std::move(text.error());
-    }
-    const auto format = http::parse_access_log_format(*text);
-    if (!format) {
-        return v.origin + ": unknown access log format '" + *text + "' (use combined or json)";
-    }
-    c.access_format = *format;
-    return std::nullopt;
+    return store(c.access_format, to_choice(v, http::parse_access_log_format, "access log format", "combined or json"));
 }
 
 std::string show_access_log_format(const daemon_config& c) {

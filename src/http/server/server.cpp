@@ -468,7 +468,6 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
                           static_cast<double>(s->arena_huge_bytes) / mib, static_cast<double>(arena.bytes()) / mib);
             return fail(errc::no_buffers, "--huge-pages on: the arena did not get huge pages throughout");
         }
-        s->plain_when_copied = s->arena_huge_bytes * 2 >= arena.bytes();
         spdlog::info("cache arena: {:.0f} MiB, {:.0f} MiB of it in huge pages",
                      static_cast<double>(arena.bytes()) / mib, static_cast<double>(s->arena_huge_bytes) / mib);
     }

@@ -175,9 +175,6 @@ struct server::state {
     std::atomic<std::uint64_t> uploads_failed{0};
     std::uint64_t leftovers_removed = 0;
     std::uint64_t arena_huge_bytes = 0;  // of the cache's arena in huge pages, at start
-    // SEND_ZC that the kernel copies goes plainly (stream::sender_env): the arena is mostly in
-    // huge pages.
-    bool plain_when_copied = false;
     std::unique_ptr<ingest::publisher> publishing;
     // hostile network: nothing held forever (the senders' limits: send timeout, pause, stall)
     stream::limit_counters limits;
@@ -218,6 +215,9 @@ struct server::state {
     // The arena is in use (and registered with the loops): loans are sent from it, or uploads
     // are received into it.
     [[nodiscard]] bool arena_used() const { return loans_path() || config.writable; }
+    // SEND_ZC that the kernel copies goes plainly (stream::sender_env): the arena is mostly in
+    // huge pages.
+    [[nodiscard]] bool plain_when_copied() const { return arena_huge_bytes * 2 >= cache->buffers().arena().bytes(); }
 };
 
 // Snapshots for the control API, the status page and /metrics (server.cpp).

@@ -5,7 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <string_view>
 
 #include <gtest/gtest.h>
@@ -17,6 +21,23 @@ std::unique_ptr<arena> make(std::size_t size = 8192, std::size_t count = 4) {
     auto a = arena::create({.buffer_size = size, .buffer_count = count});
     EXPECT_TRUE(a.has_value());
     return std::move(*a);
+}
+
+// The VmFlags line of the mapping of this process that holds `p` ("" when none).
+std::string vm_flags_of(const void* p) {
+    std::ifstream in("/proc/self/smaps");
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    bool inside = false;
+    for (std::string line; std::getline(in, line);) {
+        std::uintptr_t lo = 0;
+        std::uintptr_t hi = 0;
+        if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+            inside = lo <= at && at < hi;
+        } else if (inside && line.starts_with("VmFlags:")) {
+            return line;
+        }
+    }
+    return "";
 }
 
 TEST(arena, rejects_unaligned_sizes_and_empty_arenas) {
@@ -143,8 +164,11 @@ TEST(arena, huge_pages_gives_anonymous_memory_on_a_huge_page_boundary_without_a_
         EXPECT_EQ(d.front(), static_cast<std::byte>(i + 1));
         EXPECT_EQ(d.back(), static_cast<std::byte>(i + 1));
     }
-    // Whatever the kernel gave (THP may be off, memory fragmented), never more than the arena.
-    EXPECT_LE(a->huge_page_bytes(), a->bytes());
+    // Whatever pages the kernel gave (THP may be off, memory fragmented), the mapping carries the
+    // advice: huge pages (hg) and not copied into a child (dc).
+    const std::string flags = vm_flags_of(a->base());
+    EXPECT_NE(flags.find(" hg"), std::string::npos) << flags;
+    EXPECT_NE(flags.find(" dc"), std::string::npos) << flags;
     // The buffers work as a memfd arena's do.
     ASSERT_TRUE(a->try_claim_free(3));
     a->publish(3, 1);
