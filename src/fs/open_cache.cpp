@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -70,6 +71,9 @@ struct shard {
 
     int root_fd = -1;
     unique_fd inotify;
+    // Entries kept by every shard together (open_cache::state::kept): each shard's drop gives one
+    // back.
+    std::atomic<std::size_t>* kept = nullptr;
 
     mutable std::mutex mutex;
     // Guarded by mutex. Invariant: every folder of a kept file's path is in folder_wd.
@@ -87,6 +91,7 @@ struct shard {
         dropped.push_back(std::move(it->second.opened));
         order.erase(it->second.order);
         files.erase(it);
+        kept->fetch_sub(1, std::memory_order_relaxed);
     }
     [[nodiscard]] std::vector<std::shared_ptr<file>> closing() { return std::exchange(dropped, {}); }
 
@@ -190,8 +195,22 @@ struct shard {
 struct open_cache::state {
     provider_instance* instance = nullptr;
     open_cache_config config;
-    std::size_t max_per_shard = 1;
     std::vector<shard> shards;
+    // Entries kept now, every shard together: max_files bounds this sum, not each shard (paths
+    // do not hash evenly: with an even split the fuller shards would evict while the cache as a
+    // whole has room).
+    std::atomic<std::size_t> kept{0};
+
+    // Takes one of the max_files places; false when all are taken.
+    bool take_place() {
+        std::size_t now = kept.load(std::memory_order_relaxed);
+        while (now < config.max_files) {
+            if (kept.compare_exchange_weak(now, now + 1, std::memory_order_relaxed)) {
+                return true;
+            }
+        }
+        return false;
+    }
 
     shard& of(std::string_view path) { return shards[std::hash<std::string_view>{}(path) % shards.size()]; }
 };
@@ -207,9 +226,9 @@ result<std::unique_ptr<open_cache>> open_cache::create(provider_instance& instan
     auto s = std::make_unique<state>();
     s->instance = &instance;
     s->config = config;
-    s->max_per_shard = std::max<std::size_t>(1, (config.max_files + config.shards - 1) / config.shards);
     s->shards = std::vector<shard>(config.shards);
     for (shard& sh : s->shards) {
+        sh.kept = &s->kept;
         unique_fd in(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
         if (!in) {
             const int e = errno;
@@ -273,7 +292,13 @@ result<std::shared_ptr<file>> open_cache::open(std::string_view path) {
         return shared;
     }
     // Every folder of the path is still watched (nothing was applied since they were).
-    while (sh.files.size() >= s.max_per_shard && !sh.order.empty()) {
+    // The cache is full: this shard's least recently used entries make the room (none here: the
+    // other shards hold every place, and the file is served without being kept).
+    while (!s.take_place()) {
+        if (sh.order.empty()) {
+            std::ranges::move(sh.closing(), std::back_inserter(closing_after));
+            return shared;
+        }
         sh.drop(sh.files.find(sh.order.back()));
         ++sh.counts.evicted;
     }

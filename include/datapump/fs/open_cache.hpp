@@ -49,14 +49,16 @@ namespace datapump::fs {
 class provider_instance;
 
 struct open_cache_config {
-    std::size_t max_files = 16384;               // entries kept; the least recently used goes first
+    // Entries kept by all shards together; when every place is taken, the least recently used
+    // entry of the shard that needs one goes first.
+    std::size_t max_files = 16384;
     std::chrono::milliseconds valid{60'000};     // an entry older than this is opened anew
     // Larger files are opened for each request and not kept: their open costs little beside their
     // transfer, and a long stream's read-ahead state and access hints (pause, fast-forward) belong
     // to its own open file (the kernel keeps read-ahead per open file).
     std::uint64_t max_size = std::uint64_t{1} << 20;
-    // Paths are spread over this many shards, each with its own lock, LRU order (max_files is
-    // shared out evenly) and inotify instance (fs.inotify.max_user_instances is 128 by default):
+    // Paths are spread over this many shards, each with its own lock, LRU order and inotify
+    // instance (fs.inotify.max_user_instances is 128 by default); max_files bounds their sum:
     // look-ups of two threads seldom wait for each other. 1..64.
     std::size_t shards = 16;
 };

@@ -255,6 +255,32 @@ TEST_P(open_cache_test, many_files_over_the_shards_are_each_kept_once) {
     EXPECT_FALSE(cache_of_files_->open("m0"));
 }
 
+// max_files bounds the shards together: a set exactly as large as the cache is kept whole, though
+// its paths never hash evenly over the shards (with an even split, the fuller shards evicted
+// while the others had room, and every pass over the set missed in them), and one file more
+// evicts one.
+TEST_P(open_cache_test, max_files_is_shared_by_the_shards_not_split_between_them) {
+    constexpr int set = 96;
+    for (int i = 0; i <= set; ++i) {
+        write_file(dir_.file("s" + std::to_string(i)), pattern(10, 1));
+    }
+    make({.max_files = set, .shards = 16});
+    for (int pass = 0; pass < 2; ++pass) {
+        for (int i = 0; i < set; ++i) {
+            ASSERT_NE(open("s" + std::to_string(i)), nullptr);
+        }
+    }
+    auto c = cache_of_files_->counters();
+    EXPECT_EQ(c.files, std::uint64_t{set});
+    EXPECT_EQ(c.misses, std::uint64_t{set});
+    EXPECT_EQ(c.hits, std::uint64_t{set});
+    EXPECT_EQ(c.evicted, 0U);
+    ASSERT_NE(open("s" + std::to_string(set)), nullptr);
+    c = cache_of_files_->counters();
+    EXPECT_EQ(c.files, std::uint64_t{set});
+    EXPECT_EQ(c.evicted, 1U);
+}
+
 // Readers on two threads while a third keeps replacing the files: every open is one whole
 // version (its size is one the writer wrote), and once the writer stops, the last one is seen.
 TEST_P(open_cache_test, concurrent_opens_while_files_are_replaced) {
