@@ -157,18 +157,29 @@ result<void> sender::begin(transfer t) {
     paused_ = false;
     wait_ = wait::none;
     sending_ = false;
-    if (sends_loans(env_.path)) {
+    // A small file on a loan path goes from the page cache when its provider has a descriptor
+    // there (path_for); if it cannot give one now, by the loan path after all.
+    path_ = env_.path;
+    if (path_for(env_.path, env_.page_cache_below, t.file_size, true) != env_.path) {
+        if (auto fd = file_->send_fd(); fd) {
+            path_ = send_path::sendfile;
+            body_fd_ = *fd;
+        }
+    }
+    if (sends_loans(path_)) {
         auto view = file_->cached();
         if (!view) {
             return std::unexpected(view.error());
         }
         view_ = std::move(*view);
     } else {
-        auto fd = file_->send_fd();
-        if (!fd) {
-            return std::unexpected(fd.error());
+        if (body_fd_ < 0) {
+            auto fd = file_->send_fd();
+            if (!fd) {
+                return std::unexpected(fd.error());
+            }
+            body_fd_ = *fd;
         }
-        body_fd_ = *fd;
         env_.loop->fadvise(body_fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     active_ = true;
@@ -255,7 +266,7 @@ void sender::pump() {
     }
     if (growing_) {
         pump_growing();
-    } else if (sends_loans(env_.path)) {
+    } else if (sends_loans(path_)) {
         pump_loans();
     } else {
         pump_page_cache();
@@ -447,7 +458,7 @@ std::uint64_t sender::paced_allowance(std::uint64_t want) {
 // are non-blocking calls on the loop thread. For splice, bytes moved into the pipe count as sent
 // by the stream (pacing, position); they count as sent to the client when the socket takes them.
 void sender::pump_page_cache() {
-    const bool splicing = env_.path == send_path::splice;
+    const bool splicing = path_ == send_path::splice;
     if (splicing && !open_pipe()) {
         return;
     }
@@ -783,7 +794,7 @@ void sender::submit_slot(send_slot& slot) {
     // comes back within a round trip, never stuck behind a client that reads nothing.
     // And not once the kernel said it copies this socket's zero-copy sends anyway, when the
     // environment says a plain send is then cheaper (sender_env::plain_when_copied).
-    slot.zero_copy = env_.path == send_path::send_zc && !growing_ && !zc_copies_ &&
+    slot.zero_copy = path_ == send_path::send_zc && !growing_ && !zc_copies_ &&
                      peer_window_takes(socket_, bytes.size());
     if (slot.zero_copy) {
         bump(env_.counters->send_zc_sends);
@@ -833,7 +844,7 @@ void sender::on_slot(send_slot& slot, int result, std::uint32_t flags) {
     }
     const auto n = static_cast<std::uint64_t>(result);
     slot.sent += n;
-    account_sent(n, env_.path == send_path::send_zc && !growing_ ? env_.counters->send_zc_bytes
+    account_sent(n, path_ == send_path::send_zc && !growing_ ? env_.counters->send_zc_bytes
                                                                  : env_.counters->send_bytes);
     if (slot.sent < slot.length) {
         stash_unsent(slot);  // a short send: the socket is full; the rest goes next, in order

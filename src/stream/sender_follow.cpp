@@ -31,6 +31,7 @@ void sender::begin(growing_file g) {
     end();
     ++generation_;
     growing_ = true;
+    path_ = env_.path;  // plain sends from arena loans, whatever it is (growing_)
     view_ = std::move(g.view);
     declared_ = g.length;
     framing_ = g.framing;

@@ -141,6 +141,11 @@ struct server_config {
     // open_file_cache_valid_ms at the latest. Capped at start to half the descriptor limit.
     std::uint64_t open_file_cache = 16384;
     std::uint64_t open_file_cache_valid_ms = 60000;
+    // On the loan send paths (send_zc, send): a file smaller than this goes from the page cache by
+    // sendfile when the provider can give a page-cache descriptor (the direct provider clears
+    // O_DIRECT on that open file); nginx's `directio`. 0: every file by the loan path (a library
+    // user's default; datapumpd's is 1 MiB, daemon_config).
+    std::uint64_t direct_min_size = 0;
     bool access_log = true;
     // Uploads (docs/daemon.md, "Uploads"): PUT and DELETE are refused (405) unless writable.
     bool writable = false;

@@ -133,6 +133,9 @@ struct sender_env {
     // kernel's (huge-page) direct map, and with a small-page arena the first costs far more TLB
     // walks (docs/benchmarks.md, "Cold files from the arena").
     bool plain_when_copied = false;
+    // On a loan path, files smaller than this go by sendfile when their provider has page-cache
+    // descriptors (stream::path_for). 0: every file by the loan path.
+    std::uint64_t page_cache_below = 0;
 };
 
 // One body: `length` (> 0) bytes of `file` from `start`.
@@ -312,6 +315,7 @@ private:
     // The transfer.
     bool active_ = false;
     bool started_ = false;  // start() came: the owner's head is sent
+    send_path path_ = send_path::sendfile;  // this transfer's (env_.path, or sendfile: path_for)
     wait wait_ = wait::none;
     std::shared_ptr<fs::file> file_;
     std::shared_ptr<cache::cached_file> view_;  // loan paths

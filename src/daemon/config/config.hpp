@@ -36,7 +36,8 @@ namespace datapump::daemon {
 struct daemon_config : http::server_config {
     // The defaults of docs/daemon.md: server_config's, but where datapumpd's differ from a
     // library user's (the one place that says so): loops (one per core, not 1), the admin
-    // listener (tcp 127.0.0.1:8081, not off), follow_uploads (auto, not public).
+    // listener (tcp 127.0.0.1:8081, not off), follow_uploads (auto, not public), direct_min_size
+    // (1 MiB, not 0).
     daemon_config();
 
     std::uint32_t grace_ms = 5000;

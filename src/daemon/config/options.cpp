@@ -20,6 +20,7 @@ daemon_config::daemon_config() {
     admin = http::admin_kind::tcp;
     admin_address = {"127.0.0.1", 8081};
     follow_uploads = http::follow_policy::automatic;
+    direct_min_size = std::uint64_t{1} << 20;
 }
 
 unsigned daemon_config::default_loops() {
@@ -546,7 +547,7 @@ constexpr auto options = std::to_array<option_spec>({
      .members = "open_file_cache",
      .help = "open files kept between requests, watched for changes (0: open each time; like nginx open_file_cache max=)",
      .doc_default = "`16384`",
-     .doc = "files (up to 1 MiB) kept open between requests on the page-cache send paths, watched with inotify so that a change is seen by the next request; the least recently used goes first; `0`: every request opens its file; capped to half the descriptor limit (see \"Open-file cache\")",
+     .doc = "files (up to 1 MiB) kept open between requests on the page-cache send paths (on the loan paths: those below `--direct-min-size`), watched with inotify so that a change is seen by the next request; the least recently used goes first; `0`: every request opens its file; capped to half the descriptor limit (see \"Open-file cache\")",
      .apply = set_whole<&daemon_config::open_file_cache>,
      .show = show_number<&daemon_config::open_file_cache>},
     {.key = "open_file_cache_valid_ms",
@@ -557,6 +558,14 @@ constexpr auto options = std::to_array<option_spec>({
      .doc = "a kept file is opened anew after this long at the latest, for the changes inotify does not report (through another hard link, through a shared mapping) (1..86400000)",
      .apply = set_whole<&daemon_config::open_file_cache_valid_ms>,
      .show = show_number<&daemon_config::open_file_cache_valid_ms>},
+    {.key = "direct_min_size",
+     .value_name = "BYTES",
+     .members = "direct_min_size",
+     .help = "on the loan send paths, smaller files go from the page cache by sendfile, as nginx's directio; SI suffixes as RATE (0: none)",
+     .doc_default = "`1048576` (1 MiB)",
+     .doc = "on the loan send paths (`send-zc`, `send`), a file smaller than this is sent from the page cache by `sendfile` (the direct provider clears O_DIRECT on that open file), as nginx's `directio SIZE` does: a small file would take a whole arena buffer and gain nothing from bypassing the page cache; larger files, and every range of them, go from the arena; `0`: every file from the arena (see \"Small files on the direct provider\")",
+     .apply = set_rate<&daemon_config::direct_min_size>,
+     .show = show_number<&daemon_config::direct_min_size>},
     {.key = "grace_ms",
      .value_name = "N",
      .members = "",

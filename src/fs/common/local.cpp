@@ -115,6 +115,20 @@ result<std::unique_ptr<local_file>> open_file(local_root& r, const char* path, o
 
 void close_file(file_handle f) noexcept { delete as_file(f); }
 
+result<int> page_cache_fd(file_handle h) noexcept {
+    local_file& f = *as_file(h);
+    if (!f.direct || f.buffered.load(std::memory_order_acquire)) {
+        return f.fd.get();
+    }
+    // Two threads may both get here: clearing the flag twice is harmless.
+    const int flags = ::fcntl(f.fd.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(f.fd.get(), F_SETFL, flags & ~O_DIRECT) != 0) {
+        return fail_errno("page-cache descriptor: fcntl F_SETFL without O_DIRECT");
+    }
+    f.buffered.store(true, std::memory_order_release);
+    return f.fd.get();
+}
+
 result<file_info> stat_file(file_handle h) noexcept {
     local_file& f = *as_file(h);
     auto info = f.opened ? result<file_info>(*f.opened) : info_of(f.fd.get());

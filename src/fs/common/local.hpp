@@ -40,6 +40,8 @@ struct local_file {
     unique_fd fd;
     open_mode mode = open_mode::read;
     bool direct = false;
+    // A direct file now read through the page cache: page_cache_fd() cleared its O_DIRECT.
+    std::atomic<bool> buffered{false};
     // Size recorded at open and by each stat. Relaxed: an informational snapshot; reads check
     // against the size their cache view was opened with, not this.
     std::atomic<std::uint64_t> size{0};
@@ -66,6 +68,12 @@ struct local_file {
                                                             int extra_flags);
 
 void close_file(file_handle f) noexcept;
+// The file's descriptor, reading through the page cache: a file opened with O_DIRECT has it
+// cleared on the first call (fcntl F_SETFL on this open's own file description; the file is then
+// read through the page cache by every user of it — reads through the cache stay correct, they
+// are aligned either way). For sendfile: small files on the loan paths (--direct-min-size).
+// Errors: io_error (fcntl failed).
+[[nodiscard]] result<int> page_cache_fd(file_handle f) noexcept;
 [[nodiscard]] result<file_info> stat_file(file_handle f) noexcept;
 [[nodiscard]] result<void> lock_range(file_handle f, byte_range range, lock_kind kind) noexcept;
 [[nodiscard]] result<void> unlock_range(file_handle f, byte_range range) noexcept;

@@ -189,7 +189,9 @@ const provider_ops direct_provider{
     .unlock_range = local::unlock_range,
     .watch = local::watch,
     .unwatch = local::unwatch,
-    .send_fd = nullptr,  // O_DIRECT bytes are not in the page cache: send cache loans
+    // Clears the file's O_DIRECT: small files go by sendfile (--direct-min-size), large ones from
+    // the arena (the cache's loans).
+    .send_fd = local::page_cache_fd,
     .extent = local::extent,
     .rename = local::rename,
     .remove = local::remove,

@@ -49,7 +49,8 @@ connection::connection(loop_context& ctx, unique_fd fd, std::string peer, std::u
                                  .counters = &ctx.owner->sends,
                                  .bytes_sent = &ctx.owner->bytes_sent,
                                  .limits = &ctx.owner->limits,
-                                 .plain_when_copied = ctx.owner->plain_when_copied()},
+                                 .plain_when_copied = ctx.owner->plain_when_copied(),
+                                 .page_cache_below = ctx.settings->direct_min_size},
               fd_.get(), *this, peer_) {
     recv_op_.self = send_op_.self = timer_op_.self = this;
     recv_op_.handler = &connection::on_recv;

@@ -593,7 +593,9 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
                                                     .start = plan.start,
                                                     .length = plan.length,
                                                     .file_size = info.size,
-                                                    .send_path = to_string(s.path),
+                                                    .send_path = to_string(stream::path_for(
+                                                        s.path, cfg.direct_min_size, info.size,
+                                                        ctx.root->instance->ops().send_fd != nullptr)),
                                                     .wake = credit_wake(ctx)});
     if (!admitted) {
         if (const auto* limit = std::get_if<stream::client_refusal>(&admitted.error())) {

@@ -380,10 +380,18 @@ namespace {
 // cache gets at most half of the descriptor limit, so that connections keep the other half.
 std::unique_ptr<fs::open_cache> make_open_cache(const server_config& config, bool loans_path,
                                                 fs::provider_instance& instance, int root_fd) {
-    // The page-cache send paths only. On the loan paths a kept file keeps its cache view, and
-    // with more small files than arena buffers that cost the direct provider 0.4x of its req/s
-    // (docs/benchmarks.md, "Small files"); their opens already share a file's cached blocks.
-    if (config.open_file_cache == 0 || loans_path) {
+    // On the loan paths only the files that go from the page cache (below direct_min_size): a
+    // kept file sent from the arena would keep its cache view, and with more small files than
+    // arena buffers that cost the direct provider 0.4x of its req/s (docs/benchmarks.md, "Small
+    // files"); those opens already share a file's cached blocks.
+    fs::open_cache_config kept{.valid = std::chrono::milliseconds(config.open_file_cache_valid_ms)};
+    if (loans_path) {
+        if (config.direct_min_size == 0 || instance.ops().send_fd == nullptr) {
+            return nullptr;
+        }
+        kept.max_size = std::min(kept.max_size, config.direct_min_size - 1);
+    }
+    if (config.open_file_cache == 0) {
         return nullptr;
     }
     std::uint64_t max_files = config.open_file_cache;
@@ -394,9 +402,8 @@ std::unique_ptr<fs::open_cache> make_open_cache(const server_config& config, boo
                      "ulimit -n or LimitNOFILE=)",
                      config.open_file_cache, max_files, static_cast<std::uint64_t>(lim.rlim_cur));
     }
-    auto made = fs::open_cache::create(
-        instance, root_fd,
-        {.max_files = max_files, .valid = std::chrono::milliseconds(config.open_file_cache_valid_ms)});
+    kept.max_files = max_files;
+    auto made = fs::open_cache::create(instance, root_fd, kept);
     if (!made) {
         spdlog::warn("open-file cache off: {}", describe(made.error()));
         return nullptr;

@@ -5,8 +5,8 @@ import os
 import re
 import shutil
 
-from harness import (MIB, UNICODE_NAME, Conn, check, curl, expect, fetch, get, metrics, request, run,
-                     url_path)
+from harness import (MIB, UNICODE_NAME, Conn, admin_of, check, curl, expect, fetch, get, metrics, request,
+                     run, url_path)
 
 # ----- whole files ----------------------------------------------------------------------------
 
@@ -153,6 +153,39 @@ def _(ctx):
     r = get(ctx.server, "/_datapump/secret.txt")
     expect(r.status != 200 or b"must not be reachable" not in r.body,
            f"GET /_datapump/secret.txt served the root's file of that name ({r.brief()}); the prefix is reserved")
+
+
+def _bytes_by_path(server):
+    """{send path: body bytes} from datapump_send_bytes_total{path=...}."""
+    r = get(admin_of(server), "/metrics")
+    expect(r.status == 200, f"GET /metrics: {r.brief()}")
+    return {m.group(1): float(m.group(2)) for m in
+            re.finditer(r'^datapump_send_bytes_total\{path="([a-z_]+)"\}\s+(\S+)$', r.body.decode(), re.M)}
+
+
+@check("files/small-files-from-the-page-cache", nginx="skip: datapumpd's send paths")
+def _(ctx):
+    # --direct-min-size (docs/daemon.md, "Small files on the direct provider"): on the loan paths
+    # a file smaller than it goes by sendfile, as nginx's directio draws the line, and a larger one
+    # (a range of it too) from the arena; the page-cache paths send every file their own way.
+    server = ctx.extra_server(["--direct-min-size", "100000"])
+    small, large = "/notes.txt", DATA
+    for path, headers in ((small, {}), (large, {}), (large, {"Range": "bytes=10-99"})):
+        r = get(server, path, headers)
+        want = ctx.fx.data(path) if not headers else ctx.fx.data(path)[10:100]
+        expect(r.status in (200, 206) and r.body == want, f"GET {path} {headers}: {r.brief()}")
+    got = _bytes_by_path(server)
+    n_small, n_large = len(ctx.fx.data(small)), len(ctx.fx.data(large)) + 90
+    own = ctx.factory.send_path.replace("-", "_")
+    if own in ("send_zc", "send"):
+        want = {"sendfile": n_small, own: n_large}
+    else:
+        want = {own: n_small + n_large}
+    for path in ("sendfile", "splice", "send_zc", "send"):
+        expect(got.get(path, 0) == want.get(path, 0),
+               f"datapump_send_bytes_total{{path=\"{path}\"}} {got.get(path)}: want {want.get(path, 0)} "
+               f"({small}: {n_small} bytes below --direct-min-size 100000, {large}: {n_large} above; "
+               f"--send-path {ctx.factory.send_path})")
 
 
 # ----- ranges ---------------------------------------------------------------------------------

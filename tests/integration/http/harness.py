@@ -283,19 +283,24 @@ def _start(make_argv, log, kind, tries=3):
 
 
 class Daemon:
-    """datapumpd with one provider and send path; extra flags per spawn."""
+    """datapumpd with one provider and send path, and the variant's own flags (pairs: FLAG VALUE);
+    extra flags per spawn, which replace a variant flag of the same name."""
     is_daemon = True
 
-    def __init__(self, binary, provider, send_path, tmp):
+    def __init__(self, binary, provider, send_path, tmp, flags=()):
         self.binary, self.provider, self.send_path, self.tmp = binary, provider, send_path, tmp
-        self.name = f"{provider}/{send_path}"
+        self.flags = list(flags)
+        self.name = f"{provider}/{send_path}" + "".join(f" {f}" for f in self.flags)
         self.count = 0
 
     def spawn(self, root, extra=()):
         self.count += 1
         log = self.tmp / f"datapumpd-{self.provider}-{self.send_path}-{self.count}.log"
+        given = {str(a) for a in extra if str(a).startswith("--")}
+        own = [a for k in range(0, len(self.flags), 2) if self.flags[k] not in given
+               for a in self.flags[k:k + 2]]
         argv = lambda port: [self.binary, "--root", str(root), "--listen", f"127.0.0.1:{port}",
-                             "--provider", self.provider, "--send-path", self.send_path, *extra]
+                             "--provider", self.provider, "--send-path", self.send_path, *own, *extra]
 
         def with_admin(port):
             # Every daemon gets its admin listener on another free port, unless the check set one.

@@ -2,6 +2,9 @@
 // plus the fast path (lock_buffer), access patterns and the raw read_blocks contract.
 #include "unit/fs/fs_fixture.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 namespace datapump::test {
 namespace {
 
@@ -118,6 +121,25 @@ TEST_P(read_test, raw_read_blocks_sets_every_outcome) {
     ASSERT_FALSE(reads[2].outcome);
     EXPECT_EQ(reads[2].outcome.error().code, errc::file_changed);
     ops.close(*h);
+}
+
+// send_fd(): a descriptor that reads through the page cache, for sendfile (small files on the loan
+// paths, --direct-min-size): the file's own, with O_DIRECT cleared for the direct provider; asked
+// after the name was replaced, it still reads the version this file opened.
+TEST_P(read_test, send_fd_reads_the_opened_version_through_the_page_cache) {
+    write_file(dir_.file("f"), pattern(3 * block + 5, 7));
+    auto f = std::move(*instance_.open("f"));
+    write_file(dir_.file("f.new"), pattern(100, 8));
+    ASSERT_EQ(0, ::rename(dir_.file("f.new").c_str(), dir_.file("f").c_str()));
+    auto fd = f.send_fd();
+    ASSERT_TRUE(fd) << describe(fd.error());
+    EXPECT_EQ((::fcntl(*fd, F_GETFL) & O_DIRECT), 0) << "the page-cache descriptor is not O_DIRECT";
+    std::vector<std::byte> back(3 * block + 5);
+    ASSERT_EQ(static_cast<ssize_t>(back.size()), ::pread(*fd, back.data(), back.size(), 0));
+    EXPECT_EQ(back, pattern(3 * block + 5, 7));
+    auto again = f.send_fd();
+    ASSERT_TRUE(again);
+    EXPECT_EQ(*again, *fd);
 }
 
 INSTANTIATE_TEST_SUITE_P(providers, read_test, ::testing::ValuesIn(all_setups), setup_name);

@@ -136,7 +136,8 @@ protected:
     // Makes the sender on `pair.ours` and begins a transfer of [start, start + length) of `name`
     // (`size` bytes; on the loop thread); returns begin's error text, empty when it began.
     std::string begin(const socket_pair& pair, const std::string& name, std::uint64_t size, std::uint64_t start,
-                      std::uint64_t length, std::shared_ptr<stream::control> controls = nullptr) {
+                      std::uint64_t length, std::shared_ptr<stream::control> controls = nullptr,
+                      fs::provider_instance* from = nullptr) {
         std::string error_text;
         loop_->sync([&] {
             sender_ = std::make_unique<stream::sender>(stream::sender_env{.loop = &loop_->loop(),
@@ -144,10 +145,11 @@ protected:
                                                                           .path = GetParam().path,
                                                                           .counters = &counters_,
                                                                           .bytes_sent = &bytes_sent_,
-                                                                          .plain_when_copied = plain_when_copied_},
+                                                                          .plain_when_copied = plain_when_copied_,
+                                                                          .page_cache_below = page_cache_below_},
                                                        pair.ours.get(), owner_, "test");
             owner_.s = sender_.get();
-            auto f = instance_.open(name);
+            auto f = (from != nullptr ? *from : instance_).open(name);
             if (!f) {
                 error_text = describe(f.error());
                 return;
@@ -209,6 +211,7 @@ protected:
     recorder owner_;
     std::unique_ptr<stream::sender> sender_;
     bool plain_when_copied_ = false;
+    std::uint64_t page_cache_below_ = 0;
 };
 
 TEST_P(sender_test, a_range_arrives_byte_exact_and_counted_once) {
@@ -400,6 +403,55 @@ TEST_P(sender_zc_test, once_the_kernel_says_it_copies_the_rest_goes_by_plain_sen
 
 const path_case zc_cases[] = {{send_path::send_zc, true, "send_zc_tcp"}};
 INSTANTIATE_TEST_SUITE_P(loopback, sender_zc_test, ::testing::ValuesIn(zc_cases), case_name);
+
+// The direct provider on a loan path: a file smaller than page_cache_below goes by sendfile (its
+// descriptor's O_DIRECT cleared) and takes no loan (nginx's directio line); a file of that size or more goes
+// from the arena; page_cache_below 0 sends every file from the arena. Every byte arrives.
+class sender_small_file_test : public sender_test {};
+
+TEST_P(sender_small_file_test, small_files_go_from_the_page_cache_large_ones_from_the_arena) {
+    auto direct = providers_.instantiate("direct", {.root = dir_.str(), .cache = cache_.get(), .flags = 0});
+    ASSERT_TRUE(direct.has_value()) << describe(direct.error());
+    const std::size_t small = 3 * block + 17;
+    const std::size_t large = 4 * block;
+    write_file(dir_.file("small"), pattern(small, 41));
+    write_file(dir_.file("large"), pattern(large, 43));
+    struct run {
+        std::uint64_t below;
+        const char* name;
+        std::size_t size;
+        bool page_cache;
+    };
+    for (const run r : {run{large, "small", small, true}, run{large, "large", large, false},
+                        run{0, "small", small, false}}) {
+        SCOPED_TRACE(std::string(r.name) + " with page_cache_below " + std::to_string(r.below));
+        page_cache_below_ = r.below;
+        owner_.finished = {};
+        const std::uint64_t sendfile_before = counters_.sendfile_bytes.load();
+        const std::uint64_t loans_before = path_bytes();
+        const auto lookups = [this] {
+            const auto c = cache_->counters().snapshot();
+            return c.hits + c.misses;
+        };
+        const std::uint64_t lookups_before = lookups();
+        const socket_pair pair = make_pair();
+        ASSERT_EQ(begin(pair, r.name, r.size, 0, r.size, nullptr, &*direct), "");
+        auto reader = std::async(std::launch::async, [&] { return read_n(pair.theirs.get(), r.size); });
+        start();
+        EXPECT_EQ(outcome(), "");
+        const auto got = reader.get();
+        const auto want = pattern(r.size, std::string_view(r.name) == "small" ? 41 : 43);
+        EXPECT_SAME_BYTES(std::span(got), std::span(want));
+        EXPECT_EQ(counters_.sendfile_bytes.load() - sendfile_before, r.page_cache ? r.size : 0U);
+        EXPECT_EQ(path_bytes() - loans_before, r.page_cache ? 0U : r.size);
+        const std::uint64_t looked_up = lookups() - lookups_before;
+        EXPECT_EQ(looked_up == 0, r.page_cache) << looked_up << " cache look-ups";
+        drop_sender();
+    }
+}
+
+const path_case loan_cases[] = {{send_path::send_zc, true, "send_zc_tcp"}, {send_path::send, false, "send_unix"}};
+INSTANTIATE_TEST_SUITE_P(loan_paths, sender_small_file_test, ::testing::ValuesIn(loan_cases), case_name);
 
 }  // namespace
 }  // namespace datapump::test
