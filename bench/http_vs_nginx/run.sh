@@ -15,16 +15,22 @@
 #   small   wrk -t2 -c{16,256} -d5s --latency over 10,000 files of 4-64 KiB (a web / HLS segment
 #           mix; warm page cache, each server's first pass over the set not measured): req/s
 #           (target >= 1.2x nginx), p99 latency (target <= nginx), CPU-s/GiB
+#   clients the wrk set again, but 64 clients of one connection each (64 wrk -t1 -c1 processes,
+#           5 s): no client thread multiplexes connections, so a slow response is the server's
+#           doing, not a client thread's that reads one socket while the others wait (which is
+#           what wrk -c64's p99 measures once the client is the bottleneck: docs/benchmarks.md,
+#           "The tail after huge pages"). req/s, MB/s, the median client's p99, the slowest
+#           response of all, CPU-s/GiB
 # Prints medians over REPS runs, their spread (min-max) and the ratio datapumpd / nginx.
 # Server CPU = utime + stime from /proc/PID/stat (nginx: master + workers; datapumpd: the
 # process, which sums its threads), before and after each measurement.
 #
-# Usage: bench/http_vs_nginx/run.sh [REPS=3] [--only single|wrk|paced|cold|small]... [--servers nginx,dp-posix,dp-direct]
+# Usage: bench/http_vs_nginx/run.sh [REPS=3] [--only single|wrk|paced|cold|small|clients]... [--servers nginx,dp-posix,dp-direct]
 # Env:   DATAPUMP_BIN_DIR   datapumpd's folder (default build/release/src/daemon); without the
 #                           binary only nginx runs
 #        DATAPUMP_BENCH_DIR where the files are made once (default /var/tmp/datapump-bench; 5.3 GiB)
 #        BENCH_CACHE_MIB    datapumpd --cache-mib (default 2048)
-#        BENCH_WRK_SECONDS (5), BENCH_PACED_SECONDS (20), BENCH_PACED_CLIENTS (100)
+#        BENCH_WRK_SECONDS (5), BENCH_PACED_SECONDS (20), BENCH_PACED_CLIENTS (100), BENCH_CLIENTS (64)
 #        BENCH_NGINX_OFC=1  adds server nginx-ofc: nginx with `open_file_cache max=16384
 #                           inactive=60s; open_file_cache_valid 60s` (datapumpd keeps files open
 #                           too: docs/daemon.md, "Open-file cache"), and a table of datapumpd / it
@@ -49,9 +55,9 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-[ ${#only[@]} -gt 0 ] || only=(single wrk paced cold small)
+[ ${#only[@]} -gt 0 ] || only=(single wrk paced cold small clients)
 for s in "${only[@]}"; do
-  case "$s" in single|wrk|paced|cold|small) ;; *) echo "run.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
+  case "$s" in single|wrk|paced|cold|small|clients) ;; *) echo "run.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
 done
 
 dpbin="${DATAPUMP_BIN_DIR:-${top}/build/release/src/daemon}/datapumpd"
@@ -70,6 +76,7 @@ cache_mib=${BENCH_CACHE_MIB:-2048}
 wrk_s=${BENCH_WRK_SECONDS:-5}
 paced_s=${BENCH_PACED_SECONDS:-20}
 paced_n=${BENCH_PACED_CLIENTS:-100}
+clients_n=${BENCH_CLIENTS:-64}
 paced_rate=5000000    # bytes/s, a plain number: nginx would read '5M' as 5 MiB/s
 tck=$(getconf CLK_TCK)
 
@@ -270,6 +277,48 @@ run_small() {
   done
 }
 
+# wrk's output -> its slowest response in ms (the Latency line's Max column).
+wrk_max_ms() {
+  awk '$1 == "Latency" && NF >= 4 { v = $4; u = v; sub(/^[0-9.]+/, "", u)
+         printf "%.1f\n", (v + 0) * (u == "us" ? 0.001 : u == "ms" ? 1 : u == "s" ? 1000 : u == "m" ? 60000 : 1); exit }'
+}
+
+run_clients() {
+  local r s i c0 c1 mbps rps p99 err bytes sum_mbps sum_rps total errs worst p99s
+  warm "$http"/w8/*.bin
+  for ((r = 0; r < reps; r++)); do
+    for s in $(rotated "$r"); do
+      start_server "$s"
+      for i in $(seq -w 0 31); do curl -s -o /dev/null "$(url "/w8/f$i.bin")"; done   # warm-up pass
+      c0=$(cpu_ticks)
+      bg_pids=()
+      for ((i = 0; i < clients_n; i++)); do
+        wrk -t1 -c1 -d"${wrk_s}s" --latency --timeout 10s -s "$here/rotate.lua" "$(url "")" -- /w8/f 32 \
+          >"$work/clients.$i" 2>&1 &
+        bg_pids+=($!)
+      done
+      for i in "${bg_pids[@]}"; do wait "$i" || true; done
+      bg_pids=()
+      c1=$(cpu_ticks)
+      survived "clients" || continue
+      stop_server
+      sum_mbps=0; sum_rps=0; total=0; errs=0; worst=0; p99s=""
+      for ((i = 0; i < clients_n; i++)); do
+        read -r mbps rps p99 err bytes <<<"$(parse_wrk <"$work/clients.$i")"
+        sum_mbps=$((sum_mbps + mbps)); sum_rps=$((sum_rps + rps)); total=$((total + bytes)); errs=$((errs + err))
+        p99s+="$p99 "
+        worst=$(awk -v a="$worst" -v b="$(wrk_max_ms <"$work/clients.$i")" 'BEGIN {print (b > a ? b : a)}')
+      done
+      [ "$errs" -eq 0 ] || echo "run.sh: clients against $s: $errs errors" >&2
+      add clients.MBps "$s" "$sum_mbps"
+      add clients.rps "$s" "$sum_rps"
+      add clients.p99 "$s" "$(tr ' ' '\n' <<<"$p99s" | sed '/^$/d' | median)"
+      add clients.max "$s" "$worst"
+      add clients.cpu "$s" "$(calc "($c1 - $c0) / $tck / ($total / 2^30)" 3)"
+    done
+  done
+}
+
 run_paced() {
   local title=$((1024 * 1024 * 1024)) r s i c0 c1 d0 d1 on total bytes secs
   host_warm "$http/title_1G.bin"
@@ -392,6 +441,12 @@ for s in "${only[@]}"; do
         row "small -c$c: MB/s" "small.c$c.MBps"
         row "small -c$c: CPU-s/GiB" "small.c$c.cpu"
       done ;;
+    clients)
+      row "clients ${clients_n}x1 8 MiB: req/s" clients.rps
+      row "clients: MB/s" clients.MBps
+      row "clients: p99 ms (median client)" clients.p99
+      row "clients: slowest response ms" clients.max
+      row "clients: CPU-s/GiB" clients.cpu ;;
   esac
 done
 if grep -q 'nginx-ofc' <<<"${servers[*]}"; then
@@ -439,6 +494,8 @@ if [ -n "$basebin" ]; then
       paced) ab "paced: on time" paced.ontime; ab "paced: CPU-s/GiB" paced.cpu ;;
       cold) ab "cold: MB/s" cold.MBps; ab "cold: CPU-s/GiB" cold.cpu ;;
       small) for c in 16 256; do ab "small -c$c: req/s" "small.c$c.rps"; ab "small -c$c: p99 ms" "small.c$c.p99"; done ;;
+      clients) ab "clients: req/s" clients.rps; ab "clients: p99 ms" clients.p99; ab "clients: slowest ms" clients.max
+               ab "clients: CPU-s/GiB" clients.cpu ;;
     esac
   done
 fi
