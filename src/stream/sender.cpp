@@ -157,15 +157,14 @@ result<void> sender::begin(transfer t) {
     paused_ = false;
     wait_ = wait::none;
     sending_ = false;
-    // A small file on a loan path goes from the page cache when its provider has a descriptor
-    // there (path_for); if it cannot give one now, by the loan path after all.
-    path_ = env_.path;
-    if (path_for(env_.path, env_.page_cache_below, t.file_size, true) != env_.path) {
-        if (auto fd = file_->send_fd(); fd) {
-            path_ = send_path::sendfile;
-            body_fd_ = *fd;
-        }
-    }
+    // The page-cache descriptor, asked only when this body may go by it: on a page-cache path, or
+    // on a loan path for a file below page_cache_below (asking clears the direct provider's
+    // O_DIRECT, which a file sent from the arena keeps). A provider that cannot give one keeps a
+    // small file on the loan path (path_for).
+    const bool may_page_cache = !sends_loans(env_.path) || t.file_size < env_.page_cache_below;
+    const result<int> fd =
+        may_page_cache ? file_->send_fd() : result<int>(datapump::fail(errc::unsupported, "a body sent from the arena"));
+    path_ = path_for(env_.path, env_.page_cache_below, t.file_size, fd.has_value());
     if (sends_loans(path_)) {
         auto view = file_->cached();
         if (!view) {
@@ -173,13 +172,10 @@ result<void> sender::begin(transfer t) {
         }
         view_ = std::move(*view);
     } else {
-        if (body_fd_ < 0) {
-            auto fd = file_->send_fd();
-            if (!fd) {
-                return std::unexpected(fd.error());
-            }
-            body_fd_ = *fd;
+        if (!fd) {
+            return std::unexpected(fd.error());
         }
+        body_fd_ = *fd;
         env_.loop->fadvise(body_fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     active_ = true;

@@ -86,8 +86,6 @@ result<void> posix_finish(file_handle h, std::uint64_t size) noexcept {
     return local::truncate_and_sync(as_file(h)->fd.get(), size);
 }
 
-result<int> posix_send_fd(file_handle h) noexcept { return as_file(h)->fd.get(); }
-
 }  // namespace
 
 const provider_ops posix_provider{
@@ -112,7 +110,7 @@ const provider_ops posix_provider{
     .unlock_range = local::unlock_range,
     .watch = local::watch,
     .unwatch = local::unwatch,
-    .send_fd = posix_send_fd,
+    .send_fd = local::page_cache_fd,  // the file's own descriptor (never O_DIRECT here)
     .extent = local::extent,
     .rename = local::rename,
     .remove = local::remove,

@@ -35,16 +35,14 @@ stream::client_address address(std::uint32_t ipv4) {
 struct server_parts {
     explicit server_parts(std::uint64_t bytes_per_second = 0, stream::client_limits_config limits = {},
                           double max_density = 0.9)
-        : rt_(max_density), clock(rt_.clock), sys(rt_.sys), clients(limits), capacity(bytes_per_second) {
-        pacing = std::make_unique<stream::rt_pacing>(*sys);
+        : rt_system(max_density), clients(limits), capacity(bytes_per_second) {
+        pacing = std::make_unique<stream::rt_pacing>(*rt_system.sys);
     }
     [[nodiscard]] stream::parts parts() {
         return {.clients = clients, .capacity = capacity, .pacing = pacing.get(), .table = table};
     }
 
-    datapump::test::manual_system rt_;
-    rt::manual_clock& clock;
-    std::unique_ptr<rt::system>& sys;
+    datapump::test::manual_system rt_system;
     stream::client_limits clients;
     stream::admission capacity;
     std::unique_ptr<stream::rt_pacing> pacing;  // goes before rt
@@ -91,7 +89,7 @@ TEST(stream_open, a_paced_stream_holds_every_part) {
     // and let the next instant come.
     a->pacing.consume(a->pacing.allowance(65536));
     EXPECT_EQ(a->pacing.allowance(1), 0U);
-    s.sys->run_until(s.clock.now() + 1s);
+    s.rt_system.sys->run_until(s.rt_system.clock.now() + 1s);
     ASSERT_FALSE(s.woken.empty());
     EXPECT_EQ(s.woken.front(), a->controls->id);
 }
@@ -273,7 +271,7 @@ TEST(stream_open, readmit_takes_the_capacity_and_the_rt_connection_again) {
     // Its credit wakes the same stream.
     again->pacing.consume(again->pacing.allowance(65536));
     EXPECT_EQ(again->pacing.allowance(1), 0U);
-    s.sys->run_until(s.clock.now() + 1s);
+    s.rt_system.sys->run_until(s.rt_system.clock.now() + 1s);
     ASSERT_FALSE(s.woken.empty());
     EXPECT_EQ(s.woken.front(), c.id);
 }
