@@ -8,6 +8,10 @@
 // Every peer runs --rounds times (rounds interleave the peers, so drift hits all alike); the
 // table shows the median over rounds and the spread, then the ratios against the targets, then
 // one `figure peer=... kind=... value=...` line per figure for scripts. MB = 10^6 bytes.
+// The bulk group also prints, per round, loans / AF_UNIX of that round and the host's steal time
+// (CPU time the hypervisor gave to others, from /proc/stat) as a share of the round's CPU time:
+// on a shared host the memory-bound peers slow down by up to 2x in rounds with steal, so a
+// figure is read together with it (docs/benchmarks.md, "Loans with one memfd per buffer").
 // Run: bench/ipc/run.sh [rounds], or build/release/bench/ipc/ipc_bench --help
 #include "datapump_side.hpp"
 #include "peers.hpp"
@@ -61,6 +65,13 @@ public:
         const std::size_t n = v.size();
         return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
     }
+    // Round i's value (n/a when that round measured nothing).
+    [[nodiscard]] std::optional<double> at(std::size_t i) const {
+        if (i >= values_.size() || !(values_[i] > 0)) {
+            return std::nullopt;
+        }
+        return values_[i];
+    }
     [[nodiscard]] std::string spread(int decimals) const {
         if (missing_ || values_.empty()) {
             return "n/a";
@@ -83,6 +94,22 @@ std::string format(std::optional<double> v, int decimals) {
     char text[64];
     std::snprintf(text, sizeof text, "%.*f", decimals, *v);
     return text;
+}
+
+// CPU time the hypervisor ran something else while this machine's vCPUs wanted to run (the
+// `steal` column of /proc/stat's `cpu` line, all CPUs together), in seconds; 0 where the kernel
+// does not account it.
+double host_steal_seconds() {
+    std::FILE* f = std::fopen("/proc/stat", "re");
+    if (f == nullptr) {
+        return 0;
+    }
+    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+    const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait,
+                              &irq, &softirq, &steal);
+    std::fclose(f);
+    const long tick = sysconf(_SC_CLK_TCK);
+    return n == 8 && tick > 0 ? static_cast<double>(steal) / static_cast<double>(tick) : 0;
 }
 
 void print_figure(const std::string& peer, const char* kind, std::optional<double> v) {
@@ -267,6 +294,9 @@ int main(int argc, char** argv) {
                                {"datapump loans", "datapump_loans", {}},
                                {"memory ceiling (checksum in place)", "memory_ceiling", {}}};
 
+    series loans_over_unix_by_round;
+    std::vector<double> steal_share_by_round;  // of the bulk group's CPU time, 0..1
+
     for (int round = 0; round < opt.rounds; ++round) {
         if (run_latency) {
             progress(round, opt.rounds, "latency");
@@ -285,11 +315,19 @@ int main(int argc, char** argv) {
         }
         if (run_bulk) {
             progress(round, opt.rounds, "bulk");
+            const double steal_before = host_steal_seconds();
+            const std::uint64_t wall_before = monotonic_ns();
             bulk[0].value.add(bulk_pipe(bulk_path) / 1e6);
-            bulk[1].value.add(bulk_unix(bulk_path) / 1e6);
+            const double unix_mb = bulk_unix(bulk_path) / 1e6;
+            bulk[1].value.add(unix_mb);
             // datapump side: plugged in by ipc_bench_datapump.cpp (for now datapump_side.cpp)
-            bulk[2].value.add(datapump_bulk_loans(bulk_path) / 1e6);
+            const double loans_mb = datapump_bulk_loans(bulk_path) / 1e6;
+            bulk[2].value.add(loans_mb);
             bulk[3].value.add(bulk_memory_ceiling(bulk_path) / 1e6);
+            loans_over_unix_by_round.add(unix_mb > 0 ? loans_mb / unix_mb : 0);
+            const double cpu_seconds = static_cast<double>(monotonic_ns() - wall_before) / 1e9 *
+                                       static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN));
+            steal_share_by_round.push_back(cpu_seconds > 0 ? (host_steal_seconds() - steal_before) / cpu_seconds : 0);
         }
     }
 
@@ -311,8 +349,16 @@ int main(int argc, char** argv) {
     }
     if (run_bulk) {
         print_rates("bulk", "MB/s", bulk);
+        std::printf("\n%-40s %9s %9s\n", "bulk, by round", "loans/unix", "host steal");
+        for (std::size_t i = 0; i < steal_share_by_round.size(); ++i) {
+            std::printf("  round %-32zu %9s %8.1f%%\n", i + 1,
+                        format(loans_over_unix_by_round.at(i), 2).c_str(), steal_share_by_round[i] * 100);
+        }
         ratios.push_back(make_ratio("datapump loans / unix stream", "loans_over_unix", bulk[2].value.median(),
                                     bulk[1].value.median(), ">= 5", false, 5.0));
+        // Issue 14's floor for loans with one memfd per buffer, on the same round's pair.
+        ratios.push_back(make_ratio("loans / unix, median of the rounds", "loans_over_unix_by_round",
+                                    loans_over_unix_by_round.median(), 1.0, ">= 3", false, 3.0));
         ratios.push_back(make_ratio("datapump loans / memory ceiling", "loans_over_memory", bulk[2].value.median(),
                                     bulk[3].value.median(), "", false, 0.0));
         ratios.push_back(make_ratio("memory ceiling / unix stream", "memory_over_unix", bulk[3].value.median(),
@@ -345,6 +391,12 @@ int main(int argc, char** argv) {
     if (run_bulk) {
         for (const auto& r : bulk) {
             print_figure(r.peer, "bulk_mb_per_s", r.value.median());
+        }
+        std::vector<double> steal = steal_share_by_round;
+        std::sort(steal.begin(), steal.end());
+        const std::size_t n = steal.size();
+        if (n > 0) {
+            print_figure("host", "bulk_steal_share", n % 2 == 1 ? steal[n / 2] : (steal[n / 2 - 1] + steal[n / 2]) / 2);
         }
     }
     for (const auto& r : ratios) {
