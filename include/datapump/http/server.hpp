@@ -51,13 +51,21 @@ using send_path = stream::send_path;
 [[nodiscard]] std::string_view option_name(send_path p);
 [[nodiscard]] std::optional<send_path> parse_send_path(std::string_view text);
 
-// The burst of a paced stream when neither the request nor the configuration names one: a
-// quarter second of its rate, at least 256 KiB. The burst is also the piece a paced stream sends
-// at once (one rt tick each, stream::rt_piece), and each piece costs a wake-up and a send: with a
-// fixed 256 KiB, 100 streams at 5 MB/s cost 1.8x nginx's CPU per byte; with a quarter second, less
-// than nginx (docs/benchmarks.md).
+// The burst of a paced stream when neither the request nor the configuration names one: one
+// second of its rate up to 1 MiB, a quarter second of it above 4 MiB/s, and at least 256 KiB. The
+// burst is also the piece a paced stream sends at once (one rt tick each, stream::rt_piece), and
+// each piece costs a VP wake-up, a wake-up of the stream's loop and a send, so the piece is at
+// least 1 MiB wherever the rate allows one a second: 1000 streams at 1 MB/s cost 2.23x nginx's
+// CPU per byte with a quarter second (262,144 B), 1.37x with one second, nginx's own `limit_rate`
+// allowance (docs/benchmarks.md, "Many paced viewers"). Above 4 MiB/s a quarter second is more
+// than 1 MiB and keeps the start-up burst a quarter of a second.
 [[nodiscard]] constexpr std::uint64_t auto_burst(std::uint64_t rate) {
-    return rate / 4 > 262144 ? rate / 4 : 262144;
+    constexpr std::uint64_t mib = std::uint64_t{1} << 20;
+    constexpr std::uint64_t floor = 262144;
+    const std::uint64_t second = rate < mib ? rate : mib;
+    const std::uint64_t quarter = rate / 4;
+    const std::uint64_t most = second > quarter ? second : quarter;
+    return most > floor ? most : floor;
 }
 
 // An IP address and port to listen on: IPv4, or IPv6 with or without brackets; port 0: the

@@ -6,7 +6,7 @@ import re
 import shutil
 
 from harness import (MIB, UNICODE_NAME, Conn, admin_of, check, curl, expect, fetch, get, metrics, request,
-                     run, url_path)
+                     run, url_path, wait_until)
 
 # ----- whole files ----------------------------------------------------------------------------
 
@@ -174,14 +174,24 @@ def _(ctx):
         r = get(server, path, headers)
         want = ctx.fx.data(path) if not headers else ctx.fx.data(path)[10:100]
         expect(r.status in (200, 206) and r.body == want, f"GET {path} {headers}: {r.brief()}")
-    got = _bytes_by_path(server)
     n_small, n_large = len(ctx.fx.data(small)), len(ctx.fx.data(large)) + 90
     own = ctx.factory.send_path.replace("-", "_")
     if own in ("send_zc", "send"):
         want = {"sendfile": n_small, own: n_large}
     else:
         want = {own: n_small + n_large}
-    for path in ("sendfile", "splice", "send_zc", "send"):
+    paths = ("sendfile", "splice", "send_zc", "send")
+    # A send is counted when it completes, which on send-zc is its notification: that may come
+    # after the client has the bytes, so the counters are read until they settle.
+    got = {}
+
+    def settled():
+        got.clear()
+        got.update(_bytes_by_path(server))
+        return all(got.get(p, 0) == want.get(p, 0) for p in paths)
+
+    wait_until(settled, 5)
+    for path in paths:
         expect(got.get(path, 0) == want.get(path, 0),
                f"datapump_send_bytes_total{{path=\"{path}\"}} {got.get(path)}: want {want.get(path, 0)} "
                f"({small}: {n_small} bytes below --direct-min-size 100000, {large}: {n_large} above; "

@@ -258,7 +258,7 @@ def serve_file(conn, addr, method, target, headers):
     if MAX_RATE and rate > MAX_RATE:
         rate = MAX_RATE
     if burst == 0:
-        burst = max(262144, rate // 4)
+        burst = max(262144, min(rate, 1 << 20), rate // 4)
     status = (206, "Partial Content") if rng else (200, "OK")
     extra = [("Content-Range", f"bytes {start}-{end}/{size}")] if rng else []
     if method == "HEAD" or size == 0:
