@@ -129,6 +129,8 @@ set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://datapump.invalid/")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # adduser without systemd-sysusers (deb-systemd-invoke's init-system-helpers is essential).
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "adduser")
+# /etc/mime.types, datapumpd's default --mime-types-file (without it the built-in table serves alone).
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_RECOMMENDS "media-types")
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libdatapump0 (= ${PROJECT_VERSION}-1)")
 # libdatapump.so.0's shlibs file: 0.x promises no ABI across minor versions, so a program built
 # against this package depends on this very version.

@@ -53,6 +53,8 @@ has libdatapump-dev /usr/include/datapump/http/server.hpp '/usr/lib/(.*/)?libdat
 ! grep -q 'libdatapump' "$tmp/files.datapump" || fail "the library is in datapump (its programs link the parts)"
 deb_of() { printf '%s\n' "${debs[@]}" | grep "/$1_"; }
 dpkg-deb -f "$(deb_of datapump)" Depends | grep -q 'libsystemd0' || fail "datapump's Depends lacks libsystemd0"
+dpkg-deb -f "$(deb_of datapump)" Recommends | grep -qx 'media-types' ||
+  fail "datapump does not recommend media-types (/etc/mime.types, datapumpd's default --mime-types-file)"
 dpkg-deb -f "$(deb_of libdatapump-dev)" Depends | grep -qF "libdatapump0 (= ${version}-1)" ||
   fail "libdatapump-dev does not depend on libdatapump0 (= ${version}-1)"
 dpkg-deb -e "$(deb_of datapump)" "$tmp/control"

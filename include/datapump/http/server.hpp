@@ -154,6 +154,11 @@ struct server_config {
     // O_DIRECT on that open file); nginx's `directio`. 0: every file by the loan path (a library
     // user's default; datapumpd's is 1 MiB, daemon_config).
     std::uint64_t direct_min_size = 0;
+    // A mime.types file (type, then its extensions, per line) for the extensions the built-in
+    // media table does not name (http::mime_types); empty: the built-in table only (a library
+    // user's default; datapumpd's is /etc/mime.types, from Debian's media-types). A file that
+    // cannot be read is logged and the built-in table serves alone.
+    std::string mime_types_file;
     bool access_log = true;
     // Uploads (docs/daemon.md, "Uploads"): PUT and DELETE are refused (405) unless writable.
     bool writable = false;

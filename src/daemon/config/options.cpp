@@ -21,6 +21,7 @@ daemon_config::daemon_config() {
     admin_address = {"127.0.0.1", 8081};
     follow_uploads = http::follow_policy::automatic;
     direct_min_size = std::uint64_t{1} << 20;
+    mime_types_file = "/etc/mime.types";
 }
 
 unsigned daemon_config::default_loops() {
@@ -566,6 +567,14 @@ constexpr auto options = std::to_array<option_spec>({
      .doc = "on the loan send paths (`send-zc`, `send`), a file smaller than this is sent from the page cache by `sendfile` (the direct provider clears O_DIRECT on that open file), as nginx's `directio SIZE` does: a small file would take a whole arena buffer and gain nothing from bypassing the page cache; larger files, and every range of them, go from the arena; `0`: every file from the arena (see \"Small files on the direct provider\")",
      .apply = set_rate<&daemon_config::direct_min_size>,
      .show = show_number<&daemon_config::direct_min_size>},
+    {.key = "mime_types_file",
+     .value_name = "FILE",
+     .members = "mime_types_file",
+     .help = "Content-Types of the extensions the built-in media table does not name, in mime.types format (\"\": the built-in table only)",
+     .doc_default = "`/etc/mime.types`",
+     .doc = "a file in mime.types format (a type, then its extensions, per line) giving the Content-Type of every extension the built-in table of media and web types does not name; the built-in table wins where both name one (`ts` stays `video/mp2t`); a file that cannot be read is logged and the built-in table serves alone; `\"\"`: the built-in table only (see \"Content types\")",
+     .apply = set_text<&daemon_config::mime_types_file>,
+     .show = show_text<&daemon_config::mime_types_file>},
     {.key = "grace_ms",
      .value_name = "N",
      .members = "",

@@ -1,6 +1,8 @@
 #include "datapump/http/proto/mime.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <utility>
 
 namespace datapump::http {
@@ -10,7 +12,7 @@ namespace {
 constexpr std::string_view octet_stream = "application/octet-stream";
 
 // Extensions in lowercase.
-constexpr std::array<std::pair<std::string_view, std::string_view>, 42> types = {{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 46> types = {{
     {"mp4", "video/mp4"},
     {"m4v", "video/mp4"},
     {"webm", "video/webm"},
@@ -53,32 +55,117 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 42> types = 
     {"m4s", "video/iso.segment"},
     {"avif", "image/avif"},
     {"opus", "audio/ogg"},
+    {"mpg", "video/mpeg"},
+    {"mpeg", "video/mpeg"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
 }};
 
-constexpr std::size_t longest_extension = 4;
+constexpr std::size_t longest_extension = 5;
+constexpr std::size_t longest_system_extension = 32;
+
+// The extension of the last segment of `path` (after its last '.'); empty when there is none.
+std::string_view extension_of(std::string_view path) {
+    const std::size_t slash = path.rfind('/');
+    const std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+    const std::size_t dot = name.rfind('.');
+    return dot == std::string_view::npos ? std::string_view{} : name.substr(dot + 1);
+}
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool extension_byte(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '_' || c == '.';
+}
+
+// RFC 6838's restricted-name characters, on either side of the one '/'.
+bool type_byte(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || std::string_view("!#$&^_.+-").find(c) != std::string_view::npos;
+}
+
+bool valid_type(std::string_view t) {
+    const std::size_t slash = t.find('/');
+    return slash != std::string_view::npos && slash != 0 && slash + 1 != t.size() &&
+           t.find('/', slash + 1) == std::string_view::npos &&
+           std::all_of(t.begin(), t.end(), [](char c) { return c == '/' || type_byte(c); });
+}
 
 }  // namespace
 
 std::string_view content_type_for(std::string_view path) {
-    const std::size_t slash = path.rfind('/');
-    const std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
-    const std::size_t dot = name.rfind('.');
-    if (dot == std::string_view::npos || dot + 1 == name.size() || name.size() - dot - 1 > longest_extension) {
+    const std::string_view ext = extension_of(path);
+    if (ext.empty() || ext.size() > longest_extension) {
         return octet_stream;
     }
-    std::array<char, longest_extension> lower{};
-    const std::string_view ext = name.substr(dot + 1);
-    for (std::size_t i = 0; i < ext.size(); ++i) {
-        const char c = ext[i];
-        lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    std::array<char, longest_extension> low{};
+    for (std::size_t i = 0; i < ext.size() && i < low.size(); ++i) {
+        low[i] = lower(ext[i]);
     }
-    const std::string_view key(lower.data(), ext.size());
+    const std::string_view key(low.data(), ext.size());
     for (const auto& [extension, type] : types) {
         if (extension == key) {
             return type;
         }
     }
     return octet_stream;
+}
+
+std::size_t mime_types::add_system(std::string_view text) {
+    std::size_t added = 0;
+    while (!text.empty()) {
+        const std::size_t eol = text.find('\n');
+        std::string_view line = text.substr(0, eol);
+        text = eol == std::string_view::npos ? std::string_view{} : text.substr(eol + 1);
+        line = line.substr(0, line.find('#'));
+        std::string_view type;
+        const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+        while (!line.empty()) {
+            std::size_t i = 0;
+            while (i < line.size() && blank(line[i])) {
+                ++i;
+            }
+            std::size_t j = i;
+            while (j < line.size() && !blank(line[j])) {
+                ++j;
+            }
+            const std::string_view word = line.substr(i, j - i);
+            line = line.substr(j);
+            if (word.empty()) {
+                break;
+            }
+            if (type.empty()) {
+                if (!valid_type(word)) {
+                    break;
+                }
+                type = word;
+                continue;
+            }
+            if (word.size() > longest_system_extension || !std::all_of(word.begin(), word.end(), extension_byte)) {
+                continue;
+            }
+            std::string key(word);
+            std::transform(key.begin(), key.end(), key.begin(), lower);
+            if (system_.emplace(std::move(key), std::string(type)).second) {
+                ++added;
+            }
+        }
+    }
+    return added;
+}
+
+std::string_view mime_types::lookup(std::string_view path) const {
+    const std::string_view fixed = content_type_for(path);
+    if (fixed != octet_stream || system_.empty()) {
+        return fixed;
+    }
+    const std::string_view ext = extension_of(path);
+    if (ext.empty() || ext.size() > longest_system_extension) {
+        return octet_stream;
+    }
+    std::string key(ext);
+    std::transform(key.begin(), key.end(), key.begin(), lower);
+    const auto it = system_.find(key);
+    return it == system_.end() ? octet_stream : std::string_view(it->second);
 }
 
 }  // namespace datapump::http

@@ -343,8 +343,8 @@ result<std::pair<std::uint64_t, std::uint64_t>> requested_qos(const server_confi
 // arrives. The length is the upload's Content-Length, else the answer is chunked (HTTP/1.1) or
 // ends with the connection (HTTP/1.0). Ranges and validators do not apply: there is no version
 // of the file yet to name.
-response_plan follow_response(const request& req, const std::string& relative, std::shared_ptr<upload_entry> upload,
-                              bool close) {
+response_plan follow_response(const request& req, const std::string& relative, const mime_types& mime,
+                              std::shared_ptr<upload_entry> upload, bool close) {
     const bool http11 = req.version_major == 1 && req.version_minor >= 1;
     const auto length = upload->length();
     response_plan plan;
@@ -352,7 +352,7 @@ response_plan follow_response(const request& req, const std::string& relative, s
     plan.close_after = close || (!length && !http11);
     response_head h(200);
     common_headers(h, plan.close_after);
-    h.add("Content-Type", content_type_for(relative));
+    h.add("Content-Type", mime.lookup(relative));
     h.add("Cache-Control", "no-store");
     h.add("X-Datapump-Upload", "in-progress");
     if (length) {
@@ -489,7 +489,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
     }
     if (cfg.writable) {
         if (auto uploading = followable_upload(s, cfg, req, relative)) {
-            return follow_response(req, relative, std::move(uploading), close);
+            return follow_response(req, relative, s.mime, std::move(uploading), close);
         }
     }
     // A directory asked for as one (the root, or a path ending in '/') is answered by its
@@ -574,7 +574,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
         return error_response(400, qos.error().what, close);
     }
     auto h = base_head(plan.status);
-    h.add("Content-Type", content_type_for(relative));
+    h.add("Content-Type", s.mime.lookup(relative));
     h.add("Content-Length", plan.length);
     if (partial) {
         h.add("Content-Range", content_range(range.first, range.last, info.size));

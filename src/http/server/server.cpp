@@ -22,6 +22,8 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <future>
 #include <latch>
 
@@ -376,6 +378,27 @@ stream::stream_table& server::streams_table() { return state_->table; }
 
 namespace {
 
+// Adds `file` (mime.types format) to the built-in table; empty: the built-in table only. A file
+// that cannot be read is logged and left out: a Content-Type is never worth refusing to serve.
+void load_mime_types(http::mime_types& mime, const std::string& file) {
+    if (file.empty()) {
+        return;
+    }
+    constexpr std::streamsize most = std::streamsize{16} << 20;  // Debian's is 60 KB
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream text;
+    if (in) {
+        text << in.rdbuf();
+    }
+    if (!in || in.bad() || text.tellp() > most) {
+        spdlog::warn("content types: cannot read {} ({}); only the built-in table of {} types is used", file,
+                     in ? "larger than 16 MiB" : errno_text(errno), "media and web");
+        return;
+    }
+    const std::size_t added = mime.add_system(text.view());
+    spdlog::info("content types: the built-in table, and {} more extensions from {}", added, file);
+}
+
 // The open-file cache of a served root (null when off). Each kept file holds a descriptor: the
 // cache gets at most half of the descriptor limit, so that connections keep the other half.
 std::unique_ptr<fs::open_cache> make_open_cache(const server_config& config, bool loans_path,
@@ -495,6 +518,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
     if (!s->root_fd) {
         return fail_errno("open root");
     }
+    load_mime_types(s->mime, config.mime_types_file);
     if (config.writable) {
         if (config.upload_min_rate != 0 && config.upload_rate_window_ms == 0) {
             return fail(errc::invalid_argument, "an upload minimum rate needs a window to measure it over");

@@ -15,6 +15,7 @@
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/fs/open_cache.hpp"
 #include "datapump/fs/registry.hpp"
+#include "datapump/http/proto/mime.hpp"
 #include "datapump/http/server.hpp"
 #include "datapump/ingest/ingest.hpp"
 #include "datapump/io/event_loop.hpp"
@@ -155,6 +156,7 @@ struct server::state {
     std::unique_ptr<cache::file_cache> cache;
     fs::provider_instance instance;
     unique_fd root_fd;  // O_PATH, for directory listings
+    http::mime_types mime;  // the built-in table and config.mime_types_file's, read at start
     stream::stream_table table;
     stream::admission admission{0};
     // Paced streams run on rt: its VPs grant them credit (docs/daemon.md, "Pacing and admission").

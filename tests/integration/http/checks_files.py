@@ -198,6 +198,37 @@ def _(ctx):
                f"--send-path {ctx.factory.send_path})")
 
 
+@check("files/content-types-built-in-then-mime-types-file", nginx="skip: datapumpd's --mime-types-file")
+def _(ctx):
+    # The built-in table first (it wins: a system table's `ts` is Qt Linguist's), then the file.
+    root = ctx.tmp / "types"
+    root.mkdir(exist_ok=True)  # the same temp folder serves each variant of one run
+    names = ("seg-1.ts", "font.woff2", "my file.mpg", "report.odt", "notes.MD", "blob.xyz")
+    for name in names:
+        (root / name).write_bytes(b"x" * 10)
+    table = ctx.tmp / "mime.types"
+    table.write_text("# a test table\ntext/vnd.trolltech.linguist ts\n"
+                     "application/vnd.oasis.opendocument.text\todt\ntext/markdown md markdown\n")
+    want = {"seg-1.ts": "video/mp2t", "font.woff2": "font/woff2", "my file.mpg": "video/mpeg",
+            "report.odt": "application/vnd.oasis.opendocument.text", "notes.MD": "text/markdown",
+            "blob.xyz": "application/octet-stream"}
+    server = ctx.extra_server(["--mime-types-file", str(table)], root=root)
+    for name in names:
+        r = get(server, "/" + name)
+        expect(r.status == 200 and r.header("content-type") == want[name],
+               f"GET /{name} with --mime-types-file: {r.status} Content-Type {r.header('content-type')!r}, "
+               f"want {want[name]!r}")
+    # A file that cannot be read: the daemon serves with the built-in table and says why.
+    missing = ctx.tmp / "no-such-mime.types"
+    server = ctx.extra_server(["--mime-types-file", str(missing)], root=root)
+    r = get(server, "/report.odt")
+    expect(r.status == 200 and r.header("content-type") == "application/octet-stream",
+           f"GET /report.odt without a readable table: {r.status} {r.header('content-type')!r}")
+    r = get(server, "/font.woff2")
+    expect(r.header("content-type") == "font/woff2", f"GET /font.woff2: {r.header('content-type')!r}")
+    expect(f"cannot read {missing}" in server.log_tail(), f"no warning about {missing}:\n{server.log_tail()}")
+
+
 # ----- ranges ---------------------------------------------------------------------------------
 
 DATA = "/data.bin"

@@ -69,6 +69,7 @@ TEST(option_table, reloadability_is_the_servers_attribute) {
         "admin_listen", "insecure_writable",
         "max_uploads",  "open_file_cache",
         "open_file_cache_valid_ms", "direct_min_size",
+        "mime_types_file",
     };
     std::set<std::string> fixed;
     for (const std::string_view key : option_keys()) {

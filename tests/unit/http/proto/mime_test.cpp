@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace datapump::http {
 namespace {
 
@@ -45,6 +47,10 @@ TEST(mime, table) {
         {"a.bin", "application/octet-stream"},
         {"a.vtt", "text/vtt; charset=utf-8"},
         {"a.m4s", "video/iso.segment"},
+        {"my file.mpg", "video/mpeg"},
+        {"a.mpeg", "video/mpeg"},
+        {"font.woff2", "font/woff2"},
+        {"font.woff", "font/woff"},
     };
     for (const auto& [path, type] : cases) {
         EXPECT_EQ(content_type_for(path), type) << path;
@@ -72,6 +78,57 @@ TEST(mime, unknown_is_octet_stream) {
     EXPECT_EQ(content_type_for("a.mp4x"), "application/octet-stream");
     EXPECT_EQ(content_type_for("a.mpeg4"), "application/octet-stream");
     EXPECT_EQ(content_type_for("dir/"), "application/octet-stream");
+}
+
+// A system table in mime.types format fills in what the built-in one does not name.
+TEST(mime_types, a_system_table_adds_the_extensions_the_built_in_one_lacks) {
+    mime_types m;
+    EXPECT_EQ(m.lookup("report.odt"), "application/octet-stream");  // built-in only
+    const std::size_t added = m.add_system(
+        "# comment line\n"
+        "\n"
+        "application/vnd.oasis.opendocument.text\todt\n"
+        "text/x-markdown  md markdown   # a trailing comment\r\n"
+        "application/x-no-extension\n"
+        "image/x-tga\tTGA\n");
+    EXPECT_EQ(added, 4U);
+    EXPECT_EQ(m.system_entries(), 4U);
+    EXPECT_EQ(m.lookup("docs/report.odt"), "application/vnd.oasis.opendocument.text");
+    EXPECT_EQ(m.lookup("README.MarkDown"), "text/x-markdown");
+    EXPECT_EQ(m.lookup("a.md"), "text/x-markdown");
+    EXPECT_EQ(m.lookup("sprite.tga"), "image/x-tga");  // extensions compare case-insensitively
+    EXPECT_EQ(m.lookup("a.unknown"), "application/octet-stream");
+    EXPECT_EQ(m.lookup("no-extension"), "application/octet-stream");
+}
+
+// The built-in table wins: Debian's /etc/mime.types names `ts` as Qt Linguist's, which would break
+// HLS segments; the first line naming an extension wins among the system's.
+TEST(mime_types, the_built_in_table_wins_and_the_first_system_line_wins) {
+    mime_types m;
+    m.add_system("text/vnd.trolltech.linguist ts\n"
+                 "text/html html htm\n"
+                 "application/x-first dup\n"
+                 "application/x-second dup\n");
+    EXPECT_EQ(m.lookup("seg-1.ts"), "video/mp2t");
+    EXPECT_EQ(m.lookup("index.html"), "text/html; charset=utf-8");
+    EXPECT_EQ(m.lookup("a.dup"), "application/x-first");
+}
+
+// Lines a hostile or broken file may hold are skipped, never taken half.
+TEST(mime_types, malformed_lines_are_skipped) {
+    mime_types m;
+    const std::string long_ext(33, 'x');
+    const std::size_t added = m.add_system("notatype abc\n"
+                                           "/slash-first abc\n"
+                                           "two/slash/es abc\n"
+                                           "bad type/ok abc\n"
+                                           "text/ok " + long_ext + " ok1 bad/ext ok2\n"
+                                           "text/semi;colon abc\n");
+    EXPECT_EQ(added, 2U);
+    EXPECT_EQ(m.lookup("a.abc"), "application/octet-stream");
+    EXPECT_EQ(m.lookup("a." + long_ext), "application/octet-stream");
+    EXPECT_EQ(m.lookup("a.ok1"), "text/ok");
+    EXPECT_EQ(m.lookup("a.ok2"), "text/ok");
 }
 
 }  // namespace
