@@ -159,6 +159,11 @@ struct server_config {
     // user's default; datapumpd's is /etc/mime.types, from Debian's media-types). A file that
     // cannot be read is logged and the built-in table serves alone.
     std::string mime_types_file;
+    // Browsers on other origins (CORS; docs/daemon.md, "Pages on other origins"): "*" (any page
+    // may read the files: public media), a comma-separated list of origins
+    // ("https://player.example.com,http://localhost:3000"), or empty or "none" (off: no CORS header, an
+    // OPTIONS gets 405). For GET, HEAD and their preflight OPTIONS on the public listeners.
+    std::string cors_origins;
     bool access_log = true;
     // Uploads (docs/daemon.md, "Uploads"): PUT and DELETE are refused (405) unless writable.
     bool writable = false;

@@ -190,6 +190,11 @@ template <auto Member>
 std::string show_text(const daemon_config& c) {
     return c.*Member;
 }
+// An empty text shown as "none" (which the setting reads back as empty).
+template <auto Member>
+std::string show_or_none(const daemon_config& c) {
+    return (c.*Member).empty() ? std::string("none") : c.*Member;
+}
 // --help hides tokens.
 template <auto Member>
 std::string show_token(const daemon_config& c) {
@@ -575,6 +580,14 @@ constexpr auto options = std::to_array<option_spec>({
      .doc = "a file in mime.types format (a type, then its extensions, per line) giving the Content-Type of every extension the built-in table of media and web types does not name; the built-in table wins where both name one (`ts` stays `video/mp2t`); a file that cannot be read is logged and the built-in table serves alone; `\"\"`: the built-in table only (see \"Content types\")",
      .apply = set_text<&daemon_config::mime_types_file>,
      .show = show_text<&daemon_config::mime_types_file>},
+    {.key = "cors_origins",
+     .value_name = "ORIGINS",
+     .members = "cors_origins",
+     .help = "pages on these origins may read the files: * (any), or a comma-separated list such as https://a.example,https://b.example (none: off)",
+     .doc_default = "none",
+     .doc = "web pages on these origins may read the files (CORS, for players such as hls.js or dash.js on another site): `*` for any origin (public media), or a comma-separated list of origins (`scheme://host[:port]`, as the browser sends them); their `GET` and `HEAD` answers carry `Access-Control-Allow-Origin` and expose `Content-Range`, `Accept-Ranges`, `Content-Length`, and their preflight `OPTIONS` is answered `204`; `none` (or `\"\"`): no CORS header, `OPTIONS` gets 405 (see \"Pages on other origins\")",
+     .apply = set_text<&daemon_config::cors_origins>,
+     .show = show_or_none<&daemon_config::cors_origins>},
     {.key = "grace_ms",
      .value_name = "N",
      .members = "",

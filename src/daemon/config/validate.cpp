@@ -1,6 +1,8 @@
 // validate_config: the checks that need several options at once, or the file system.
 #include "config/config.hpp"
 
+#include "datapump/http/proto/cors.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -182,6 +184,13 @@ problem check_rates(const daemon_config& c) {
     return std::nullopt;
 }
 
+problem check_cors(const daemon_config& c) {
+    if (auto policy = http::parse_cors_origins(c.cors_origins); !policy) {
+        return "--cors-origins (cors_origins): " + policy.error();
+    }
+    return std::nullopt;
+}
+
 problem check_rt(const daemon_config& c) {
     if (c.rt_vps > max_loops) {
         return "--rt-vps (rt_vps): " + std::to_string(c.rt_vps) + " is out of range; give 0 (one per CPU) to 256";
@@ -281,6 +290,7 @@ std::string validate_config(const daemon_config& c) {
         check_provider(c),
         check_arena(c),
         check_rates(c),
+        check_cors(c),
         check_rt(c),
         check_uploads(c),
         check_nonzero(c.max_connections, "--max-connections (max_connections)"),

@@ -4,6 +4,7 @@
 
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
+#include "datapump/http/proto/cors.hpp"
 #include "datapump/http/proto/mime.hpp"
 #include "datapump/http/proto/path.hpp"
 #include "datapump/http/proto/query.hpp"
@@ -796,6 +797,62 @@ response_plan error_response(int status, std::string_view detail, bool close) {
     return memory_response(status, "text/plain; charset=utf-8", error_body(status, detail), close);
 }
 
+// ---- Pages on other origins (CORS; docs/daemon.md) ----
+
+// The request headers a page on an allowed origin may send with its GETs.
+constexpr std::string_view cors_allowed_headers =
+    "Range, If-Range, If-None-Match, If-Modified-Since, X-Datapump-Rate, X-Datapump-Burst";
+
+// Adds `lines` ("Name: value\r\n"...) to a finished head, before its blank line.
+void add_head_lines(response_plan& plan, std::string_view lines) {
+    if (plan.head.size() >= 2) {
+        plan.head.insert(plan.head.size() - 2, lines);
+    }
+}
+
+// The CORS lines of a response to `req` under `policy`: Access-Control-Allow-Origin for an
+// allowed Origin, and Vary: Origin whenever the answer depends on it (a list, not "*").
+std::string cors_lines(const cors_policy& policy, const request& req, bool preflight) {
+    std::string lines;
+    if (!policy.any) {
+        lines += "Vary: Origin\r\n";
+    }
+    const std::string* origin = req.header("origin");
+    const std::string_view allow = origin == nullptr ? std::string_view{} : policy.allow_origin(*origin);
+    if (allow.empty()) {
+        return lines;
+    }
+    lines += "Access-Control-Allow-Origin: ";
+    lines += allow;
+    lines += "\r\n";
+    if (preflight) {
+        lines += "Access-Control-Allow-Methods: GET, HEAD\r\nAccess-Control-Allow-Headers: ";
+        lines += cors_allowed_headers;
+        lines += "\r\nAccess-Control-Max-Age: 86400\r\n";
+    } else {
+        lines += "Access-Control-Expose-Headers: Content-Range, Accept-Ranges, Content-Length, ETag\r\n";
+    }
+    return lines;
+}
+
+// A preflight (OPTIONS with Access-Control-Request-Method): 204 with the CORS lines when the
+// origin is allowed and the method is GET or HEAD, else 403 saying which.
+response_plan preflight_response(const cors_policy& policy, const request& req, bool close) {
+    const std::string* origin = req.header("origin");
+    if (origin == nullptr || policy.allow_origin(*origin).empty()) {
+        response_plan plan = error_response(403, "this origin may not read here (see --cors-origins)", close);
+        add_head_lines(plan, policy.any ? std::string_view{} : std::string_view{"Vary: Origin\r\n"});
+        return plan;
+    }
+    const std::string* asked = req.header("access-control-request-method");
+    if (asked == nullptr || (*asked != "GET" && *asked != "HEAD")) {
+        return error_response(403, "only GET and HEAD may be asked for from another origin", close);
+    }
+    response_plan plan = empty_response(204, close, {});
+    add_head_lines(plan, cors_lines(policy, req, true));
+    return plan;
+}
+
 response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin,
                     const stream::client_address& from) {
     server::state& s = *ctx.owner;
@@ -813,7 +870,19 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool
         if (control) {
             return capability_response(s, req, *target, keep_alive);
         }
-        return file_response(ctx, req, *target, keep_alive, from);
+        // A setting the library was given unchecked counts as off (datapumpd checks it at start).
+        const auto cors = parse_cors_origins(ctx.settings->cors_origins);
+        if (!cors || !cors->enabled()) {
+            return file_response(ctx, req, *target, keep_alive, from);
+        }
+        if (req.verb == method::options && req.header("access-control-request-method") != nullptr) {
+            return preflight_response(*cors, req, !keep_alive);
+        }
+        response_plan plan = file_response(ctx, req, *target, keep_alive, from);
+        if (is_get_or_head(req)) {
+            add_head_lines(plan, cors_lines(*cors, req, false));
+        }
+        return plan;
     }
     if (metrics) {
         if (!is_get_or_head(req)) {

@@ -229,6 +229,57 @@ def _(ctx):
     expect(f"cannot read {missing}" in server.log_tail(), f"no warning about {missing}:\n{server.log_tail()}")
 
 
+@check("files/cors-for-pages-on-other-origins", nginx="skip: datapumpd's --cors-origins")
+def _(ctx):
+    # Off by default: no CORS header, a preflight gets 405.
+    page = "https://player.example.com"
+    r = get(ctx.server, DATA, {"Origin": page, "Range": "bytes=0-9"})
+    expect(r.status == 206 and r.header("access-control-allow-origin") is None,
+           f"GET with Origin and no --cors-origins: {r.status} ACAO {r.header('access-control-allow-origin')!r}")
+    pre = {"Origin": page, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "range"}
+    r = fetch(ctx.server, "OPTIONS", DATA, pre)
+    expect(r.status == 405, f"a preflight without --cors-origins: {r.status}, want 405")
+
+    # A list: the matched origin (the configured spelling), Vary: Origin on every answer.
+    server = ctx.extra_server(["--cors-origins", "https://Player.Example.com,http://localhost:3000"])
+    r = get(server, DATA, {"Origin": page, "Range": "bytes=0-9"})
+    expect(r.status == 206 and r.header("access-control-allow-origin") == page and
+           "Content-Range" in (r.header("access-control-expose-headers") or "") and r.header("vary") == "Origin",
+           f"GET from {page}: {r.status} ACAO {r.header('access-control-allow-origin')!r} expose "
+           f"{r.header('access-control-expose-headers')!r} Vary {r.header('vary')!r}")
+    expect(r.body == ctx.fx.data(DATA)[:10], "GET from an allowed origin: the range's bytes")
+    r = get(server, "/no-such-file", {"Origin": page})
+    expect(r.status == 404 and r.header("access-control-allow-origin") == page,
+           f"404 to an allowed origin carries ACAO (a player must see the status): {r.status} "
+           f"{r.header('access-control-allow-origin')!r}")
+    r = get(server, DATA, {"Origin": "https://evil.example", "Range": "bytes=0-9"})
+    expect(r.status == 206 and r.header("access-control-allow-origin") is None and r.header("vary") == "Origin",
+           f"GET from another origin: ACAO {r.header('access-control-allow-origin')!r}, Vary {r.header('vary')!r}")
+    r = fetch(server, "OPTIONS", DATA, pre)
+    expect(r.status == 204 and r.header("access-control-allow-origin") == page and
+           r.header("access-control-allow-methods") == "GET, HEAD" and
+           "Range" in (r.header("access-control-allow-headers") or "") and
+           r.header("access-control-max-age") == "86400",
+           f"a preflight from {page}: {r.status} {r.headers}")
+    r = fetch(server, "OPTIONS", DATA, {**pre, "Origin": "https://evil.example"})
+    expect(r.status == 403 and r.header("access-control-allow-origin") is None,
+           f"a preflight from another origin: {r.status} ACAO {r.header('access-control-allow-origin')!r}, want 403")
+    r = fetch(server, "OPTIONS", DATA, {**pre, "Access-Control-Request-Method": "PUT"})
+    expect(r.status == 403, f"a preflight asking for PUT: {r.status}, want 403")
+
+    # "*": any page, no Vary.
+    server = ctx.extra_server(["--cors-origins", "*"])
+    r = fetch(server, "HEAD", DATA, {"Origin": "http://anything.example:8000"})
+    expect(r.status == 200 and r.header("access-control-allow-origin") == "*" and r.header("vary") is None,
+           f"HEAD with --cors-origins '*': {r.status} ACAO {r.header('access-control-allow-origin')!r} "
+           f"Vary {r.header('vary')!r}")
+
+    # A bad list is refused at start, naming the entry.
+    out = run([ctx.factory.binary, "--check-config", "--cors-origins", "https://a.example/path"], 10)
+    expect(out.returncode == 2 and "'https://a.example/path' is not an origin" in out.stderr.decode(),
+           f"--check-config with a path in --cors-origins: exit {out.returncode}, {out.stderr[-300:]!r}")
+
+
 # ----- ranges ---------------------------------------------------------------------------------
 
 DATA = "/data.bin"

@@ -567,6 +567,11 @@ TEST_F(config_test, validation_errors_name_the_option_and_the_fix) {
     ASSERT_TRUE(parse({"--default-rate", "5M", "--max-rate", "0"}).run());
     ASSERT_TRUE(parse({"--default-rate", "0", "--max-rate", "1M"}).run());
     EXPECT_TRUE(contains(error_of({"--log-level", "loud"}), "unknown level 'loud'"));
+    message = error_of({"--cors-origins", "https://a.example,https://b.example/player"});
+    EXPECT_TRUE(contains(message, "--cors-origins (cors_origins): 'https://b.example/player' is not an origin"))
+        << message;
+    ASSERT_TRUE(parse({"--cors-origins", "https://a.example, http://localhost:3000"}).run());
+    ASSERT_TRUE(parse({"--cors-origins", "*"}).run());
     EXPECT_TRUE(contains(error_of({"--max-connections", "0"}), "--max-connections (max_connections): 0"));
     EXPECT_TRUE(contains(error_of({"--max-request-line", "20000"}), "larger than --max-header-bytes"));
 
