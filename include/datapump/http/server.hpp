@@ -164,6 +164,10 @@ struct server_config {
     // ("https://player.example.com,http://localhost:3000"), or empty or "none" (off: no CORS header, an
     // OPTIONS gets 405). For GET, HEAD and their preflight OPTIONS on the public listeners.
     std::string cors_origins;
+    // Caching headers of served files (docs/daemon.md, "Caching headers"): rules "PATTERN VALUE"
+    // separated by ';' (http::parse_cache_rules), the first whose glob matches the path giving
+    // Cache-Control (and Expires for a max-age); empty or "none": no rule (no such header).
+    std::string cache_control;
     bool access_log = true;
     // Uploads (docs/daemon.md, "Uploads"): PUT and DELETE are refused (405) unless writable.
     bool writable = false;

@@ -1,6 +1,7 @@
 // validate_config: the checks that need several options at once, or the file system.
 #include "config/config.hpp"
 
+#include "datapump/http/proto/cache_rules.hpp"
 #include "datapump/http/proto/cors.hpp"
 
 #include <arpa/inet.h>
@@ -191,6 +192,13 @@ problem check_cors(const daemon_config& c) {
     return std::nullopt;
 }
 
+problem check_cache_control(const daemon_config& c) {
+    if (auto rules = http::parse_cache_rules(c.cache_control); !rules) {
+        return "--cache-control (cache_control): " + rules.error();
+    }
+    return std::nullopt;
+}
+
 problem check_rt(const daemon_config& c) {
     if (c.rt_vps > max_loops) {
         return "--rt-vps (rt_vps): " + std::to_string(c.rt_vps) + " is out of range; give 0 (one per CPU) to 256";
@@ -291,6 +299,7 @@ std::string validate_config(const daemon_config& c) {
         check_arena(c),
         check_rates(c),
         check_cors(c),
+        check_cache_control(c),
         check_rt(c),
         check_uploads(c),
         check_nonzero(c.max_connections, "--max-connections (max_connections)"),

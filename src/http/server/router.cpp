@@ -4,6 +4,7 @@
 
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
+#include "datapump/http/proto/cache_rules.hpp"
 #include "datapump/http/proto/cors.hpp"
 #include "datapump/http/proto/mime.hpp"
 #include "datapump/http/proto/path.hpp"
@@ -853,6 +854,34 @@ response_plan preflight_response(const cors_policy& policy, const request& req, 
     return plan;
 }
 
+// ---- Caching headers (docs/daemon.md) ----
+
+// Cache-Control (and Expires for a max-age) of a file answer (200/206 with a file body, or 304)
+// whose path a rule matches. A setting the library was given unchecked counts as no rule.
+void add_cache_headers(response_plan& plan, const server_config& cfg, const request& req, std::string_view relative) {
+    if (cfg.cache_control.empty() || !is_get_or_head(req) || plan.follow != nullptr ||
+        !(plan.file != nullptr || plan.status == 304)) {
+        return;
+    }
+    const auto rules = parse_cache_rules(cfg.cache_control);
+    if (!rules) {
+        return;
+    }
+    std::string path = "/";
+    path += relative;
+    const cache_rule* rule = match_cache_rule(*rules, path);
+    if (rule == nullptr) {
+        return;
+    }
+    std::string lines = "Cache-Control: " + rule->value + "\r\n";
+    if (rule->max_age) {
+        constexpr std::uint64_t most = std::uint64_t{10} * 365 * 86400;  // a decade, as far as anyone caches
+        const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        lines += "Expires: " + http_date(now + static_cast<std::int64_t>(std::min(*rule->max_age, most))) + "\r\n";
+    }
+    add_head_lines(plan, lines);
+}
+
 response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin,
                     const stream::client_address& from) {
     server::state& s = *ctx.owner;
@@ -872,14 +901,13 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool
         }
         // A setting the library was given unchecked counts as off (datapumpd checks it at start).
         const auto cors = parse_cors_origins(ctx.settings->cors_origins);
-        if (!cors || !cors->enabled()) {
-            return file_response(ctx, req, *target, keep_alive, from);
-        }
-        if (req.verb == method::options && req.header("access-control-request-method") != nullptr) {
+        const bool cors_on = cors && cors->enabled();
+        if (cors_on && req.verb == method::options && req.header("access-control-request-method") != nullptr) {
             return preflight_response(*cors, req, !keep_alive);
         }
         response_plan plan = file_response(ctx, req, *target, keep_alive, from);
-        if (is_get_or_head(req)) {
+        add_cache_headers(plan, *ctx.settings, req, target->relative);
+        if (cors_on && is_get_or_head(req)) {
             add_head_lines(plan, cors_lines(*cors, req, false));
         }
         return plan;

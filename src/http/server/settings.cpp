@@ -42,6 +42,7 @@ constexpr bool program = false;
     X(direct_min_size, fixed, user)       \
     X(mime_types_file, fixed, user)       \
     X(cors_origins, live, user)           \
+    X(cache_control, live, user)          \
     X(access_log, live, user)             \
     X(writable, fixed, user)              \
     X(upload_token, live, user)           \

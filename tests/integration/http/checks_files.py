@@ -280,6 +280,37 @@ def _(ctx):
            f"--check-config with a path in --cors-origins: exit {out.returncode}, {out.stderr[-300:]!r}")
 
 
+@check("files/cache-control-by-path", nginx="skip: datapumpd's --cache-control")
+def _(ctx):
+    r = get(ctx.server, DATA)
+    expect(r.status == 200 and r.header("cache-control") is None and r.header("expires") is None,
+           f"GET without --cache-control: Cache-Control {r.header('cache-control')!r} Expires {r.header('expires')!r}")
+    rules = "*.txt no-cache; /sub/* max-age=60, public; * max-age=3600"
+    server = ctx.extra_server(["--cache-control", rules])
+    r = get(server, "/notes.txt")
+    expect(r.status == 200 and r.header("cache-control") == "no-cache" and r.header("expires") is None,
+           f"GET /notes.txt under {rules!r}: {r.status} {r.header('cache-control')!r} {r.header('expires')!r}")
+    r = get(server, "/sub/inner.txt")  # the first matching rule wins
+    expect(r.header("cache-control") == "no-cache", f"GET /sub/inner.txt: {r.header('cache-control')!r}")
+    r = get(server, DATA, {"Range": "bytes=0-9"})
+    expires = r.header("expires")
+    expect(r.status == 206 and r.header("cache-control") == "max-age=3600" and expires is not None,
+           f"GET {DATA} (206): {r.status} {r.header('cache-control')!r} Expires {expires!r}")
+    if expires:
+        ahead = (email.utils.parsedate_to_datetime(expires).timestamp() -
+                 email.utils.parsedate_to_datetime(r.header("date")).timestamp())
+        expect(3590 <= ahead <= 3610, f"Expires is {ahead:.0f} s after Date, want 3600")
+    r = get(server, DATA, {"If-None-Match": r.header("etag")})
+    expect(r.status == 304 and r.header("cache-control") == "max-age=3600",
+           f"a 304 carries the 200's Cache-Control: {r.status} {r.header('cache-control')!r}")
+    r = get(server, "/no-such-file")
+    expect(r.status == 404 and r.header("cache-control") == "no-store",
+           f"an error page keeps no-store: {r.status} {r.header('cache-control')!r}")
+    out = run([ctx.factory.binary, "--check-config", "--cache-control", "*.ts max-age=1d"], 10)
+    expect(out.returncode == 2 and "'*.ts max-age=1d' has a max-age that is not a number" in out.stderr.decode(),
+           f"--check-config with a bad max-age: exit {out.returncode}, {out.stderr[-300:]!r}")
+
+
 # ----- ranges ---------------------------------------------------------------------------------
 
 DATA = "/data.bin"

@@ -572,6 +572,9 @@ TEST_F(config_test, validation_errors_name_the_option_and_the_fix) {
         << message;
     ASSERT_TRUE(parse({"--cors-origins", "https://a.example, http://localhost:3000"}).run());
     ASSERT_TRUE(parse({"--cors-origins", "*"}).run());
+    message = error_of({"--cache-control", "*.m3u8 no-cache; *.ts"});
+    EXPECT_TRUE(contains(message, "--cache-control (cache_control): '*.ts' has no value")) << message;
+    ASSERT_TRUE(parse({"--cache-control", "*.m3u8 no-cache; * max-age=3600, public"}).run());
     EXPECT_TRUE(contains(error_of({"--max-connections", "0"}), "--max-connections (max_connections): 0"));
     EXPECT_TRUE(contains(error_of({"--max-request-line", "20000"}), "larger than --max-header-bytes"));
 
