@@ -473,6 +473,31 @@ response_plan client_refused(const stream::client_refusal& r, const stream::clie
                            {"Retry-After", "1"});
 }
 
+// The caching headers of a file answer (docs/daemon.md, "Caching headers"): the first rule of
+// `cache_control` whose glob matches "/" + `relative` gives Cache-Control, and Expires when it has
+// a max-age (capped at ten years). A setting the library was given unchecked counts as no rule.
+void add_cache_headers(response_head& h, const std::string& cache_control, std::string_view relative) {
+    if (cache_control.empty()) {
+        return;
+    }
+    const auto rules = parse_cache_rules(cache_control);
+    if (!rules) {
+        return;
+    }
+    std::string path = "/";
+    path += relative;
+    const cache_rule* rule = match_cache_rule(*rules, path);
+    if (rule == nullptr) {
+        return;
+    }
+    h.add("Cache-Control", std::string_view(rule->value));
+    if (rule->max_age) {
+        constexpr std::uint64_t most = std::uint64_t{10} * 365 * 86400;
+        const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        h.add("Expires", std::string_view(http_date(now + static_cast<std::int64_t>(std::min(*rule->max_age, most)))));
+    }
+}
+
 response_plan file_response(loop_context& ctx, const request& req, const target_path& target, bool keep_alive,
                             const stream::client_address& from) {
     server::state& s = *ctx.owner;
@@ -547,6 +572,9 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
         h.add("ETag", etag);
         h.add("Last-Modified", last_modified);
         h.add("Accept-Ranges", "bytes");
+        if (status != 416) {  // 200, 206, 304: the representation's caching headers
+            add_cache_headers(h, cfg.cache_control, relative);
+        }
         return h;
     };
     response_plan plan;
@@ -854,34 +882,6 @@ response_plan preflight_response(const cors_policy& policy, const request& req, 
     return plan;
 }
 
-// ---- Caching headers (docs/daemon.md) ----
-
-// Cache-Control (and Expires for a max-age) of a file answer (200/206 with a file body, or 304)
-// whose path a rule matches. A setting the library was given unchecked counts as no rule.
-void add_cache_headers(response_plan& plan, const server_config& cfg, const request& req, std::string_view relative) {
-    if (cfg.cache_control.empty() || !is_get_or_head(req) || plan.follow != nullptr ||
-        !(plan.file != nullptr || plan.status == 304)) {
-        return;
-    }
-    const auto rules = parse_cache_rules(cfg.cache_control);
-    if (!rules) {
-        return;
-    }
-    std::string path = "/";
-    path += relative;
-    const cache_rule* rule = match_cache_rule(*rules, path);
-    if (rule == nullptr) {
-        return;
-    }
-    std::string lines = "Cache-Control: " + rule->value + "\r\n";
-    if (rule->max_age) {
-        constexpr std::uint64_t most = std::uint64_t{10} * 365 * 86400;  // a decade, as far as anyone caches
-        const auto now = static_cast<std::int64_t>(std::time(nullptr));
-        lines += "Expires: " + http_date(now + static_cast<std::int64_t>(std::min(*rule->max_age, most))) + "\r\n";
-    }
-    add_head_lines(plan, lines);
-}
-
 response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin,
                     const stream::client_address& from) {
     server::state& s = *ctx.owner;
@@ -906,7 +906,6 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool
             return preflight_response(*cors, req, !keep_alive);
         }
         response_plan plan = file_response(ctx, req, *target, keep_alive, from);
-        add_cache_headers(plan, *ctx.settings, req, target->relative);
         if (cors_on && is_get_or_head(req)) {
             add_head_lines(plan, cors_lines(*cors, req, false));
         }

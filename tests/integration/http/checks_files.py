@@ -290,6 +290,9 @@ def _(ctx):
     r = get(server, "/notes.txt")
     expect(r.status == 200 and r.header("cache-control") == "no-cache" and r.header("expires") is None,
            f"GET /notes.txt under {rules!r}: {r.status} {r.header('cache-control')!r} {r.header('expires')!r}")
+    r = fetch(server, "HEAD", "/notes.txt")
+    expect(r.status == 200 and r.header("cache-control") == "no-cache",
+           f"HEAD /notes.txt: {r.status} {r.header('cache-control')!r}")
     r = get(server, "/sub/inner.txt")  # the first matching rule wins; globs see the path from '/'
     expect(r.header("cache-control") == "max-age=60, public", f"GET /sub/inner.txt: {r.header('cache-control')!r}")
     r = get(server, DATA, {"Range": "bytes=0-9"})
