@@ -144,6 +144,10 @@ struct server_config {
     std::uint32_t max_header_bytes = 16384;
     std::uint32_t max_request_line = 8192;
     bool directory_listing = false;
+    // Precompressed siblings (docs/daemon.md, "Precompressed files"; nginx's gzip_static): a GET or
+    // HEAD of F from a client that accepts br (gzip) gets F.br (F.gz) when it exists, with
+    // Content-Encoding and F's Content-Type; every file answer then carries Vary: Accept-Encoding.
+    bool precompressed = false;
     // Open files kept between requests (fs::open_cache; docs/daemon.md, "Open-file cache"): at
     // most this many (0: none, every request opens its file), each opened anew after
     // open_file_cache_valid_ms at the latest. Capped at start to half the descriptor limit.

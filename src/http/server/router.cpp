@@ -4,6 +4,7 @@
 
 #include "datapump/base/internal/log.hpp"
 #include "datapump/http/proto/log_escape.hpp"
+#include "datapump/http/proto/accept_encoding.hpp"
 #include "datapump/http/proto/cache_rules.hpp"
 #include "datapump/http/proto/cors.hpp"
 #include "datapump/http/proto/mime.hpp"
@@ -28,6 +29,7 @@
 #include <cerrno>
 #include <ctime>
 #include <functional>
+#include <array>
 #include <optional>
 #include <variant>
 
@@ -542,7 +544,28 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
         }
         relative = std::move(name);
     }
-    auto opened = index ? std::move(*index) : open_file(relative);
+    // A precompressed sibling (docs/daemon.md, "Precompressed files"), as nginx's gzip_static:
+    // brotli first, then gzip; the name, type and caching rules stay the file's.
+    std::string_view encoding;
+    std::string served = relative;
+    std::optional<result<std::shared_ptr<fs::file>>> sibling;
+    if (const std::string* accept = req.header("accept-encoding"); cfg.precompressed && accept != nullptr) {
+        constexpr std::array<std::pair<std::string_view, std::string_view>, 2> codings{
+            {{"br", ".br"}, {"gzip", ".gz"}}};
+        for (const auto& [coding, suffix] : codings) {
+            if (!accepts_coding(*accept, coding)) {
+                continue;
+            }
+            std::string name = relative + std::string(suffix);
+            if (auto found = open_file(name)) {
+                sibling.emplace(std::move(found));
+                encoding = coding;
+                served = std::move(name);
+                break;
+            }
+        }
+    }
+    auto opened = sibling ? std::move(*sibling) : index ? std::move(*index) : open_file(relative);
     if (!opened) {
         if (opened.error().sys == ENAMETOOLONG) {
             return error_response(414, "a name in the path is longer than the file system allows", close);
@@ -572,6 +595,9 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
         h.add("ETag", etag);
         h.add("Last-Modified", last_modified);
         h.add("Accept-Ranges", "bytes");
+        if (cfg.precompressed) {
+            h.add("Vary", "Accept-Encoding");
+        }
         if (status != 416) {  // 200, 206, 304: the representation's caching headers
             add_cache_headers(h, cfg.cache_control, relative);
         }
@@ -605,6 +631,9 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
     }
     auto h = base_head(plan.status);
     h.add("Content-Type", s.mime.lookup(relative));
+    if (!encoding.empty()) {
+        h.add("Content-Encoding", encoding);
+    }
     h.add("Content-Length", plan.length);
     if (partial) {
         h.add("Content-Range", content_range(range.first, range.last, info.size));
@@ -619,7 +648,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
     auto admitted = stream::open(s.stream_parts(), {.from = from,
                                                     .rate = qos->first,
                                                     .burst = qos->second,
-                                                    .file = "/" + relative,
+                                                    .file = "/" + served,
                                                     .start = plan.start,
                                                     .length = plan.length,
                                                     .file_size = info.size,

@@ -37,6 +37,7 @@ constexpr bool program = false;
     X(max_header_bytes, live, user)       \
     X(max_request_line, live, user)       \
     X(directory_listing, live, user)      \
+    X(precompressed, live, user)          \
     X(open_file_cache, fixed, user)       \
     X(open_file_cache_valid_ms, fixed, user) \
     X(direct_min_size, fixed, user)       \

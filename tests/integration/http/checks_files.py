@@ -314,6 +314,43 @@ def _(ctx):
            f"--check-config with a bad max-age: exit {out.returncode}, {out.stderr[-300:]!r}")
 
 
+@check("files/precompressed-siblings", nginx="skip: datapumpd's --precompressed")
+def _(ctx):
+    root = ctx.tmp / "precompressed"
+    root.mkdir(exist_ok=True)
+    plain, gz, br = b"console.log('plain');\n" * 40, b"GZ-BYTES" * 30, b"BR-BYTES" * 20
+    (root / "app.js").write_bytes(plain)
+    (root / "app.js.gz").write_bytes(gz)
+    (root / "app.js.br").write_bytes(br)
+    (root / "only.css.gz").write_bytes(gz)
+    server = ctx.extra_server([], root=root)  # off by default: the file as it is
+    r = get(server, "/app.js", {"Accept-Encoding": "gzip, br"})
+    expect(r.status == 200 and r.body == plain and r.header("content-encoding") is None and r.header("vary") is None,
+           f"GET /app.js without --precompressed: {r.status} {r.header('content-encoding')!r} {r.header('vary')!r}")
+
+    server = ctx.extra_server(["--precompressed"], root=root)
+    cases = [({}, plain, None), ({"Accept-Encoding": "gzip, deflate, br"}, br, "br"),
+             ({"Accept-Encoding": "gzip"}, gz, "gzip"), ({"Accept-Encoding": "br;q=0, gzip"}, gz, "gzip"),
+             ({"Accept-Encoding": "identity;q=1, *;q=0"}, plain, None)]
+    for headers, body, coding in cases:
+        r = get(server, "/app.js", headers)
+        expect(r.status == 200 and r.body == body and r.header("content-encoding") == coding and
+               r.header("content-type") == "text/javascript" and r.header("vary") == "Accept-Encoding" and
+               r.header("content-length") == str(len(body)),
+               f"GET /app.js {headers}: {r.status} Content-Encoding {r.header('content-encoding')!r} type "
+               f"{r.header('content-type')!r} Vary {r.header('vary')!r} length {r.header('content-length')}, "
+               f"want {coding!r} and {len(body)} bytes")
+    r = get(server, "/app.js", {"Accept-Encoding": "br", "Range": "bytes=2-9"})
+    expect(r.status == 206 and r.body == br[2:10] and r.header("content-encoding") == "br" and
+           r.header("content-range") == f"bytes 2-9/{len(br)}",
+           f"a range of the br sibling: {r.status} {r.header('content-range')!r} {r.body[:20]!r}")
+    r = get(server, "/only.css", {"Accept-Encoding": "gzip"})
+    expect(r.status == 200 and r.body == gz and r.header("content-type") == "text/css",
+           f"GET /only.css (only its .gz exists) accepting gzip: {r.status} {r.header('content-type')!r}")
+    r = get(server, "/only.css")
+    expect(r.status == 404, f"GET /only.css without gzip: {r.status}, want 404")
+
+
 # ----- ranges ---------------------------------------------------------------------------------
 
 DATA = "/data.bin"
