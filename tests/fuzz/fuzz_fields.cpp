@@ -1,8 +1,12 @@
 // libFuzzer target: the field-level pieces of http_proto on arbitrary text — Range evaluation,
 // HTTP dates, path decoding and encoding, query parameters, rates, conditional requests, MIME
-// lookup. The first byte picks the piece; the rest is the text. Each call is checked against the
+// lookup; and the newer header and setting parsers: Accept-Encoding, CORS origins, caching rules, a
+// mime.types table. The first byte picks the piece; the rest is the text. Each call is checked against the
 // promises its header makes (ranges inside the file, dates that round-trip, decoded paths that
 // cannot leave the root, ...).
+#include "datapump/http/proto/accept_encoding.hpp"
+#include "datapump/http/proto/cache_rules.hpp"
+#include "datapump/http/proto/cors.hpp"
 #include "datapump/http/proto/mime.hpp"
 #include "datapump/http/proto/path.hpp"
 #include "datapump/http/proto/query.hpp"
@@ -136,6 +140,44 @@ void fuzz_conditions(std::string_view text) {
     }
 }
 
+bool has_control_byte(std::string_view s) {
+    for (const char c : s) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Accept-Encoding from a client, and the settings' parsers: whatever they take, what they give
+// back to go into a response head has no control byte (no header injection).
+void fuzz_codings_and_settings(std::string_view text) {
+    static_cast<void>(accepts_coding(text, "br"));
+    static_cast<void>(accepts_coding(text, "gzip"));
+    check(!accepts_coding({}, "gzip"), "no header accepts no coding");
+    if (auto cors = parse_cors_origins(text)) {
+        const std::string_view allowed = cors->allow_origin(text);
+        check(!has_control_byte(allowed), "an allowed origin has no control byte");
+        for (const std::string& o : cors->origins) {
+            check(!has_control_byte(o) && o.find(',') == std::string::npos, "a parsed origin is one clean token");
+        }
+    }
+    if (auto rules = parse_cache_rules(text)) {
+        for (const cache_rule& r : *rules) {
+            check(!r.value.empty() && !has_control_byte(r.value) && !has_control_byte(r.pattern),
+                  "a caching rule's value is printable");
+        }
+        static_cast<void>(match_cache_rule(*rules, "/a/b.ts"));
+    }
+    mime_types table;
+    table.add_system(text);
+    for (const std::string_view name : {"a.odt", "a.ts", "a.md", "a.x"}) {
+        const std::string_view type = table.lookup(name);
+        check(!type.empty() && !has_control_byte(type) && type.find(' ') == std::string_view::npos,
+              "a looked-up type is one printable token");
+    }
+}
+
 }  // namespace
 
 // NOLINTNEXTLINE(readability-identifier-naming): the entry point libFuzzer calls, by its name.
@@ -144,7 +186,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     }
     const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-    switch (data[0] % 6) {
+    switch (data[0] % 8) {
         case 0:
             fuzz_range(text);
             break;
@@ -159,6 +201,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             break;
         case 4:
             fuzz_conditions(text);
+            break;
+        case 6:
+        case 7:
+            fuzz_codings_and_settings(text);
             break;
         default:
             static_cast<void>(content_type_for(text));
