@@ -1,19 +1,11 @@
 #include "datapump/http/proto/accept_encoding.hpp"
 
+#include "text.hpp"
+
 #include <algorithm>
 
 namespace datapump::http {
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 bool same_token(std::string_view a, std::string_view b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -27,7 +19,7 @@ bool same_token(std::string_view a, std::string_view b) {
 bool weight_above_zero(std::string_view params) {
     while (!params.empty()) {
         const std::size_t semi = params.find(';');
-        const std::string_view p = trim(params.substr(0, semi));
+        const std::string_view p = text::trim_ows(params.substr(0, semi));
         params = semi == std::string_view::npos ? std::string_view{} : params.substr(semi + 1);
         if (p.size() < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=') {
             continue;
@@ -52,10 +44,10 @@ bool accepts_coding(std::string_view header, std::string_view coding) {
     bool star_ok = false;
     while (!header.empty()) {
         const std::size_t comma = header.find(',');
-        const std::string_view entry = trim(header.substr(0, comma));
+        const std::string_view entry = text::trim_ows(header.substr(0, comma));
         header = comma == std::string_view::npos ? std::string_view{} : header.substr(comma + 1);
         const std::size_t semi = entry.find(';');
-        const std::string_view token = trim(entry.substr(0, semi));
+        const std::string_view token = text::trim_ows(entry.substr(0, semi));
         const std::string_view params = semi == std::string_view::npos ? std::string_view{} : entry.substr(semi + 1);
         if (same_token(token, coding) || (same_token(coding, "gzip") && same_token(token, "x-gzip"))) {
             named = true;

@@ -1,5 +1,7 @@
 #include "datapump/http/proto/cache_rules.hpp"
 
+#include "text.hpp"
+
 #include <fnmatch.h>
 
 #include <algorithm>
@@ -8,16 +10,6 @@
 
 namespace datapump::http {
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 bool printable(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
@@ -37,7 +29,7 @@ std::expected<std::optional<std::uint64_t>, bool> max_age_of(std::string_view va
     std::string_view rest = value;
     while (!rest.empty()) {
         const std::size_t comma = rest.find(',');
-        const std::string_view directive = trim(rest.substr(0, comma));
+        const std::string_view directive = text::trim_ows(rest.substr(0, comma));
         rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
         constexpr std::string_view key = "max-age=";
         if (directive.size() >= key.size() &&
@@ -59,19 +51,19 @@ std::expected<std::optional<std::uint64_t>, bool> max_age_of(std::string_view va
 
 std::expected<std::vector<cache_rule>, std::string> parse_cache_rules(std::string_view text) {
     std::vector<cache_rule> rules;
-    if (trim(text).empty() || trim(text) == "none") {
+    if (text::trim_ows(text).empty() || text::trim_ows(text) == "none") {
         return rules;
     }
     while (true) {
         const std::size_t semi = text.find(';');
-        const std::string_view rule = trim(text.substr(0, semi));
+        const std::string_view rule = text::trim_ows(text.substr(0, semi));
         if (!rule.empty()) {
             const std::size_t blank = rule.find_first_of(" \t");
             if (blank == std::string_view::npos) {
                 return std::unexpected(refusal(rule, "has no value"));
             }
             const std::string_view pattern = rule.substr(0, blank);
-            const std::string_view value = trim(rule.substr(blank));
+            const std::string_view value = text::trim_ows(rule.substr(blank));
             if (!printable(pattern) || !printable(value)) {
                 return std::unexpected(refusal(rule, "has a control byte"));
             }

@@ -1,21 +1,13 @@
 #include "datapump/http/proto/cors.hpp"
 
+#include "text.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <utility>
 
 namespace datapump::http {
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 std::string lowercase(std::string_view s) {
     std::string out(s);
@@ -85,12 +77,12 @@ std::string_view cors_policy::allow_origin(std::string_view origin) const {
 
 std::expected<cors_policy, std::string> parse_cors_origins(std::string_view text) {
     cors_policy policy;
-    if (trim(text).empty() || trim(text) == "none") {
+    if (text::trim_ows(text).empty() || text::trim_ows(text) == "none") {
         return policy;
     }
     while (true) {
         const std::size_t comma = text.find(',');
-        const std::string_view entry = trim(text.substr(0, comma));
+        const std::string_view entry = text::trim_ows(text.substr(0, comma));
         if (entry == "*") {
             policy.any = true;
         } else {
