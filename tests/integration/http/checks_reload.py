@@ -44,7 +44,9 @@ def _(ctx):
     server = ctx.extra_server(["--config", str(conf)])
     data = ctx.fx.data(BIG)
     # 12 MiB at 2 MB/s: about 6 s, long enough to live through both reloads on a loaded machine.
-    bg = Background(ctx, server, BIG, "rate=2M", "reload-live")
+    # In 64 KiB pieces, so that no start-up burst (a second of the rate up to 1 MiB by default)
+    # shortens it.
+    bg = Background(ctx, server, BIG, "rate=2M&burst=65536", "reload-live")
     status, sid = bg.status_and_id()
     expect(status == 200 and sid, f"the paced download: status {status}, stream {sid}")
     expect(_listing(server) == 403, "directory listing is off before the reload")
