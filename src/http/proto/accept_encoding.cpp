@@ -7,13 +7,6 @@
 namespace datapump::http {
 namespace {
 
-bool same_token(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               const auto low = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-               return low(x) == low(y);
-           });
-}
-
 // The weight of one entry's parameters ("q=0.5"): 1 without a q, 0 when malformed. qvalue is
 // "0" ["." 0*3DIGIT] or "1" ["." 0*3("0")]; only whether it is above 0 matters here.
 bool weight_above_zero(std::string_view params) {
@@ -49,7 +42,7 @@ bool accepts_coding(std::string_view header, std::string_view coding) {
         const std::size_t semi = entry.find(';');
         const std::string_view token = text::trim_ows(entry.substr(0, semi));
         const std::string_view params = semi == std::string_view::npos ? std::string_view{} : entry.substr(semi + 1);
-        if (same_token(token, coding) || (same_token(coding, "gzip") && same_token(token, "x-gzip"))) {
+        if (text::iequals(token, coding) || (text::iequals(coding, "gzip") && text::iequals(token, "x-gzip"))) {
             named = true;
             named_ok = named_ok || weight_above_zero(params);
         } else if (token == "*") {

@@ -32,9 +32,7 @@ std::expected<std::optional<std::uint64_t>, bool> max_age_of(std::string_view va
         const std::string_view directive = text::trim_ows(rest.substr(0, comma));
         rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
         constexpr std::string_view key = "max-age=";
-        if (directive.size() >= key.size() &&
-            std::equal(key.begin(), key.end(), directive.begin(),
-                       [](char a, char b) { return a == (b >= 'A' && b <= 'Z' ? static_cast<char>(b - 'A' + 'a') : b); })) {
+        if (text::iequals(directive.substr(0, key.size()), key)) {
             const std::string_view digits = directive.substr(key.size());
             std::uint64_t n = 0;
             const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);

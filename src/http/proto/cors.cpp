@@ -9,12 +9,6 @@
 namespace datapump::http {
 namespace {
 
-std::string lowercase(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
 // host[:port]: a DNS name or IPv4 address (letters, digits, '-', '.'), or an IPv6 literal in
 // brackets, then an optional port of 1 to 5 digits.
 bool valid_authority(std::string_view a) {
@@ -65,10 +59,7 @@ std::string_view cors_policy::allow_origin(std::string_view origin) const {
         return "*";
     }
     for (const std::string& o : origins) {
-        if (o.size() == origin.size() &&
-            std::equal(o.begin(), o.end(), origin.begin(), [](char a, char b) {
-                return a == std::tolower(static_cast<unsigned char>(b));
-            })) {
+        if (text::iequals(o, origin)) {
             return o;
         }
     }
@@ -86,7 +77,7 @@ std::expected<cors_policy, std::string> parse_cors_origins(std::string_view text
         if (entry == "*") {
             policy.any = true;
         } else {
-            const std::string lower = lowercase(entry);
+            const std::string lower = text::ascii_lowercase(entry);
             const std::string_view e = lower;
             const std::size_t sep = e.find("://");
             const std::string_view scheme = sep == std::string_view::npos ? std::string_view{} : e.substr(0, sep);

@@ -1,5 +1,7 @@
 #include "datapump/http/proto/mime.hpp"
 
+#include "text.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -72,8 +74,6 @@ std::string_view extension_of(std::string_view path) {
     return dot == std::string_view::npos ? std::string_view{} : name.substr(dot + 1);
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
 bool extension_byte(char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '_' || c == '.';
 }
@@ -99,7 +99,7 @@ std::string_view content_type_for(std::string_view path) {
     }
     std::array<char, longest_extension> low{};
     for (std::size_t i = 0; i < ext.size() && i < low.size(); ++i) {
-        low[i] = lower(ext[i]);
+        low[i] = text::ascii_lower(ext[i]);
     }
     const std::string_view key(low.data(), ext.size());
     for (const auto& [extension, type] : types) {
@@ -143,9 +143,7 @@ std::size_t mime_types::add_system(std::string_view text) {
             if (word.size() > longest_system_extension || !std::all_of(word.begin(), word.end(), extension_byte)) {
                 continue;
             }
-            std::string key(word);
-            std::transform(key.begin(), key.end(), key.begin(), lower);
-            if (system_.emplace(std::move(key), std::string(type)).second) {
+            if (system_.emplace(text::ascii_lowercase(word), std::string(type)).second) {
                 ++added;
             }
         }
@@ -162,9 +160,7 @@ std::string_view mime_types::lookup(std::string_view path) const {
     if (ext.empty() || ext.size() > longest_system_extension) {
         return octet_stream;
     }
-    std::string key(ext);
-    std::transform(key.begin(), key.end(), key.begin(), lower);
-    const auto it = system_.find(key);
+    const auto it = system_.find(text::ascii_lowercase(ext));
     return it == system_.end() ? octet_stream : std::string_view(it->second);
 }
 

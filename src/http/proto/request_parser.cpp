@@ -42,10 +42,8 @@ std::size_t saturating_add(std::size_t a, std::size_t b) {
     return a > std::numeric_limits<std::size_t>::max() - b ? std::numeric_limits<std::size_t>::max() : a + b;
 }
 
-char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
+using text::ascii_lower;
+using text::iequals;
 using text::is_ows;
 
 void trim_ows(std::string& s) {
@@ -100,12 +98,6 @@ bool split_target(request& req, bool is_connect) {
     req.path = path.empty() && !is_connect ? std::string("/") : std::string(path);
     req.query = std::string(field(UF_QUERY));
     return true;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return ascii_lower(x) == ascii_lower(y);
-           });
 }
 
 // RFC 9112 §6.1 and §6.3 on the Transfer-Encoding fields of a request, all of them in order:

@@ -475,20 +475,16 @@ response_plan client_refused(const stream::client_refusal& r, const stream::clie
                            {"Retry-After", "1"});
 }
 
-// The caching headers of a file answer (docs/daemon.md, "Caching headers"): the first rule of
-// `cache_control` whose glob matches "/" + `relative` gives Cache-Control, and Expires when it has
-// a max-age (capped at ten years). A setting the library was given unchecked counts as no rule.
-void add_cache_headers(response_head& h, const std::string& cache_control, std::string_view relative) {
-    if (cache_control.empty()) {
-        return;
-    }
-    const auto rules = parse_cache_rules(cache_control);
-    if (!rules) {
+// The caching headers of a file answer (docs/daemon.md, "Caching headers"): the first of `rules`
+// whose glob matches "/" + `relative` gives Cache-Control, and Expires when it has a max-age
+// (capped at ten years).
+void add_cache_headers(response_head& h, const std::vector<cache_rule>& rules, std::string_view relative) {
+    if (rules.empty()) {
         return;
     }
     std::string path = "/";
     path += relative;
-    const cache_rule* rule = match_cache_rule(*rules, path);
+    const cache_rule* rule = match_cache_rule(rules, path);
     if (rule == nullptr) {
         return;
     }
@@ -599,7 +595,7 @@ response_plan file_response(loop_context& ctx, const request& req, const target_
             h.add("Vary", "Accept-Encoding");
         }
         if (status != 416) {  // 200, 206, 304: the representation's caching headers
-            add_cache_headers(h, cfg.cache_control, relative);
+            add_cache_headers(h, ctx.rules->cache, relative);
         }
         return h;
     };
@@ -911,6 +907,17 @@ response_plan preflight_response(const cors_policy& policy, const request& req, 
     return plan;
 }
 
+std::shared_ptr<const answer_rules> make_answer_rules(const server_config& c) {
+    auto rules = std::make_shared<answer_rules>();
+    if (auto cors = parse_cors_origins(c.cors_origins)) {
+        rules->cors = std::move(*cors);
+    }
+    if (auto cache = parse_cache_rules(c.cache_control)) {
+        rules->cache = std::move(*cache);
+    }
+    return rules;
+}
+
 response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool admin,
                     const stream::client_address& from) {
     server::state& s = *ctx.owner;
@@ -928,15 +935,13 @@ response_plan route(loop_context& ctx, const request& req, bool keep_alive, bool
         if (control) {
             return capability_response(s, req, *target, keep_alive);
         }
-        // A setting the library was given unchecked counts as off (datapumpd checks it at start).
-        const auto cors = parse_cors_origins(ctx.settings->cors_origins);
-        const bool cors_on = cors && cors->enabled();
-        if (cors_on && req.verb == method::options && req.header("access-control-request-method") != nullptr) {
-            return preflight_response(*cors, req, !keep_alive);
+        const cors_policy& cors = ctx.rules->cors;
+        if (cors.enabled() && req.verb == method::options && req.header("access-control-request-method") != nullptr) {
+            return preflight_response(cors, req, !keep_alive);
         }
         response_plan plan = file_response(ctx, req, *target, keep_alive, from);
-        if (cors_on && is_get_or_head(req)) {
-            add_head_lines(plan, cors_lines(*cors, req, false));
+        if (cors.enabled() && is_get_or_head(req)) {
+            add_head_lines(plan, cors_lines(cors, req, false));
         }
         return plan;
     }

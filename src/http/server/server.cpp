@@ -391,8 +391,8 @@ void load_mime_types(http::mime_types& mime, const std::string& file) {
         text << in.rdbuf();
     }
     if (!in || in.bad() || text.tellp() > most) {
-        spdlog::warn("content types: cannot read {} ({}); only the built-in table of {} types is used", file,
-                     in ? "larger than 16 MiB" : errno_text(errno), "media and web");
+        spdlog::warn("content types: cannot read {} ({}); only the built-in table of media and web types is used", file,
+                     in ? "larger than 16 MiB" : errno_text(errno));
         return;
     }
     const std::size_t added = mime.add_system(text.view());
@@ -581,6 +581,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         }
     }
     const auto settings = std::make_shared<const server_config>(config);
+    const auto rules = make_answer_rules(config);
     auto started_root = std::make_shared<served_root>();
     started_root->path = config.root;
     started_root->instance = &s->instance;
@@ -593,6 +594,7 @@ result<std::unique_ptr<server>> server::start(const server_config& config) {
         ctx->owner = s.get();
         ctx->index = i;
         ctx->settings = settings;
+        ctx->rules = rules;
         ctx->root = started_root;
         for (std::size_t j = 0; j < addresses.size(); ++j) {
             auto& address = addresses[j];
@@ -831,6 +833,7 @@ result<void> server::reconfigure(const server_config& next) {
     }
     // Shared by every loop; the last request that holds it frees it (on its loop).
     std::shared_ptr<const server_config> settings = std::move(fresh);
+    std::shared_ptr<const answer_rules> rules = make_answer_rules(*settings);
     s.admission.set_capacity(settings->capacity);
     s.clients.set_config({.max_connections = settings->max_connections_per_ip,
                           .max_streams = settings->max_streams_per_ip,
@@ -839,8 +842,9 @@ result<void> server::reconfigure(const server_config& next) {
     auto applied = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(s.loops.size()));
     for (auto& ctx : s.loops) {
         loop_context* c = ctx.get();
-        c->loop->post([c, settings, root, applied] {
+        c->loop->post([c, settings, rules, root, applied] {
             c->settings = settings;
+            c->rules = rules;
             if (root) {
                 c->root = root;
             }

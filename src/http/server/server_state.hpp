@@ -15,6 +15,8 @@
 #include "datapump/cache/file_cache.hpp"
 #include "datapump/fs/open_cache.hpp"
 #include "datapump/fs/registry.hpp"
+#include "datapump/http/proto/cache_rules.hpp"
+#include "datapump/http/proto/cors.hpp"
 #include "datapump/http/proto/mime.hpp"
 #include "datapump/http/server.hpp"
 #include "datapump/ingest/ingest.hpp"
@@ -104,6 +106,15 @@ struct served_root {
     std::unique_ptr<fs::open_cache> files;
 };
 
+// The parsed forms of the settings a file answer's headers follow (CORS, caching rules), made
+// once per settings snapshot (make_answer_rules, router.cpp) instead of per request. A setting
+// the library was given unchecked counts as off (datapumpd checks both at start and reload).
+struct answer_rules {
+    http::cors_policy cors;
+    std::vector<http::cache_rule> cache;
+};
+[[nodiscard]] std::shared_ptr<const answer_rules> make_answer_rules(const server_config& c);
+
 struct loop_context {
     server::state* owner = nullptr;
     unsigned index = 0;
@@ -123,7 +134,8 @@ struct loop_context {
     // conf: the settings a request starting on this loop takes (server::reconfigure replaces
     // them, on this loop). Loop thread only, but for the start, before the loop runs.
     std::shared_ptr<const server_config> settings;
-    std::shared_ptr<const served_root> root;  // the same, for settings->root
+    std::shared_ptr<const answer_rules> rules;  // the same, parsed: settings->cors_origins, cache_control
+    std::shared_ptr<const served_root> root;    // the same, for settings->root
 
     // hostile network: after accept() failed (EMFILE...) the loop does not accept on any of its
     // listeners until the timer ends the pause; the guard keeps the spare descriptor and logs

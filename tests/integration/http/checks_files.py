@@ -229,6 +229,13 @@ def _(ctx):
     expect(f"cannot read {missing}" in server.log_tail(), f"no warning about {missing}:\n{server.log_tail()}")
 
 
+def _check_config_refuses(ctx, flag, value, said):
+    """`datapumpd --check-config FLAG VALUE` exits 2 and its stderr says `said`."""
+    out = run([ctx.factory.binary, "--check-config", flag, value], 10)
+    expect(out.returncode == 2 and said in out.stderr.decode(),
+           f"--check-config {flag} {value!r}: exit {out.returncode}, {out.stderr[-300:]!r}, want 2 and {said!r}")
+
+
 @check("files/cors-for-pages-on-other-origins", nginx="skip: datapumpd's --cors-origins")
 def _(ctx):
     # Off by default: no CORS header, a preflight gets 405.
@@ -275,9 +282,7 @@ def _(ctx):
            f"Vary {r.header('vary')!r}")
 
     # A bad list is refused at start, naming the entry.
-    out = run([ctx.factory.binary, "--check-config", "--cors-origins", "https://a.example/path"], 10)
-    expect(out.returncode == 2 and "'https://a.example/path' is not an origin" in out.stderr.decode(),
-           f"--check-config with a path in --cors-origins: exit {out.returncode}, {out.stderr[-300:]!r}")
+    _check_config_refuses(ctx, "--cors-origins", "https://a.example/path", "'https://a.example/path' is not an origin")
 
 
 @check("files/cache-control-by-path", nginx="skip: datapumpd's --cache-control")
@@ -309,9 +314,8 @@ def _(ctx):
     r = get(server, "/no-such-file")
     expect(r.status == 404 and r.header("cache-control") == "no-store",
            f"an error page keeps no-store: {r.status} {r.header('cache-control')!r}")
-    out = run([ctx.factory.binary, "--check-config", "--cache-control", "*.ts max-age=1d"], 10)
-    expect(out.returncode == 2 and "'*.ts max-age=1d' has a max-age that is not a number" in out.stderr.decode(),
-           f"--check-config with a bad max-age: exit {out.returncode}, {out.stderr[-300:]!r}")
+    _check_config_refuses(ctx, "--cache-control", "*.ts max-age=1d",
+                          "'*.ts max-age=1d' has a max-age that is not a number")
 
 
 @check("files/precompressed-siblings", nginx="skip: datapumpd's --precompressed")
